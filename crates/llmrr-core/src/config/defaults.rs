@@ -1,0 +1,84 @@
+//! Defaults as named constants in one place, and the built-in model catalog used when no
+//! config file is given: each provider whose API-key variable is set is registered with its
+//! current models and list prices (USD per million tokens).
+
+pub const LISTEN: &str = "127.0.0.1:8080";
+pub const STORE_URL: &str = "sqlite://data/llmrr.db";
+pub const MASTER_KEY_VAR: &str = "LLMRR_MASTER_KEY";
+pub const PROFILE_VAR: &str = "LLMRR_PROFILE";
+/// OpenAI's own limit for a request body is far larger, but a chat body over 32 MiB is almost
+/// surely a mistake (images should be URLs).
+pub const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+pub const REQUEST_TIMEOUT_SECS: f64 = 600.0;
+pub const SHUTDOWN_GRACE_SECS: f64 = 30.0;
+pub const CONNECT_TIMEOUT_SECS: f64 = 10.0;
+pub const LOG_BATCH_SIZE: usize = 512;
+pub const LOG_FLUSH_INTERVAL_MS: u64 = 250;
+pub const LOG_QUEUE_CAPACITY: usize = 16_384;
+pub const QUALITY: f64 = 0.5;
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Anthropic requires `max_tokens`; OpenAI clients often omit it.
+pub const ANTHROPIC_MAX_TOKENS: u32 = 4096;
+/// Profiles that may be named without being defined in the file.
+pub const KNOWN_PROFILES: [&str; 2] = ["development", "production"];
+
+pub struct CatalogEntry {
+    pub name: &'static str,
+    pub input_per_mtok: &'static str,
+    pub output_per_mtok: &'static str,
+    pub context_window: u32,
+    pub quality: f64,
+}
+
+pub struct CatalogProvider {
+    pub provider: &'static str,
+    pub key_var: &'static str,
+    pub base_url_var: &'static str,
+    pub base_url: &'static str,
+    pub models: &'static [CatalogEntry],
+}
+
+const fn entry(
+    name: &'static str,
+    input_per_mtok: &'static str,
+    output_per_mtok: &'static str,
+    context_window: u32,
+    quality: f64,
+) -> CatalogEntry {
+    CatalogEntry {
+        name,
+        input_per_mtok,
+        output_per_mtok,
+        context_window,
+        quality,
+    }
+}
+
+pub const CATALOG: [CatalogProvider; 2] = [
+    CatalogProvider {
+        provider: "openai",
+        key_var: "OPENAI_API_KEY",
+        base_url_var: "OPENAI_BASE_URL",
+        base_url: "https://api.openai.com/v1",
+        models: &[
+            entry("gpt-4o-mini", "0.15", "0.60", 128_000, 0.80),
+            entry("gpt-4o", "2.50", "10.00", 128_000, 0.90),
+            entry("gpt-4.1", "2.00", "8.00", 1_047_576, 0.92),
+            entry("gpt-4.1-mini", "0.40", "1.60", 1_047_576, 0.85),
+            entry("gpt-4.1-nano", "0.10", "0.40", 1_047_576, 0.75),
+            entry("text-embedding-3-small", "0.02", "0", 8_192, 0.80),
+            entry("text-embedding-3-large", "0.13", "0", 8_192, 0.90),
+        ],
+    },
+    CatalogProvider {
+        provider: "anthropic",
+        key_var: "ANTHROPIC_API_KEY",
+        base_url_var: "ANTHROPIC_BASE_URL",
+        base_url: "https://api.anthropic.com/v1",
+        models: &[
+            entry("claude-sonnet-4-5", "3.00", "15.00", 200_000, 0.94),
+            entry("claude-haiku-4-5", "1.00", "5.00", 200_000, 0.86),
+            entry("claude-opus-4-1", "15.00", "75.00", 200_000, 0.96),
+        ],
+    },
+];

@@ -1,0 +1,401 @@
+//! Reading the file, overlaying a profile, resolving env references, validating.
+
+use super::defaults as d;
+use super::raw::{RawConfig, RawModel};
+use super::resolved::*;
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the environment is read: the process's own, or a map in tests.
+pub enum Env {
+    Process,
+    Map(HashMap<String, String>),
+}
+
+impl Env {
+    pub fn get(&self, name: &str) -> Option<String> {
+        match self {
+            Env::Process => std::env::var(name).ok(),
+            Env::Map(m) => m.get(name).cloned(),
+        }
+        .filter(|v| !v.is_empty())
+    }
+}
+
+/// Where the config comes from.
+pub enum ConfigSource<'a> {
+    File(&'a Path),
+    Text { name: &'a str, toml: &'a str },
+    /// No file: built-in defaults plus the providers whose API-key variables are set.
+    Defaults,
+}
+
+/// Load and validate the config. `profile` wins over `LLMRR_PROFILE`.
+pub fn load(source: ConfigSource<'_>, profile: Option<&str>, env: &Env) -> Result<Config> {
+    let profile = profile
+        .map(str::to_owned)
+        .or_else(|| env.get(d::PROFILE_VAR));
+    let (source_name, mut tree) = match source {
+        ConfigSource::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::config(path.display().to_string(), format!("cannot read: {e}"))
+            })?;
+            (path.display().to_string(), parse_toml(&path.display().to_string(), &text)?)
+        }
+        ConfigSource::Text { name, toml } => (name.to_owned(), parse_toml(name, toml)?),
+        ConfigSource::Defaults => ("built-in defaults".to_owned(), toml::Table::new()),
+    };
+    let profiles = tree.remove("profiles");
+    if let Some(name) = &profile {
+        let overlay = match profiles.as_ref().and_then(|p| p.get(name)) {
+            Some(toml::Value::Table(t)) => Some(t.clone()),
+            Some(_) => {
+                return Err(Error::config(
+                    format!("profiles.{name}"),
+                    "must be a table",
+                ))
+            }
+            None if d::KNOWN_PROFILES.contains(&name.as_str()) => None,
+            None => {
+                return Err(Error::config(
+                    format!("profiles.{name}"),
+                    format!("profile `{name}` is not defined in {source_name}"),
+                ))
+            }
+        };
+        if let Some(overlay) = overlay {
+            merge(&mut tree, overlay);
+        }
+    }
+    let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+        let path = e.path().to_string();
+        Error::config(if path == "." { "config".into() } else { path }, e.inner().to_string())
+    })?;
+    let from_defaults = matches!(source, ConfigSource::Defaults);
+    resolve(raw, profile, source_name, from_defaults, env)
+}
+
+fn parse_toml(name: &str, text: &str) -> Result<toml::Table> {
+    text.parse::<toml::Table>()
+        .map_err(|e| Error::config(name, format!("invalid TOML: {}", e.message())))
+}
+
+/// Deep-merge `overlay` into `base`: tables merge key by key, anything else (arrays included)
+/// is replaced.
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+fn resolve(
+    raw: RawConfig,
+    profile: Option<String>,
+    source: String,
+    from_defaults: bool,
+    env: &Env,
+) -> Result<Config> {
+    let s = raw.server;
+    let listen_text = s.listen.as_deref().unwrap_or(d::LISTEN);
+    let listen = SocketAddr::from_str(listen_text).map_err(|_| {
+        Error::config(
+            "server.listen",
+            format!("`{listen_text}` is not an address like 127.0.0.1:8080"),
+        )
+    })?;
+    let master_key = match &s.master_key {
+        Some(r) => Some(secret_ref("server.master_key", r, env)?),
+        None => env.get(d::MASTER_KEY_VAR).map(Secret::new),
+    };
+    let require_master_key = s
+        .require_master_key
+        .unwrap_or(profile.as_deref() == Some("production"));
+    if master_key.is_none() && require_master_key {
+        return Err(Error::config(
+            "server.master_key",
+            format!(
+                "a master key is required{} but {} is not set",
+                profile
+                    .as_deref()
+                    .map(|p| format!(" by profile `{p}`"))
+                    .unwrap_or_default(),
+                d::MASTER_KEY_VAR
+            ),
+        ));
+    }
+    if master_key.is_none() && !listen.ip().is_loopback() {
+        return Err(Error::config(
+            "server.listen",
+            format!(
+                "`{listen}` is not a loopback address; without a master key llmrr only \
+                 binds loopback (set {})",
+                d::MASTER_KEY_VAR
+            ),
+        ));
+    }
+    let server = ServerConfig {
+        listen,
+        master_key,
+        require_master_key,
+        max_body_bytes: positive("server.max_body_bytes", s.max_body_bytes.unwrap_or(d::MAX_BODY_BYTES))?
+            as usize,
+        request_timeout: seconds(
+            "server.request_timeout_secs",
+            s.request_timeout_secs.unwrap_or(d::REQUEST_TIMEOUT_SECS),
+        )?,
+        shutdown_grace: seconds(
+            "server.shutdown_grace_secs",
+            s.shutdown_grace_secs.unwrap_or(d::SHUTDOWN_GRACE_SECS),
+        )?,
+    };
+
+    let st = raw.store;
+    let url = match st.url.as_deref() {
+        Some(r) if r.starts_with("env:") => secret_ref("store.url", r, env)?,
+        Some(r) => Secret::new(r),
+        None => Secret::new(d::STORE_URL),
+    };
+    let u = url.expose();
+    if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+        return Err(Error::config(
+            "store.url",
+            format!("`{}` must start with sqlite:// or postgres://", redact_url(u)),
+        ));
+    }
+    let store = StoreConfig {
+        display_url: redact_url(u),
+        url,
+        log_batch_size: positive("store.log_batch_size", st.log_batch_size.unwrap_or(d::LOG_BATCH_SIZE) as u64)?
+            as usize,
+        log_flush_interval: Duration::from_millis(positive(
+            "store.log_flush_interval_ms",
+            st.log_flush_interval_ms.unwrap_or(d::LOG_FLUSH_INTERVAL_MS),
+        )?),
+        log_queue_capacity: positive(
+            "store.log_queue_capacity",
+            st.log_queue_capacity.unwrap_or(d::LOG_QUEUE_CAPACITY) as u64,
+        )? as usize,
+    };
+
+    let raw_models = if from_defaults {
+        catalog_models(env)
+    } else {
+        raw.models
+    };
+    let mut models: Vec<ModelSpec> = Vec::with_capacity(raw_models.len());
+    for (i, m) in raw_models.into_iter().enumerate() {
+        let spec = resolve_model(i, m, env)?;
+        if models.iter().any(|o| o.name == spec.name) {
+            return Err(Error::config(
+                format!("models[{i}].name"),
+                format!("`{}` is defined twice", spec.name),
+            ));
+        }
+        models.push(spec);
+    }
+    Ok(Config {
+        profile,
+        source,
+        server,
+        store,
+        models,
+    })
+}
+
+fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
+    let at = |key: &str| format!("models[{i}].{key}");
+    if m.name.trim().is_empty() || m.name.chars().any(char::is_whitespace) {
+        return Err(Error::config(at("name"), format!("`{}` must be a non-empty name without spaces", m.name)));
+    }
+    let provider = match m.provider.as_str() {
+        "openai" => ProviderKind::OpenAi,
+        "anthropic" => ProviderKind::Anthropic,
+        other => {
+            return Err(Error::config(
+                at("provider"),
+                format!("`{other}` is not a provider (expected openai or anthropic)"),
+            ))
+        }
+    };
+    let base_url = match (&m.base_url, provider) {
+        (Some(u), _) => u.trim_end_matches('/').to_owned(),
+        (None, ProviderKind::OpenAi) => "https://api.openai.com/v1".to_owned(),
+        (None, ProviderKind::Anthropic) => "https://api.anthropic.com/v1".to_owned(),
+    };
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(Error::config(at("base_url"), format!("`{base_url}` must be an http:// or https:// URL")));
+    }
+    let api_key = m
+        .api_key
+        .as_deref()
+        .map(|r| secret_ref(&at("api_key"), r, env))
+        .transpose()?;
+    let quality = m.quality.unwrap_or(d::QUALITY);
+    if !(0.0..=1.0).contains(&quality) {
+        return Err(Error::config(at("quality"), format!("{quality} must be between 0 and 1")));
+    }
+    let pricing = Pricing {
+        input_per_mtok: money(&at("input_cost_per_mtok"), m.input_cost_per_mtok.as_ref())?,
+        output_per_mtok: money(&at("output_cost_per_mtok"), m.output_cost_per_mtok.as_ref())?,
+    };
+    let mut headers = Vec::with_capacity(m.headers.len());
+    for (name, value) in m.headers {
+        let key = at(&format!("headers.{name}"));
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(Error::config(key, "is not a valid HTTP header name"));
+        }
+        let value = if value.starts_with("env:") {
+            HeaderValueSpec::Secret(secret_ref(&key, &value, env)?)
+        } else {
+            HeaderValueSpec::Plain(value)
+        };
+        if http::HeaderValue::from_str(value.expose()).is_err() {
+            return Err(Error::config(key, "is not a valid HTTP header value"));
+        }
+        headers.push((name, value));
+    }
+    if let Some(0) = m.context_window {
+        return Err(Error::config(at("context_window"), "0 must be a positive token count"));
+    }
+    if let Some(0) = m.max_output_tokens {
+        return Err(Error::config(at("max_output_tokens"), "0 must be a positive token count"));
+    }
+    Ok(ModelSpec {
+        upstream_model: m.upstream_model.unwrap_or_else(|| m.name.clone()),
+        owned_by: m.owned_by.unwrap_or_else(|| provider.as_str().to_owned()),
+        name: Arc::from(m.name),
+        provider,
+        base_url,
+        api_key,
+        pricing,
+        context_window: m.context_window,
+        max_output_tokens: m.max_output_tokens,
+        quality,
+        headers,
+        organization: m.organization,
+        timeout: seconds(&at("timeout_secs"), m.timeout_secs.unwrap_or(d::REQUEST_TIMEOUT_SECS))?,
+        connect_timeout: seconds(
+            &at("connect_timeout_secs"),
+            m.connect_timeout_secs.unwrap_or(d::CONNECT_TIMEOUT_SECS),
+        )?,
+        anthropic_version: m
+            .anthropic_version
+            .unwrap_or_else(|| d::ANTHROPIC_VERSION.to_owned()),
+    })
+}
+
+/// The built-in catalog, for each provider whose key variable is set.
+fn catalog_models(env: &Env) -> Vec<RawModel> {
+    let mut out = Vec::new();
+    for p in &d::CATALOG {
+        if env.get(p.key_var).is_none() {
+            continue;
+        }
+        let base_url = env.get(p.base_url_var).unwrap_or_else(|| p.base_url.to_owned());
+        for m in p.models {
+            out.push(RawModel {
+                name: m.name.to_owned(),
+                provider: p.provider.to_owned(),
+                base_url: Some(base_url.clone()),
+                api_key: Some(format!("env:{}", p.key_var)),
+                upstream_model: None,
+                input_cost_per_mtok: Some(toml::Value::String(m.input_per_mtok.to_owned())),
+                output_cost_per_mtok: Some(toml::Value::String(m.output_per_mtok.to_owned())),
+                context_window: Some(m.context_window),
+                max_output_tokens: None,
+                quality: Some(m.quality),
+                headers: Default::default(),
+                organization: None,
+                timeout_secs: None,
+                connect_timeout_secs: None,
+                anthropic_version: None,
+                owned_by: None,
+            });
+        }
+    }
+    out
+}
+
+/// Secrets are only ever references to environment variables: `env:NAME`.
+fn secret_ref(path: &str, reference: &str, env: &Env) -> Result<Secret> {
+    let Some(var) = reference.strip_prefix("env:") else {
+        return Err(Error::config(
+            path,
+            "secrets are not written in the config file: reference an environment variable as \
+             env:NAME",
+        ));
+    };
+    if var.is_empty() {
+        return Err(Error::config(path, "`env:` names no variable"));
+    }
+    env.get(var).map(Secret::new).ok_or_else(|| {
+        Error::config(path, format!("environment variable {var} is not set"))
+    })
+}
+
+fn money(path: &str, v: Option<&toml::Value>) -> Result<Decimal> {
+    let parsed = match v {
+        None => return Ok(Decimal::ZERO),
+        Some(toml::Value::Integer(i)) => Some(Decimal::from(*i)),
+        // A TOML float prints as its shortest round-trip text (0.15 -> "0.15"), which is the
+        // exact decimal the user wrote.
+        Some(toml::Value::Float(f)) => Decimal::from_str(&f.to_string()).ok(),
+        Some(toml::Value::String(s)) => Decimal::from_str(s).ok(),
+        Some(_) => None,
+    };
+    match parsed {
+        Some(d) if d >= Decimal::ZERO => Ok(d),
+        _ => Err(Error::config(
+            path,
+            format!(
+                "`{}` must be a non-negative number of USD per million tokens",
+                v.map(|v| v.to_string()).unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+fn seconds(path: &str, v: f64) -> Result<Duration> {
+    if v.is_finite() && v > 0.0 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(Error::config(path, format!("{v} must be a positive number of seconds")))
+    }
+}
+
+fn positive(path: &str, v: u64) -> Result<u64> {
+    if v > 0 {
+        Ok(v)
+    } else {
+        Err(Error::config(path, "0 must be positive"))
+    }
+}
+
+/// `postgres://user:pw@host/db` -> `postgres://user:****@host/db`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((creds, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match creds.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:****@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

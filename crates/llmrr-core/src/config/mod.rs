@@ -1,0 +1,15 @@
+//! Configuration in two stages: [`raw`] is the TOML file as written (serde, unknown keys
+//! rejected), [`resolved`] is what the program runs on (addresses parsed, durations, money as
+//! `Decimal`, secrets read from the environment, defaults filled, cross-checks done). Every
+//! error names the key path and the bad value. The environment is read once, here.
+
+mod defaults;
+mod load;
+mod raw;
+mod resolved;
+
+pub use defaults::ANTHROPIC_MAX_TOKENS;
+pub use load::{load, ConfigSource, Env};
+pub use resolved::{
+    Config, HeaderValueSpec, ModelSpec, Pricing, ProviderKind, ServerConfig, StoreConfig,
+};

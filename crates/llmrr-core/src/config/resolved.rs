@@ -1,0 +1,114 @@
+//! The validated configuration the program runs on.
+
+use crate::secret::Secret;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The profile overlaid on the base config, if any.
+    pub profile: Option<String>,
+    /// Where the config came from (a file path, or "built-in defaults").
+    pub source: String,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub models: Vec<ModelSpec>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Guards every route but health; virtual keys are checked when it is set or presented.
+    pub master_key: Option<Secret>,
+    pub require_master_key: bool,
+    pub max_body_bytes: usize,
+    #[serde(with = "secs")]
+    pub request_timeout: Duration,
+    #[serde(with = "secs")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreConfig {
+    /// `sqlite://path` or `postgres://…`; may hold a password, so it is a secret.
+    pub url: Secret,
+    /// The URL with any password masked, for display.
+    pub display_url: String,
+    pub log_batch_size: usize,
+    #[serde(with = "secs")]
+    pub log_flush_interval: Duration,
+    pub log_queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    OpenAi,
+    Anthropic,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// Price of a model in USD per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Pricing {
+    pub input_per_mtok: Decimal,
+    pub output_per_mtok: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum HeaderValueSpec {
+    Plain(String),
+    Secret(Secret),
+}
+
+impl HeaderValueSpec {
+    pub fn expose(&self) -> &str {
+        match self {
+            HeaderValueSpec::Plain(v) => v,
+            HeaderValueSpec::Secret(s) => s.expose(),
+        }
+    }
+}
+
+/// One model clients can name.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSpec {
+    pub name: Arc<str>,
+    pub provider: ProviderKind,
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub upstream_model: String,
+    pub pricing: Pricing,
+    pub context_window: Option<u32>,
+    pub max_output_tokens: Option<u32>,
+    pub quality: f64,
+    pub headers: Vec<(String, HeaderValueSpec)>,
+    pub organization: Option<String>,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    #[serde(with = "secs")]
+    pub connect_timeout: Duration,
+    pub anthropic_version: String,
+    pub owned_by: String,
+}
+
+mod secs {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}

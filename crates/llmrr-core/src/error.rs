@@ -1,0 +1,232 @@
+//! The one error type of `llmrr-core`. Variants are typed so that the server can map each to
+//! an HTTP status and OpenAI error body, metrics can label it, and (later) routing can decide
+//! from the error alone whether to retry or fall back.
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The client's request is malformed or has an invalid value.
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
+    /// The request body is larger than the configured limit.
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the model `{model}` does not exist")]
+    ModelNotFound { model: String },
+    #[error("this key is not allowed to use the model `{model}`")]
+    ModelNotAllowed { model: String },
+    #[error("{message}")]
+    Unauthorized { message: String },
+    #[error("{message}")]
+    Forbidden { message: String },
+    #[error("the model `{model}` (provider {provider}) does not support {what}")]
+    Unsupported {
+        model: String,
+        provider: &'static str,
+        what: String,
+    },
+    /// The upstream answered with an error status; its own message and type are kept.
+    #[error("{}", .0.message)]
+    Upstream(Box<UpstreamError>),
+    #[error("could not reach the upstream of `{model}` ({provider}): {message}")]
+    UpstreamUnreachable {
+        model: String,
+        provider: &'static str,
+        message: String,
+    },
+    #[error("the upstream of `{model}` ({provider}) did not answer within {after:?}")]
+    UpstreamTimeout {
+        model: String,
+        provider: &'static str,
+        after: Duration,
+    },
+    /// The upstream answered 2xx with something that is not the protocol (garbage, a cut
+    /// stream, an unknown event).
+    #[error("the upstream of `{model}` ({provider}) broke the protocol: {message}")]
+    UpstreamProtocol {
+        model: String,
+        provider: &'static str,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Config { path: String, message: String },
+    #[error("store: {0}")]
+    Store(#[from] sqlx::Error),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// An error status returned by an upstream provider.
+#[derive(Debug, Clone)]
+pub struct UpstreamError {
+    pub model: String,
+    pub provider: &'static str,
+    pub status: u16,
+    /// The upstream's error type (`invalid_request_error`, `rate_limit_error`, …).
+    pub kind: String,
+    pub code: Option<String>,
+    pub param: Option<String>,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl Error {
+    pub fn invalid(message: impl Into<String>, param: impl Into<Option<String>>) -> Self {
+        Error::InvalidRequest {
+            message: message.into(),
+            param: param.into(),
+        }
+    }
+
+    pub fn config(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            Error::InvalidRequest { .. } | Error::Unsupported { .. } => 400,
+            Error::PayloadTooLarge { .. } => 413,
+            Error::ModelNotFound { .. } | Error::NotFound(_) => 404,
+            Error::ModelNotAllowed { .. } | Error::Forbidden { .. } => 403,
+            Error::Unauthorized { .. } => 401,
+            Error::Upstream(e) => match e.status {
+                // Anthropic's "overloaded" is not a standard status; clients know 503.
+                529 => 503,
+                s if (400..600).contains(&s) => s,
+                _ => 502,
+            },
+            Error::UpstreamUnreachable { .. } | Error::UpstreamProtocol { .. } => 502,
+            Error::UpstreamTimeout { .. } => 504,
+            Error::Config { .. } | Error::Store(_) | Error::Internal(_) => 500,
+        }
+    }
+
+    /// OpenAI's `error.type`.
+    pub fn error_type(&self) -> &str {
+        match self {
+            Error::InvalidRequest { .. }
+            | Error::Unsupported { .. }
+            | Error::PayloadTooLarge { .. }
+            | Error::ModelNotFound { .. }
+            | Error::NotFound(_) => "invalid_request_error",
+            Error::Unauthorized { .. } => "authentication_error",
+            Error::ModelNotAllowed { .. } | Error::Forbidden { .. } => "permission_error",
+            Error::Upstream(e) => &e.kind,
+            Error::UpstreamUnreachable { .. }
+            | Error::UpstreamTimeout { .. }
+            | Error::UpstreamProtocol { .. } => "upstream_error",
+            Error::Config { .. } | Error::Store(_) | Error::Internal(_) => "server_error",
+        }
+    }
+
+    /// OpenAI's `error.code`.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::ModelNotFound { .. } => Some("model_not_found"),
+            Error::ModelNotAllowed { .. } => Some("model_not_allowed"),
+            Error::PayloadTooLarge { .. } => Some("payload_too_large"),
+            Error::Unauthorized { .. } => Some("invalid_api_key"),
+            Error::Unsupported { .. } => Some("unsupported_parameter"),
+            Error::Upstream(e) => e.code.as_deref(),
+            Error::UpstreamTimeout { .. } => Some("upstream_timeout"),
+            Error::UpstreamUnreachable { .. } => Some("upstream_unreachable"),
+            Error::UpstreamProtocol { .. } => Some("upstream_protocol_error"),
+            _ => None,
+        }
+    }
+
+    /// OpenAI's `error.param`.
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            Error::InvalidRequest { param, .. } => param.as_deref(),
+            Error::ModelNotFound { .. } | Error::ModelNotAllowed { .. } => Some("model"),
+            Error::Upstream(e) => e.param.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// How long the client should wait before trying again, when known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Upstream(e) => e.retry_after,
+            _ => None,
+        }
+    }
+
+    /// A stable, low-cardinality label for metrics and the request log.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::InvalidRequest { .. } => "invalid_request",
+            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::ModelNotFound { .. } => "model_not_found",
+            Error::ModelNotAllowed { .. } => "model_not_allowed",
+            Error::Unauthorized { .. } => "unauthorized",
+            Error::Forbidden { .. } => "forbidden",
+            Error::Unsupported { .. } => "unsupported",
+            Error::Upstream(e) => match e.status {
+                400 | 422 => "upstream_bad_request",
+                401 | 403 => "upstream_auth",
+                404 => "upstream_not_found",
+                408 => "upstream_timeout",
+                429 => "upstream_rate_limited",
+                s if s >= 500 => "upstream_server_error",
+                _ => "upstream_other",
+            },
+            Error::UpstreamUnreachable { .. } => "upstream_unreachable",
+            Error::UpstreamTimeout { .. } => "upstream_timeout",
+            Error::UpstreamProtocol { .. } => "upstream_protocol",
+            Error::Config { .. } => "config",
+            Error::Store(_) => "store",
+            Error::NotFound(_) => "not_found",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// Whether another attempt (on this model or another) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Upstream(e) => matches!(e.status, 408 | 409 | 429) || e.status >= 500,
+            Error::UpstreamUnreachable { .. }
+            | Error::UpstreamTimeout { .. }
+            | Error::UpstreamProtocol { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// OpenAI's error envelope for this error: the body of an HTTP error response and of an
+    /// SSE error event alike.
+    pub fn to_body(&self) -> llmrr_types::openai::ErrorBody {
+        llmrr_types::openai::ErrorBody {
+            error: llmrr_types::openai::ErrorDetail {
+                message: self.client_message(),
+                kind: self.error_type().to_owned(),
+                param: self.param().map(str::to_owned),
+                code: self.code().map(str::to_owned),
+            },
+        }
+    }
+
+    /// What the client is told. Store and internal errors are logged in full but described
+    /// only generally: they may hold connection strings or paths.
+    fn client_message(&self) -> String {
+        match self {
+            Error::Store(_) => "the gateway's store failed; see the server log".into(),
+            Error::Internal(_) => "internal error; see the server log".into(),
+            other => other.to_string(),
+        }
+    }
+}

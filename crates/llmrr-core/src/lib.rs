@@ -1,0 +1,31 @@
+//! The `llmrr` domain, without an HTTP server: configuration, providers, the gateway pipeline
+//! that every request goes through, the store (request log, API keys), auth and metrics.
+//!
+//! Layout, in the order a request meets it:
+//! - [`config`]: raw TOML -> validated [`config::Config`]
+//! - [`auth`]: API keys (master and virtual) -> [`auth::KeyContext`]
+//! - [`gateway`]: THE request pipeline: validate, resolve the model, call the provider,
+//!   finish (usage -> cost -> request log, metrics) even when the client has gone
+//! - [`validate`]: request values the wire types cannot check
+//! - [`provider`]: how a model is reached (OpenAI-compatible, Anthropic)
+//! - [`cost`]: prices and usage -> USD, exactly (`Decimal`)
+//! - [`request_log`]: the batched, off-path writer of the append-only request log
+//! - [`store`]: SQLite / Postgres: migrations, request-log rows, keys
+//! - [`telemetry`]: metric names and recording
+//! - [`error`]: the one error enum, with its HTTP status, type, code and label
+
+pub mod auth;
+pub mod config;
+pub mod cost;
+pub mod error;
+pub mod gateway;
+pub mod provider;
+pub mod request_log;
+pub mod secret;
+pub mod store;
+pub mod telemetry;
+pub mod validate;
+
+pub use error::{Error, Result};
+pub use gateway::{Answer, Gateway, RequestContext, StreamAnswer};
+pub use secret::Secret;

@@ -1,0 +1,147 @@
+//! Anthropic's Messages API behind OpenAI's shapes: requests are translated to Messages
+//! (`request`), answers back to chat completions (`response`), and every stream event to
+//! OpenAI chunks (`stream`).
+
+mod request;
+mod response;
+mod stream;
+
+use super::http::{sse_events, Target};
+use super::{unsupported, ChunkStream, Completed, Provider};
+use crate::config::{ModelSpec, ProviderKind};
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use bytes::Bytes;
+use llmrr_types::anthropic::MessagesResponse;
+use llmrr_types::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingRequest};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+pub struct Anthropic {
+    client: reqwest::Client,
+    target: Target,
+    upstream_model: String,
+    default_max_tokens: u32,
+    headers: HeaderMap,
+    messages_url: String,
+}
+
+impl Anthropic {
+    pub fn new(spec: &ModelSpec, client: reqwest::Client) -> Result<Self> {
+        let bad = |what: &str| Error::config(format!("models.{}", spec.name), format!("invalid {what}"));
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &spec.api_key {
+            let mut v = HeaderValue::from_str(key.expose()).map_err(|_| bad("api_key"))?;
+            v.set_sensitive(true);
+            headers.insert("x-api-key", v);
+        }
+        headers.insert(
+            "anthropic-version",
+            HeaderValue::from_str(&spec.anthropic_version).map_err(|_| bad("anthropic_version"))?,
+        );
+        for (name, value) in &spec.headers {
+            let mut v = HeaderValue::from_str(value.expose()).map_err(|_| bad("header"))?;
+            v.set_sensitive(matches!(value, crate::config::HeaderValueSpec::Secret(_)));
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("header"))?,
+                v,
+            );
+        }
+        Ok(Anthropic {
+            client,
+            target: Target {
+                model: spec.name.to_string(),
+                provider: ProviderKind::Anthropic,
+                timeout: spec.timeout,
+            },
+            upstream_model: spec.upstream_model.clone(),
+            default_max_tokens: spec
+                .max_output_tokens
+                .unwrap_or(crate::config::ANTHROPIC_MAX_TOKENS),
+            headers,
+            messages_url: format!("{}/messages", spec.base_url),
+        })
+    }
+
+    fn post(&self, req: &ChatCompletionRequest, stream: bool) -> Result<reqwest::RequestBuilder> {
+        let body = request::translate(req, &self.upstream_model, self.default_max_tokens, stream)
+            .map_err(|e| match e {
+                request::TranslateError::Unsupported(what) => {
+                    unsupported(&self.target.model, ProviderKind::Anthropic, &what)
+                }
+                request::TranslateError::Invalid { message, param } => Error::invalid(message, Some(param)),
+            })?;
+        let json = serde_json::to_vec(&body)
+            .map_err(|e| Error::Internal(format!("cannot encode the request: {e}")))?;
+        Ok(self
+            .client
+            .post(&self.messages_url)
+            .headers(self.headers.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .timeout(self.target.timeout)
+            .body(json))
+    }
+}
+
+#[async_trait]
+impl Provider for Anthropic {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Anthropic
+    }
+
+    async fn chat(&self, req: &ChatCompletionRequest) -> Result<Completed> {
+        let resp = self.target.send(self.post(req, false)?).await?;
+        let body = self.target.body(resp).await?;
+        let msg: MessagesResponse = serde_json::from_slice(&body)
+            .map_err(|e| self.target.protocol(format!("not a Messages response: {e}")))?;
+        let completion = response::to_chat_completion(msg);
+        let usage = completion.usage.unwrap_or_default();
+        let body = serde_json::to_vec(&completion)
+            .map_err(|e| Error::Internal(format!("cannot encode the response: {e}")))?;
+        Ok(Completed {
+            body: Bytes::from(body),
+            usage,
+        })
+    }
+
+    async fn chat_stream(&self, req: &ChatCompletionRequest) -> Result<ChunkStream> {
+        let resp = self.target.send(self.post(req, true)?).await?;
+        let events = sse_events(self.target.clone(), resp);
+        Ok(stream::translate(self.target.clone(), events))
+    }
+
+    async fn completion(&self, _req: &CompletionRequest) -> Result<Completed> {
+        Err(unsupported(&self.target.model, ProviderKind::Anthropic, "legacy completions (use /v1/chat/completions)"))
+    }
+
+    async fn completion_stream(&self, _req: &CompletionRequest) -> Result<ChunkStream> {
+        Err(unsupported(&self.target.model, ProviderKind::Anthropic, "legacy completions (use /v1/chat/completions)"))
+    }
+
+    async fn embeddings(&self, _req: &EmbeddingRequest) -> Result<Completed> {
+        Err(unsupported(&self.target.model, ProviderKind::Anthropic, "embeddings"))
+    }
+}
+
+/// Anthropic's stop reasons as OpenAI finish reasons.
+fn finish_reason(stop_reason: &str) -> &'static str {
+    match stop_reason {
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        // end_turn, stop_sequence, pause_turn
+        _ => "stop",
+    }
+}
+
+fn usage(u: &llmrr_types::anthropic::Usage) -> llmrr_types::openai::Usage {
+    let cached = u.cache_read_input_tokens.unwrap_or(0);
+    let prompt = u.input_tokens + cached + u.cache_creation_input_tokens.unwrap_or(0);
+    llmrr_types::openai::Usage {
+        prompt_tokens: prompt,
+        completion_tokens: u.output_tokens,
+        total_tokens: prompt + u.output_tokens,
+        prompt_tokens_details: (cached > 0).then_some(llmrr_types::openai::PromptTokensDetails {
+            cached_tokens: cached,
+        }),
+    }
+}

@@ -1,0 +1,80 @@
+//! Anthropic Messages response -> OpenAI chat completion.
+
+use llmrr_types::anthropic as a;
+use llmrr_types::openai as o;
+
+pub fn to_chat_completion(msg: a::MessagesResponse) -> o::ChatCompletion {
+    let mut text = String::new();
+    let mut tool_calls = Vec::new();
+    for block in msg.content {
+        match block {
+            a::ContentBlock::Text { text: t } => text.push_str(&t),
+            a::ContentBlock::ToolUse { id, name, input } => tool_calls.push(o::ToolCall {
+                id,
+                kind: o::ToolKind::Function,
+                function: o::FunctionCall {
+                    name,
+                    arguments: input.to_string(),
+                },
+            }),
+            // Thinking is not part of OpenAI's chat completion.
+            _ => {}
+        }
+    }
+    let finish_reason = msg.stop_reason.as_deref().map(super::finish_reason).map(str::to_owned);
+    o::ChatCompletion {
+        id: msg.id,
+        object: "chat.completion".into(),
+        created: now_unix(),
+        model: msg.model,
+        choices: vec![o::Choice {
+            index: 0,
+            message: o::ResponseMessage {
+                role: o::Role::Assistant,
+                content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
+                tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+                refusal: None,
+            },
+            finish_reason,
+            logprobs: None,
+        }],
+        usage: Some(super::usage(&msg.usage)),
+        system_fingerprint: None,
+    }
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_tools_usage_and_stop_reason() {
+        let msg: a::MessagesResponse = serde_json::from_value(serde_json::json!({
+            "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": [
+                {"type": "text", "text": "Let me check."},
+                {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}}
+            ],
+            "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 4}
+        }))
+        .expect("valid");
+        let c = to_chat_completion(msg);
+        let choice = &c.choices[0];
+        assert_eq!(choice.finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(choice.message.content.as_deref(), Some("Let me check."));
+        let call = &choice.message.tool_calls.as_ref().expect("tool calls")[0];
+        assert_eq!(call.id, "toolu_1");
+        assert_eq!(call.function.arguments, r#"{"city":"Paris"}"#);
+        let u = c.usage.expect("usage");
+        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (14, 5, 19));
+        assert_eq!(u.prompt_tokens_details.map(|d| d.cached_tokens), Some(4));
+    }
+}

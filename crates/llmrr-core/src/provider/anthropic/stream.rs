@@ -1,0 +1,207 @@
+//! Anthropic stream events -> OpenAI chat completion chunks.
+//!
+//! `message_start` opens the answer (role chunk; input usage remembered), text deltas become
+//! content deltas, a `tool_use` block start becomes a tool call with its id and name and its
+//! `input_json_delta`s become argument deltas, `message_delta` carries the finish reason and
+//! output usage, `message_stop` ends the stream with a usage-only chunk. `ping` is dropped;
+//! an `error` event, or an end without `message_stop`, ends the stream with an error.
+
+use super::super::http::Target;
+use super::super::{ChunkStream, StreamChunk};
+use crate::error::Result;
+use crate::provider::sse::SseEvent;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use llmrr_types::anthropic as a;
+use llmrr_types::openai as o;
+use std::collections::HashMap;
+
+#[derive(Default)]
+struct Translator {
+    id: String,
+    model: String,
+    created: i64,
+    usage: a::Usage,
+    /// Anthropic block index -> OpenAI tool call index.
+    tool_index: HashMap<u32, u32>,
+    finished: bool,
+}
+
+impl Translator {
+    fn chunk(&self, delta: o::Delta, finish_reason: Option<String>) -> o::ChatCompletionChunk {
+        o::ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![o::ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason,
+                logprobs: None,
+            }],
+            usage: None,
+            system_fingerprint: None,
+        }
+    }
+
+    /// The chunks one event becomes (often none).
+    fn on_event(&mut self, target: &Target, ev: SseEvent) -> Result<Vec<StreamChunk>> {
+        let event: a::StreamEvent = serde_json::from_str(&ev.data).map_err(|e| {
+            target.protocol(format!("unknown stream event {:?}: {e}", ev.event.unwrap_or_default()))
+        })?;
+        let mut out = Vec::new();
+        match event {
+            a::StreamEvent::MessageStart { message } => {
+                self.id = message.id;
+                self.model = message.model;
+                self.created = super::response::now_unix();
+                self.usage = message.usage;
+                let delta = o::Delta {
+                    role: Some(o::Role::Assistant),
+                    content: Some(String::new()),
+                    ..Default::default()
+                };
+                out.push(encode(&self.chunk(delta, None), false, None)?);
+            }
+            a::StreamEvent::ContentBlockStart {
+                index,
+                content_block: a::ContentBlock::ToolUse { id, name, .. },
+            } => {
+                let tool = self.tool_index.len() as u32;
+                self.tool_index.insert(index, tool);
+                let delta = o::Delta {
+                    tool_calls: Some(vec![o::ToolCallDelta {
+                        index: tool,
+                        id: Some(id),
+                        kind: Some(o::ToolKind::Function),
+                        function: Some(o::FunctionCallDelta {
+                            name: Some(name),
+                            arguments: Some(String::new()),
+                        }),
+                    }]),
+                    ..Default::default()
+                };
+                out.push(encode(&self.chunk(delta, None), true, None)?);
+            }
+            a::StreamEvent::ContentBlockStart { content_block: a::ContentBlock::Text { text }, .. }
+                if !text.is_empty() =>
+            {
+                let delta = o::Delta { content: Some(text), ..Default::default() };
+                out.push(encode(&self.chunk(delta, None), true, None)?);
+            }
+            a::StreamEvent::ContentBlockDelta { index, delta } => match delta {
+                a::BlockDelta::TextDelta { text } => {
+                    let delta = o::Delta { content: Some(text), ..Default::default() };
+                    out.push(encode(&self.chunk(delta, None), true, None)?);
+                }
+                a::BlockDelta::InputJsonDelta { partial_json } => {
+                    let tool = self.tool_index.get(&index).copied().unwrap_or(0);
+                    let delta = o::Delta {
+                        tool_calls: Some(vec![o::ToolCallDelta {
+                            index: tool,
+                            id: None,
+                            kind: None,
+                            function: Some(o::FunctionCallDelta {
+                                name: None,
+                                arguments: Some(partial_json),
+                            }),
+                        }]),
+                        ..Default::default()
+                    };
+                    out.push(encode(&self.chunk(delta, None), true, None)?);
+                }
+                // Thinking is not part of OpenAI's chat completion stream.
+                a::BlockDelta::ThinkingDelta { .. } | a::BlockDelta::SignatureDelta { .. } => {}
+            },
+            a::StreamEvent::MessageDelta { delta, usage } => {
+                if let Some(u) = usage {
+                    self.usage.output_tokens = u.output_tokens;
+                    if let Some(input) = u.input_tokens {
+                        self.usage.input_tokens = input;
+                    }
+                }
+                if let Some(reason) = delta.stop_reason {
+                    let finish = super::finish_reason(&reason).to_owned();
+                    out.push(encode(&self.chunk(o::Delta::default(), Some(finish)), false, None)?);
+                }
+            }
+            a::StreamEvent::MessageStop => {
+                self.finished = true;
+                let usage = super::usage(&self.usage);
+                let mut last = self.chunk(o::Delta::default(), None);
+                last.choices.clear();
+                last.usage = Some(usage);
+                out.push(encode(&last, false, Some(usage))?);
+            }
+            a::StreamEvent::Error { error } => {
+                let status = match error.kind.as_str() {
+                    "overloaded_error" => 529,
+                    "rate_limit_error" => 429,
+                    "api_error" => 500,
+                    "invalid_request_error" => 400,
+                    _ => 502,
+                };
+                let body = serde_json::json!({"type": "error", "error": error}).to_string();
+                return Err(target.error_from_body(status, body.as_bytes(), None));
+            }
+            a::StreamEvent::ContentBlockStart { .. }
+            | a::StreamEvent::ContentBlockStop { .. }
+            | a::StreamEvent::Ping => {}
+        }
+        Ok(out)
+    }
+}
+
+fn encode(chunk: &o::ChatCompletionChunk, has_output: bool, usage: Option<o::Usage>) -> Result<StreamChunk> {
+    let data = serde_json::to_vec(chunk)
+        .map_err(|e| crate::error::Error::Internal(format!("cannot encode a chunk: {e}")))?;
+    Ok(StreamChunk {
+        data: Bytes::from(data),
+        usage,
+        usage_only: chunk.choices.is_empty(),
+        has_output,
+    })
+}
+
+pub fn translate(target: Target, events: BoxStream<'static, Result<SseEvent>>) -> ChunkStream {
+    struct State {
+        events: BoxStream<'static, Result<SseEvent>>,
+        tr: Translator,
+        ready: std::collections::VecDeque<StreamChunk>,
+        target: Target,
+        over: bool,
+    }
+    let state = State {
+        events,
+        tr: Translator::default(),
+        ready: Default::default(),
+        target,
+        over: false,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(c) = st.ready.pop_front() {
+                return Some((Ok(c), st));
+            }
+            if st.over || st.tr.finished {
+                return None;
+            }
+            let failure = match st.events.next().await {
+                Some(Ok(ev)) => match st.tr.on_event(&st.target, ev) {
+                    Ok(chunks) => {
+                        st.ready.extend(chunks);
+                        continue;
+                    }
+                    Err(e) => e,
+                },
+                Some(Err(e)) => e,
+                None => st.target.protocol("the stream ended before message_stop"),
+            };
+            st.over = true;
+            return Some((Err(failure), st));
+        }
+    })
+    .boxed()
+}

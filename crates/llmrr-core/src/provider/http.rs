@@ -1,0 +1,224 @@
+//! Outbound HTTP: one pooled keep-alive client per upstream (base URL and connect timeout),
+//! shared by every model served from it; and the mapping of transport failures and upstream
+//! error statuses to [`Error`], keeping the upstream's own message, type and Retry-After.
+
+use crate::config::{ModelSpec, ProviderKind};
+use crate::error::{Error, Result, UpstreamError};
+use crate::provider::sse::{SseEvent, SseParser};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct ClientPool {
+    clients: HashMap<(String, Duration), reqwest::Client>,
+}
+
+impl ClientPool {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn client_for(&mut self, spec: &ModelSpec) -> Result<reqwest::Client> {
+        let key = (spec.base_url.clone(), spec.connect_timeout);
+        if let Some(c) = self.clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(spec.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .user_agent(concat!("llmrr/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
+        self.clients.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+/// Who is being called, for error messages and labels.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub model: String,
+    pub provider: ProviderKind,
+    pub timeout: Duration,
+}
+
+impl Target {
+    pub fn transport_error(&self, e: reqwest::Error) -> Error {
+        let provider = self.provider.as_str();
+        if e.is_timeout() {
+            Error::UpstreamTimeout {
+                model: self.model.clone(),
+                provider,
+                after: self.timeout,
+            }
+        } else if e.is_decode() {
+            self.protocol(format!("unreadable body: {e}"))
+        } else {
+            // Connection refused, reset, TLS failure, a body cut mid-transfer.
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                message.push_str(": ");
+                message.push_str(&s.to_string());
+                source = s.source();
+            }
+            Error::UpstreamUnreachable {
+                model: self.model.clone(),
+                provider,
+                message,
+            }
+        }
+    }
+
+    pub fn protocol(&self, message: impl Into<String>) -> Error {
+        Error::UpstreamProtocol {
+            model: self.model.clone(),
+            provider: self.provider.as_str(),
+            message: message.into(),
+        }
+    }
+
+    /// Send a request; a non-2xx status becomes [`Error::Upstream`].
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(self.status_error(resp).await)
+        }
+    }
+
+    pub async fn body(&self, resp: reqwest::Response) -> Result<Bytes> {
+        resp.bytes().await.map_err(|e| self.transport_error(e))
+    }
+
+    async fn status_error(&self, resp: reqwest::Response) -> Error {
+        let status = resp.status().as_u16();
+        let retry_after = retry_after(resp.headers());
+        // Error bodies are small; a huge one is cut, not buffered whole.
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(Ok(chunk)) = stream.next().await {
+            body.extend_from_slice(&chunk);
+            if body.len() > 64 * 1024 {
+                break;
+            }
+        }
+        self.error_from_body(status, &body, retry_after)
+    }
+
+    /// Read the upstream's error body: OpenAI's `{"error":{...}}`, Anthropic's
+    /// `{"type":"error","error":{...}}`, or the shapes other servers use.
+    pub fn error_from_body(&self, status: u16, body: &[u8], retry_after: Option<Duration>) -> Error {
+        let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+        let field = |v: &serde_json::Value, k: &str| -> Option<String> {
+            match v.get(k)? {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            }
+        };
+        let (message, kind, code, param) = match &parsed {
+            Some(v) if v.get("error").is_some_and(|e| e.is_object()) => {
+                let e = &v["error"];
+                (field(e, "message"), field(e, "type"), field(e, "code"), field(e, "param"))
+            }
+            Some(v) if v.get("error").is_some_and(|e| e.is_string()) => {
+                (field(v, "error"), None, None, None)
+            }
+            Some(v) => (field(v, "detail").or_else(|| field(v, "message")), None, None, None),
+            None => (None, None, None, None),
+        };
+        let message = message.unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if text.is_empty() {
+                format!("upstream answered HTTP {status} with an empty body")
+            } else {
+                let cut: String = text.chars().take(500).collect();
+                format!("upstream answered HTTP {status}: {cut}")
+            }
+        });
+        Error::Upstream(Box::new(UpstreamError {
+            model: self.model.clone(),
+            provider: self.provider.as_str(),
+            status,
+            kind: kind.unwrap_or_else(|| default_error_type(status).to_owned()),
+            code,
+            param,
+            message,
+            retry_after,
+        }))
+    }
+}
+
+fn default_error_type(status: u16) -> &'static str {
+    match status {
+        400 | 404 | 413 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        _ => "upstream_error",
+    }
+}
+
+/// `retry-after-ms` (OpenAI) or `retry-after` in seconds.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let text = |name: &str| headers.get(name)?.to_str().ok().map(str::trim);
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
+    }
+    let secs = text("retry-after")?.parse::<f64>().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// The events of an SSE response body, parsed as they arrive. The stream yields
+/// `Err(..)` when the transport fails and then ends; a clean end of the body just ends it.
+pub fn sse_events(
+    target: Target,
+    resp: reqwest::Response,
+) -> futures_util::stream::BoxStream<'static, Result<SseEvent>> {
+    struct State {
+        body: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+        parser: SseParser,
+        ready: std::collections::VecDeque<SseEvent>,
+        done: bool,
+        target: Target,
+    }
+    let state = State {
+        body: resp.bytes_stream().boxed(),
+        parser: SseParser::new(),
+        ready: Default::default(),
+        done: false,
+        target,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(ev) = st.ready.pop_front() {
+                return Some((Ok(ev), st));
+            }
+            if st.done {
+                return None;
+            }
+            let mut out = Vec::new();
+            match st.body.next().await {
+                Some(Ok(bytes)) => st.parser.push(&bytes, &mut out),
+                Some(Err(e)) => {
+                    st.done = true;
+                    let err = st.target.transport_error(e);
+                    return Some((Err(err), st));
+                }
+                None => {
+                    st.parser.finish(&mut out);
+                    st.done = true;
+                }
+            }
+            st.ready.extend(out);
+        }
+    })
+    .boxed()
+}

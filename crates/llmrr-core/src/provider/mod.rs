@@ -1,0 +1,82 @@
+//! Providers: how a model is reached. A small trait, one file per kind. Every provider speaks
+//! OpenAI's shapes to the gateway: wire formats of other APIs are converted at this boundary.
+//!
+//! - `openai_compat`: OpenAI and every OpenAI-compatible server; bodies pass through as sent
+//! - `anthropic`: the Messages API, translated both ways (request, response, stream events)
+//! - `sse`: a server-sent-events parser that survives chunks split anywhere
+//! - `http`: the pooled HTTP clients and the mapping of upstream failures to [`Error`]
+
+mod anthropic;
+mod http;
+mod openai_compat;
+pub mod sse;
+
+use crate::config::{ModelSpec, ProviderKind};
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use llmrr_types::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingRequest, Usage};
+use std::sync::Arc;
+
+pub use http::ClientPool;
+
+/// A complete, non-streamed answer: OpenAI's JSON body and the usage read from it.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub body: Bytes,
+    pub usage: Usage,
+}
+
+/// One event of a streamed answer.
+#[derive(Debug, Clone)]
+pub struct StreamChunk {
+    /// The JSON text of one OpenAI chunk object (`chat.completion.chunk` or `text_completion`).
+    pub data: Bytes,
+    /// Usage, when the chunk carries it (the last one, usually).
+    pub usage: Option<Usage>,
+    /// A chunk with no choices: it only carries usage, and reaches the client only when the
+    /// client asked for usage (`stream_options.include_usage`).
+    pub usage_only: bool,
+    /// Whether the chunk carries generated output (text, tool call, refusal) — the first such
+    /// chunk marks the time to first token.
+    pub has_output: bool,
+}
+
+/// The chunks of a streamed answer. It ends with `Ok` items only when the upstream finished
+/// the stream properly; a cut or failed stream yields an `Err` as its last item.
+pub type ChunkStream = BoxStream<'static, Result<StreamChunk>>;
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn kind(&self) -> ProviderKind;
+
+    async fn chat(&self, req: &ChatCompletionRequest) -> Result<Completed>;
+
+    /// Resolves once the upstream has accepted the request (status and headers read), so a
+    /// failure before the first byte is an `Err` here, not in the stream.
+    async fn chat_stream(&self, req: &ChatCompletionRequest) -> Result<ChunkStream>;
+
+    async fn completion(&self, req: &CompletionRequest) -> Result<Completed>;
+
+    async fn completion_stream(&self, req: &CompletionRequest) -> Result<ChunkStream>;
+
+    async fn embeddings(&self, req: &EmbeddingRequest) -> Result<Completed>;
+}
+
+/// Build the provider that serves `spec`, sharing HTTP clients through `pool`.
+pub fn build(spec: &ModelSpec, pool: &mut ClientPool) -> Result<Arc<dyn Provider>> {
+    let client = pool.client_for(spec)?;
+    Ok(match spec.provider {
+        ProviderKind::OpenAi => Arc::new(openai_compat::OpenAiCompat::new(spec, client)?),
+        ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(spec, client)?),
+    })
+}
+
+pub(crate) fn unsupported(spec_name: &str, provider: ProviderKind, what: &str) -> Error {
+    Error::Unsupported {
+        model: spec_name.to_owned(),
+        provider: provider.as_str(),
+        what: what.to_owned(),
+    }
+}

@@ -1,0 +1,146 @@
+//! A server-sent-events parser (the WHATWG event-stream format) fed with arbitrary byte
+//! chunks: an event, a line, a line ending or a UTF-8 character may be split anywhere.
+
+/// One dispatched event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `event:` field, when given.
+    pub event: Option<String>,
+    /// The `data:` lines joined with `\n`.
+    pub data: String,
+}
+
+#[derive(Debug, Default)]
+pub struct SseParser {
+    buf: Vec<u8>,
+    data: Vec<u8>,
+    has_data: bool,
+    event: Option<String>,
+}
+
+impl SseParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feed bytes; complete events are appended to `out`.
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) {
+        self.buf.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(offset) = self.buf[start..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+        {
+            let end = start + offset;
+            let skip = if self.buf[end] == b'\r' {
+                match self.buf.get(end + 1) {
+                    // A lone '\r' at the end may be the first half of "\r\n": wait.
+                    None => break,
+                    Some(b'\n') => 2,
+                    Some(_) => 1,
+                }
+            } else {
+                1
+            };
+            let line = self.buf[start..end].to_vec();
+            self.line(&line, out);
+            start = end + skip;
+        }
+        self.buf.drain(..start);
+    }
+
+    /// The stream has ended: a last line without its terminator still counts (an event that
+    /// was never followed by a blank line is dropped, as the format says).
+    pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
+        if !self.buf.is_empty() {
+            let rest = std::mem::take(&mut self.buf);
+            let line = rest.strip_suffix(b"\r").unwrap_or(&rest).to_vec();
+            self.line(&line, out);
+        }
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) {
+        if line.is_empty() {
+            if self.has_data {
+                if self.data.last() == Some(&b'\n') {
+                    self.data.pop();
+                }
+                out.push(SseEvent {
+                    event: self.event.take(),
+                    data: String::from_utf8_lossy(&self.data).into_owned(),
+                });
+            }
+            self.data.clear();
+            self.has_data = false;
+            self.event = None;
+            return;
+        }
+        if line[0] == b':' {
+            return; // a comment (keep-alive)
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"data" => {
+                self.data.extend_from_slice(value);
+                self.data.push(b'\n');
+                self.has_data = true;
+            }
+            b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
+            _ => {} // id, retry and unknown fields do not matter here
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_in_pieces(input: &[u8], cuts: &[usize]) -> Vec<SseEvent> {
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        let mut last = 0;
+        for &c in cuts {
+            p.push(&input[last..c], &mut out);
+            last = c;
+        }
+        p.push(&input[last..], &mut out);
+        p.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn survives_every_split_point() {
+        let input = "event: message_start\r\ndata: {\"a\":\"h\u{e9}llo\"}\r\n\r\n: keep-alive\n\ndata: one\ndata: two\n\ndata: [DONE]\n\n"
+            .as_bytes();
+        let want = vec![
+            SseEvent { event: Some("message_start".into()), data: "{\"a\":\"h\u{e9}llo\"}".into() },
+            SseEvent { event: None, data: "one\ntwo".into() },
+            SseEvent { event: None, data: "[DONE]".into() },
+        ];
+        assert_eq!(parse_in_pieces(input, &[]), want);
+        for i in 0..=input.len() {
+            assert_eq!(parse_in_pieces(input, &[i]), want, "split at {i}");
+            for j in i..=input.len() {
+                assert_eq!(parse_in_pieces(input, &[i, j]), want, "split at {i},{j}");
+            }
+        }
+        // One byte at a time.
+        let cuts: Vec<usize> = (1..input.len()).collect();
+        assert_eq!(parse_in_pieces(input, &cuts), want);
+    }
+
+    #[test]
+    fn lone_cr_line_endings_and_unterminated_tail() {
+        let out = parse_in_pieces(b"data: a\r\rdata: b\r\r", &[8]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].data, "b");
+        // An event never closed by a blank line is dropped.
+        assert!(parse_in_pieces(b"data: never closed", &[]).is_empty());
+    }
+}

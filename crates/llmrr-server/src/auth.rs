@@ -1,0 +1,48 @@
+//! The one middleware: give the request its id, authenticate its key, and hand handlers a
+//! `RequestContext`. Every response carries `x-llmrr-request-id`, errors included.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use llmrr_core::RequestContext;
+
+pub const REQUEST_ID: &str = "x-llmrr-request-id";
+
+/// `Authorization: Bearer <key>` (OpenAI SDKs) or `x-api-key: <key>` (Anthropic SDKs).
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        return Some(
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+                .unwrap_or(v)
+                .trim(),
+        );
+    }
+    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let key = state.gateway.auth().authenticate(presented_key(req.headers())).await;
+    let (id, mut resp) = match key {
+        Ok(key) => {
+            let mut ctx = RequestContext::new(key);
+            ctx.started = started;
+            let id = ctx.id.clone();
+            req.extensions_mut().insert(ctx);
+            (id, next.run(req).await)
+        }
+        Err(e) => {
+            let id = RequestContext::new(Default::default()).id;
+            (id, ApiError(e).into_response())
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    resp
+}

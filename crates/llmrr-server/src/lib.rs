@@ -1,0 +1,24 @@
+//! The `llmrr` HTTP server as a library: OpenAI-compatible routes, the admin API, health and
+//! metrics, over the core [`llmrr_core::Gateway`]. The server is a function of a bound
+//! listener, the app state and a shutdown signal ([`serve`]); binaries and tests start it the
+//! same way.
+//!
+//! Layout:
+//! - [`app`]: the router and THE middleware stack, written down once, in order
+//! - `auth`: request id + API key -> `RequestContext` (the one middleware)
+//! - `error`: the one mapping of errors to HTTP responses (OpenAI's envelope)
+//! - `extract`: the JSON body extractor (413, malformed JSON with its position, bad fields
+//!   with their path)
+//! - `routes`: one file per endpoint family
+//! - [`metrics`]: the process-wide Prometheus recorder
+
+pub mod app;
+mod auth;
+mod error;
+mod extract;
+pub mod metrics;
+mod routes;
+mod state;
+
+pub use app::{router, serve};
+pub use state::AppState;

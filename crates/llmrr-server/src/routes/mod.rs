@@ -1,0 +1,67 @@
+//! Handlers, one file per endpoint family, and the two response shapes of a model call.
+
+pub mod admin;
+pub mod chat;
+pub mod completions;
+pub mod embeddings;
+pub mod health;
+pub mod models;
+
+use crate::error::ApiError;
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use llmrr_core::{Answer, Error, StreamAnswer};
+use std::time::Duration;
+
+pub async fn not_found() -> ApiError {
+    ApiError(Error::NotFound("no such route".into()))
+}
+
+pub async fn method_not_allowed() -> Response {
+    let e = Error::invalid("this method is not allowed on this route", None);
+    let mut r = ApiError(e).into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+fn model_headers(r: &mut Response, model: &str, provider: &'static str, overhead: Duration) {
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(model) {
+        h.insert("x-llmrr-model", v);
+    }
+    h.insert("x-llmrr-provider", HeaderValue::from_static(provider));
+    let ms = format!("{:.3}", overhead.as_secs_f64() * 1000.0);
+    if let Ok(v) = HeaderValue::from_str(&ms) {
+        h.insert("x-llmrr-overhead-ms", v);
+    }
+}
+
+/// A complete answer: the body as the provider produced it.
+pub fn json_answer(a: Answer) -> Response {
+    let mut r = Response::new(Body::from(a.body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&a.cost.normalize().to_string()) {
+        r.headers_mut().insert("x-llmrr-cost-usd", v);
+    }
+    model_headers(&mut r, &a.model, a.provider, a.overhead);
+    r
+}
+
+/// A started stream: SSE frames as the gateway pumps them.
+pub fn sse_answer(a: StreamAnswer) -> Response {
+    let frames = futures_util::stream::unfold(a.frames, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|frame| (Ok::<_, std::convert::Infallible>(frame), rx))
+    });
+    let mut r = Response::new(Body::from_stream(frames));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tell reverse proxies (nginx) not to buffer the stream.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    model_headers(&mut r, &a.model, a.provider, a.overhead);
+    r
+}

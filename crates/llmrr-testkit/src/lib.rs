@@ -1,0 +1,10 @@
+//! Test helpers (not published):
+//! - [`mock`]: a mock LLM provider over real HTTP speaking OpenAI's and Anthropic's wire
+//!   formats, with fault modes chosen by the model name (`mock-429`, `mock-cut`, …)
+//! - [`harness`]: starts the gateway on port 0 with a config, over SQLite or Postgres
+
+pub mod harness;
+pub mod mock;
+
+pub use harness::{postgres_url, TestGateway};
+pub use mock::{MockProvider, Recorded};

@@ -1,0 +1,443 @@
+//! A mock upstream. Behaviour is picked from the requested model name, `mock-<mode>`:
+//!
+//! | mode | what it does |
+//! |---|---|
+//! | `ok` (or anything unknown) | answers `echo: <last user text>`; streams one word a chunk |
+//! | `tool` | answers with a `get_weather` tool call |
+//! | `slow-<ms>` | waits before answering |
+//! | `drip-<ms>` | streams with a pause before every chunk |
+//! | `stall` | streams the first chunk, then nothing until the client leaves |
+//! | `cut` | streams two chunks and ends without `[DONE]` / `message_stop` |
+//! | `streamerror` | streams two chunks, then an error event |
+//! | `garbage` | 200 with a body that is not JSON (or SSE of non-JSON) |
+//! | `429` | rate limited, with `Retry-After: 7` |
+//! | `500`, `400`, `401`, `529` | that status, with the provider's error body |
+//!
+//! Streams are written in small odd-sized pieces so that events arrive split mid-line.
+//! Every request is recorded (path, headers, JSON body) for assertions.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One request the mock received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Shared {
+    requests: Mutex<Vec<Recorded>>,
+}
+
+pub struct MockProvider {
+    /// `http://127.0.0.1:PORT/v1`
+    pub base_url: String,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MockProvider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MockProvider {
+    pub async fn start() -> MockProvider {
+        let shared = Arc::new(Shared::default());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(openai_chat))
+            .route("/v1/completions", post(openai_completions))
+            .route("/v1/embeddings", post(openai_embeddings))
+            .route("/v1/models", get(|| async { Json(json!({"object": "list", "data": []})) }))
+            .route("/v1/messages", post(anthropic_messages))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the mock to a free loopback port");
+        let addr = listener.local_addr().expect("mock address");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        MockProvider {
+            base_url: format!("http://{addr}/v1"),
+            shared,
+            task,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.requests.lock().expect("mock lock").clone()
+    }
+
+    pub fn last_request(&self) -> Recorded {
+        self.requests().pop().expect("the mock received a request")
+    }
+}
+
+fn record(shared: &Shared, path: &str, headers: &HeaderMap, body: &Value) {
+    let headers = headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    shared.requests.lock().expect("mock lock").push(Recorded {
+        path: path.to_owned(),
+        headers,
+        body: body.clone(),
+    });
+}
+
+fn mode(body: &Value) -> String {
+    let model = body["model"].as_str().unwrap_or("");
+    model.rsplit("mock-").next().unwrap_or("ok").to_owned()
+}
+
+fn millis(mode: &str, prefix: &str) -> Option<u64> {
+    mode.strip_prefix(prefix)?.parse().ok()
+}
+
+fn words(text: &str) -> u64 {
+    text.split_whitespace().count() as u64
+}
+
+/// The text of every message (OpenAI or Anthropic shapes), for token counts.
+fn all_text(messages: &Value) -> String {
+    let mut out = String::new();
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::String(s) => {
+                out.push_str(s);
+                out.push(' ');
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            Value::Object(o) => {
+                for k in ["content", "text"] {
+                    if let Some(c) = o.get(k) {
+                        walk(c, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(messages, &mut out);
+    out
+}
+
+fn last_user_text(messages: &Value) -> String {
+    messages
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .map(|m| all_text(&m["content"]).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Pieces of `text` of 1..=13 bytes: events arrive split anywhere.
+fn pieces(text: String) -> Vec<Bytes> {
+    let bytes = Bytes::from(text);
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut size = 1;
+    while i < bytes.len() {
+        let end = (i + size).min(bytes.len());
+        out.push(bytes.slice(i..end));
+        i = end;
+        size = size % 13 + 4;
+    }
+    out
+}
+
+enum Ending {
+    /// The stream is complete as written.
+    Complete,
+    /// Nothing more, but the connection stays open until the client leaves.
+    Stall,
+}
+
+/// A streamed body of `events`, each already framed, with `pause` before each event.
+fn sse_body(events: Vec<String>, pause: Duration, ending: Ending) -> Response {
+    let stream = futures_util::stream::iter(events).then(move |ev| async move {
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        futures_util::stream::iter(pieces(ev).into_iter().map(Ok::<_, std::io::Error>))
+    });
+    let stream = stream.flatten();
+    let body = match ending {
+        Ending::Complete => Body::from_stream(stream),
+        Ending::Stall => Body::from_stream(stream.chain(futures_util::stream::pending())),
+    };
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(body)
+        .expect("a valid response")
+}
+
+fn openai_error(status: u16, message: &str, kind: &str, code: Option<&str>, param: Option<&str>) -> Response {
+    let mut r = (
+        StatusCode::from_u16(status).expect("status"),
+        Json(json!({"error": {"message": message, "type": kind, "param": param, "code": code}})),
+    )
+        .into_response();
+    if status == 429 {
+        r.headers_mut().insert("retry-after", "7".parse().expect("header"));
+    }
+    r
+}
+
+/// The fault modes shared by every OpenAI endpoint; `None` when the call should succeed.
+async fn openai_fault(mode: &str) -> Option<Response> {
+    if let Some(ms) = millis(mode, "slow-") {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    match mode {
+        "429" => Some(openai_error(429, "Rate limit reached for mock in requests per min", "requests", Some("rate_limit_exceeded"), None)),
+        "500" => Some(openai_error(500, "The server had an error while processing your request", "server_error", None, None)),
+        "400" => Some(openai_error(400, "This model's maximum context length is 10 tokens", "invalid_request_error", Some("context_length_exceeded"), Some("messages"))),
+        "401" => Some(openai_error(401, "Incorrect API key provided", "invalid_request_error", Some("invalid_api_key"), None)),
+        "garbage" => Some((StatusCode::OK, "<html>this is not json").into_response()),
+        _ => None,
+    }
+}
+
+async fn openai_chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    record(&shared, "/v1/chat/completions", &headers, &body);
+    let mode = mode(&body);
+    let stream = body["stream"] == true;
+    if !(stream && mode == "garbage") {
+        if let Some(r) = openai_fault(&mode).await {
+            return r;
+        }
+    }
+    let model = body["model"].as_str().unwrap_or("").to_owned();
+    let reply = format!("echo: {}", last_user_text(&body["messages"]));
+    let prompt_tokens = words(&all_text(&body["messages"]));
+    let tool = mode == "tool";
+    let completion_tokens = if tool { 5 } else { words(&reply) };
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                       "total_tokens": prompt_tokens + completion_tokens});
+    if !stream {
+        let message = if tool {
+            json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_mock", "type": "function",
+                   "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]})
+        } else {
+            json!({"role": "assistant", "content": reply, "refusal": null})
+        };
+        return Json(json!({
+            "id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000, "model": model,
+            "system_fingerprint": "fp_mock",
+            "choices": [{"index": 0, "message": message, "logprobs": null,
+                         "finish_reason": if tool { "tool_calls" } else { "stop" }}],
+            "usage": usage,
+        }))
+        .into_response();
+    }
+    let chunk = |delta: Value, finish: Value| {
+        format!("data: {}\n\n", json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk",
+            "created": 1_700_000_000, "model": model, "choices": [{"index": 0, "delta": delta,
+            "logprobs": null, "finish_reason": finish}]}))
+    };
+    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    if mode == "garbage" {
+        events.push("data: {not json at all\n\n".into());
+        return sse_body(events, Duration::ZERO, Ending::Complete);
+    }
+    if tool {
+        events.push(chunk(json!({"tool_calls": [{"index": 0, "id": "call_mock", "type": "function",
+            "function": {"name": "get_weather", "arguments": ""}}]}), Value::Null));
+        for part in ["{\"city\":", "\"Paris\"}"] {
+            events.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}), Value::Null));
+        }
+    } else {
+        for (i, w) in reply.split_whitespace().enumerate() {
+            let text = if i == 0 { w.to_owned() } else { format!(" {w}") };
+            events.push(chunk(json!({"content": text}), Value::Null));
+        }
+    }
+    match mode.as_str() {
+        "cut" => {
+            events.truncate(3);
+            return sse_body(events, Duration::ZERO, Ending::Complete);
+        }
+        "streamerror" => {
+            events.truncate(3);
+            events.push(format!("data: {}\n\n", json!({"error": {"message": "upstream exploded mid-stream", "type": "server_error", "code": null}})));
+            return sse_body(events, Duration::ZERO, Ending::Complete);
+        }
+        "stall" => {
+            events.truncate(2);
+            return sse_body(events, Duration::ZERO, Ending::Stall);
+        }
+        _ => {}
+    }
+    events.push(chunk(json!({}), json!(if tool { "tool_calls" } else { "stop" })));
+    if body["stream_options"]["include_usage"] == true {
+        events.push(format!("data: {}\n\n", json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk",
+            "created": 1_700_000_000, "model": model, "choices": [], "usage": usage})));
+    }
+    events.push("data: [DONE]\n\n".into());
+    let pause = Duration::from_millis(millis(&mode, "drip-").unwrap_or(0));
+    sse_body(events, pause, Ending::Complete)
+}
+
+async fn openai_completions(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    record(&shared, "/v1/completions", &headers, &body);
+    let mode = mode(&body);
+    if let Some(r) = openai_fault(&mode).await {
+        return r;
+    }
+    let model = body["model"].as_str().unwrap_or("").to_owned();
+    let prompt = all_text(&body["prompt"]);
+    let text = format!("echo: {}", prompt.trim());
+    let usage = json!({"prompt_tokens": words(&prompt), "completion_tokens": words(&text),
+                       "total_tokens": words(&prompt) + words(&text)});
+    if body["stream"] != true {
+        return Json(json!({"id": "cmpl-mock", "object": "text_completion", "created": 1_700_000_000,
+            "model": model, "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "stop"}],
+            "usage": usage})).into_response();
+    }
+    let mut events: Vec<String> = text
+        .split_whitespace()
+        .map(|w| format!("data: {}\n\n", json!({"id": "cmpl-mock", "object": "text_completion",
+            "created": 1_700_000_000, "model": model, "choices": [{"index": 0, "text": format!("{w} "),
+            "logprobs": null, "finish_reason": null}]})))
+        .collect();
+    if body["stream_options"]["include_usage"] == true {
+        events.push(format!("data: {}\n\n", json!({"id": "cmpl-mock", "object": "text_completion",
+            "created": 1_700_000_000, "model": model, "choices": [], "usage": usage})));
+    }
+    events.push("data: [DONE]\n\n".into());
+    sse_body(events, Duration::ZERO, Ending::Complete)
+}
+
+async fn openai_embeddings(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    record(&shared, "/v1/embeddings", &headers, &body);
+    if let Some(r) = openai_fault(&mode(&body)).await {
+        return r;
+    }
+    let inputs: Vec<String> = match &body["input"] {
+        Value::Array(items) => items.iter().map(|i| i.to_string()).collect(),
+        other => vec![other.to_string()],
+    };
+    let tokens: u64 = inputs.iter().map(|i| words(i)).sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            // Deterministic: the same text always gets the same vector.
+            let seed = text.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+            let v: Vec<f64> = (0..8).map(|k| f64::from((seed >> k) & 0xff) / 255.0).collect();
+            json!({"object": "embedding", "index": i, "embedding": v})
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data, "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})).into_response()
+}
+
+fn anthropic_error(status: u16, kind: &str, message: &str) -> Response {
+    let mut r = (
+        StatusCode::from_u16(status).expect("status"),
+        Json(json!({"type": "error", "error": {"type": kind, "message": message}})),
+    )
+        .into_response();
+    if status == 429 {
+        r.headers_mut().insert("retry-after", "7".parse().expect("header"));
+    }
+    r
+}
+
+async fn anthropic_messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    record(&shared, "/v1/messages", &headers, &body);
+    if !headers.contains_key("x-api-key") {
+        return anthropic_error(401, "authentication_error", "x-api-key header is required");
+    }
+    if !headers.contains_key("anthropic-version") {
+        return anthropic_error(400, "invalid_request_error", "anthropic-version header is required");
+    }
+    if body["max_tokens"].as_u64().is_none() {
+        return anthropic_error(400, "invalid_request_error", "max_tokens: Field required");
+    }
+    let mode = mode(&body);
+    if let Some(ms) = millis(&mode, "slow-") {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    match mode.as_str() {
+        "429" => return anthropic_error(429, "rate_limit_error", "Number of requests has exceeded your rate limit"),
+        "529" => return anthropic_error(529, "overloaded_error", "Overloaded"),
+        "500" => return anthropic_error(500, "api_error", "Internal server error"),
+        "400" => return anthropic_error(400, "invalid_request_error", "prompt is too long: 300000 tokens > 200000 maximum"),
+        _ => {}
+    }
+    let model = body["model"].as_str().unwrap_or("").to_owned();
+    let reply = format!("echo: {}", last_user_text(&body["messages"]));
+    let input_tokens = words(&all_text(&body["messages"])) + words(&all_text(&body["system"]));
+    let tool = mode == "tool";
+    let output_tokens = words(&reply) + if tool { 5 } else { 0 };
+    let stop_reason = if tool { "tool_use" } else { "end_turn" };
+    if body["stream"] != true {
+        let mut content = vec![json!({"type": "text", "text": reply})];
+        if tool {
+            content.push(json!({"type": "tool_use", "id": "toolu_mock", "name": "get_weather", "input": {"city": "Paris"}}));
+        }
+        return Json(json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+            "content": content, "stop_reason": stop_reason, "stop_sequence": null,
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens}})).into_response();
+    }
+    let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let mut events = vec![
+        ev("message_start", json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message",
+            "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1}}})),
+        ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+        ev("ping", json!({"type": "ping"})),
+    ];
+    for (i, w) in reply.split_whitespace().enumerate() {
+        let text = if i == 0 { w.to_owned() } else { format!(" {w}") };
+        events.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": text}})));
+    }
+    events.push(ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+    match mode.as_str() {
+        "cut" => {
+            events.truncate(4);
+            return sse_body(events, Duration::ZERO, Ending::Complete);
+        }
+        "streamerror" => {
+            events.truncate(4);
+            events.push(ev("error", json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})));
+            return sse_body(events, Duration::ZERO, Ending::Complete);
+        }
+        "garbage" => {
+            events.truncate(2);
+            events.push("event: content_block_delta\ndata: {broken\n\n".into());
+            return sse_body(events, Duration::ZERO, Ending::Complete);
+        }
+        _ => {}
+    }
+    if tool {
+        events.push(ev("content_block_start", json!({"type": "content_block_start", "index": 1,
+            "content_block": {"type": "tool_use", "id": "toolu_mock", "name": "get_weather", "input": {}}})));
+        for part in ["{\"city\": ", "\"Paris\"}"] {
+            events.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 1,
+                "delta": {"type": "input_json_delta", "partial_json": part}})));
+        }
+        events.push(ev("content_block_stop", json!({"type": "content_block_stop", "index": 1})));
+    }
+    events.push(ev("message_delta", json!({"type": "message_delta",
+        "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": output_tokens}})));
+    events.push(ev("message_stop", json!({"type": "message_stop"})));
+    let pause = Duration::from_millis(millis(&mode, "drip-").unwrap_or(0));
+    sse_body(events, pause, Ending::Complete)
+}

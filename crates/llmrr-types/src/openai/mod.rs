@@ -1,0 +1,9 @@
+//! OpenAI's API, as served by OpenAI and by every OpenAI-compatible server.
+
+pub mod chat;
+pub mod content;
+pub mod misc;
+
+pub use chat::*;
+pub use content::*;
+pub use misc::*;
