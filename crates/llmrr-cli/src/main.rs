@@ -1,1 +1,52 @@
-fn main() {}
+//! `llmrr`: the command. Parses flags, loads the config, wires the pieces together; all the
+//! work lives in the libraries. `anyhow` is used here and only here.
+
+mod chat;
+mod cli;
+mod keys;
+mod serve;
+
+use anyhow::Result;
+use clap::Parser;
+use cli::{Cli, Command, ConfigCommand};
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Serve(args) => serve::run(&cli.global, args).await,
+        Command::Chat(args) => chat::run(&cli.global, args).await,
+        Command::Models(args) => chat::models(&cli.global, args).await,
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let config = cli.global.load()?;
+            println!("{}", serde_json::to_string_pretty(&config)?);
+            eprintln!(
+                "config OK ({} model(s), from {})",
+                config.models.len(),
+                config.source
+            );
+            Ok(())
+        }
+        Command::Keys { command } => keys::run(&cli.global, command).await,
+    }
+}

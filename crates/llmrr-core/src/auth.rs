@@ -31,7 +31,9 @@ pub struct KeyContext {
 
 impl KeyContext {
     pub fn may_use(&self, model: &str) -> bool {
-        self.allowed_models.as_ref().is_none_or(|m| m.contains(model))
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|m| m.contains(model))
     }
 
     fn from_row(row: KeyRow) -> Self {
@@ -161,11 +163,17 @@ impl Authenticator {
 /// Create a key directly in the store (the CLI does this without a running server).
 pub async fn create_key(store: &Store, new: NewKey) -> Result<CreatedKey> {
     if new.name.trim().is_empty() {
-        return Err(Error::invalid("a key needs a non-empty `name`", Some("name".into())));
+        return Err(Error::invalid(
+            "a key needs a non-empty `name`",
+            Some("name".into()),
+        ));
     }
     let metadata = new.metadata.unwrap_or_else(|| serde_json::json!({}));
     if !metadata.is_object() {
-        return Err(Error::invalid("`metadata` must be a JSON object", Some("metadata".into())));
+        return Err(Error::invalid(
+            "`metadata` must be a JSON object",
+            Some("metadata".into()),
+        ));
     }
     let mut bytes = [0u8; 24];
     rand::rngs::OsRng.fill_bytes(&mut bytes);

@@ -31,7 +31,10 @@ mod tests {
             prompt_tokens_details: None,
         };
         // 1234 * 0.15 / 1e6 + 567 * 0.60 / 1e6 = 0.0001851 + 0.0003402
-        assert_eq!(cost_of(&p, &u), Decimal::from_str("0.0005253").expect("decimal"));
+        assert_eq!(
+            cost_of(&p, &u),
+            Decimal::from_str("0.0005253").expect("decimal")
+        );
         assert_eq!(cost_of(&Pricing::default(), &u), Decimal::ZERO);
     }
 }

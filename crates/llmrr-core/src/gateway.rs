@@ -162,8 +162,14 @@ impl Gateway {
     /// Wait for every call in flight to finish (at most `grace`), then write the request log.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.tracker.close();
-        if tokio::time::timeout(grace, self.inner.tracker.wait()).await.is_err() {
-            tracing::warn!(in_flight = self.inner.tracker.len(), "shutdown grace ran out");
+        if tokio::time::timeout(grace, self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = self.inner.tracker.len(),
+                "shutdown grace ran out"
+            );
         }
         self.inner.log.flush().await;
     }
@@ -201,9 +207,13 @@ impl Gateway {
     }
 
     fn resolve(&self, key: &KeyContext, name: &str) -> Result<Arc<ModelEntry>> {
-        let entry = self.inner.models.get(name).ok_or_else(|| Error::ModelNotFound {
-            model: name.to_owned(),
-        })?;
+        let entry = self
+            .inner
+            .models
+            .get(name)
+            .ok_or_else(|| Error::ModelNotFound {
+                model: name.to_owned(),
+            })?;
         if !key.may_use(name) {
             return Err(Error::ModelNotAllowed {
                 model: name.to_owned(),
@@ -214,39 +224,60 @@ impl Gateway {
 
     pub async fn chat(&self, ctx: RequestContext, req: ChatCompletionRequest) -> Result<Answer> {
         let entry = self
-            .admit(&ctx, Endpoint::Chat, &req.model, false, validate::chat(&req))
+            .admit(
+                &ctx,
+                Endpoint::Chat,
+                &req.model,
+                false,
+                validate::chat(&req),
+            )
             .await?;
         let this = self.clone();
         self.tracked(async move {
             let provider = entry.provider.clone();
             let call = provider.chat(&req);
-            this.complete(ctx, Endpoint::Chat, &req.model, entry, call).await
+            this.complete(ctx, Endpoint::Chat, &req.model, entry, call)
+                .await
         })
         .await
     }
 
     pub async fn completion(&self, ctx: RequestContext, req: CompletionRequest) -> Result<Answer> {
         let entry = self
-            .admit(&ctx, Endpoint::Completions, &req.model, false, validate::completion(&req))
+            .admit(
+                &ctx,
+                Endpoint::Completions,
+                &req.model,
+                false,
+                validate::completion(&req),
+            )
             .await?;
         let this = self.clone();
         self.tracked(async move {
             let provider = entry.provider.clone();
             let call = provider.completion(&req);
-            this.complete(ctx, Endpoint::Completions, &req.model, entry, call).await
+            this.complete(ctx, Endpoint::Completions, &req.model, entry, call)
+                .await
         })
         .await
     }
 
     pub async fn embeddings(&self, ctx: RequestContext, req: EmbeddingRequest) -> Result<Answer> {
         let entry = self
-            .admit(&ctx, Endpoint::Embeddings, &req.model, false, validate::embeddings(&req))
+            .admit(
+                &ctx,
+                Endpoint::Embeddings,
+                &req.model,
+                false,
+                validate::embeddings(&req),
+            )
             .await?;
         let this = self.clone();
         self.tracked(async move {
             let provider = entry.provider.clone();
             let call = provider.embeddings(&req);
-            this.complete(ctx, Endpoint::Embeddings, &req.model, entry, call).await
+            this.complete(ctx, Endpoint::Embeddings, &req.model, entry, call)
+                .await
         })
         .await
     }
@@ -262,9 +293,15 @@ impl Gateway {
         let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true);
         let prompt_estimate = validate::estimate_prompt_tokens(&req);
         let provider = entry.provider.clone();
-        self.stream(ctx, Endpoint::Chat, req.model.clone(), entry, include_usage, prompt_estimate, async move {
-            provider.chat_stream(&req).await
-        })
+        self.stream(
+            ctx,
+            Endpoint::Chat,
+            req.model.clone(),
+            entry,
+            include_usage,
+            prompt_estimate,
+            async move { provider.chat_stream(&req).await },
+        )
         .await
     }
 
@@ -274,13 +311,25 @@ impl Gateway {
         req: CompletionRequest,
     ) -> Result<StreamAnswer> {
         let entry = self
-            .admit(&ctx, Endpoint::Completions, &req.model, true, validate::completion(&req))
+            .admit(
+                &ctx,
+                Endpoint::Completions,
+                &req.model,
+                true,
+                validate::completion(&req),
+            )
             .await?;
         let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true);
         let provider = entry.provider.clone();
-        self.stream(ctx, Endpoint::Completions, req.model.clone(), entry, include_usage, 0, async move {
-            provider.completion_stream(&req).await
-        })
+        self.stream(
+            ctx,
+            Endpoint::Completions,
+            req.model.clone(),
+            entry,
+            include_usage,
+            0,
+            async move { provider.completion_stream(&req).await },
+        )
         .await
     }
 
@@ -368,7 +417,10 @@ impl Gateway {
 
     /// Steps 3-4 of a streamed call: start the upstream stream in a tracked task, answer as
     /// soon as it has started (or failed), then keep pumping it to the client.
-    #[expect(clippy::too_many_arguments, reason = "one private call site per endpoint")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one private call site per endpoint"
+    )]
     async fn stream(
         &self,
         ctx: RequestContext,
@@ -406,7 +458,10 @@ impl Gateway {
                     return;
                 }
             };
-            let overhead = ctx.started.elapsed().saturating_sub(upstream_started.elapsed());
+            let overhead = ctx
+                .started
+                .elapsed()
+                .saturating_sub(upstream_started.elapsed());
             let _ = ready_tx.send(Ok(overhead));
             let pumped = pump(chunks, &frames_tx, include_usage, &ctx).await;
             let (usage, usage_estimated) = match pumped.usage {
@@ -446,7 +501,9 @@ impl Gateway {
                 overhead,
             }),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::Internal("the stream task ended before starting".into())),
+            Err(_) => Err(Error::Internal(
+                "the stream task ended before starting".into(),
+            )),
         }
     }
 
@@ -464,10 +521,12 @@ impl Gateway {
         match (f.entry, error) {
             (Some(e), None) => {
                 let overhead = total.saturating_sub(f.upstream.unwrap_or_default());
-                e.metrics.success(f.endpoint, total.as_secs_f64(), overhead.as_secs_f64());
+                e.metrics
+                    .success(f.endpoint, total.as_secs_f64(), overhead.as_secs_f64());
             }
             (Some(e), Some(label)) => {
-                e.metrics.failure(f.endpoint, status, label, total.as_secs_f64())
+                e.metrics
+                    .failure(f.endpoint, status, label, total.as_secs_f64())
             }
             (None, Some(label)) => telemetry::failure(f.endpoint, None, status, label),
             (None, None) => {}
@@ -544,7 +603,11 @@ async fn pump(
         };
         let frame = match next {
             None => {
-                if frames.send(Bytes::from_static(b"data: [DONE]\n\n")).await.is_err() {
+                if frames
+                    .send(Bytes::from_static(b"data: [DONE]\n\n"))
+                    .await
+                    .is_err()
+                {
                     out.result = client_gone;
                 }
                 return out;

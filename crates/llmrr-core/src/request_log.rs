@@ -111,7 +111,10 @@ impl Writer {
         if self.pending.len() > cap {
             let dropped = self.pending.len() - cap;
             self.pending.drain(..dropped);
-            tracing::error!(dropped, "request log rows dropped: the store is unreachable");
+            tracing::error!(
+                dropped,
+                "request log rows dropped: the store is unreachable"
+            );
             metrics::counter!(crate::telemetry::LOG_ROWS_DROPPED).increment(dropped as u64);
         }
     }

@@ -19,18 +19,49 @@ pub const LOG_ROWS_DROPPED: &str = "llmrr_request_log_rows_dropped_total";
 
 /// Register help texts; call once after the recorder is installed.
 pub fn describe() {
-    describe_counter!(REQUESTS, "Model calls answered, by endpoint, model, provider and status");
-    describe_counter!(ERRORS, "Failed model calls, by endpoint, model, provider and error type");
-    describe_histogram!(REQUEST_DURATION, Unit::Seconds, "Total time of a model call, as the client sees it");
-    describe_histogram!(GATEWAY_OVERHEAD, Unit::Seconds, "Time spent in llmrr itself: total minus upstream");
-    describe_histogram!(UPSTREAM_DURATION, Unit::Seconds, "Time the upstream took (to the full answer, or to the end of a stream)");
-    describe_histogram!(TIME_TO_FIRST_TOKEN, Unit::Seconds, "Time from request to the first generated token of a stream");
+    describe_counter!(
+        REQUESTS,
+        "Model calls answered, by endpoint, model, provider and status"
+    );
+    describe_counter!(
+        ERRORS,
+        "Failed model calls, by endpoint, model, provider and error type"
+    );
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "Total time of a model call, as the client sees it"
+    );
+    describe_histogram!(
+        GATEWAY_OVERHEAD,
+        Unit::Seconds,
+        "Time spent in llmrr itself: total minus upstream"
+    );
+    describe_histogram!(
+        UPSTREAM_DURATION,
+        Unit::Seconds,
+        "Time the upstream took (to the full answer, or to the end of a stream)"
+    );
+    describe_histogram!(
+        TIME_TO_FIRST_TOKEN,
+        Unit::Seconds,
+        "Time from request to the first generated token of a stream"
+    );
     describe_counter!(INPUT_TOKENS, "Prompt tokens, by model and provider");
     describe_counter!(OUTPUT_TOKENS, "Completion tokens, by model and provider");
-    describe_counter!(CLIENT_DISCONNECTS, "Streams whose client hung up before the end");
+    describe_counter!(
+        CLIENT_DISCONNECTS,
+        "Streams whose client hung up before the end"
+    );
     describe_counter!(LOG_ROWS_WRITTEN, "Request log rows written to the store");
-    describe_counter!(LOG_WRITE_ERRORS, "Request log batches that failed after retries");
-    describe_counter!(LOG_ROWS_DROPPED, "Request log rows dropped because the store stayed unreachable");
+    describe_counter!(
+        LOG_WRITE_ERRORS,
+        "Request log batches that failed after retries"
+    );
+    describe_counter!(
+        LOG_ROWS_DROPPED,
+        "Request log rows dropped because the store stayed unreachable"
+    );
 }
 
 /// The endpoints that call models, as metric labels.
@@ -84,7 +115,10 @@ impl ModelMetrics {
         });
         let duration = Endpoint::ALL.map(|e| histogram!(REQUEST_DURATION, &labels(e)));
         let overhead = Endpoint::ALL.map(|e| histogram!(GATEWAY_OVERHEAD, &labels(e)));
-        let mp = [("model", model.to_owned()), ("provider", provider.to_owned())];
+        let mp = [
+            ("model", model.to_owned()),
+            ("provider", provider.to_owned()),
+        ];
         ModelMetrics {
             ok,
             duration,

@@ -31,14 +31,20 @@ fn model(name: &str) -> Result<()> {
 pub fn chat(req: &ChatCompletionRequest) -> Result<()> {
     model(&req.model)?;
     if req.messages.is_empty() {
-        return Err(bad("messages", "`messages` must contain at least one message"));
+        return Err(bad(
+            "messages",
+            "`messages` must contain at least one message",
+        ));
     }
     for (i, m) in req.messages.iter().enumerate() {
         let at = |field: &str| format!("messages[{i}].{field}");
         match m.role {
             Role::Tool => {
                 if m.tool_call_id.as_deref().is_none_or(str::is_empty) {
-                    return Err(bad(at("tool_call_id"), "a `tool` message needs the `tool_call_id` it answers"));
+                    return Err(bad(
+                        at("tool_call_id"),
+                        "a `tool` message needs the `tool_call_id` it answers",
+                    ));
                 }
                 if m.content.is_none() {
                     return Err(bad(at("content"), "a `tool` message needs `content`"));
@@ -46,12 +52,18 @@ pub fn chat(req: &ChatCompletionRequest) -> Result<()> {
             }
             Role::Assistant => {
                 if m.content.is_none() && m.tool_calls.as_ref().is_none_or(Vec::is_empty) {
-                    return Err(bad(at("content"), "an `assistant` message needs `content` or `tool_calls`"));
+                    return Err(bad(
+                        at("content"),
+                        "an `assistant` message needs `content` or `tool_calls`",
+                    ));
                 }
             }
             Role::System | Role::Developer | Role::User | Role::Function => {
                 if m.content.is_none() {
-                    return Err(bad(at("content"), format!("a `{}` message needs `content`", m.role.as_str())));
+                    return Err(bad(
+                        at("content"),
+                        format!("a `{}` message needs `content`", m.role.as_str()),
+                    ));
                 }
             }
         }
@@ -65,26 +77,37 @@ pub fn chat(req: &ChatCompletionRequest) -> Result<()> {
             return Err(bad("n", format!("`n` must be between 1 and 128, got {n}")));
         }
     }
-    for (param, v) in [("max_tokens", req.max_tokens), ("max_completion_tokens", req.max_completion_tokens)] {
+    for (param, v) in [
+        ("max_tokens", req.max_tokens),
+        ("max_completion_tokens", req.max_completion_tokens),
+    ] {
         if v == Some(0) {
             return Err(bad(param, format!("`{param}` must be at least 1")));
         }
     }
     for (token, bias) in req.logit_bias.iter().flatten() {
         if token.parse::<u64>().is_err() {
-            return Err(bad("logit_bias", format!("`logit_bias` keys are token ids, got `{token}`")));
+            return Err(bad(
+                "logit_bias",
+                format!("`logit_bias` keys are token ids, got `{token}`"),
+            ));
         }
         range("logit_bias", Some(*bias), -100.0, 100.0)?;
     }
     if req.stream_options.is_some() && !req.is_stream() {
-        return Err(bad("stream_options", "`stream_options` is only allowed when `stream` is true"));
+        return Err(bad(
+            "stream_options",
+            "`stream_options` is only allowed when `stream` is true",
+        ));
     }
     let tools = req.tools.as_deref().unwrap_or_default();
     for (i, t) in tools.iter().enumerate() {
         let name = &t.function.name;
         let ok = !name.is_empty()
             && name.len() <= 64
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !ok {
             return Err(bad(
                 format!("tools[{i}].function.name"),
@@ -93,7 +116,10 @@ pub fn chat(req: &ChatCompletionRequest) -> Result<()> {
         }
         if let Some(p) = &t.function.parameters {
             if !p.is_object() {
-                return Err(bad(format!("tools[{i}].function.parameters"), "must be a JSON Schema object"));
+                return Err(bad(
+                    format!("tools[{i}].function.parameters"),
+                    "must be a JSON Schema object",
+                ));
             }
         }
     }
@@ -101,7 +127,10 @@ pub fn chat(req: &ChatCompletionRequest) -> Result<()> {
         if !tools.iter().any(|t| t.function.name == n.function.name) {
             return Err(bad(
                 "tool_choice",
-                format!("`tool_choice` names `{}`, which is not in `tools`", n.function.name),
+                format!(
+                    "`tool_choice` names `{}`, which is not in `tools`",
+                    n.function.name
+                ),
             ));
         }
     }
@@ -113,13 +142,21 @@ pub fn completion(req: &CompletionRequest) -> Result<()> {
     match &req.prompt {
         Value::String(_) => {}
         Value::Array(items) if !items.is_empty() => {}
-        _ => return Err(bad("prompt", "`prompt` must be a string, an array of strings or of token ids")),
+        _ => {
+            return Err(bad(
+                "prompt",
+                "`prompt` must be a string, an array of strings or of token ids",
+            ))
+        }
     }
     if req.max_tokens == Some(0) {
         return Err(bad("max_tokens", "`max_tokens` must be at least 1"));
     }
     if req.stream_options.is_some() && !req.is_stream() {
-        return Err(bad("stream_options", "`stream_options` is only allowed when `stream` is true"));
+        return Err(bad(
+            "stream_options",
+            "`stream_options` is only allowed when `stream` is true",
+        ));
     }
     Ok(())
 }
@@ -164,20 +201,56 @@ mod tests {
     #[test]
     fn names_the_bad_parameter() {
         let user = serde_json::json!([{"role": "user", "content": "hi"}]);
-        assert_eq!(check(serde_json::json!({"model": "m", "messages": user})), None);
+        assert_eq!(
+            check(serde_json::json!({"model": "m", "messages": user})),
+            None
+        );
         let cases = [
             (serde_json::json!({"model": "", "messages": user}), "model"),
-            (serde_json::json!({"model": "m", "messages": []}), "messages"),
-            (serde_json::json!({"model": "m", "messages": user, "temperature": 3}), "temperature"),
-            (serde_json::json!({"model": "m", "messages": user, "top_p": -0.1}), "top_p"),
-            (serde_json::json!({"model": "m", "messages": user, "n": 0}), "n"),
-            (serde_json::json!({"model": "m", "messages": user, "max_tokens": 0}), "max_tokens"),
-            (serde_json::json!({"model": "m", "messages": user, "logit_bias": {"50256": 101}}), "logit_bias"),
-            (serde_json::json!({"model": "m", "messages": user, "stream_options": {"include_usage": true}}), "stream_options"),
-            (serde_json::json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}), "messages[0].tool_call_id"),
-            (serde_json::json!({"model": "m", "messages": [{"role": "user"}]}), "messages[0].content"),
-            (serde_json::json!({"model": "m", "messages": user, "tools": [{"type": "function", "function": {"name": "bad name"}}]}), "tools[0].function.name"),
-            (serde_json::json!({"model": "m", "messages": user, "tool_choice": {"type": "function", "function": {"name": "f"}}}), "tool_choice"),
+            (
+                serde_json::json!({"model": "m", "messages": []}),
+                "messages",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": user, "temperature": 3}),
+                "temperature",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": user, "top_p": -0.1}),
+                "top_p",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": user, "n": 0}),
+                "n",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": user, "max_tokens": 0}),
+                "max_tokens",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": user, "logit_bias": {"50256": 101}}),
+                "logit_bias",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": user, "stream_options": {"include_usage": true}}),
+                "stream_options",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
+                "messages[0].tool_call_id",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": [{"role": "user"}]}),
+                "messages[0].content",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": user, "tools": [{"type": "function", "function": {"name": "bad name"}}]}),
+                "tools[0].function.name",
+            ),
+            (
+                serde_json::json!({"model": "m", "messages": user, "tool_choice": {"type": "function", "function": {"name": "f"}}}),
+                "tool_choice",
+            ),
         ];
         for (json, want) in cases {
             assert_eq!(check(json.clone()).as_deref(), Some(want), "{json}");

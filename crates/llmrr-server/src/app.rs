@@ -2,8 +2,8 @@
 //!
 //! 1. `DefaultBodyLimit` — bodies over `server.max_body_bytes` are refused with 413 (by the
 //!    JSON extractor, in OpenAI's error format).
-//! 2. `auth::authenticate` (not on the public routes) — assigns the request id
-//!    (`x-llmrr-request-id` on every response), checks the API key, and puts the
+//! 2. `auth::authenticate` — assigns the request id (`x-llmrr-request-id` on every
+//!    response), checks the API key (except on `auth::PUBLIC_PATHS`), and puts the
 //!    `RequestContext` (id, key, start time) in the request's extensions.
 //! 3. the handler: parse + validate, then `Gateway`.
 //!
@@ -19,26 +19,26 @@ use std::future::Future;
 use tokio::net::TcpListener;
 
 pub fn router(state: AppState) -> Router {
-    let public = Router::new()
+    Router::new()
         .route("/health/live", get(routes::health::live))
-        .route("/health/ready", get(routes::health::ready));
-    let guarded = Router::new()
+        .route("/health/ready", get(routes::health::ready))
         .route("/v1/chat/completions", post(routes::chat::chat))
         .route("/v1/completions", post(routes::completions::completions))
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{*id}", get(routes::models::get))
         .route("/metrics", get(routes::health::metrics))
-        .route("/admin/keys", post(routes::admin::create_key).get(routes::admin::list_keys))
+        .route(
+            "/admin/keys",
+            post(routes::admin::create_key).get(routes::admin::list_keys),
+        )
         .route("/admin/keys/{id}", delete(routes::admin::revoke_key))
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,
-        ));
-    public
-        .merge(guarded)
-        .method_not_allowed_fallback(routes::method_not_allowed)
+        ))
         .layer(DefaultBodyLimit::max(state.server.max_body_bytes))
         .with_state(state)
 }
@@ -51,7 +51,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     state.gateway.shutdown(state.server.shutdown_grace).await;
     Ok(())
 }

@@ -11,9 +11,15 @@ use llmrr_core::RequestContext;
 
 pub const REQUEST_ID: &str = "x-llmrr-request-id";
 
+/// The routes that need no key. Everything else does.
+pub const PUBLIC_PATHS: &[&str] = &["/health/live", "/health/ready"];
+
 /// `Authorization: Bearer <key>` (OpenAI SDKs) or `x-api-key: <key>` (Anthropic SDKs).
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let v = v.trim();
         return Some(
             v.strip_prefix("Bearer ")
@@ -22,12 +28,23 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
                 .trim(),
         );
     }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
-    let key = state.gateway.auth().authenticate(presented_key(req.headers())).await;
+    let key = if PUBLIC_PATHS.contains(&req.uri().path()) {
+        Ok(Default::default())
+    } else {
+        state
+            .gateway
+            .auth()
+            .authenticate(presented_key(req.headers()))
+            .await
+    };
     let (id, mut resp) = match key {
         Ok(key) => {
             let mut ctx = RequestContext::new(key);

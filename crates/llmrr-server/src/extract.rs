@@ -21,7 +21,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                     limit: state.server.max_body_bytes,
                 })
             } else {
-                ApiError(Error::invalid(format!("could not read the request body: {rejection}"), None))
+                ApiError(Error::invalid(
+                    format!("could not read the request body: {rejection}"),
+                    None,
+                ))
             }
         })?;
         parse(&bytes).map(JsonBody).map_err(ApiError)
@@ -30,7 +33,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::invalid("the request body is empty: send a JSON object", None));
+        return Err(Error::invalid(
+            "the request body is empty: send a JSON object",
+            None,
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: Result<T, _> = serde_path_to_error::deserialize(&mut de);

@@ -33,10 +33,15 @@ impl TestGateway {
     /// environment the config sees.
     pub async fn start(toml: &str, env: &[(&str, &str)], store: StoreChoice) -> TestGateway {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let env: HashMap<String, String> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut config = config::load(
-            ConfigSource::Text { name: "test.toml", toml },
+            ConfigSource::Text {
+                name: "test.toml",
+                toml,
+            },
             None,
             &Env::Map(env),
         )

@@ -3,6 +3,11 @@
 //!   formats, with fault modes chosen by the model name (`mock-429`, `mock-cut`, …)
 //! - [`harness`]: starts the gateway on port 0 with a config, over SQLite or Postgres
 
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers: a broken test environment must fail the test at once, loudly"
+)]
+
 pub mod harness;
 pub mod mock;
 

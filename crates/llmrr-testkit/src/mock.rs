@@ -61,7 +61,10 @@ impl MockProvider {
             .route("/v1/chat/completions", post(openai_chat))
             .route("/v1/completions", post(openai_completions))
             .route("/v1/embeddings", post(openai_embeddings))
-            .route("/v1/models", get(|| async { Json(json!({"object": "list", "data": []})) }))
+            .route(
+                "/v1/models",
+                get(|| async { Json(json!({"object": "list", "data": []})) }),
+            )
             .route("/v1/messages", post(anthropic_messages))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -185,14 +188,21 @@ fn sse_body(events: Vec<String>, pause: Duration, ending: Ending) -> Response {
         .expect("a valid response")
 }
 
-fn openai_error(status: u16, message: &str, kind: &str, code: Option<&str>, param: Option<&str>) -> Response {
+fn openai_error(
+    status: u16,
+    message: &str,
+    kind: &str,
+    code: Option<&str>,
+    param: Option<&str>,
+) -> Response {
     let mut r = (
         StatusCode::from_u16(status).expect("status"),
         Json(json!({"error": {"message": message, "type": kind, "param": param, "code": code}})),
     )
         .into_response();
     if status == 429 {
-        r.headers_mut().insert("retry-after", "7".parse().expect("header"));
+        r.headers_mut()
+            .insert("retry-after", "7".parse().expect("header"));
     }
     r
 }
@@ -203,16 +213,44 @@ async fn openai_fault(mode: &str) -> Option<Response> {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     match mode {
-        "429" => Some(openai_error(429, "Rate limit reached for mock in requests per min", "requests", Some("rate_limit_exceeded"), None)),
-        "500" => Some(openai_error(500, "The server had an error while processing your request", "server_error", None, None)),
-        "400" => Some(openai_error(400, "This model's maximum context length is 10 tokens", "invalid_request_error", Some("context_length_exceeded"), Some("messages"))),
-        "401" => Some(openai_error(401, "Incorrect API key provided", "invalid_request_error", Some("invalid_api_key"), None)),
+        "429" => Some(openai_error(
+            429,
+            "Rate limit reached for mock in requests per min",
+            "requests",
+            Some("rate_limit_exceeded"),
+            None,
+        )),
+        "500" => Some(openai_error(
+            500,
+            "The server had an error while processing your request",
+            "server_error",
+            None,
+            None,
+        )),
+        "400" => Some(openai_error(
+            400,
+            "This model's maximum context length is 10 tokens",
+            "invalid_request_error",
+            Some("context_length_exceeded"),
+            Some("messages"),
+        )),
+        "401" => Some(openai_error(
+            401,
+            "Incorrect API key provided",
+            "invalid_request_error",
+            Some("invalid_api_key"),
+            None,
+        )),
         "garbage" => Some((StatusCode::OK, "<html>this is not json").into_response()),
         _ => None,
     }
 }
 
-async fn openai_chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn openai_chat(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     record(&shared, "/v1/chat/completions", &headers, &body);
     let mode = mode(&body);
     let stream = body["stream"] == true;
@@ -245,24 +283,40 @@ async fn openai_chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json
         .into_response();
     }
     let chunk = |delta: Value, finish: Value| {
-        format!("data: {}\n\n", json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk",
+        format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk",
             "created": 1_700_000_000, "model": model, "choices": [{"index": 0, "delta": delta,
-            "logprobs": null, "finish_reason": finish}]}))
+            "logprobs": null, "finish_reason": finish}]})
+        )
     };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
     if mode == "garbage" {
         events.push("data: {not json at all\n\n".into());
         return sse_body(events, Duration::ZERO, Ending::Complete);
     }
     if tool {
-        events.push(chunk(json!({"tool_calls": [{"index": 0, "id": "call_mock", "type": "function",
-            "function": {"name": "get_weather", "arguments": ""}}]}), Value::Null));
+        events.push(chunk(
+            json!({"tool_calls": [{"index": 0, "id": "call_mock", "type": "function",
+            "function": {"name": "get_weather", "arguments": ""}}]}),
+            Value::Null,
+        ));
         for part in ["{\"city\":", "\"Paris\"}"] {
-            events.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}), Value::Null));
+            events.push(chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
+                Value::Null,
+            ));
         }
     } else {
         for (i, w) in reply.split_whitespace().enumerate() {
-            let text = if i == 0 { w.to_owned() } else { format!(" {w}") };
+            let text = if i == 0 {
+                w.to_owned()
+            } else {
+                format!(" {w}")
+            };
             events.push(chunk(json!({"content": text}), Value::Null));
         }
     }
@@ -282,17 +336,27 @@ async fn openai_chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json
         }
         _ => {}
     }
-    events.push(chunk(json!({}), json!(if tool { "tool_calls" } else { "stop" })));
+    events.push(chunk(
+        json!({}),
+        json!(if tool { "tool_calls" } else { "stop" }),
+    ));
     if body["stream_options"]["include_usage"] == true {
-        events.push(format!("data: {}\n\n", json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk",
-            "created": 1_700_000_000, "model": model, "choices": [], "usage": usage})));
+        events.push(format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk",
+            "created": 1_700_000_000, "model": model, "choices": [], "usage": usage})
+        ));
     }
     events.push("data: [DONE]\n\n".into());
     let pause = Duration::from_millis(millis(&mode, "drip-").unwrap_or(0));
     sse_body(events, pause, Ending::Complete)
 }
 
-async fn openai_completions(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn openai_completions(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     record(&shared, "/v1/completions", &headers, &body);
     let mode = mode(&body);
     if let Some(r) = openai_fault(&mode).await {
@@ -315,14 +379,21 @@ async fn openai_completions(State(shared): State<Arc<Shared>>, headers: HeaderMa
             "logprobs": null, "finish_reason": null}]})))
         .collect();
     if body["stream_options"]["include_usage"] == true {
-        events.push(format!("data: {}\n\n", json!({"id": "cmpl-mock", "object": "text_completion",
-            "created": 1_700_000_000, "model": model, "choices": [], "usage": usage})));
+        events.push(format!(
+            "data: {}\n\n",
+            json!({"id": "cmpl-mock", "object": "text_completion",
+            "created": 1_700_000_000, "model": model, "choices": [], "usage": usage})
+        ));
     }
     events.push("data: [DONE]\n\n".into());
     sse_body(events, Duration::ZERO, Ending::Complete)
 }
 
-async fn openai_embeddings(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn openai_embeddings(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     record(&shared, "/v1/embeddings", &headers, &body);
     if let Some(r) = openai_fault(&mode(&body)).await {
         return r;
@@ -337,13 +408,20 @@ async fn openai_embeddings(State(shared): State<Arc<Shared>>, headers: HeaderMap
         .enumerate()
         .map(|(i, text)| {
             // Deterministic: the same text always gets the same vector.
-            let seed = text.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-            let v: Vec<f64> = (0..8).map(|k| f64::from((seed >> k) & 0xff) / 255.0).collect();
+            let seed = text
+                .bytes()
+                .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+            let v: Vec<f64> = (0..8)
+                .map(|k| f64::from((seed >> k) & 0xff) / 255.0)
+                .collect();
             json!({"object": "embedding", "index": i, "embedding": v})
         })
         .collect();
-    Json(json!({"object": "list", "data": data, "model": body["model"],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})).into_response()
+    Json(
+        json!({"object": "list", "data": data, "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+    )
+    .into_response()
 }
 
 fn anthropic_error(status: u16, kind: &str, message: &str) -> Response {
@@ -353,18 +431,27 @@ fn anthropic_error(status: u16, kind: &str, message: &str) -> Response {
     )
         .into_response();
     if status == 429 {
-        r.headers_mut().insert("retry-after", "7".parse().expect("header"));
+        r.headers_mut()
+            .insert("retry-after", "7".parse().expect("header"));
     }
     r
 }
 
-async fn anthropic_messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn anthropic_messages(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     record(&shared, "/v1/messages", &headers, &body);
     if !headers.contains_key("x-api-key") {
         return anthropic_error(401, "authentication_error", "x-api-key header is required");
     }
     if !headers.contains_key("anthropic-version") {
-        return anthropic_error(400, "invalid_request_error", "anthropic-version header is required");
+        return anthropic_error(
+            400,
+            "invalid_request_error",
+            "anthropic-version header is required",
+        );
     }
     if body["max_tokens"].as_u64().is_none() {
         return anthropic_error(400, "invalid_request_error", "max_tokens: Field required");
@@ -374,10 +461,22 @@ async fn anthropic_messages(State(shared): State<Arc<Shared>>, headers: HeaderMa
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     match mode.as_str() {
-        "429" => return anthropic_error(429, "rate_limit_error", "Number of requests has exceeded your rate limit"),
+        "429" => {
+            return anthropic_error(
+                429,
+                "rate_limit_error",
+                "Number of requests has exceeded your rate limit",
+            )
+        }
         "529" => return anthropic_error(529, "overloaded_error", "Overloaded"),
         "500" => return anthropic_error(500, "api_error", "Internal server error"),
-        "400" => return anthropic_error(400, "invalid_request_error", "prompt is too long: 300000 tokens > 200000 maximum"),
+        "400" => {
+            return anthropic_error(
+                400,
+                "invalid_request_error",
+                "prompt is too long: 300000 tokens > 200000 maximum",
+            )
+        }
         _ => {}
     }
     let model = body["model"].as_str().unwrap_or("").to_owned();
@@ -391,24 +490,43 @@ async fn anthropic_messages(State(shared): State<Arc<Shared>>, headers: HeaderMa
         if tool {
             content.push(json!({"type": "tool_use", "id": "toolu_mock", "name": "get_weather", "input": {"city": "Paris"}}));
         }
-        return Json(json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+        return Json(
+            json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": stop_reason, "stop_sequence": null,
-            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens}})).into_response();
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens}}),
+        )
+        .into_response();
     }
     let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
     let mut events = vec![
-        ev("message_start", json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message",
+        ev(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message",
             "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": input_tokens, "output_tokens": 1}}})),
-        ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+        ),
+        ev(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
         ev("ping", json!({"type": "ping"})),
     ];
     for (i, w) in reply.split_whitespace().enumerate() {
-        let text = if i == 0 { w.to_owned() } else { format!(" {w}") };
-        events.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0,
-            "delta": {"type": "text_delta", "text": text}})));
+        let text = if i == 0 {
+            w.to_owned()
+        } else {
+            format!(" {w}")
+        };
+        events.push(ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": text}}),
+        ));
     }
-    events.push(ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+    events.push(ev(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
     match mode.as_str() {
         "cut" => {
             events.truncate(4);
@@ -430,10 +548,16 @@ async fn anthropic_messages(State(shared): State<Arc<Shared>>, headers: HeaderMa
         events.push(ev("content_block_start", json!({"type": "content_block_start", "index": 1,
             "content_block": {"type": "tool_use", "id": "toolu_mock", "name": "get_weather", "input": {}}})));
         for part in ["{\"city\": ", "\"Paris\"}"] {
-            events.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 1,
-                "delta": {"type": "input_json_delta", "partial_json": part}})));
+            events.push(ev(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 1,
+                "delta": {"type": "input_json_delta", "partial_json": part}}),
+            ));
         }
-        events.push(ev("content_block_stop", json!({"type": "content_block_stop", "index": 1})));
+        events.push(ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 1}),
+        ));
     }
     events.push(ev("message_delta", json!({"type": "message_delta",
         "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": output_tokens}})));

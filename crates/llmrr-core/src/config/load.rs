@@ -32,7 +32,10 @@ impl Env {
 /// Where the config comes from.
 pub enum ConfigSource<'a> {
     File(&'a Path),
-    Text { name: &'a str, toml: &'a str },
+    Text {
+        name: &'a str,
+        toml: &'a str,
+    },
     /// No file: built-in defaults plus the providers whose API-key variables are set.
     Defaults,
 }
@@ -47,7 +50,10 @@ pub fn load(source: ConfigSource<'_>, profile: Option<&str>, env: &Env) -> Resul
             let text = std::fs::read_to_string(path).map_err(|e| {
                 Error::config(path.display().to_string(), format!("cannot read: {e}"))
             })?;
-            (path.display().to_string(), parse_toml(&path.display().to_string(), &text)?)
+            (
+                path.display().to_string(),
+                parse_toml(&path.display().to_string(), &text)?,
+            )
         }
         ConfigSource::Text { name, toml } => (name.to_owned(), parse_toml(name, toml)?),
         ConfigSource::Defaults => ("built-in defaults".to_owned(), toml::Table::new()),
@@ -56,12 +62,7 @@ pub fn load(source: ConfigSource<'_>, profile: Option<&str>, env: &Env) -> Resul
     if let Some(name) = &profile {
         let overlay = match profiles.as_ref().and_then(|p| p.get(name)) {
             Some(toml::Value::Table(t)) => Some(t.clone()),
-            Some(_) => {
-                return Err(Error::config(
-                    format!("profiles.{name}"),
-                    "must be a table",
-                ))
-            }
+            Some(_) => return Err(Error::config(format!("profiles.{name}"), "must be a table")),
             None if d::KNOWN_PROFILES.contains(&name.as_str()) => None,
             None => {
                 return Err(Error::config(
@@ -74,10 +75,14 @@ pub fn load(source: ConfigSource<'_>, profile: Option<&str>, env: &Env) -> Resul
             merge(&mut tree, overlay);
         }
     }
-    let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
-        let path = e.path().to_string();
-        Error::config(if path == "." { "config".into() } else { path }, e.inner().to_string())
-    })?;
+    let raw: RawConfig =
+        serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+            let path = e.path().to_string();
+            Error::config(
+                if path == "." { "config".into() } else { path },
+                e.inner().to_string(),
+            )
+        })?;
     let from_defaults = matches!(source, ConfigSource::Defaults);
     resolve(raw, profile, source_name, from_defaults, env)
 }
@@ -149,8 +154,10 @@ fn resolve(
         listen,
         master_key,
         require_master_key,
-        max_body_bytes: positive("server.max_body_bytes", s.max_body_bytes.unwrap_or(d::MAX_BODY_BYTES))?
-            as usize,
+        max_body_bytes: positive(
+            "server.max_body_bytes",
+            s.max_body_bytes.unwrap_or(d::MAX_BODY_BYTES),
+        )? as usize,
         request_timeout: seconds(
             "server.request_timeout_secs",
             s.request_timeout_secs.unwrap_or(d::REQUEST_TIMEOUT_SECS),
@@ -168,17 +175,23 @@ fn resolve(
         None => Secret::new(d::STORE_URL),
     };
     let u = url.expose();
-    if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+    if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://"))
+    {
         return Err(Error::config(
             "store.url",
-            format!("`{}` must start with sqlite:// or postgres://", redact_url(u)),
+            format!(
+                "`{}` must start with sqlite:// or postgres://",
+                redact_url(u)
+            ),
         ));
     }
     let store = StoreConfig {
         display_url: redact_url(u),
         url,
-        log_batch_size: positive("store.log_batch_size", st.log_batch_size.unwrap_or(d::LOG_BATCH_SIZE) as u64)?
-            as usize,
+        log_batch_size: positive(
+            "store.log_batch_size",
+            st.log_batch_size.unwrap_or(d::LOG_BATCH_SIZE) as u64,
+        )? as usize,
         log_flush_interval: Duration::from_millis(positive(
             "store.log_flush_interval_ms",
             st.log_flush_interval_ms.unwrap_or(d::LOG_FLUSH_INTERVAL_MS),
@@ -217,7 +230,10 @@ fn resolve(
 fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
     let at = |key: &str| format!("models[{i}].{key}");
     if m.name.trim().is_empty() || m.name.chars().any(char::is_whitespace) {
-        return Err(Error::config(at("name"), format!("`{}` must be a non-empty name without spaces", m.name)));
+        return Err(Error::config(
+            at("name"),
+            format!("`{}` must be a non-empty name without spaces", m.name),
+        ));
     }
     let provider = match m.provider.as_str() {
         "openai" => ProviderKind::OpenAi,
@@ -235,7 +251,10 @@ fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
         (None, ProviderKind::Anthropic) => "https://api.anthropic.com/v1".to_owned(),
     };
     if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-        return Err(Error::config(at("base_url"), format!("`{base_url}` must be an http:// or https:// URL")));
+        return Err(Error::config(
+            at("base_url"),
+            format!("`{base_url}` must be an http:// or https:// URL"),
+        ));
     }
     let api_key = m
         .api_key
@@ -244,7 +263,10 @@ fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
         .transpose()?;
     let quality = m.quality.unwrap_or(d::QUALITY);
     if !(0.0..=1.0).contains(&quality) {
-        return Err(Error::config(at("quality"), format!("{quality} must be between 0 and 1")));
+        return Err(Error::config(
+            at("quality"),
+            format!("{quality} must be between 0 and 1"),
+        ));
     }
     let pricing = Pricing {
         input_per_mtok: money(&at("input_cost_per_mtok"), m.input_cost_per_mtok.as_ref())?,
@@ -267,10 +289,16 @@ fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
         headers.push((name, value));
     }
     if let Some(0) = m.context_window {
-        return Err(Error::config(at("context_window"), "0 must be a positive token count"));
+        return Err(Error::config(
+            at("context_window"),
+            "0 must be a positive token count",
+        ));
     }
     if let Some(0) = m.max_output_tokens {
-        return Err(Error::config(at("max_output_tokens"), "0 must be a positive token count"));
+        return Err(Error::config(
+            at("max_output_tokens"),
+            "0 must be a positive token count",
+        ));
     }
     Ok(ModelSpec {
         upstream_model: m.upstream_model.unwrap_or_else(|| m.name.clone()),
@@ -285,7 +313,10 @@ fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
         quality,
         headers,
         organization: m.organization,
-        timeout: seconds(&at("timeout_secs"), m.timeout_secs.unwrap_or(d::REQUEST_TIMEOUT_SECS))?,
+        timeout: seconds(
+            &at("timeout_secs"),
+            m.timeout_secs.unwrap_or(d::REQUEST_TIMEOUT_SECS),
+        )?,
         connect_timeout: seconds(
             &at("connect_timeout_secs"),
             m.connect_timeout_secs.unwrap_or(d::CONNECT_TIMEOUT_SECS),
@@ -303,7 +334,9 @@ fn catalog_models(env: &Env) -> Vec<RawModel> {
         if env.get(p.key_var).is_none() {
             continue;
         }
-        let base_url = env.get(p.base_url_var).unwrap_or_else(|| p.base_url.to_owned());
+        let base_url = env
+            .get(p.base_url_var)
+            .unwrap_or_else(|| p.base_url.to_owned());
         for m in p.models {
             out.push(RawModel {
                 name: m.name.to_owned(),
@@ -340,9 +373,9 @@ fn secret_ref(path: &str, reference: &str, env: &Env) -> Result<Secret> {
     if var.is_empty() {
         return Err(Error::config(path, "`env:` names no variable"));
     }
-    env.get(var).map(Secret::new).ok_or_else(|| {
-        Error::config(path, format!("environment variable {var} is not set"))
-    })
+    env.get(var)
+        .map(Secret::new)
+        .ok_or_else(|| Error::config(path, format!("environment variable {var} is not set")))
 }
 
 fn money(path: &str, v: Option<&toml::Value>) -> Result<Decimal> {
@@ -371,7 +404,10 @@ fn seconds(path: &str, v: f64) -> Result<Duration> {
     if v.is_finite() && v > 0.0 {
         Ok(Duration::from_secs_f64(v))
     } else {
-        Err(Error::config(path, format!("{v} must be a positive number of seconds")))
+        Err(Error::config(
+            path,
+            format!("{v} must be a positive number of seconds"),
+        ))
     }
 }
 

@@ -113,7 +113,12 @@ impl Target {
 
     /// Read the upstream's error body: OpenAI's `{"error":{...}}`, Anthropic's
     /// `{"type":"error","error":{...}}`, or the shapes other servers use.
-    pub fn error_from_body(&self, status: u16, body: &[u8], retry_after: Option<Duration>) -> Error {
+    pub fn error_from_body(
+        &self,
+        status: u16,
+        body: &[u8],
+        retry_after: Option<Duration>,
+    ) -> Error {
         let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
         let field = |v: &serde_json::Value, k: &str| -> Option<String> {
             match v.get(k)? {
@@ -125,12 +130,22 @@ impl Target {
         let (message, kind, code, param) = match &parsed {
             Some(v) if v.get("error").is_some_and(|e| e.is_object()) => {
                 let e = &v["error"];
-                (field(e, "message"), field(e, "type"), field(e, "code"), field(e, "param"))
+                (
+                    field(e, "message"),
+                    field(e, "type"),
+                    field(e, "code"),
+                    field(e, "param"),
+                )
             }
             Some(v) if v.get("error").is_some_and(|e| e.is_string()) => {
                 (field(v, "error"), None, None, None)
             }
-            Some(v) => (field(v, "detail").or_else(|| field(v, "message")), None, None, None),
+            Some(v) => (
+                field(v, "detail").or_else(|| field(v, "message")),
+                None,
+                None,
+                None,
+            ),
             None => (None, None, None, None),
         };
         let message = message.unwrap_or_else(|| {

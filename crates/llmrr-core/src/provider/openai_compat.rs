@@ -32,7 +32,8 @@ pub struct OpenAiCompat {
 impl OpenAiCompat {
     pub fn new(spec: &ModelSpec, client: reqwest::Client) -> Result<Self> {
         let mut headers = HeaderMap::new();
-        let bad = |what: &str| Error::config(format!("models.{}", spec.name), format!("invalid {what}"));
+        let bad =
+            |what: &str| Error::config(format!("models.{}", spec.name), format!("invalid {what}"));
         if let Some(key) = &spec.api_key {
             let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
                 .map_err(|_| bad("api_key"))?;
@@ -87,8 +88,10 @@ impl OpenAiCompat {
     async fn complete(&self, req: reqwest::RequestBuilder) -> Result<Completed> {
         let resp = self.target.send(req).await?;
         let body = self.target.body(resp).await?;
-        let probe: BodyProbe = serde_json::from_slice(&body)
-            .map_err(|e| self.target.protocol(format!("the response is not JSON: {e}")))?;
+        let probe: BodyProbe = serde_json::from_slice(&body).map_err(|e| {
+            self.target
+                .protocol(format!("the response is not JSON: {e}"))
+        })?;
         Ok(Completed {
             body,
             usage: probe.usage.unwrap_or_default(),
@@ -213,7 +216,8 @@ impl Provider for OpenAiCompat {
 
     async fn completion(&self, req: &CompletionRequest) -> Result<Completed> {
         let body = req.outbound(&self.upstream_model, None);
-        self.complete(self.post(&self.completions_url, &body)?).await
+        self.complete(self.post(&self.completions_url, &body)?)
+            .await
     }
 
     async fn completion_stream(&self, req: &CompletionRequest) -> Result<ChunkStream> {

@@ -119,9 +119,18 @@ mod tests {
         let input = "event: message_start\r\ndata: {\"a\":\"h\u{e9}llo\"}\r\n\r\n: keep-alive\n\ndata: one\ndata: two\n\ndata: [DONE]\n\n"
             .as_bytes();
         let want = vec![
-            SseEvent { event: Some("message_start".into()), data: "{\"a\":\"h\u{e9}llo\"}".into() },
-            SseEvent { event: None, data: "one\ntwo".into() },
-            SseEvent { event: None, data: "[DONE]".into() },
+            SseEvent {
+                event: Some("message_start".into()),
+                data: "{\"a\":\"h\u{e9}llo\"}".into(),
+            },
+            SseEvent {
+                event: None,
+                data: "one\ntwo".into(),
+            },
+            SseEvent {
+                event: None,
+                data: "[DONE]".into(),
+            },
         ];
         assert_eq!(parse_in_pieces(input, &[]), want);
         for i in 0..=input.len() {

@@ -94,9 +94,11 @@ impl Store {
     }
 
     pub async fn list_keys(&self) -> Result<Vec<KeyRow>> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at_ms, id"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM api_keys ORDER BY created_at_ms, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -114,9 +116,11 @@ impl Store {
 
     /// The stored hash of a key, for tests that check what is at rest.
     pub async fn key_hash(&self, id: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT key_hash FROM api_keys WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT key_hash FROM api_keys WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 }

@@ -46,7 +46,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
 )];
 
 /// Postgres: an advisory lock so that replicas starting together migrate one at a time.
-const PG_LOCK: i64 = 0x6c6c_6d72_72;
+const PG_LOCK: i64 = 0x006c_6c6d_7272;
 
 pub async fn run(store: &Store) -> Result<()> {
     let mut conn = store.pool.acquire().await?;
@@ -83,12 +83,14 @@ async fn apply(conn: &mut sqlx::AnyConnection) -> Result<()> {
         for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             tx.execute(statement).await?;
         }
-        sqlx::query("INSERT INTO llmrr_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)")
-            .bind(*version)
-            .bind(*name)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO llmrr_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
+        )
+        .bind(*version)
+        .bind(*name)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         tracing::info!(version, name, "applied migration");
     }

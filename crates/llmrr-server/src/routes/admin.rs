@@ -53,6 +53,8 @@ pub async fn revoke_key(
     if state.gateway.auth().revoke_key(&id).await? {
         Ok(Json(json!({"id": id, "revoked": true})))
     } else {
-        Err(ApiError(Error::NotFound(format!("no active key with id `{id}`"))))
+        Err(ApiError(Error::NotFound(format!(
+            "no active key with id `{id}`"
+        ))))
     }
 }

@@ -16,7 +16,11 @@ pub async fn completions(
     JsonBody(req): JsonBody<CompletionRequest>,
 ) -> Response {
     let result = if req.is_stream() {
-        state.gateway.completion_stream(ctx, req).await.map(sse_answer)
+        state
+            .gateway
+            .completion_stream(ctx, req)
+            .await
+            .map(sse_answer)
     } else {
         state.gateway.completion(ctx, req).await.map(json_answer)
     };

@@ -40,8 +40,10 @@ fn model_headers(r: &mut Response, model: &str, provider: &'static str, overhead
 /// A complete answer: the body as the provider produced it.
 pub fn json_answer(a: Answer) -> Response {
     let mut r = Response::new(Body::from(a.body));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(&a.cost.normalize().to_string()) {
         r.headers_mut().insert("x-llmrr-cost-usd", v);
     }
@@ -58,7 +60,10 @@ pub fn sse_answer(a: StreamAnswer) -> Response {
     });
     let mut r = Response::new(Body::from_stream(frames));
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tell reverse proxies (nginx) not to buffer the stream.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));

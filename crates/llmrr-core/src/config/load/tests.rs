@@ -1,11 +1,23 @@
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Env {
-    Env::Map(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    Env::Map(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
 }
 
 fn load_text(toml: &str, profile: Option<&str>, env: &Env) -> Result<Config> {
-    load(ConfigSource::Text { name: "test.toml", toml }, profile, env)
+    load(
+        ConfigSource::Text {
+            name: "test.toml",
+            toml,
+        },
+        profile,
+        env,
+    )
 }
 
 fn config_error(toml: &str, env: &Env) -> (String, String) {
@@ -61,7 +73,10 @@ fn production_profile_overlays_and_requires_a_master_key() {
         }
         other => panic!("{other:?}"),
     }
-    let e = env(&[("OPENAI_API_KEY", "k"), ("LLMRR_MASTER_KEY", "sk-master-123")]);
+    let e = env(&[
+        ("OPENAI_API_KEY", "k"),
+        ("LLMRR_MASTER_KEY", "sk-master-123"),
+    ]);
     let c = load_text(BASE, Some("production"), &e).expect("loads");
     assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
     assert_eq!(c.profile.as_deref(), Some("production"));
@@ -88,53 +103,104 @@ fn profile_from_the_environment() {
 fn each_validation_error_names_its_key_path() {
     let e = env(&[("OPENAI_API_KEY", "k")]);
     let cases: &[(&str, &str, &str)] = &[
-        (r#"[server]
-listen = "nowhere""#, "server.listen", "`nowhere` is not an address"),
-        (r#"[server]
-listen = "0.0.0.0:80""#, "server.listen", "not a loopback address"),
-        (r#"[server]
-lisen = "x""#, "server", "unknown field `lisen`"),
-        (r#"[store]
-url = "mysql://x""#, "store.url", "must start with sqlite://"),
-        (r#"[[models]]
+        (
+            r#"[server]
+listen = "nowhere""#,
+            "server.listen",
+            "`nowhere` is not an address",
+        ),
+        (
+            r#"[server]
+listen = "0.0.0.0:80""#,
+            "server.listen",
+            "not a loopback address",
+        ),
+        (
+            r#"[server]
+lisen = "x""#,
+            "server.lisen",
+            "unknown field `lisen`",
+        ),
+        (
+            r#"[store]
+url = "mysql://x""#,
+            "store.url",
+            "must start with sqlite://",
+        ),
+        (
+            r#"[[models]]
 name = "a"
-provider = "bedrock""#, "models[0].provider", "`bedrock` is not a provider"),
-        (r#"[[models]]
+provider = "bedrock""#,
+            "models[0].provider",
+            "`bedrock` is not a provider",
+        ),
+        (
+            r#"[[models]]
 name = "a"
 provider = "openai"
-api_key = "sk-literal""#, "models[0].api_key", "env:NAME"),
-        (r#"[[models]]
+api_key = "sk-literal""#,
+            "models[0].api_key",
+            "env:NAME",
+        ),
+        (
+            r#"[[models]]
 name = "a"
 provider = "openai"
-api_key = "env:MISSING_VAR""#, "models[0].api_key", "MISSING_VAR is not set"),
-        (r#"[[models]]
+api_key = "env:MISSING_VAR""#,
+            "models[0].api_key",
+            "MISSING_VAR is not set",
+        ),
+        (
+            r#"[[models]]
 name = "a"
 provider = "openai"
-quality = 1.5"#, "models[0].quality", "between 0 and 1"),
-        (r#"[[models]]
+quality = 1.5"#,
+            "models[0].quality",
+            "between 0 and 1",
+        ),
+        (
+            r#"[[models]]
 name = "a"
 provider = "openai"
-input_cost_per_mtok = -1"#, "models[0].input_cost_per_mtok", "non-negative"),
-        (r#"[[models]]
+input_cost_per_mtok = -1"#,
+            "models[0].input_cost_per_mtok",
+            "non-negative",
+        ),
+        (
+            r#"[[models]]
 name = "a"
 provider = "openai"
 [[models]]
 name = "a"
-provider = "openai""#, "models[1].name", "defined twice"),
-        (r#"[[models]]
+provider = "openai""#,
+            "models[1].name",
+            "defined twice",
+        ),
+        (
+            r#"[[models]]
 name = "a"
 provider = "openai"
-context_window = "big""#, "models[0].context_window", "invalid type"),
-        (r#"[[models]]
+context_window = "big""#,
+            "models[0].context_window",
+            "invalid type",
+        ),
+        (
+            r#"[[models]]
 name = "a"
 provider = "openai"
-timeout_secs = 0"#, "models[0].timeout_secs", "positive number of seconds"),
+timeout_secs = 0"#,
+            "models[0].timeout_secs",
+            "positive number of seconds",
+        ),
         ("[server", "test.toml", "invalid TOML"),
     ];
     for (toml, want_path, want_msg) in cases {
         let (path, msg) = config_error(toml, &e);
         assert_eq!(&path, want_path, "for {toml}: {msg}");
-        assert!(msg.contains(want_msg), "for {toml}: `{msg}` lacks `{want_msg}`");
+        assert!(
+            msg.contains(want_msg),
+            "for {toml}: `{msg}` lacks `{want_msg}`"
+        );
     }
 }
 
@@ -147,10 +213,16 @@ fn defaults_register_providers_whose_keys_are_set() {
     let c = load(
         ConfigSource::Defaults,
         None,
-        &env(&[("ANTHROPIC_API_KEY", "a"), ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/v1")]),
+        &env(&[
+            ("ANTHROPIC_API_KEY", "a"),
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/v1"),
+        ]),
     )
     .expect("loads");
-    assert!(c.models.iter().all(|m| m.provider == ProviderKind::Anthropic));
+    assert!(c
+        .models
+        .iter()
+        .all(|m| m.provider == ProviderKind::Anthropic));
     assert!(c.models.iter().any(|m| &*m.name == "claude-haiku-4-5"));
     assert_eq!(c.models[0].base_url, "http://127.0.0.1:9/v1");
 }

@@ -27,7 +27,8 @@ pub struct Anthropic {
 
 impl Anthropic {
     pub fn new(spec: &ModelSpec, client: reqwest::Client) -> Result<Self> {
-        let bad = |what: &str| Error::config(format!("models.{}", spec.name), format!("invalid {what}"));
+        let bad =
+            |what: &str| Error::config(format!("models.{}", spec.name), format!("invalid {what}"));
         let mut headers = HeaderMap::new();
         if let Some(key) = &spec.api_key {
             let mut v = HeaderValue::from_str(key.expose()).map_err(|_| bad("api_key"))?;
@@ -65,11 +66,13 @@ impl Anthropic {
     fn post(&self, req: &ChatCompletionRequest, stream: bool) -> Result<reqwest::RequestBuilder> {
         let body = request::translate(req, &self.upstream_model, self.default_max_tokens, stream)
             .map_err(|e| match e {
-                request::TranslateError::Unsupported(what) => {
-                    unsupported(&self.target.model, ProviderKind::Anthropic, &what)
-                }
-                request::TranslateError::Invalid { message, param } => Error::invalid(message, Some(param)),
-            })?;
+            request::TranslateError::Unsupported(what) => {
+                unsupported(&self.target.model, ProviderKind::Anthropic, &what)
+            }
+            request::TranslateError::Invalid { message, param } => {
+                Error::invalid(message, Some(param))
+            }
+        })?;
         let json = serde_json::to_vec(&body)
             .map_err(|e| Error::Internal(format!("cannot encode the request: {e}")))?;
         Ok(self
@@ -91,8 +94,10 @@ impl Provider for Anthropic {
     async fn chat(&self, req: &ChatCompletionRequest) -> Result<Completed> {
         let resp = self.target.send(self.post(req, false)?).await?;
         let body = self.target.body(resp).await?;
-        let msg: MessagesResponse = serde_json::from_slice(&body)
-            .map_err(|e| self.target.protocol(format!("not a Messages response: {e}")))?;
+        let msg: MessagesResponse = serde_json::from_slice(&body).map_err(|e| {
+            self.target
+                .protocol(format!("not a Messages response: {e}"))
+        })?;
         let completion = response::to_chat_completion(msg);
         let usage = completion.usage.unwrap_or_default();
         let body = serde_json::to_vec(&completion)
@@ -110,15 +115,27 @@ impl Provider for Anthropic {
     }
 
     async fn completion(&self, _req: &CompletionRequest) -> Result<Completed> {
-        Err(unsupported(&self.target.model, ProviderKind::Anthropic, "legacy completions (use /v1/chat/completions)"))
+        Err(unsupported(
+            &self.target.model,
+            ProviderKind::Anthropic,
+            "legacy completions (use /v1/chat/completions)",
+        ))
     }
 
     async fn completion_stream(&self, _req: &CompletionRequest) -> Result<ChunkStream> {
-        Err(unsupported(&self.target.model, ProviderKind::Anthropic, "legacy completions (use /v1/chat/completions)"))
+        Err(unsupported(
+            &self.target.model,
+            ProviderKind::Anthropic,
+            "legacy completions (use /v1/chat/completions)",
+        ))
     }
 
     async fn embeddings(&self, _req: &EmbeddingRequest) -> Result<Completed> {
-        Err(unsupported(&self.target.model, ProviderKind::Anthropic, "embeddings"))
+        Err(unsupported(
+            &self.target.model,
+            ProviderKind::Anthropic,
+            "embeddings",
+        ))
     }
 }
 

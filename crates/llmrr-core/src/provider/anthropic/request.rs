@@ -45,7 +45,11 @@ pub fn translate(
             o::Role::User => (a::Role::User, user_blocks(i, m.content.as_ref())?),
             o::Role::Assistant => (a::Role::Assistant, assistant_blocks(i, m)?),
             o::Role::Tool => {
-                let text = m.content.as_ref().map(|c| c.joined_text()).unwrap_or_default();
+                let text = m
+                    .content
+                    .as_ref()
+                    .map(|c| c.joined_text())
+                    .unwrap_or_default();
                 let block = a::ContentBlock::ToolResult {
                     tool_use_id: m.tool_call_id.clone().unwrap_or_default(),
                     content: vec![a::ContentBlock::Text { text }],
@@ -119,7 +123,9 @@ fn user_blocks(i: usize, content: Option<&o::MessageContent>) -> Result<Vec<a::C
         return Ok(Vec::new());
     };
     let parts = match content {
-        o::MessageContent::Text(text) => return Ok(vec![a::ContentBlock::Text { text: text.clone() }]),
+        o::MessageContent::Text(text) => {
+            return Ok(vec![a::ContentBlock::Text { text: text.clone() }])
+        }
         o::MessageContent::Parts(parts) => parts,
     };
     parts
@@ -153,8 +159,9 @@ fn image_source(url: &str) -> Option<a::ImageSource> {
             data: data.to_owned(),
         });
     }
-    (url.starts_with("https://") || url.starts_with("http://"))
-        .then(|| a::ImageSource::Url { url: url.to_owned() })
+    (url.starts_with("https://") || url.starts_with("http://")).then(|| a::ImageSource::Url {
+        url: url.to_owned(),
+    })
 }
 
 fn assistant_blocks(i: usize, m: &o::ChatMessage) -> Result<Vec<a::ContentBlock>> {
@@ -219,10 +226,17 @@ mod tests {
         assert_eq!(j["stream"], true);
         assert_eq!(j["stop_sequences"][0], "END");
         assert_eq!(j["metadata"]["user_id"], "u-1");
-        assert_eq!(j["tool_choice"], serde_json::json!({"type": "any", "disable_parallel_tool_use": true}));
+        assert_eq!(
+            j["tool_choice"],
+            serde_json::json!({"type": "any", "disable_parallel_tool_use": true})
+        );
         assert_eq!(j["tools"][0]["input_schema"]["type"], "object");
         let msgs = j["messages"].as_array().expect("array");
-        assert_eq!(msgs.len(), 3, "tool result and the next user turn merge: {j}");
+        assert_eq!(
+            msgs.len(),
+            3,
+            "tool result and the next user turn merge: {j}"
+        );
         assert_eq!(msgs[0]["content"][1]["source"]["media_type"], "image/png");
         assert_eq!(msgs[1]["content"][0]["type"], "tool_use");
         assert_eq!(msgs[1]["content"][0]["input"]["city"], "Paris");
@@ -233,12 +247,23 @@ mod tests {
 
     #[test]
     fn defaults_max_tokens_and_rejects_what_it_cannot_translate() {
-        let r = req(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}));
-        assert_eq!(translate(&r, "m", 1234, false).expect("ok").max_tokens, 1234);
-        let r = req(serde_json::json!({"model": "m", "n": 2, "messages": [{"role": "user", "content": "hi"}]}));
-        assert!(matches!(translate(&r, "m", 1, false), Err(TranslateError::Unsupported(_))));
-        let r = req(serde_json::json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [
-            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{not json"}}]}]}));
+        let r =
+            req(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}));
+        assert_eq!(
+            translate(&r, "m", 1234, false).expect("ok").max_tokens,
+            1234
+        );
+        let r = req(
+            serde_json::json!({"model": "m", "n": 2, "messages": [{"role": "user", "content": "hi"}]}),
+        );
+        assert!(matches!(
+            translate(&r, "m", 1, false),
+            Err(TranslateError::Unsupported(_))
+        ));
+        let r = req(
+            serde_json::json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{not json"}}]}]}),
+        );
         match translate(&r, "m", 1, false) {
             Err(TranslateError::Invalid { param, .. }) => {
                 assert_eq!(param, "messages[0].tool_calls[0].function.arguments")

@@ -21,7 +21,11 @@ pub fn to_chat_completion(msg: a::MessagesResponse) -> o::ChatCompletion {
             _ => {}
         }
     }
-    let finish_reason = msg.stop_reason.as_deref().map(super::finish_reason).map(str::to_owned);
+    let finish_reason = msg
+        .stop_reason
+        .as_deref()
+        .map(super::finish_reason)
+        .map(str::to_owned);
     o::ChatCompletion {
         id: msg.id,
         object: "chat.completion".into(),
@@ -74,7 +78,10 @@ mod tests {
         assert_eq!(call.id, "toolu_1");
         assert_eq!(call.function.arguments, r#"{"city":"Paris"}"#);
         let u = c.usage.expect("usage");
-        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (14, 5, 19));
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (14, 5, 19)
+        );
         assert_eq!(u.prompt_tokens_details.map(|d| d.cached_tokens), Some(4));
     }
 }

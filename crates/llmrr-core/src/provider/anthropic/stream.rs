@@ -49,7 +49,10 @@ impl Translator {
     /// The chunks one event becomes (often none).
     fn on_event(&mut self, target: &Target, ev: SseEvent) -> Result<Vec<StreamChunk>> {
         let event: a::StreamEvent = serde_json::from_str(&ev.data).map_err(|e| {
-            target.protocol(format!("unknown stream event {:?}: {e}", ev.event.unwrap_or_default()))
+            target.protocol(format!(
+                "unknown stream event {:?}: {e}",
+                ev.event.unwrap_or_default()
+            ))
         })?;
         let mut out = Vec::new();
         match event {
@@ -85,15 +88,22 @@ impl Translator {
                 };
                 out.push(encode(&self.chunk(delta, None), true, None)?);
             }
-            a::StreamEvent::ContentBlockStart { content_block: a::ContentBlock::Text { text }, .. }
-                if !text.is_empty() =>
-            {
-                let delta = o::Delta { content: Some(text), ..Default::default() };
+            a::StreamEvent::ContentBlockStart {
+                content_block: a::ContentBlock::Text { text },
+                ..
+            } if !text.is_empty() => {
+                let delta = o::Delta {
+                    content: Some(text),
+                    ..Default::default()
+                };
                 out.push(encode(&self.chunk(delta, None), true, None)?);
             }
             a::StreamEvent::ContentBlockDelta { index, delta } => match delta {
                 a::BlockDelta::TextDelta { text } => {
-                    let delta = o::Delta { content: Some(text), ..Default::default() };
+                    let delta = o::Delta {
+                        content: Some(text),
+                        ..Default::default()
+                    };
                     out.push(encode(&self.chunk(delta, None), true, None)?);
                 }
                 a::BlockDelta::InputJsonDelta { partial_json } => {
@@ -124,7 +134,11 @@ impl Translator {
                 }
                 if let Some(reason) = delta.stop_reason {
                     let finish = super::finish_reason(&reason).to_owned();
-                    out.push(encode(&self.chunk(o::Delta::default(), Some(finish)), false, None)?);
+                    out.push(encode(
+                        &self.chunk(o::Delta::default(), Some(finish)),
+                        false,
+                        None,
+                    )?);
                 }
             }
             a::StreamEvent::MessageStop => {
@@ -154,7 +168,11 @@ impl Translator {
     }
 }
 
-fn encode(chunk: &o::ChatCompletionChunk, has_output: bool, usage: Option<o::Usage>) -> Result<StreamChunk> {
+fn encode(
+    chunk: &o::ChatCompletionChunk,
+    has_output: bool,
+    usage: Option<o::Usage>,
+) -> Result<StreamChunk> {
     let data = serde_json::to_vec(chunk)
         .map_err(|e| crate::error::Error::Internal(format!("cannot encode a chunk: {e}")))?;
     Ok(StreamChunk {

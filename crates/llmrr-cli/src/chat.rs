@@ -1,0 +1,242 @@
+//! `llmrr chat` and `llmrr models`: against a running server (`--url`), or in-process
+//! through the same `Gateway` the server uses.
+
+use crate::cli::{ChatArgs, Global, RemoteArgs};
+use anyhow::{anyhow, bail, Context, Result};
+use futures_util::StreamExt;
+use llmrr_core::auth::KeyContext;
+use llmrr_core::provider::sse::SseParser;
+use llmrr_core::{Gateway, RequestContext};
+use llmrr_types::openai::{ChatCompletionRequest, ChatMessage, Role, StreamOptions};
+use serde_json::Value;
+use std::io::Write;
+use std::sync::Arc;
+
+fn request(args: &ChatArgs, model: String) -> ChatCompletionRequest {
+    let mut messages = Vec::new();
+    if let Some(system) = &args.system {
+        messages.push(ChatMessage::new(Role::System, system));
+    }
+    messages.push(ChatMessage::new(Role::User, &args.prompt));
+    ChatCompletionRequest {
+        model,
+        messages,
+        stream: args.stream.then_some(true),
+        stream_options: args.stream.then(|| StreamOptions {
+            include_usage: Some(true),
+            extra: Default::default(),
+        }),
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        ..Default::default()
+    }
+}
+
+/// The in-process caller has the master key's rights.
+fn local_context() -> RequestContext {
+    RequestContext::new(Arc::new(KeyContext {
+        is_master: true,
+        key_name: Some("cli".into()),
+        ..Default::default()
+    }))
+}
+
+pub async fn run(global: &Global, args: &ChatArgs) -> Result<()> {
+    match &args.remote.url {
+        Some(url) => remote_chat(url, args).await,
+        None => local_chat(global, args).await,
+    }
+}
+
+async fn local_chat(global: &Global, args: &ChatArgs) -> Result<()> {
+    let config = global.load()?;
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => config
+            .models
+            .first()
+            .map(|m| m.name.to_string())
+            .ok_or_else(|| anyhow!("no models configured: pass --config or set OPENAI_API_KEY"))?,
+    };
+    let gateway = Gateway::start(&config).await?;
+    let req = request(args, model);
+    let result = if args.stream {
+        match gateway.chat_stream(local_context(), req).await {
+            Ok(mut answer) => {
+                let mut printer = Printer::default();
+                while let Some(frame) = answer.frames.recv().await {
+                    printer.feed(&frame)?;
+                }
+                printer.finish()
+            }
+            Err(e) => Err(e.into()),
+        }
+    } else {
+        match gateway.chat(local_context(), req).await {
+            Ok(answer) => print_completion(&serde_json::from_slice(&answer.body)?),
+            Err(e) => Err(e.into()),
+        }
+    };
+    gateway.shutdown(std::time::Duration::from_secs(5)).await;
+    result
+}
+
+async fn remote_chat(url: &str, args: &ChatArgs) -> Result<()> {
+    let model = args
+        .model
+        .clone()
+        .ok_or_else(|| anyhow!("with --url, name the model with -m"))?;
+    let req = request(args, model);
+    let body = serde_json::to_vec(&req.outbound(&req.model, None))?;
+    let resp = client_post(url, "/v1/chat/completions", &args.remote, body).await?;
+    if !args.stream {
+        return print_completion(&resp.json().await?);
+    }
+    let mut printer = Printer::default();
+    let mut bytes = resp.bytes_stream();
+    while let Some(chunk) = bytes.next().await {
+        printer.feed(&chunk.context("the stream broke")?)?;
+    }
+    printer.finish()
+}
+
+async fn client_post(
+    url: &str,
+    path: &str,
+    remote: &RemoteArgs,
+    body: Vec<u8>,
+) -> Result<reqwest::Response> {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}{path}", url.trim_end_matches('/')))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(key) = &remote.api_key {
+        req = req.bearer_auth(key);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        bail!("{status}: {text}");
+    }
+    Ok(resp)
+}
+
+fn print_completion(body: &Value) -> Result<()> {
+    let message = &body["choices"][0]["message"];
+    if let Some(text) = message["content"].as_str() {
+        println!("{text}");
+    }
+    if let Some(calls) = message["tool_calls"].as_array() {
+        for c in calls {
+            println!(
+                "[tool call] {}({})",
+                c["function"]["name"], c["function"]["arguments"]
+            );
+        }
+    }
+    print_usage(&body["usage"]);
+    Ok(())
+}
+
+fn print_usage(usage: &Value) {
+    if let (Some(p), Some(c)) = (
+        usage["prompt_tokens"].as_u64(),
+        usage["completion_tokens"].as_u64(),
+    ) {
+        eprintln!("[{p} prompt + {c} completion tokens]");
+    }
+}
+
+/// Prints deltas of an SSE stream as they come.
+#[derive(Default)]
+struct Printer {
+    parser: SseParser,
+    done: bool,
+}
+
+impl Printer {
+    fn feed(&mut self, bytes: &[u8]) -> Result<()> {
+        let mut events = Vec::new();
+        self.parser.push(bytes, &mut events);
+        let mut out = std::io::stdout().lock();
+        for ev in events {
+            if ev.data == "[DONE]" {
+                self.done = true;
+                continue;
+            }
+            let v: Value = serde_json::from_str(&ev.data)?;
+            if let Some(err) = v.get("error") {
+                bail!(
+                    "the stream failed: {}",
+                    err["message"].as_str().unwrap_or("unknown error")
+                );
+            }
+            if let Some(text) = v["choices"][0]["delta"]["content"].as_str() {
+                write!(out, "{text}")?;
+                out.flush()?;
+            }
+            if !v["usage"].is_null() {
+                writeln!(out)?;
+                print_usage(&v["usage"]);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        if !self.done {
+            bail!("the stream ended before [DONE]");
+        }
+        Ok(())
+    }
+}
+
+pub async fn models(global: &Global, args: &RemoteArgs) -> Result<()> {
+    let list: Value = match &args.url {
+        Some(url) => {
+            let mut req =
+                reqwest::Client::new().get(format!("{}/v1/models", url.trim_end_matches('/')));
+            if let Some(key) = &args.api_key {
+                req = req.bearer_auth(key);
+            }
+            let resp = req.send().await?;
+            if !resp.status().is_success() {
+                bail!(
+                    "{}: {}",
+                    resp.status(),
+                    resp.text().await.unwrap_or_default()
+                );
+            }
+            resp.json().await?
+        }
+        None => {
+            let config = global.load()?;
+            for m in &config.models {
+                println!(
+                    "{:<32} {:<10} {:<32} in ${}/Mtok  out ${}/Mtok  ctx {}",
+                    m.name,
+                    m.provider.as_str(),
+                    m.upstream_model,
+                    m.pricing.input_per_mtok,
+                    m.pricing.output_per_mtok,
+                    m.context_window
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+            return Ok(());
+        }
+    };
+    for m in list["data"].as_array().into_iter().flatten() {
+        println!(
+            "{:<32} {}",
+            m["id"].as_str().unwrap_or(""),
+            m["owned_by"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}

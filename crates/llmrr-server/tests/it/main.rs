@@ -1,0 +1,129 @@
+//! Integration tests: the real server on a loopback port, the testkit's mock provider over
+//! real HTTP, a real SQLite file (and a real Postgres database in `postgres`).
+
+#![expect(clippy::expect_used, reason = "test helpers fail the test loudly")]
+
+mod anthropic;
+mod errors;
+mod keys;
+mod openai;
+mod postgres;
+mod request_log;
+
+use llmrr_testkit::harness::StoreChoice;
+use llmrr_testkit::{MockProvider, TestGateway};
+use serde_json::Value;
+
+pub const MASTER: &str = "sk-master-test-0123456789";
+
+/// Modes of the mock that every test config exposes, as `o-<mode>` (OpenAI-compatible) and
+/// `a-<mode>` (Anthropic).
+const MODES: &[&str] = &[
+    "ok",
+    "tool",
+    "429",
+    "500",
+    "400",
+    "401",
+    "529",
+    "garbage",
+    "cut",
+    "streamerror",
+    "stall",
+    "drip-100",
+    "slow-2000",
+];
+
+pub fn models_toml(mock: &MockProvider) -> String {
+    let mut t = String::new();
+    for mode in MODES {
+        t.push_str(&format!(
+            "[[models]]\nname = \"o-{mode}\"\nprovider = \"openai\"\nbase_url = \"{url}\"\n\
+             api_key = \"env:UPSTREAM_KEY\"\nupstream_model = \"mock-{mode}\"\n\
+             input_cost_per_mtok = 0.15\noutput_cost_per_mtok = 0.60\ntimeout_secs = 1.5\n\n\
+             [[models]]\nname = \"a-{mode}\"\nprovider = \"anthropic\"\nbase_url = \"{url}\"\n\
+             api_key = \"env:UPSTREAM_KEY\"\nupstream_model = \"mock-{mode}\"\n\
+             input_cost_per_mtok = 3\noutput_cost_per_mtok = 15\ntimeout_secs = 1.5\n\n",
+            url = mock.base_url
+        ));
+    }
+    t
+}
+
+pub const ENV: &[(&str, &str)] = &[
+    ("UPSTREAM_KEY", "sk-upstream-secret"),
+    ("LLMRR_MASTER_KEY", MASTER),
+];
+
+/// A gateway in front of a fresh mock, with the master key set.
+pub async fn start() -> (TestGateway, MockProvider) {
+    start_with("", ENV).await
+}
+
+pub async fn start_with(extra_toml: &str, env: &[(&str, &str)]) -> (TestGateway, MockProvider) {
+    let mock = MockProvider::start().await;
+    let toml = format!("{extra_toml}\n{}", models_toml(&mock));
+    (
+        TestGateway::start(&toml, env, StoreChoice::Sqlite).await,
+        mock,
+    )
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+pub async fn post(
+    gw: &TestGateway,
+    path: &str,
+    key: Option<&str>,
+    body: Value,
+) -> reqwest::Response {
+    let mut req = client().post(format!("{}{path}", gw.url)).json(&body);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    req.send().await.expect("the gateway answers")
+}
+
+pub fn chat_body(model: &str, text: &str) -> Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+/// Read an SSE body to its end: the data payloads, in order (`[DONE]` included).
+pub async fn sse_data(resp: reqwest::Response) -> Vec<String> {
+    let bytes = resp.bytes().await.expect("a complete body");
+    let mut parser = llmrr_core::provider::sse::SseParser::new();
+    let mut events = Vec::new();
+    parser.push(&bytes, &mut events);
+    parser.finish(&mut events);
+    events.into_iter().map(|e| e.data).collect()
+}
+
+/// The concatenated `delta.content` of chat chunks.
+pub fn streamed_text(data: &[String]) -> String {
+    data.iter()
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Assert an OpenAI error envelope and return it.
+pub async fn error_body(resp: reqwest::Response, status: u16) -> Value {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    assert!(resp.headers().contains_key("x-llmrr-request-id"));
+    let v: Value = resp.json().await.expect("a JSON error body");
+    let e = &v["error"];
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    assert!(e["type"].is_string(), "{v}");
+    assert!(
+        e.get("param").is_some() && e.get("code").is_some(),
+        "all four fields: {v}"
+    );
+    v
+}
