@@ -11,9 +11,10 @@ peers=${PEERS_HARNESS:-$root/../shared/bench/peers}
 [[ -x $peers/run.sh ]] || { echo "no harness at $peers (set PEERS_HARNESS)" >&2; exit 2; }
 
 cargo build --release -p llmrr-cli --manifest-path "$root/Cargo.toml"
-rm -rf /tmp/llmrr-bench && mkdir -p /tmp/llmrr-bench
+rm -f /tmp/llmrr-bench/llmrr.db* && mkdir -p /tmp/llmrr-bench/results
 key="sk-bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
+export RES_DIR=${RES_DIR:-/tmp/llmrr-bench/results}
 export LLMRR_MASTER_KEY=$key BENCH_UPSTREAM_KEY=sk-dummy-not-a-real-key RUST_LOG=warn
 export PEER_CMD_llmrr="$root/target/release/llmrr serve --config $here/llmrr.toml"
 export PEER_HEADERS_llmrr="Authorization: Bearer $key"

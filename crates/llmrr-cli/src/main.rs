@@ -10,6 +10,12 @@ use anyhow::Result;
 use clap::Parser;
 use cli::{Cli, Command, ConfigCommand};
 
+/// The request path allocates many small, short-lived buffers; mimalloc serves them with
+/// less CPU than glibc's allocator (measured: glibc's malloc/free were ~9% of the gateway's
+/// CPU under load).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Serve(_)) {

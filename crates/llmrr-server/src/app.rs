@@ -14,6 +14,7 @@ use crate::routes;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use std::future::Future;
 use tokio::net::TcpListener;
