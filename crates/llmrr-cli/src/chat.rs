@@ -1,7 +1,7 @@
 //! `llmrr chat` and `llmrr models`: against a running server (`--url`), or in-process
 //! through the same `Gateway` the server uses.
 
-use crate::cli::{ChatArgs, Global, RemoteArgs};
+use crate::cli::{ChatArgs, Global, RemoteArgs, RouteArgs};
 use anyhow::{anyhow, bail, Context, Result};
 use futures_util::StreamExt;
 use llmrr_core::auth::KeyContext;
@@ -238,5 +238,40 @@ pub async fn models(global: &Global, args: &RemoteArgs) -> Result<()> {
             m["owned_by"].as_str().unwrap_or("")
         );
     }
+    Ok(())
+}
+
+pub async fn route(global: &Global, args: &RouteArgs) -> Result<()> {
+    let mut llmrr = serde_json::Map::new();
+    if let Some(s) = &args.strategy {
+        llmrr.insert("strategy".into(), Value::String(s.clone()));
+    }
+    let req = ChatCompletionRequest {
+        model: args.route.clone(),
+        messages: vec![ChatMessage::new(Role::User, &args.prompt)],
+        stream: args.stream.then_some(true),
+        llmrr: (!llmrr.is_empty()).then_some(Value::Object(llmrr)),
+        ..Default::default()
+    };
+    let decision: Value = match &args.remote.url {
+        Some(url) => {
+            let mut body = serde_json::to_value(req.outbound(&req.model, None))?;
+            if let Some(o) = &req.llmrr {
+                body["llmrr"] = o.clone();
+            }
+            client_post(url, "/v1/route", &args.remote, serde_json::to_vec(&body)?)
+                .await?
+                .json()
+                .await?
+        }
+        None => {
+            let config = global.load()?;
+            let gateway = Gateway::start(&config).await?;
+            let decision = gateway.route(&local_context().key, &req);
+            gateway.shutdown(std::time::Duration::from_secs(1)).await;
+            serde_json::to_value(decision?)?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&decision)?);
     Ok(())
 }

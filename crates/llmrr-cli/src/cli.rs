@@ -48,6 +48,8 @@ pub enum Command {
     Chat(ChatArgs),
     /// List the models clients can name.
     Models(RemoteArgs),
+    /// Show which model a prompt would be routed to, and why, without calling it.
+    Route(RouteArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -99,6 +101,23 @@ pub struct ChatArgs {
     pub remote: RemoteArgs,
 }
 
+#[derive(Args)]
+pub struct RouteArgs {
+    /// The prompt.
+    pub prompt: String,
+    /// The route (or model) name.
+    #[arg(long, short = 'r', default_value = "auto")]
+    pub route: String,
+    /// Override the route's strategy for this decision.
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Plan for a streamed request (ranks by time to first token).
+    #[arg(long)]
+    pub stream: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
 #[derive(Subcommand)]
 pub enum ConfigCommand {
     /// Validate the config and print it resolved, secrets masked.
@@ -115,6 +134,9 @@ pub enum KeysCommand {
         user: Option<String>,
         #[arg(long)]
         team: Option<String>,
+        /// The key's routing tier (a name from [tiers]).
+        #[arg(long)]
+        tier: Option<String>,
         /// A model the key may use (repeat; none = every model).
         #[arg(long = "model")]
         models: Vec<String>,

@@ -15,6 +15,7 @@ pub async fn run(global: &Global, command: &KeysCommand) -> Result<()> {
             name,
             user,
             team,
+            tier,
             models,
             metadata,
         } => {
@@ -29,6 +30,7 @@ pub async fn run(global: &Global, command: &KeysCommand) -> Result<()> {
                     name: name.clone(),
                     user: user.clone(),
                     team: team.clone(),
+                    tier: tier.clone(),
                     models: models.clone(),
                     metadata,
                 },

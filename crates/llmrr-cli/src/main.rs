@@ -41,6 +41,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(&cli.global, args).await,
         Command::Chat(args) => chat::run(&cli.global, args).await,
         Command::Models(args) => chat::models(&cli.global, args).await,
+        Command::Route(args) => chat::route(&cli.global, args).await,
         Command::Config {
             command: ConfigCommand::Check,
         } => {

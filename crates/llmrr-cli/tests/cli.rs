@@ -1,6 +1,8 @@
 //! The `llmrr` binary end to end: config check, in-process chat against the mock provider,
 //! key management on a SQLite store.
 
+#![expect(clippy::expect_used, reason = "test helpers fail the test loudly")]
+
 use llmrr_testkit::MockProvider;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -24,6 +24,8 @@ pub struct KeyContext {
     pub key_name: Option<String>,
     pub user: Option<String>,
     pub team: Option<String>,
+    /// The routing tier; `None`: not limited by tier.
+    pub tier: Option<String>,
     /// `None`: every model.
     pub allowed_models: Option<HashSet<String>>,
     pub is_master: bool,
@@ -42,6 +44,7 @@ impl KeyContext {
             key_name: Some(row.name),
             user: row.owner_user,
             team: row.owner_team,
+            tier: row.tier,
             allowed_models: (!row.allowed_models.is_empty())
                 .then(|| row.allowed_models.into_iter().collect()),
             is_master: false,
@@ -58,6 +61,9 @@ pub struct NewKey {
     pub user: Option<String>,
     #[serde(default)]
     pub team: Option<String>,
+    /// A tier of `[tiers]`.
+    #[serde(default)]
+    pub tier: Option<String>,
     /// Empty: every model.
     #[serde(default)]
     pub models: Vec<String>,
@@ -187,6 +193,7 @@ pub async fn create_key(store: &Store, new: NewKey) -> Result<CreatedKey> {
             key_prefix: &secret[..KEY_PREFIX.len() + 4],
             owner_user: new.user.as_deref(),
             owner_team: new.team.as_deref(),
+            tier: new.tier.as_deref(),
             allowed_models: &new.models,
             metadata: &metadata,
         })

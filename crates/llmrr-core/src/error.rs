@@ -52,6 +52,21 @@ pub enum Error {
         provider: &'static str,
         message: String,
     },
+    /// No model of the plan may serve the request (each reason says why).
+    #[error("no model can serve `{requested}`: {}", reasons.join("; "))]
+    NoCandidate {
+        requested: String,
+        reasons: Vec<String>,
+        /// 429 when only rate limits stand in the way, 503 when breakers do, 400 otherwise.
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    /// Every attempt of the plan failed.
+    #[error("all {} attempts failed: {}", attempts.len(), attempts.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("; "))]
+    AllFailed {
+        attempts: Vec<AttemptFailure>,
+        retry_after: Option<Duration>,
+    },
     #[error("{path}: {message}")]
     Config { path: String, message: String },
     #[error("store: {0}")]
@@ -74,6 +89,26 @@ pub struct UpstreamError {
     pub param: Option<String>,
     pub message: String,
     pub retry_after: Option<Duration>,
+}
+
+/// One failed attempt, as listed in [`Error::AllFailed`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttemptFailure {
+    pub model: String,
+    pub status: u16,
+    pub error: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for AttemptFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let message: String = self.message.chars().take(200).collect();
+        write!(
+            f,
+            "{} -> {} {} ({message})",
+            self.model, self.status, self.error
+        )
+    }
 }
 
 impl Error {
@@ -106,6 +141,8 @@ impl Error {
                 _ => 502,
             },
             Error::UpstreamUnreachable { .. } | Error::UpstreamProtocol { .. } => 502,
+            Error::NoCandidate { status, .. } => *status,
+            Error::AllFailed { .. } => 503,
             Error::UpstreamTimeout { .. } => 504,
             Error::Config { .. } | Error::Store(_) | Error::Internal(_) => 500,
         }
@@ -124,7 +161,11 @@ impl Error {
             Error::Upstream(e) => &e.kind,
             Error::UpstreamUnreachable { .. }
             | Error::UpstreamTimeout { .. }
-            | Error::UpstreamProtocol { .. } => "upstream_error",
+            | Error::UpstreamProtocol { .. }
+            | Error::AllFailed { .. } => "upstream_error",
+            Error::NoCandidate { status: 400, .. } => "invalid_request_error",
+            Error::NoCandidate { status: 429, .. } => "rate_limit_error",
+            Error::NoCandidate { .. } => "upstream_error",
             Error::Config { .. } | Error::Store(_) | Error::Internal(_) => "server_error",
         }
     }
@@ -141,6 +182,8 @@ impl Error {
             Error::UpstreamTimeout { .. } => Some("upstream_timeout"),
             Error::UpstreamUnreachable { .. } => Some("upstream_unreachable"),
             Error::UpstreamProtocol { .. } => Some("upstream_protocol_error"),
+            Error::NoCandidate { .. } => Some("no_candidate"),
+            Error::AllFailed { .. } => Some("all_candidates_failed"),
             _ => None,
         }
     }
@@ -159,6 +202,9 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::Upstream(e) => e.retry_after,
+            Error::NoCandidate { retry_after, .. } | Error::AllFailed { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }
@@ -185,21 +231,12 @@ impl Error {
             Error::UpstreamUnreachable { .. } => "upstream_unreachable",
             Error::UpstreamTimeout { .. } => "upstream_timeout",
             Error::UpstreamProtocol { .. } => "upstream_protocol",
+            Error::NoCandidate { .. } => "no_candidate",
+            Error::AllFailed { .. } => "all_candidates_failed",
             Error::Config { .. } => "config",
             Error::Store(_) => "store",
             Error::NotFound(_) => "not_found",
             Error::Internal(_) => "internal",
-        }
-    }
-
-    /// Whether another attempt (on this model or another) may succeed.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Error::Upstream(e) => matches!(e.status, 408 | 409 | 429) || e.status >= 500,
-            Error::UpstreamUnreachable { .. }
-            | Error::UpstreamTimeout { .. }
-            | Error::UpstreamProtocol { .. } => true,
-            _ => false,
         }
     }
 }

@@ -4,8 +4,10 @@
 //! Layout, in the order a request meets it:
 //! - [`config`]: raw TOML -> validated [`config::Config`]
 //! - [`auth`]: API keys (master and virtual) -> [`auth::KeyContext`]
-//! - [`gateway`]: THE request pipeline: validate, resolve the model, call the provider,
-//!   finish (usage -> cost -> request log, metrics) even when the client has gone
+//! - [`gateway`]: THE request pipeline: validate, plan, execute the plan (timeouts, retries,
+//!   fallbacks), finish (usage -> cost -> request log, metrics) even when the client has gone
+//! - [`routing`]: routes and strategies, live stats, circuit breakers, retries, rollouts
+//! - [`models`]: the configured models and what is kept per model
 //! - [`validate`]: request values the wire types cannot check
 //! - [`provider`]: how a model is reached (OpenAI-compatible, Anthropic)
 //! - [`cost`]: prices and usage -> USD, exactly (`Decimal`)
@@ -19,8 +21,11 @@ pub mod config;
 pub mod cost;
 pub mod error;
 pub mod gateway;
+mod health;
+pub mod models;
 pub mod provider;
 pub mod request_log;
+pub mod routing;
 pub mod secret;
 pub mod store;
 pub mod telemetry;

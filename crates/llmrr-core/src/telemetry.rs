@@ -2,7 +2,10 @@
 //! into. Handles for each configured model are registered once at start, so the hot path does
 //! no label hashing; error counters, rarer, are looked up when they happen.
 
-use metrics::{counter, describe_counter, describe_histogram, histogram, Counter, Histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Histogram, Unit,
+};
 
 pub const REQUESTS: &str = "llmrr_requests_total";
 pub const ERRORS: &str = "llmrr_errors_total";
@@ -13,6 +16,14 @@ pub const TIME_TO_FIRST_TOKEN: &str = "llmrr_time_to_first_token_seconds";
 pub const INPUT_TOKENS: &str = "llmrr_input_tokens_total";
 pub const OUTPUT_TOKENS: &str = "llmrr_output_tokens_total";
 pub const CLIENT_DISCONNECTS: &str = "llmrr_client_disconnects_total";
+pub const RETRIES: &str = "llmrr_retries_total";
+pub const FALLBACKS: &str = "llmrr_fallbacks_total";
+pub const BREAKER_STATE: &str = "llmrr_breaker_state";
+pub const MODEL_IN_FLIGHT: &str = "llmrr_model_in_flight";
+pub const MODEL_LATENCY_EWMA: &str = "llmrr_model_latency_ewma_seconds";
+pub const MODEL_TTFT_EWMA: &str = "llmrr_model_ttft_ewma_seconds";
+pub const MODEL_ERROR_RATE: &str = "llmrr_model_error_rate";
+pub const MODEL_TOKENS_PER_SECOND: &str = "llmrr_model_output_tokens_per_second";
 pub const LOG_ROWS_WRITTEN: &str = "llmrr_request_log_rows_written_total";
 pub const LOG_WRITE_ERRORS: &str = "llmrr_request_log_write_errors_total";
 pub const LOG_ROWS_DROPPED: &str = "llmrr_request_log_rows_dropped_total";
@@ -52,6 +63,34 @@ pub fn describe() {
     describe_counter!(
         CLIENT_DISCONNECTS,
         "Streams whose client hung up before the end"
+    );
+    describe_counter!(RETRIES, "Retries of a failed attempt on the same model");
+    describe_counter!(
+        FALLBACKS,
+        "Moves to the next model of a plan after a failure, by the model that failed"
+    );
+    describe_gauge!(
+        BREAKER_STATE,
+        "Circuit breaker per model: 0 closed, 1 half-open, 2 open"
+    );
+    describe_gauge!(MODEL_IN_FLIGHT, "Calls in flight per model");
+    describe_gauge!(
+        MODEL_LATENCY_EWMA,
+        Unit::Seconds,
+        "Live latency per model (time-decayed EWMA)"
+    );
+    describe_gauge!(
+        MODEL_TTFT_EWMA,
+        Unit::Seconds,
+        "Live time to first token per model (EWMA)"
+    );
+    describe_gauge!(
+        MODEL_ERROR_RATE,
+        "Failed share of a model's calls over the stats window"
+    );
+    describe_gauge!(
+        MODEL_TOKENS_PER_SECOND,
+        "Live output speed per model (EWMA)"
     );
     describe_counter!(LOG_ROWS_WRITTEN, "Request log rows written to the store");
     describe_counter!(
@@ -157,4 +196,25 @@ pub fn failure(e: Endpoint, model: Option<(&str, &'static str)>, status: u16, er
         .increment(1);
     counter!(ERRORS, "endpoint" => e.as_str(), "model" => m.to_owned(), "provider" => p, "error_type" => error)
         .increment(1);
+}
+
+/// Export every model's live stats and breaker state as gauges (called before `/metrics`
+/// renders, so the numbers are current without work on the request path).
+pub fn export_live_stats(models: &crate::models::ModelRegistry) {
+    for e in models.all() {
+        let m = e.spec.name.to_string();
+        let s = e.stats.snapshot();
+        gauge!(MODEL_IN_FLIGHT, "model" => m.clone()).set(f64::from(s.in_flight));
+        gauge!(MODEL_ERROR_RATE, "model" => m.clone()).set(s.error_rate);
+        gauge!(BREAKER_STATE, "model" => m.clone()).set(e.breaker.state().gauge());
+        if let Some(l) = s.latency_ms {
+            gauge!(MODEL_LATENCY_EWMA, "model" => m.clone()).set(l / 1000.0);
+        }
+        if let Some(t) = s.ttft_ms {
+            gauge!(MODEL_TTFT_EWMA, "model" => m.clone()).set(t / 1000.0);
+        }
+        if let Some(tps) = s.output_tokens_per_sec {
+            gauge!(MODEL_TOKENS_PER_SECOND, "model" => m).set(tps);
+        }
+    }
 }

@@ -28,7 +28,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{*id}", get(routes::models::get))
+        .route("/v1/route", post(routes::route::route))
         .route("/metrics", get(routes::health::metrics))
+        .route("/admin/models", get(routes::admin::models))
+        .route(
+            "/admin/rollouts",
+            post(routes::admin::start_rollout).get(routes::admin::list_rollouts),
+        )
+        .route(
+            "/admin/rollouts/{route}",
+            delete(routes::admin::abort_rollout),
+        )
         .route(
             "/admin/keys",
             post(routes::admin::create_key).get(routes::admin::list_keys),
@@ -52,6 +62,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
+    // Answers are small writes; do not let Nagle's algorithm hold them back.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;

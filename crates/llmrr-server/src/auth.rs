@@ -35,7 +35,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let key = if PUBLIC_PATHS.contains(&req.uri().path()) {
         Ok(Default::default())
     } else {

@@ -218,12 +218,21 @@ fn resolve(
         }
         models.push(spec);
     }
+    let (routing, routes) = super::load_routing::resolve(
+        raw.routing,
+        raw.routes,
+        raw.tiers,
+        &models,
+        server.request_timeout,
+    )?;
     Ok(Config {
         profile,
         source,
         server,
         store,
         models,
+        routes,
+        routing,
     })
 }
 
@@ -288,6 +297,33 @@ fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
         }
         headers.push((name, value));
     }
+    let capabilities = match &m.capabilities {
+        None => Capabilities::default(),
+        Some(list) => {
+            let mut c = Capabilities {
+                tools: false,
+                vision: false,
+                json: false,
+            };
+            for (j, cap) in list.iter().enumerate() {
+                match cap.as_str() {
+                    "tools" => c.tools = true,
+                    "vision" => c.vision = true,
+                    "json" => c.json = true,
+                    other => {
+                        return Err(Error::config(
+                            format!("models[{i}].capabilities[{j}]"),
+                            format!("`{other}` is not a capability (tools, vision, json)"),
+                        ))
+                    }
+                }
+            }
+            c
+        }
+    };
+    let optional_secs = |key: &str, v: Option<f64>| v.map(|v| seconds(&at(key), v)).transpose();
+    let ttft_timeout = optional_secs("ttft_timeout_secs", m.ttft_timeout_secs)?;
+    let idle_timeout = optional_secs("idle_timeout_secs", m.idle_timeout_secs)?;
     if let Some(0) = m.context_window {
         return Err(Error::config(
             at("context_window"),
@@ -324,6 +360,9 @@ fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
         anthropic_version: m
             .anthropic_version
             .unwrap_or_else(|| d::ANTHROPIC_VERSION.to_owned()),
+        capabilities,
+        ttft_timeout,
+        idle_timeout,
     })
 }
 
@@ -355,6 +394,9 @@ fn catalog_models(env: &Env) -> Vec<RawModel> {
                 connect_timeout_secs: None,
                 anthropic_version: None,
                 owned_by: None,
+                capabilities: None,
+                ttft_timeout_secs: None,
+                idle_timeout_secs: None,
             });
         }
     }
@@ -378,7 +420,7 @@ fn secret_ref(path: &str, reference: &str, env: &Env) -> Result<Secret> {
         .ok_or_else(|| Error::config(path, format!("environment variable {var} is not set")))
 }
 
-fn money(path: &str, v: Option<&toml::Value>) -> Result<Decimal> {
+pub(super) fn money(path: &str, v: Option<&toml::Value>) -> Result<Decimal> {
     let parsed = match v {
         None => return Ok(Decimal::ZERO),
         Some(toml::Value::Integer(i)) => Some(Decimal::from(*i)),
@@ -400,7 +442,7 @@ fn money(path: &str, v: Option<&toml::Value>) -> Result<Decimal> {
     }
 }
 
-fn seconds(path: &str, v: f64) -> Result<Duration> {
+pub(super) fn seconds(path: &str, v: f64) -> Result<Duration> {
     if v.is_finite() && v > 0.0 {
         Ok(Duration::from_secs_f64(v))
     } else {

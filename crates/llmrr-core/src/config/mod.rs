@@ -5,11 +5,15 @@
 
 mod defaults;
 mod load;
+mod load_routing;
 mod raw;
 mod resolved;
+pub mod routing;
 
 pub use defaults::ANTHROPIC_MAX_TOKENS;
 pub use load::{load, ConfigSource, Env};
 pub use resolved::{
-    Config, HeaderValueSpec, ModelSpec, Pricing, ProviderKind, ServerConfig, StoreConfig,
+    Capabilities, Config, HeaderValueSpec, ModelSpec, Pricing, ProviderKind, ServerConfig,
+    StoreConfig,
 };
+pub use routing::{RouteSpec, RoutingConfig, StrategyKind};

@@ -13,6 +13,13 @@ pub struct RawConfig {
     pub store: RawStore,
     #[serde(default)]
     pub models: Vec<RawModel>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub routing: RawRouting,
+    /// Tier name -> the models a key of that tier may reach (`"*"`: all).
+    #[serde(default)]
+    pub tiers: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,4 +63,54 @@ pub struct RawModel {
     pub connect_timeout_secs: Option<f64>,
     pub anthropic_version: Option<String>,
     pub owned_by: Option<String>,
+    /// Any of `tools`, `vision`, `json`; absent: all of them.
+    pub capabilities: Option<Vec<String>>,
+    pub ttft_timeout_secs: Option<f64>,
+    pub idle_timeout_secs: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    pub strategy: Option<String>,
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// For `weighted`: model -> relative share of traffic.
+    #[serde(default)]
+    pub weights: BTreeMap<String, f64>,
+    pub min_quality: Option<f64>,
+    pub max_cost_usd: Option<toml::Value>,
+    pub max_latency_ms: Option<f64>,
+    pub expected_output_tokens: Option<u32>,
+    pub content_fallback: Option<String>,
+    pub balanced: Option<RawBalanced>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBalanced {
+    pub quality: Option<f64>,
+    pub cost: Option<f64>,
+    pub latency: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    pub retry_max_attempts: Option<u32>,
+    pub retry_base_delay_ms: Option<u64>,
+    pub retry_max_delay_ms: Option<u64>,
+    pub max_total_secs: Option<f64>,
+    pub breaker_consecutive_failures: Option<u32>,
+    pub breaker_failure_ratio: Option<f64>,
+    pub breaker_window_secs: Option<f64>,
+    pub breaker_min_requests: Option<u32>,
+    pub breaker_cooldown_secs: Option<f64>,
+    pub breaker_half_open_probes: Option<u32>,
+    pub breaker_close_after: Option<u32>,
+    pub health_probe_interval_secs: Option<f64>,
+    pub stats_window_secs: Option<f64>,
+    pub ewma_half_life_secs: Option<f64>,
 }

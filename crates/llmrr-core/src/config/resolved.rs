@@ -1,5 +1,6 @@
 //! The validated configuration the program runs on.
 
+use super::routing::{RouteSpec, RoutingConfig};
 use crate::secret::Secret;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -16,6 +17,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub models: Vec<ModelSpec>,
+    pub routes: Vec<RouteSpec>,
+    pub routing: RoutingConfig,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,6 +105,43 @@ pub struct ModelSpec {
     pub connect_timeout: Duration,
     pub anthropic_version: String,
     pub owned_by: String,
+    pub capabilities: Capabilities,
+    /// Streams: the first chunk must arrive within this.
+    #[serde(with = "opt_secs")]
+    pub ttft_timeout: Option<Duration>,
+    /// Streams: at most this long between two chunks.
+    #[serde(with = "opt_secs")]
+    pub idle_timeout: Option<Duration>,
+}
+
+/// What a model can do, for capability filtering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    pub tools: bool,
+    pub vision: bool,
+    pub json: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            tools: true,
+            vision: true,
+            json: true,
+        }
+    }
+}
+
+mod opt_secs {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64(d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 mod secs {

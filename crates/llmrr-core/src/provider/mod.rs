@@ -62,6 +62,9 @@ pub trait Provider: Send + Sync {
     async fn completion_stream(&self, req: &CompletionRequest) -> Result<ChunkStream>;
 
     async fn embeddings(&self, req: &EmbeddingRequest) -> Result<Completed>;
+
+    /// A cheap request that shows whether the upstream is up (its model list).
+    async fn probe(&self) -> Result<()>;
 }
 
 /// Build the provider that serves `spec`, sharing HTTP clients through `pool`.

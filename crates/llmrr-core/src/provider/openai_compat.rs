@@ -24,6 +24,7 @@ pub struct OpenAiCompat {
     chat_url: String,
     completions_url: String,
     embeddings_url: String,
+    models_url: String,
     /// Streams always ask the upstream for usage, so cost is exact; the usage chunk reaches
     /// the client only when it asked for it.
     usage_options: StreamOptions,
@@ -66,6 +67,7 @@ impl OpenAiCompat {
             chat_url: format!("{}/chat/completions", spec.base_url),
             completions_url: format!("{}/completions", spec.base_url),
             embeddings_url: format!("{}/embeddings", spec.base_url),
+            models_url: format!("{}/models", spec.base_url),
             usage_options: StreamOptions {
                 include_usage: Some(true),
                 extra: Default::default(),
@@ -229,6 +231,15 @@ impl Provider for OpenAiCompat {
     async fn embeddings(&self, req: &EmbeddingRequest) -> Result<Completed> {
         let body = req.outbound(&self.upstream_model);
         self.complete(self.post(&self.embeddings_url, &body)?).await
+    }
+
+    async fn probe(&self) -> Result<()> {
+        let req = self
+            .client
+            .get(&self.models_url)
+            .headers(self.headers.clone())
+            .timeout(self.target.timeout);
+        self.target.send(req).await.map(drop)
     }
 }
 

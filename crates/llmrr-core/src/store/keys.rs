@@ -12,6 +12,8 @@ pub struct KeyRow {
     pub key_prefix: String,
     pub owner_user: Option<String>,
     pub owner_team: Option<String>,
+    /// The routing tier (`[tiers]`); none: not limited by tier.
+    pub tier: Option<String>,
     /// Models the key may use; empty means every model.
     pub allowed_models: Vec<String>,
     pub metadata: serde_json::Value,
@@ -26,12 +28,13 @@ pub struct NewKeyRow<'a> {
     pub key_prefix: &'a str,
     pub owner_user: Option<&'a str>,
     pub owner_team: Option<&'a str>,
+    pub tier: Option<&'a str>,
     pub allowed_models: &'a [String],
     pub metadata: &'a serde_json::Value,
 }
 
-const COLUMNS: &str = "id, name, key_prefix, owner_user, owner_team, allowed_models, metadata, \
-                       created_at_ms, revoked_at_ms";
+const COLUMNS: &str = "id, name, key_prefix, owner_user, owner_team, tier, allowed_models, \
+                       metadata, created_at_ms, revoked_at_ms";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<KeyRow> {
     let models: String = row.try_get("allowed_models")?;
@@ -42,6 +45,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<KeyRow> {
         key_prefix: row.try_get("key_prefix")?,
         owner_user: row.try_get("owner_user")?,
         owner_team: row.try_get("owner_team")?,
+        tier: row.try_get("tier")?,
         allowed_models: serde_json::from_str(&models).unwrap_or_default(),
         metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
         created_at_ms: row.try_get("created_at_ms")?,
@@ -55,8 +59,8 @@ impl Store {
         let models = serde_json::to_string(k.allowed_models).unwrap_or_else(|_| "[]".into());
         sqlx::query(
             "INSERT INTO api_keys (id, name, key_hash, key_prefix, owner_user, owner_team, \
-             allowed_models, metadata, created_at_ms, revoked_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)",
+             tier, allowed_models, metadata, created_at_ms, revoked_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
         )
         .bind(k.id)
         .bind(k.name)
@@ -64,6 +68,7 @@ impl Store {
         .bind(k.key_prefix)
         .bind(k.owner_user)
         .bind(k.owner_team)
+        .bind(k.tier)
         .bind(models)
         .bind(k.metadata.to_string())
         .bind(created)
@@ -75,6 +80,7 @@ impl Store {
             key_prefix: k.key_prefix.to_owned(),
             owner_user: k.owner_user.map(str::to_owned),
             owner_team: k.owner_team.map(str::to_owned),
+            tier: k.tier.map(str::to_owned),
             allowed_models: k.allowed_models.to_vec(),
             metadata: k.metadata.clone(),
             created_at_ms: created,

@@ -5,10 +5,11 @@ use super::{now_ms, Backend, Store};
 use crate::error::Result;
 use sqlx::Executor;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "keys and request log",
-    "CREATE TABLE api_keys (
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "keys and request log",
+        "CREATE TABLE api_keys (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
         key_hash TEXT NOT NULL UNIQUE,
@@ -43,7 +44,18 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
     );
     CREATE INDEX request_log_created ON request_log (created_at_ms);
     CREATE INDEX request_log_key ON request_log (key_id, created_at_ms)",
-)];
+    ),
+    (
+        2,
+        "rollouts and key tiers",
+        "CREATE TABLE rollouts (
+        route TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        updated_at_ms BIGINT NOT NULL
+    );
+    ALTER TABLE api_keys ADD COLUMN tier TEXT",
+    ),
+];
 
 /// Postgres: an advisory lock so that replicas starting together migrate one at a time.
 const PG_LOCK: i64 = 0x006c_6c6d_7272;

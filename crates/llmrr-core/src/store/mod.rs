@@ -5,6 +5,7 @@
 mod keys;
 mod migrate;
 mod request_log;
+mod rollouts;
 
 pub use keys::{KeyRow, NewKeyRow};
 pub use request_log::LogRow;
@@ -101,6 +102,6 @@ impl Store {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
 }

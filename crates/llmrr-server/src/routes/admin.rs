@@ -58,3 +58,146 @@ pub async fn revoke_key(
         ))))
     }
 }
+
+/// `GET /admin/models`: every model's live stats, breaker and rate-limit state, and every
+/// route with its rollout.
+pub async fn models(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+) -> Result<impl IntoResponse, ApiError> {
+    require_master(&state, &ctx)?;
+    let g = &state.gateway;
+    let models: Vec<serde_json::Value> = g
+        .models()
+        .all()
+        .iter()
+        .map(|e| {
+            json!({
+                "model": &*e.spec.name,
+                "provider": e.spec.provider.as_str(),
+                "upstream_model": e.spec.upstream_model,
+                "quality": e.spec.quality,
+                "context_window": e.spec.context_window,
+                "pricing": e.spec.pricing,
+                "capabilities": e.spec.capabilities,
+                "breaker": e.breaker.state().as_str(),
+                "rate_limited_for_secs": e.rate_limited().map(|d| d.as_secs_f64()),
+                "stats": e.stats.snapshot(),
+            })
+        })
+        .collect();
+    let router = g.router();
+    let routes: Vec<serde_json::Value> = router
+        .route_names()
+        .iter()
+        .filter_map(|n| router.route(n))
+        .map(|r| {
+            json!({
+                "route": &*r.name,
+                "strategy": r.strategy.as_str(),
+                "models": r.models,
+                "fallbacks": r.fallbacks,
+                "rollout": router.rollouts.get(&r.name),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"models": models, "routes": routes})))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRollout {
+    route: String,
+    from: Option<String>,
+    to: String,
+    #[serde(default = "default_stages")]
+    stages: Vec<u8>,
+    stage_minutes: f64,
+    #[serde(default = "default_error_rate")]
+    max_error_rate: f64,
+    #[serde(default = "default_min_requests")]
+    min_requests: u32,
+}
+
+fn default_stages() -> Vec<u8> {
+    vec![10, 30, 70, 100]
+}
+fn default_error_rate() -> f64 {
+    0.1
+}
+fn default_min_requests() -> u32 {
+    20
+}
+
+/// `POST /admin/rollouts`: move a route's traffic from one of its models to another.
+pub async fn start_rollout(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    JsonBody(new): JsonBody<NewRollout>,
+) -> Result<impl IntoResponse, ApiError> {
+    require_master(&state, &ctx)?;
+    let router = state.gateway.router();
+    let route = router.route(&new.route).ok_or_else(|| {
+        Error::invalid(
+            format!("no route named `{}`", new.route),
+            Some("route".into()),
+        )
+    })?;
+    let from = new.from.unwrap_or_else(|| route.models[0].to_string());
+    for (param, m) in [("from", &from), ("to", &new.to)] {
+        if !route.models.iter().any(|x| **x == **m) {
+            return Err(ApiError(Error::invalid(
+                format!("`{m}` is not one of route `{}`'s models", route.name),
+                Some(param.into()),
+            )));
+        }
+    }
+    let rollout = llmrr_core::routing::rollout::Rollout {
+        route: new.route,
+        from,
+        to: new.to,
+        stages: new.stages,
+        stage_secs: new.stage_minutes * 60.0,
+        max_error_rate: new.max_error_rate,
+        min_requests: new.min_requests,
+        started_at_ms: llmrr_core::store::now_ms(),
+        state: llmrr_core::routing::rollout::RolloutState::Active,
+        ended_at_ms: None,
+        reason: None,
+    };
+    let started = router.rollouts.start(rollout).await?;
+    Ok((StatusCode::CREATED, Json(with_position(&started))))
+}
+
+fn with_position(r: &llmrr_core::routing::rollout::Rollout) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    v["position"] =
+        serde_json::to_value(r.position(llmrr_core::store::now_ms())).unwrap_or_default();
+    v
+}
+
+pub async fn list_rollouts(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+) -> Result<impl IntoResponse, ApiError> {
+    require_master(&state, &ctx)?;
+    let all: Vec<serde_json::Value> = state
+        .gateway
+        .router()
+        .rollouts
+        .list()
+        .iter()
+        .map(with_position)
+        .collect();
+    Ok(Json(json!({"object": "list", "data": all})))
+}
+
+pub async fn abort_rollout(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(route): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    require_master(&state, &ctx)?;
+    let r = state.gateway.router().rollouts.abort(&route).await?;
+    Ok(Json(with_position(&r)))
+}

@@ -6,6 +6,7 @@ pub mod completions;
 pub mod embeddings;
 pub mod health;
 pub mod models;
+pub mod route;
 
 use crate::error::ApiError;
 use axum::body::Body;
@@ -25,8 +26,21 @@ pub async fn method_not_allowed() -> Response {
     r
 }
 
-fn model_headers(r: &mut Response, model: &str, provider: &'static str, overhead: Duration) {
+fn model_headers(
+    r: &mut Response,
+    model: &str,
+    provider: &'static str,
+    overhead: Duration,
+    route: Option<&str>,
+    attempts: u32,
+) {
     let h = r.headers_mut();
+    if let Some(v) = route.and_then(|r| HeaderValue::from_str(r).ok()) {
+        h.insert("x-llmrr-route", v);
+    }
+    if attempts > 1 {
+        h.insert("x-llmrr-attempts", HeaderValue::from(attempts));
+    }
     if let Ok(v) = HeaderValue::from_str(model) {
         h.insert("x-llmrr-model", v);
     }
@@ -47,7 +61,14 @@ pub fn json_answer(a: Answer) -> Response {
     if let Ok(v) = HeaderValue::from_str(&a.cost.normalize().to_string()) {
         r.headers_mut().insert("x-llmrr-cost-usd", v);
     }
-    model_headers(&mut r, &a.model, a.provider, a.overhead);
+    model_headers(
+        &mut r,
+        &a.model,
+        a.provider,
+        a.overhead,
+        a.route.as_deref(),
+        a.attempts,
+    );
     r
 }
 
@@ -67,6 +88,13 @@ pub fn sse_answer(a: StreamAnswer) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tell reverse proxies (nginx) not to buffer the stream.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    model_headers(&mut r, &a.model, a.provider, a.overhead);
+    model_headers(
+        &mut r,
+        &a.model,
+        a.provider,
+        a.overhead,
+        a.route.as_deref(),
+        a.attempts,
+    );
     r
 }

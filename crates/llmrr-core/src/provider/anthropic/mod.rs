@@ -23,6 +23,7 @@ pub struct Anthropic {
     default_max_tokens: u32,
     headers: HeaderMap,
     messages_url: String,
+    models_url: String,
 }
 
 impl Anthropic {
@@ -60,6 +61,7 @@ impl Anthropic {
                 .unwrap_or(crate::config::ANTHROPIC_MAX_TOKENS),
             headers,
             messages_url: format!("{}/messages", spec.base_url),
+            models_url: format!("{}/models", spec.base_url),
         })
     }
 
@@ -136,6 +138,15 @@ impl Provider for Anthropic {
             ProviderKind::Anthropic,
             "embeddings",
         ))
+    }
+
+    async fn probe(&self) -> Result<()> {
+        let req = self
+            .client
+            .get(&self.models_url)
+            .headers(self.headers.clone())
+            .timeout(self.target.timeout);
+        self.target.send(req).await.map(drop)
     }
 }
 

@@ -1,0 +1,166 @@
+//! Resolved routing settings: routes, retry and breaker policy, tiers.
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The named strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyKind {
+    Balanced,
+    QualityFirst,
+    CostOptimized,
+    SpeedPriority,
+    RoundRobin,
+    LeastLoaded,
+    Random,
+    Weighted,
+    LatencyAware,
+    CapabilityMatch,
+}
+
+impl StrategyKind {
+    pub const ALL: [StrategyKind; 10] = [
+        StrategyKind::Balanced,
+        StrategyKind::QualityFirst,
+        StrategyKind::CostOptimized,
+        StrategyKind::SpeedPriority,
+        StrategyKind::RoundRobin,
+        StrategyKind::LeastLoaded,
+        StrategyKind::Random,
+        StrategyKind::Weighted,
+        StrategyKind::LatencyAware,
+        StrategyKind::CapabilityMatch,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyKind::Balanced => "balanced",
+            StrategyKind::QualityFirst => "quality-first",
+            StrategyKind::CostOptimized => "cost-optimized",
+            StrategyKind::SpeedPriority => "speed-priority",
+            StrategyKind::RoundRobin => "round-robin",
+            StrategyKind::LeastLoaded => "least-loaded",
+            StrategyKind::Random => "random",
+            StrategyKind::Weighted => "weighted",
+            StrategyKind::LatencyAware => "latency-aware",
+            StrategyKind::CapabilityMatch => "capability-match",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StrategyKind> {
+        let s = s.replace('_', "-");
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub fn names() -> String {
+        Self::ALL.map(|k| k.as_str()).join(", ")
+    }
+}
+
+/// Limits a candidate must meet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Constraints {
+    pub min_quality: Option<f64>,
+    pub max_cost_usd: Option<Decimal>,
+    pub max_latency: Option<Duration>,
+}
+
+/// Weights of `balanced`'s terms; normalized to sum to 1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BalancedWeights {
+    pub quality: f64,
+    pub cost: f64,
+    pub latency: f64,
+}
+
+impl Default for BalancedWeights {
+    fn default() -> Self {
+        BalancedWeights {
+            quality: 0.4,
+            cost: 0.3,
+            latency: 0.3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteSpec {
+    pub name: Arc<str>,
+    pub strategy: StrategyKind,
+    pub models: Vec<Arc<str>>,
+    pub fallbacks: Vec<Arc<str>>,
+    /// For `weighted`, aligned with `models`.
+    pub weights: Vec<f64>,
+    pub constraints: Constraints,
+    pub expected_output_tokens: u32,
+    pub content_fallback: Option<Arc<str>>,
+    pub balanced: BalancedWeights,
+}
+
+impl RouteSpec {
+    /// Output tokens assumed for a cost estimate when neither the request nor the route says.
+    pub const DEFAULT_EXPECTED_OUTPUT: u32 = 256;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RetryPolicy {
+    /// Attempts on one model, the first included.
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// All attempts on all models together.
+    pub max_total: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BreakerConfig {
+    pub consecutive_failures: u32,
+    pub failure_ratio: f64,
+    pub window: Duration,
+    pub min_requests: u32,
+    pub cooldown: Duration,
+    pub half_open_probes: u32,
+    pub close_after: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoutingConfig {
+    pub retry: RetryPolicy,
+    pub breaker: BreakerConfig,
+    pub health_probe_interval: Option<Duration>,
+    pub stats_window: Duration,
+    pub ewma_half_life: Duration,
+    pub tiers: Vec<TierSpec>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TierSpec {
+    pub name: String,
+    /// `None`: every model.
+    pub models: Option<HashSet<Arc<str>>>,
+}
+
+impl RoutingConfig {
+    pub fn tier(&self, name: &str) -> Option<&TierSpec> {
+        self.tiers.iter().find(|t| t.name == name)
+    }
+}
+
+impl TierSpec {
+    pub fn allows(&self, model: &str) -> bool {
+        self.models.as_ref().is_none_or(|m| m.contains(model))
+    }
+
+    /// Every model this tier reaches is reachable by `other` too.
+    pub fn within(&self, other: &TierSpec) -> bool {
+        match (&self.models, &other.models) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(mine), Some(theirs)) => mine.is_subset(theirs),
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! What a request needs from a model, read once per request.
+
+use llmrr_types::openai::{ChatCompletionRequest, ContentPart, MessageContent, ResponseFormat};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    pub tools: bool,
+    pub vision: bool,
+    pub json: bool,
+    /// Estimated from the text (4 characters a token, plus a few per message).
+    pub prompt_tokens: u64,
+    /// The client's cap, if it gave one.
+    pub max_output_tokens: Option<u64>,
+    pub stream: bool,
+}
+
+impl Features {
+    pub fn of_chat(req: &ChatCompletionRequest) -> Self {
+        let mut chars = 0usize;
+        let mut vision = false;
+        for m in &req.messages {
+            match &m.content {
+                Some(MessageContent::Text(t)) => chars += t.len(),
+                Some(MessageContent::Parts(parts)) => {
+                    for p in parts {
+                        match p {
+                            ContentPart::Text { text } => chars += text.len(),
+                            ContentPart::ImageUrl { .. } => vision = true,
+                            _ => {}
+                        }
+                    }
+                }
+                None => {}
+            }
+            for call in m.tool_calls.iter().flatten() {
+                chars += call.function.arguments.len() + call.function.name.len();
+            }
+        }
+        let tool_chars: usize = req
+            .tools
+            .iter()
+            .flatten()
+            .map(|t| {
+                t.function.name.len()
+                    + t.function
+                        .parameters
+                        .as_ref()
+                        .map_or(0, |p| p.to_string().len())
+            })
+            .sum();
+        Features {
+            tools: req.tools.as_ref().is_some_and(|t| !t.is_empty()),
+            vision,
+            json: matches!(
+                req.response_format,
+                Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
+            ),
+            prompt_tokens: ((chars + tool_chars) as u64).div_ceil(4)
+                + 4 * req.messages.len() as u64,
+            max_output_tokens: req.max_output_tokens().map(u64::from),
+            stream: req.is_stream(),
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! Which model answers. A request names a concrete model or a route; the [`Router`] turns it
+//! into a [`Plan`]: the candidates that may serve it, ranked by the strategy, then the
+//! fallbacks — with a [`Decision`] that explains every step.
+//!
+//! Steps of [`Router::plan`]:
+//! 1. resolve the name: a route (its models, strategy, constraints, fallbacks) or a model;
+//!    the request's `llmrr` options override the route's defaults for this request only
+//! 2. filter every candidate, keeping the reason of each exclusion: key and tier access,
+//!    capabilities (tools, images, JSON mode), the estimated prompt against the context
+//!    window, circuit breaker, rate limit (Retry-After), then the constraints (min quality,
+//!    max estimated cost, max live latency)
+//! 3. rank what is left with the strategy
+//! 4. an active rollout picks between its two models by its current percentage
+//! 5. append the fallbacks (filtered the same way but for the constraints)
+//!
+//! Layout: `strategy/` (one file per strategy), `stats` (live numbers per model), `breaker`,
+//! `retry` (backoff), `classify` (what an error means for the next attempt), `rollout`,
+//! `features` (what a request needs), `options` (the per-request overrides), `window`.
+
+pub mod breaker;
+pub mod classify;
+pub mod features;
+pub mod options;
+pub mod retry;
+pub mod rollout;
+pub mod stats;
+pub mod strategy;
+mod window;
+
+use crate::auth::KeyContext;
+use crate::config::routing::{Constraints, RouteSpec, RoutingConfig, StrategyKind, TierSpec};
+use crate::error::{Error, Result};
+use crate::models::{ModelEntry, ModelRegistry};
+use features::Features;
+use options::RequestOptions;
+use rand::Rng;
+use rollout::{RolloutBook, RolloutState};
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+use strategy::{Candidate, RankInput};
+
+struct RouteState {
+    spec: RouteSpec,
+    cursor: AtomicUsize,
+}
+
+pub struct Router {
+    routes: HashMap<Arc<str>, RouteState>,
+    ordered: Vec<Arc<str>>,
+    pub config: RoutingConfig,
+    pub rollouts: RolloutBook,
+}
+
+/// One model in a decision: its score, or why it was left out.
+#[derive(Debug, Clone, Serialize)]
+pub struct RankedModel {
+    pub model: String,
+    pub score: Option<f64>,
+    pub excluded: Option<String>,
+    pub quality: f64,
+    pub est_cost_usd: String,
+    pub latency_ms: Option<f64>,
+    pub in_flight: u32,
+    pub breaker: &'static str,
+}
+
+/// Why the plan is what it is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub route: Option<String>,
+    pub strategy: &'static str,
+    /// The first model of the plan.
+    pub model: String,
+    pub reason: String,
+    pub ranking: Vec<RankedModel>,
+    /// Models in the order they will be tried.
+    pub plan: Vec<String>,
+}
+
+impl Decision {
+    /// The `x-llmrr-route` header: short, ASCII.
+    pub fn header(&self) -> String {
+        let text = format!(
+            "route={}; strategy={}; model={}; reason={}",
+            self.route.as_deref().unwrap_or("-"),
+            self.strategy,
+            self.model,
+            self.reason
+        );
+        text.chars()
+            .filter(|c| c.is_ascii() && !c.is_ascii_control())
+            .take(400)
+            .collect()
+    }
+}
+
+pub struct Plan {
+    pub attempts: Vec<Arc<ModelEntry>>,
+    pub route: Option<Arc<str>>,
+    pub content_fallback: Option<Arc<ModelEntry>>,
+    pub decision: Decision,
+}
+
+/// What a plan is asked for.
+pub struct PlanRequest<'a> {
+    pub name: &'a str,
+    pub key: &'a KeyContext,
+    pub features: Features,
+    pub options: &'a RequestOptions,
+}
+
+impl Router {
+    pub fn new(routes: &[RouteSpec], config: RoutingConfig, rollouts: RolloutBook) -> Self {
+        Router {
+            routes: routes
+                .iter()
+                .map(|r| {
+                    (
+                        r.name.clone(),
+                        RouteState {
+                            spec: r.clone(),
+                            cursor: AtomicUsize::new(0),
+                        },
+                    )
+                })
+                .collect(),
+            ordered: routes.iter().map(|r| r.name.clone()).collect(),
+            config,
+            rollouts,
+        }
+    }
+
+    pub fn route(&self, name: &str) -> Option<&RouteSpec> {
+        self.routes.get(name).map(|r| &r.spec)
+    }
+
+    pub fn route_names(&self) -> &[Arc<str>] {
+        &self.ordered
+    }
+
+    /// The tier the request runs under: the request's own may only narrow the key's.
+    fn tier(&self, key: &KeyContext, options: &RequestOptions) -> Result<Option<&TierSpec>> {
+        let lookup = |name: &str| {
+            self.config.tier(name).ok_or_else(|| Error::Forbidden {
+                message: format!("tier `{name}` is not configured"),
+            })
+        };
+        let key_tier = key.tier.as_deref().map(lookup).transpose()?;
+        match (options.tier.as_deref(), key_tier) {
+            (None, t) => Ok(t),
+            (Some(asked), None) => Ok(Some(lookup(asked)?)),
+            (Some(asked), Some(own)) => {
+                let asked = lookup(asked)?;
+                if asked.within(own) {
+                    Ok(Some(asked))
+                } else {
+                    Err(Error::Forbidden {
+                        message: format!(
+                            "this key's tier `{}` does not reach tier `{}`",
+                            own.name, asked.name
+                        ),
+                    })
+                }
+            }
+        }
+    }
+
+    pub fn plan(&self, models: &ModelRegistry, req: PlanRequest<'_>) -> Result<Plan> {
+        let opts = req.options;
+        let tier = self.tier(req.key, opts)?;
+        let (route, strategy_kind, names, fallbacks, constraints, expected_out) =
+            match self.routes.get(req.name) {
+                Some(r) => {
+                    let s = &r.spec;
+                    let c = Constraints {
+                        min_quality: opts.min_quality.or(s.constraints.min_quality),
+                        max_cost_usd: opts.max_cost_usd.or(s.constraints.max_cost_usd),
+                        max_latency: opts.max_latency.or(s.constraints.max_latency),
+                    };
+                    (
+                        Some(r),
+                        opts.strategy.unwrap_or(s.strategy),
+                        s.models.clone(),
+                        s.fallbacks.clone(),
+                        c,
+                        s.expected_output_tokens,
+                    )
+                }
+                None => {
+                    let entry = models.get(req.name).ok_or_else(|| Error::ModelNotFound {
+                        model: req.name.to_owned(),
+                    })?;
+                    if !req.key.may_use(req.name) {
+                        return Err(Error::ModelNotAllowed {
+                            model: req.name.to_owned(),
+                        });
+                    }
+                    let c = Constraints {
+                        min_quality: opts.min_quality,
+                        max_cost_usd: opts.max_cost_usd,
+                        max_latency: opts.max_latency,
+                    };
+                    let strategy = opts.strategy.unwrap_or(StrategyKind::CapabilityMatch);
+                    (
+                        None,
+                        strategy,
+                        vec![entry.spec.name.clone()],
+                        Vec::new(),
+                        c,
+                        crate::config::routing::RouteSpec::DEFAULT_EXPECTED_OUTPUT,
+                    )
+                }
+            };
+        let mut extra = Vec::with_capacity(opts.fallbacks.len() + fallbacks.len());
+        for (i, name) in opts.fallbacks.iter().enumerate() {
+            let e = models.get(name).ok_or_else(|| {
+                Error::invalid(
+                    format!("fallback `{name}` is not a configured model"),
+                    Some(format!("llmrr.fallbacks[{i}]")),
+                )
+            })?;
+            extra.push(e.spec.name.clone());
+        }
+        extra.extend(fallbacks);
+
+        let out_tokens = req
+            .features
+            .max_output_tokens
+            .unwrap_or(u64::from(expected_out));
+        let mut ranking = Vec::new();
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut entries: Vec<Arc<ModelEntry>> = Vec::new();
+        // Transient exclusions (rate limit or breaker, and for how long) decide the status
+        // when nothing is left.
+        let mut transient: Vec<(bool, Duration)> = Vec::new();
+        for (order, name) in names.iter().enumerate() {
+            let Some(entry) = models.get(name) else {
+                continue;
+            };
+            let est_cost = estimate_cost(entry, req.features.prompt_tokens, out_tokens);
+            let stats = entry.stats.snapshot();
+            let excluded = if let Some(r) = access(entry, req.key, tier, &req.features) {
+                Some(r)
+            } else if let Some(h) = health(entry) {
+                transient.push((h.rate_limited, h.retry_in));
+                Some(h.reason)
+            } else {
+                constraint(entry, &constraints, est_cost, &stats, req.features.stream)
+            };
+            ranking.push(RankedModel {
+                model: name.to_string(),
+                score: None,
+                excluded: excluded.clone(),
+                quality: entry.spec.quality,
+                est_cost_usd: est_cost.round_dp(8).normalize().to_string(),
+                latency_ms: if req.features.stream {
+                    stats.ttft_ms.or(stats.latency_ms)
+                } else {
+                    stats.latency_ms
+                },
+                in_flight: stats.in_flight,
+                breaker: entry.breaker.state().as_str(),
+            });
+            if excluded.is_none() {
+                candidates.push(Candidate {
+                    name: entry.spec.name.clone(),
+                    quality: entry.spec.quality,
+                    est_cost_usd: est_cost.to_f64().unwrap_or(f64::MAX),
+                    stats,
+                    weight: route
+                        .map(|r| r.spec.weights.get(order).copied().unwrap_or(1.0))
+                        .unwrap_or(1.0),
+                    order,
+                });
+                entries.push(entry.clone());
+            }
+        }
+        if candidates.is_empty() {
+            let reasons: Vec<String> = ranking
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}: {}",
+                        r.model,
+                        r.excluded.as_deref().unwrap_or("excluded")
+                    )
+                })
+                .collect();
+            let (status, retry_after) = if transient.is_empty() {
+                (400, None)
+            } else {
+                let all_rate = transient.iter().all(|(rate, _)| *rate);
+                let soonest = transient.iter().map(|(_, d)| *d).min();
+                (
+                    if all_rate { 429 } else { 503 },
+                    soonest.map(|d| d.max(Duration::from_secs(1))),
+                )
+            };
+            return Err(Error::NoCandidate {
+                requested: req.name.to_owned(),
+                reasons,
+                status,
+                retry_after,
+            });
+        }
+
+        let strategy = strategy::strategy(strategy_kind);
+        let fallback_cursor = AtomicUsize::new(0);
+        let input = RankInput {
+            stream: req.features.stream,
+            balanced: route.map(|r| r.spec.balanced).unwrap_or_default(),
+            cursor: route.map(|r| &r.cursor).unwrap_or(&fallback_cursor),
+        };
+        let mut rng = rand::thread_rng();
+        let ranked = strategy.rank(&candidates, &input, &mut rng);
+        let mut reason = strategy.reason(&candidates[ranked[0].index], &input);
+        if route.is_none() {
+            reason = "the requested model".into();
+        }
+        for r in &ranked {
+            let pos = ranking
+                .iter()
+                .position(|m| *m.model == *candidates[r.index].name);
+            if let Some(p) = pos {
+                ranking[p].score = Some((r.score * 1e6).round() / 1e6);
+            }
+        }
+        let mut attempts: Vec<Arc<ModelEntry>> =
+            ranked.iter().map(|r| entries[r.index].clone()).collect();
+
+        // A rollout decides between its two models by its current percentage.
+        if let Some(r) = route {
+            if let Some(rollout) = self.rollouts.get(&r.spec.name) {
+                let pos = rollout.position(crate::store::now_ms());
+                let pick =
+                    if pos.state == RolloutState::Active || pos.state == RolloutState::Completed {
+                        if rng.gen_range(0..100u8) < pos.percent_to {
+                            &rollout.to
+                        } else {
+                            &rollout.from
+                        }
+                    } else {
+                        &rollout.from
+                    };
+                if let Some(i) = attempts.iter().position(|e| *e.spec.name == **pick) {
+                    let chosen = attempts.remove(i);
+                    attempts.insert(0, chosen);
+                    reason = format!(
+                        "rollout {:?} at {}% to `{}`: drew `{pick}`",
+                        pos.state, pos.percent_to, rollout.to
+                    );
+                }
+            }
+        }
+
+        for name in &extra {
+            let Some(entry) = models.get(name) else {
+                continue;
+            };
+            if attempts.iter().any(|a| a.spec.name == entry.spec.name) {
+                continue;
+            }
+            if access(entry, req.key, tier, &req.features).is_none() && health(entry).is_none() {
+                attempts.push(entry.clone());
+            }
+        }
+        let content_fallback = route
+            .and_then(|r| r.spec.content_fallback.as_ref())
+            .and_then(|n| models.get(n))
+            .filter(|e| access(e, req.key, tier, &req.features).is_none())
+            .cloned();
+        let decision = Decision {
+            route: route.map(|r| r.spec.name.to_string()),
+            strategy: if route.is_some() || opts.strategy.is_some() {
+                strategy_kind.as_str()
+            } else {
+                "direct"
+            },
+            model: attempts[0].spec.name.to_string(),
+            reason,
+            ranking,
+            plan: attempts.iter().map(|e| e.spec.name.to_string()).collect(),
+        };
+        Ok(Plan {
+            attempts,
+            route: route.map(|r| r.spec.name.clone()),
+            content_fallback,
+            decision,
+        })
+    }
+}
+
+pub fn estimate_cost(entry: &ModelEntry, prompt_tokens: u64, output_tokens: u64) -> Decimal {
+    let p = &entry.spec.pricing;
+    (Decimal::from(prompt_tokens) * p.input_per_mtok
+        + Decimal::from(output_tokens) * p.output_per_mtok)
+        / Decimal::from(1_000_000)
+}
+
+/// Whether the caller may use the model and the model can serve the request.
+fn access(
+    e: &ModelEntry,
+    key: &KeyContext,
+    tier: Option<&TierSpec>,
+    f: &Features,
+) -> Option<String> {
+    let caps = e.spec.capabilities;
+    if !key.may_use(&e.spec.name) {
+        return Some("not allowed for this key".into());
+    }
+    if let Some(t) = tier {
+        if !t.allows(&e.spec.name) {
+            return Some(format!("not in tier `{}`", t.name));
+        }
+    }
+    if f.tools && !caps.tools {
+        return Some("no tool support".into());
+    }
+    if f.vision && !caps.vision {
+        return Some("no image input".into());
+    }
+    if f.json && !caps.json {
+        return Some("no JSON mode".into());
+    }
+    if let Some(window) = e.spec.context_window {
+        let needed = f.prompt_tokens + f.max_output_tokens.unwrap_or(0);
+        if needed > u64::from(window) {
+            return Some(format!("context window {window} < ~{needed} tokens needed"));
+        }
+    }
+    None
+}
+
+struct Unhealthy {
+    reason: String,
+    rate_limited: bool,
+    retry_in: Duration,
+}
+
+/// Transient reasons: the breaker, a rate limit.
+fn health(e: &ModelEntry) -> Option<Unhealthy> {
+    if let Some(retry_in) = e.breaker.refused_for() {
+        return Some(Unhealthy {
+            reason: "circuit open".into(),
+            rate_limited: false,
+            retry_in,
+        });
+    }
+    e.rate_limited().map(|d| Unhealthy {
+        reason: format!("rate limited for {:.1}s more", d.as_secs_f64()),
+        rate_limited: true,
+        retry_in: d,
+    })
+}
+
+fn constraint(
+    e: &ModelEntry,
+    c: &Constraints,
+    est_cost: Decimal,
+    stats: &stats::StatsSnapshot,
+    stream: bool,
+) -> Option<String> {
+    if let Some(min) = c.min_quality {
+        if e.spec.quality < min {
+            return Some(format!("quality {} < min {min}", e.spec.quality));
+        }
+    }
+    if let Some(max) = c.max_cost_usd {
+        if est_cost > max {
+            return Some(format!(
+                "est. cost ${} > max ${max}",
+                est_cost.round_dp(8).normalize()
+            ));
+        }
+    }
+    if let Some(max) = c.max_latency {
+        let measured = if stream {
+            stats.ttft_ms.or(stats.latency_ms)
+        } else {
+            stats.latency_ms
+        };
+        if let Some(ms) = measured {
+            if ms > max.as_secs_f64() * 1000.0 {
+                return Some(format!(
+                    "latency {ms:.0} ms > max {:.0} ms",
+                    max.as_secs_f64() * 1000.0
+                ));
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,312 @@
+//! Gradual rollouts: a route moves its traffic from model `from` to model `to` in stages
+//! (e.g. 10/30/70/100 % of requests, each stage lasting `stage_secs`), and rolls back on its
+//! own when `to`'s error rate passes `max_error_rate` after at least `min_requests` calls.
+//!
+//! The stage is a pure function of the start time and the clock, and every state change is
+//! written to the store, so a restart resumes where the rollout was. The error counts of `to`
+//! live in memory (a restart starts counting again).
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    Active,
+    Completed,
+    RolledBack,
+    Aborted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub route: String,
+    pub from: String,
+    pub to: String,
+    /// Percent of traffic to `to` in each stage, rising.
+    pub stages: Vec<u8>,
+    pub stage_secs: f64,
+    pub max_error_rate: f64,
+    pub min_requests: u32,
+    pub started_at_ms: i64,
+    pub state: RolloutState,
+    pub ended_at_ms: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// Where a rollout stands at some moment.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Position {
+    pub state: RolloutState,
+    pub stage: usize,
+    pub percent_to: u8,
+}
+
+impl Rollout {
+    pub fn position(&self, now_ms: i64) -> Position {
+        match self.state {
+            RolloutState::RolledBack | RolloutState::Aborted => Position {
+                state: self.state,
+                stage: 0,
+                percent_to: 0,
+            },
+            RolloutState::Completed => Position {
+                state: self.state,
+                stage: self.stages.len() - 1,
+                percent_to: 100,
+            },
+            RolloutState::Active => {
+                let elapsed = (now_ms - self.started_at_ms).max(0) as f64 / 1000.0;
+                let stage = (elapsed / self.stage_secs).floor() as usize;
+                if stage >= self.stages.len() {
+                    Position {
+                        state: RolloutState::Completed,
+                        stage: self.stages.len() - 1,
+                        percent_to: 100,
+                    }
+                } else {
+                    Position {
+                        state: RolloutState::Active,
+                        stage,
+                        percent_to: self.stages[stage],
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |param: &str, m: String| Err(Error::invalid(m, Some(param.to_owned())));
+        if self.stages.is_empty() || self.stages.iter().any(|p| *p > 100) {
+            return bad(
+                "stages",
+                "stages are percents from 0 to 100, at least one".into(),
+            );
+        }
+        if self.stages.windows(2).any(|w| w[0] > w[1]) {
+            return bad("stages", "stages must not decrease".into());
+        }
+        if !(self.stage_secs.is_finite() && self.stage_secs > 0.0) {
+            return bad("stage_minutes", "must be a positive number".into());
+        }
+        if !(0.0..=1.0).contains(&self.max_error_rate) {
+            return bad(
+                "max_error_rate",
+                format!("{} must be between 0 and 1", self.max_error_rate),
+            );
+        }
+        if self.from == self.to {
+            return bad("to", "`to` must differ from `from`".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default, Debug, Clone, Copy)]
+struct Counts {
+    ok: u64,
+    failed: u64,
+}
+
+/// The rollouts of every route, in memory, written through to the store.
+pub struct RolloutBook {
+    store: Store,
+    inner: Mutex<HashMap<String, (Rollout, Counts)>>,
+}
+
+impl RolloutBook {
+    pub async fn load(store: Store) -> Result<Self> {
+        let rows = store.load_rollouts().await?;
+        let mut map = HashMap::new();
+        for body in rows {
+            match serde_json::from_str::<Rollout>(&body) {
+                Ok(r) => {
+                    map.insert(r.route.clone(), (r, Counts::default()));
+                }
+                Err(e) => tracing::error!(error = %e, "a stored rollout cannot be read; ignored"),
+            }
+        }
+        Ok(RolloutBook {
+            store,
+            inner: Mutex::new(map),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Rollout, Counts)>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, route: &str) -> Option<Rollout> {
+        self.lock().get(route).map(|(r, _)| r.clone())
+    }
+
+    pub fn list(&self) -> Vec<Rollout> {
+        let mut all: Vec<Rollout> = self.lock().values().map(|(r, _)| r.clone()).collect();
+        all.sort_by(|a, b| a.route.cmp(&b.route));
+        all
+    }
+
+    /// Start (or replace) the rollout of a route.
+    pub async fn start(&self, rollout: Rollout) -> Result<Rollout> {
+        rollout.validate()?;
+        if let Some(current) = self.get(&rollout.route) {
+            if current.position(crate::store::now_ms()).state == RolloutState::Active {
+                return Err(Error::invalid(
+                    format!(
+                        "route `{}` already has an active rollout: abort it first",
+                        rollout.route
+                    ),
+                    Some("route".into()),
+                ));
+            }
+        }
+        self.store
+            .save_rollout(&rollout.route, &to_json(&rollout))
+            .await?;
+        self.lock()
+            .insert(rollout.route.clone(), (rollout.clone(), Counts::default()));
+        Ok(rollout)
+    }
+
+    /// Abort: traffic goes back to `from` at once.
+    pub async fn abort(&self, route: &str) -> Result<Rollout> {
+        let updated = {
+            let mut g = self.lock();
+            let (r, _) = g
+                .get_mut(route)
+                .ok_or_else(|| Error::NotFound(format!("no rollout for route `{route}`")))?;
+            if r.position(crate::store::now_ms()).state != RolloutState::Active {
+                return Err(Error::invalid(
+                    format!("the rollout of `{route}` is not active"),
+                    Some("route".into()),
+                ));
+            }
+            r.state = RolloutState::Aborted;
+            r.ended_at_ms = Some(crate::store::now_ms());
+            r.reason = Some("aborted through the admin API".into());
+            r.clone()
+        };
+        self.store.save_rollout(route, &to_json(&updated)).await?;
+        Ok(updated)
+    }
+
+    /// Count an attempt's outcome on `model`; when it rolls a rollout back, returns the
+    /// updated rollout, which the caller must persist (`persist`).
+    pub fn observe(&self, route: &str, model: &str, success: bool) -> Option<Rollout> {
+        let mut g = self.lock();
+        let (r, counts) = g.get_mut(route)?;
+        if r.to != model || r.position(crate::store::now_ms()).state != RolloutState::Active {
+            return None;
+        }
+        if success {
+            counts.ok += 1;
+        } else {
+            counts.failed += 1;
+        }
+        let total = counts.ok + counts.failed;
+        let rate = counts.failed as f64 / total as f64;
+        if total >= u64::from(r.min_requests) && rate > r.max_error_rate {
+            r.state = RolloutState::RolledBack;
+            r.ended_at_ms = Some(crate::store::now_ms());
+            r.reason = Some(format!(
+                "`{}` failed {} of {} calls ({:.0}% > {:.0}%)",
+                r.to,
+                counts.failed,
+                total,
+                rate * 100.0,
+                r.max_error_rate * 100.0
+            ));
+            tracing::warn!(
+                route,
+                reason = r.reason.as_deref().unwrap_or(""),
+                "rollout rolled back"
+            );
+            return Some(r.clone());
+        }
+        None
+    }
+
+    pub async fn persist(&self, rollout: &Rollout) {
+        if let Err(e) = self
+            .store
+            .save_rollout(&rollout.route, &to_json(rollout))
+            .await
+        {
+            tracing::error!(error = %e, route = %rollout.route, "cannot save the rollout state");
+        }
+    }
+}
+
+fn to_json(r: &Rollout) -> String {
+    serde_json::to_string(r).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rollout() -> Rollout {
+        Rollout {
+            route: "auto".into(),
+            from: "a".into(),
+            to: "b".into(),
+            stages: vec![10, 30, 70, 100],
+            stage_secs: 60.0,
+            max_error_rate: 0.2,
+            min_requests: 5,
+            started_at_ms: 1_000_000,
+            state: RolloutState::Active,
+            ended_at_ms: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn stages_follow_the_clock() {
+        let r = rollout();
+        let at = |secs: i64| r.position(1_000_000 + secs * 1000);
+        assert_eq!(at(0).percent_to, 10);
+        assert_eq!(at(59).percent_to, 10);
+        assert_eq!(at(60).percent_to, 30);
+        assert_eq!((at(150).stage, at(150).percent_to), (2, 70));
+        assert_eq!(at(190).percent_to, 100);
+        assert_eq!(at(240).state, RolloutState::Completed);
+        let mut back = r.clone();
+        back.state = RolloutState::RolledBack;
+        assert_eq!(back.position(1_000_000).percent_to, 0);
+    }
+
+    #[tokio::test]
+    async fn rolls_back_past_the_error_rate_and_survives_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/r.db", dir.path().display());
+        let store = Store::connect(&url).await.expect("store");
+        let book = RolloutBook::load(store.clone()).await.expect("book");
+        let mut r = rollout();
+        r.started_at_ms = crate::store::now_ms();
+        book.start(r).await.expect("start");
+        assert!(
+            book.start(rollout()).await.is_err(),
+            "one active rollout per route"
+        );
+        // 3 failures of 4 calls: above 20 % but under the minimum of 5 calls.
+        for ok in [true, false, false, false] {
+            assert!(book.observe("auto", "b", ok).is_none());
+        }
+        assert!(
+            book.observe("auto", "a", false).is_none(),
+            "only `to` counts"
+        );
+        let rolled = book.observe("auto", "b", false).expect("rolled back");
+        assert_eq!(rolled.state, RolloutState::RolledBack);
+        book.persist(&rolled).await;
+        let reloaded = RolloutBook::load(store).await.expect("reload");
+        assert_eq!(
+            reloaded.get("auto").map(|r| r.state),
+            Some(RolloutState::RolledBack)
+        );
+    }
+}
