@@ -250,7 +250,8 @@ impl Attempts {
 /// What one attempt produced.
 enum Outcome {
     Completed(Completed),
-    Opened(ChunkStream, StreamChunk),
+    /// A stream, and its chunks up to the first one with output (held back until then).
+    Opened(ChunkStream, Vec<StreamChunk>),
 }
 
 /// The attempt that succeeded, and what came before it.
@@ -577,21 +578,28 @@ impl Gateway {
                 .unwrap_or_else(|_| Err(timeout(total)))
                 .map(Outcome::Completed);
         }
-        // A stream has started once its first chunk is here: until then, failing over is
-        // invisible to the client.
+        // A stream has started once its first token is here: the chunks before it are held
+        // back, so until then failing over is invisible to the client.
         let ttft = entry.spec.ttft_timeout;
         let limit = ttft.map_or(deadline, |t| (Instant::now() + t).min(deadline));
         let open = async {
-            let mut chunks = call.open(&*entry.provider).await?;
-            match chunks.next().await {
-                Some(Ok(first)) => Ok(Outcome::Opened(chunks, first)),
-                Some(Err(e)) => Err(e),
-                None => Err(Error::UpstreamProtocol {
-                    model: entry.spec.name.to_string(),
-                    provider: entry.spec.provider.as_str(),
-                    message: "the stream ended before its first chunk".into(),
-                }),
+            let mut chunks = call.open(&*entry.provider).await?.fuse().boxed();
+            let mut held = Vec::new();
+            loop {
+                match chunks.next().await {
+                    Some(Ok(chunk)) => {
+                        let output = chunk.has_output;
+                        held.push(chunk);
+                        if output {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => return Err(e),
+                    // A complete stream without output (an empty answer) is still an answer.
+                    None => break,
+                }
             }
+            Ok(Outcome::Opened(chunks, held))
         };
         tokio::time::timeout_at(limit, open)
             .await
@@ -852,7 +860,7 @@ impl Gateway {
             outcome,
             attempts,
         } = success;
-        let Outcome::Opened(chunks, first) = outcome else {
+        let Outcome::Opened(chunks, held) = outcome else {
             let _ = ready.send(Err(Error::Internal(
                 "an answer where a stream was expected".into(),
             )));
@@ -875,7 +883,7 @@ impl Gateway {
             attempts: attempts.count(),
         }));
         let pumped = pump(Pump {
-            first: Some(first),
+            held: held.into(),
             chunks,
             frames: &frames_tx,
             include_usage: call.include_usage(),
@@ -998,7 +1006,8 @@ fn with_explanation(body: Bytes, decision: &Decision) -> Bytes {
 }
 
 struct Pump<'a> {
-    first: Option<StreamChunk>,
+    /// Chunks already read, sent before the rest.
+    held: VecDeque<StreamChunk>,
     chunks: ChunkStream,
     frames: &'a mpsc::Sender<Bytes>,
     include_usage: bool,
@@ -1020,7 +1029,7 @@ struct Pumped {
 /// timeout, or the client leaves.
 async fn pump(p: Pump<'_>) -> Pumped {
     let Pump {
-        mut first,
+        mut held,
         mut chunks,
         frames,
         include_usage,
@@ -1038,7 +1047,7 @@ async fn pump(p: Pump<'_>) -> Pumped {
     };
     let client_gone = Err((CLIENT_CLOSED, "client_disconnected"));
     loop {
-        let next = match first.take() {
+        let next = match held.pop_front() {
             Some(chunk) => Some(Ok(chunk)),
             None => {
                 let wait = async {

@@ -6,12 +6,13 @@
 //! | `tool` | answers with a `get_weather` tool call |
 //! | `slow-<ms>` | waits before answering |
 //! | `drip-<ms>` | streams with a pause before every chunk |
-//! | `stall` | streams the first chunk, then nothing until the client leaves |
+//! | `stall` | streams the role chunk (no token), then nothing until the client leaves |
 //! | `cut` | streams two chunks and ends without `[DONE]` / `message_stop` |
 //! | `streamerror` | streams two chunks, then an error event |
 //! | `garbage` | 200 with a body that is not JSON (or SSE of non-JSON) |
 //! | `429` | rate limited, with `Retry-After: 7` |
-//! | `500`, `400`, `401`, `529` | that status, with the provider's error body |
+//! | `500`, `400`, `401`, `529` | that status, with the provider's error body (`400`: context length) |
+//! | `policy` | 400 refused by the content policy |
 //!
 //! Streams are written in small odd-sized pieces so that events arrive split mid-line.
 //! Every request is recorded (path, headers, JSON body) for assertions.
@@ -241,6 +242,13 @@ async fn openai_fault(mode: &str) -> Option<Response> {
             Some("invalid_api_key"),
             None,
         )),
+        "policy" => Some(openai_error(
+            400,
+            "Your request was rejected as a result of our safety system",
+            "invalid_request_error",
+            Some("content_policy_violation"),
+            None,
+        )),
         "garbage" => Some((StatusCode::OK, "<html>this is not json").into_response()),
         _ => None,
     }
@@ -331,7 +339,7 @@ async fn openai_chat(
             return sse_body(events, Duration::ZERO, Ending::Complete);
         }
         "stall" => {
-            events.truncate(2);
+            events.truncate(1);
             return sse_body(events, Duration::ZERO, Ending::Stall);
         }
         _ => {}

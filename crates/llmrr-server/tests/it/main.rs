@@ -9,6 +9,7 @@ mod keys;
 mod openai;
 mod postgres;
 mod request_log;
+mod routing;
 
 use llmrr_testkit::harness::StoreChoice;
 use llmrr_testkit::{MockProvider, TestGateway};
@@ -32,6 +33,7 @@ const MODES: &[&str] = &[
     "stall",
     "drip-100",
     "slow-2000",
+    "policy",
 ];
 
 pub fn models_toml(mock: &MockProvider) -> String {
