@@ -279,10 +279,12 @@ impl Gateway {
 
     pub async fn with_store(config: &Config, store: Store) -> Result<Gateway> {
         let rollouts = RolloutBook::load(store.clone()).await?;
+        let models = ModelRegistry::build(config)?;
+        let router = Router::new(&config.routes, config.routing.clone(), rollouts, &models);
         let gateway = Gateway {
             inner: Arc::new(Inner {
-                models: ModelRegistry::build(config)?,
-                router: Router::new(&config.routes, config.routing.clone(), rollouts),
+                models,
+                router,
                 log: RequestLog::start(store.clone(), &config.store),
                 auth: Authenticator::new(config.server.master_key.clone(), store.clone()),
                 store,
@@ -394,6 +396,7 @@ impl Gateway {
                 key,
                 features: Features::of_chat(req),
                 options: &options,
+                explain: true,
             },
         )?;
         Ok(plan.decision)
@@ -477,6 +480,7 @@ impl Gateway {
                     key: &ctx.key,
                     features,
                     options: &options,
+                    explain: options.explain,
                 },
             )?;
             Ok(Prepared {

@@ -7,8 +7,10 @@ use crate::provider::{self, ClientPool, Provider};
 use crate::routing::breaker::Breaker;
 use crate::routing::stats::ModelStats;
 use crate::telemetry::ModelMetrics;
+use rust_decimal::prelude::ToPrimitive;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -18,22 +20,33 @@ pub struct ModelEntry {
     pub metrics: ModelMetrics,
     pub stats: ModelStats,
     pub breaker: Breaker,
-    /// Set from a 429's Retry-After: skipped by routing until then.
-    limited_until: Mutex<Option<Instant>>,
+    /// USD per token as `f64`, for ranking (money itself stays `Decimal`).
+    pub input_per_token: f64,
+    pub output_per_token: f64,
+    /// Set from a 429's Retry-After: skipped by routing until then. Milliseconds since
+    /// `origin`, 0 when not limited; an atomic so that routing reads it without a lock.
+    limited_until_ms: AtomicU64,
+    origin: Instant,
 }
 
 impl ModelEntry {
+    fn ms_since_origin(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
     pub fn rate_limit_for(&self, d: Duration) {
-        let until = Instant::now() + d;
-        let mut g = self.limited_until.lock().unwrap_or_else(|p| p.into_inner());
-        *g = Some(g.map_or(until, |u| u.max(until)));
+        let until = self.ms_since_origin(Instant::now() + d).max(1);
+        self.limited_until_ms.fetch_max(until, Ordering::Relaxed);
     }
 
     /// How much longer this model is rate limited, if it is.
     pub fn rate_limited(&self) -> Option<Duration> {
-        let g = self.limited_until.lock().unwrap_or_else(|p| p.into_inner());
-        g.and_then(|u| u.checked_duration_since(Instant::now()))
-            .filter(|d| !d.is_zero())
+        let until = self.limited_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return None;
+        }
+        let now = self.ms_since_origin(Instant::now());
+        (until > now).then(|| Duration::from_millis(until - now))
     }
 }
 
@@ -71,7 +84,10 @@ impl ModelRegistry {
                 metrics: ModelMetrics::new(&spec.name, spec.provider.as_str()),
                 stats: ModelStats::new(config.routing.stats_window, config.routing.ewma_half_life),
                 breaker: Breaker::new(config.routing.breaker),
-                limited_until: Mutex::new(None),
+                limited_until_ms: AtomicU64::new(0),
+                origin: Instant::now(),
+                input_per_token: spec.pricing.input_per_mtok.to_f64().unwrap_or(0.0) / 1e6,
+                output_per_token: spec.pricing.output_per_mtok.to_f64().unwrap_or(0.0) / 1e6,
                 spec: spec.clone(),
             });
             by_name.insert(spec.name.clone(), entry.clone());

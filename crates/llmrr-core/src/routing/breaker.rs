@@ -12,6 +12,7 @@
 use super::window::OutcomeWindow;
 use crate::config::routing::BreakerConfig;
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -67,6 +68,8 @@ struct Inner {
 pub struct Breaker {
     config: BreakerConfig,
     inner: Mutex<Inner>,
+    /// Mirrors "the state is closed", so the common case is answered without the lock.
+    closed: AtomicBool,
 }
 
 impl Breaker {
@@ -77,6 +80,7 @@ impl Breaker {
                 window: OutcomeWindow::new(config.window.as_secs().max(1), Instant::now()),
             }),
             config,
+            closed: AtomicBool::new(true),
         }
     }
 
@@ -97,6 +101,9 @@ impl Breaker {
     /// `None` when a call would be admitted now; else how long until one may be. (No side
     /// effects: for ranking and explanations.)
     pub fn refused_for(&self) -> Option<Duration> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
         let now = Instant::now();
         let g = self.lock();
         match g.state {
@@ -110,6 +117,9 @@ impl Breaker {
 
     /// Ask to make a call. An `Allowed { probe: true }` must be followed by `record(.., true)`.
     pub fn admit(&self) -> Admission {
+        if self.closed.load(Ordering::Acquire) {
+            return Admission::Allowed { probe: false };
+        }
         let now = Instant::now();
         let mut g = self.lock();
         match g.state {
@@ -184,10 +194,12 @@ impl Breaker {
             _ => None,
         };
         if let Some(state) = next {
-            if matches!(state, State::Closed { .. }) {
+            let closed = matches!(state, State::Closed { .. });
+            if closed {
                 inner.window.clear();
             }
             inner.state = state;
+            self.closed.store(closed, Ordering::Release);
         }
     }
 

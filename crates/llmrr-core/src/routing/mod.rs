@@ -35,7 +35,6 @@ use features::Features;
 use options::RequestOptions;
 use rand::Rng;
 use rollout::{RolloutBook, RolloutState};
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -46,6 +45,9 @@ use strategy::{Candidate, RankInput};
 
 struct RouteState {
     spec: RouteSpec,
+    /// `spec.models` and `spec.fallbacks`, resolved once.
+    entries: Vec<Arc<ModelEntry>>,
+    fallbacks: Vec<Arc<ModelEntry>>,
     cursor: AtomicUsize,
 }
 
@@ -112,10 +114,25 @@ pub struct PlanRequest<'a> {
     pub key: &'a KeyContext,
     pub features: Features,
     pub options: &'a RequestOptions,
+    /// Build the full ranking (scores, costs, latencies) and plan in the decision; without
+    /// it, only what the header needs is built.
+    pub explain: bool,
 }
 
 impl Router {
-    pub fn new(routes: &[RouteSpec], config: RoutingConfig, rollouts: RolloutBook) -> Self {
+    /// `routes` name only models of `models` (the config loader checked it).
+    pub fn new(
+        routes: &[RouteSpec],
+        config: RoutingConfig,
+        rollouts: RolloutBook,
+        models: &ModelRegistry,
+    ) -> Self {
+        let resolve = |names: &[Arc<str>]| {
+            names
+                .iter()
+                .filter_map(|n| models.get(n).cloned())
+                .collect()
+        };
         Router {
             routes: routes
                 .iter()
@@ -124,6 +141,8 @@ impl Router {
                         r.name.clone(),
                         RouteState {
                             spec: r.clone(),
+                            entries: resolve(&r.models),
+                            fallbacks: resolve(&r.fallbacks),
                             cursor: AtomicUsize::new(0),
                         },
                     )
@@ -173,7 +192,7 @@ impl Router {
     pub fn plan(&self, models: &ModelRegistry, req: PlanRequest<'_>) -> Result<Plan> {
         let opts = req.options;
         let tier = self.tier(req.key, opts)?;
-        let (route, strategy_kind, names, fallbacks, constraints, expected_out) =
+        let (route, strategy_kind, listed, fallbacks, constraints, expected_out) =
             match self.routes.get(req.name) {
                 Some(r) => {
                     let s = &r.spec;
@@ -185,8 +204,8 @@ impl Router {
                     (
                         Some(r),
                         opts.strategy.unwrap_or(s.strategy),
-                        s.models.clone(),
-                        s.fallbacks.clone(),
+                        &r.entries[..],
+                        &r.fallbacks[..],
                         c,
                         s.expected_output_tokens,
                     )
@@ -209,8 +228,8 @@ impl Router {
                     (
                         None,
                         strategy,
-                        vec![entry.spec.name.clone()],
-                        Vec::new(),
+                        std::slice::from_ref(entry),
+                        &[][..],
                         c,
                         crate::config::routing::RouteSpec::DEFAULT_EXPECTED_OUTPUT,
                     )
@@ -224,26 +243,29 @@ impl Router {
                     Some(format!("llmrr.fallbacks[{i}]")),
                 )
             })?;
-            extra.push(e.spec.name.clone());
+            extra.push(e.clone());
         }
-        extra.extend(fallbacks);
+        extra.extend(fallbacks.iter().cloned());
 
         let out_tokens = req
             .features
             .max_output_tokens
             .unwrap_or(u64::from(expected_out));
         let mut ranking = Vec::new();
+        let mut reasons: Vec<String> = Vec::new();
         let mut candidates: Vec<Candidate> = Vec::new();
         let mut entries: Vec<Arc<ModelEntry>> = Vec::new();
         // Transient exclusions (rate limit or breaker, and for how long) decide the status
         // when nothing is left.
         let mut transient: Vec<(bool, Duration)> = Vec::new();
-        for (order, name) in names.iter().enumerate() {
-            let Some(entry) = models.get(name) else {
-                continue;
-            };
-            let est_cost = estimate_cost(entry, req.features.prompt_tokens, out_tokens);
-            let stats = entry.stats.snapshot();
+        for (order, entry) in listed.iter().enumerate() {
+            let name = &entry.spec.name;
+            let est_cost_f64 = req.features.prompt_tokens as f64 * entry.input_per_token
+                + out_tokens as f64 * entry.output_per_token;
+            // Exact money only where it is compared or shown.
+            let est_cost = (constraints.max_cost_usd.is_some() || req.explain)
+                .then(|| estimate_cost(entry, req.features.prompt_tokens, out_tokens));
+            let stats = entry.stats.live();
             let excluded = if let Some(r) = access(entry, req.key, tier, &req.features) {
                 Some(r)
             } else if let Some(h) = health(entry) {
@@ -252,25 +274,34 @@ impl Router {
             } else {
                 constraint(entry, &constraints, est_cost, &stats, req.features.stream)
             };
-            ranking.push(RankedModel {
-                model: name.to_string(),
-                score: None,
-                excluded: excluded.clone(),
-                quality: entry.spec.quality,
-                est_cost_usd: est_cost.round_dp(8).normalize().to_string(),
-                latency_ms: if req.features.stream {
-                    stats.ttft_ms.or(stats.latency_ms)
-                } else {
-                    stats.latency_ms
-                },
-                in_flight: stats.in_flight,
-                breaker: entry.breaker.state().as_str(),
-            });
+            if let Some(why) = &excluded {
+                reasons.push(format!("{name}: {why}"));
+            }
+            if req.explain {
+                ranking.push(RankedModel {
+                    model: name.to_string(),
+                    score: None,
+                    excluded: excluded.clone(),
+                    quality: entry.spec.quality,
+                    est_cost_usd: est_cost
+                        .unwrap_or_default()
+                        .round_dp(8)
+                        .normalize()
+                        .to_string(),
+                    latency_ms: if req.features.stream {
+                        stats.ttft_ms.or(stats.latency_ms)
+                    } else {
+                        stats.latency_ms
+                    },
+                    in_flight: stats.in_flight,
+                    breaker: entry.breaker.state().as_str(),
+                });
+            }
             if excluded.is_none() {
                 candidates.push(Candidate {
                     name: entry.spec.name.clone(),
                     quality: entry.spec.quality,
-                    est_cost_usd: est_cost.to_f64().unwrap_or(f64::MAX),
+                    est_cost_usd: est_cost_f64,
                     stats,
                     weight: route
                         .map(|r| r.spec.weights.get(order).copied().unwrap_or(1.0))
@@ -358,10 +389,7 @@ impl Router {
             }
         }
 
-        for name in &extra {
-            let Some(entry) = models.get(name) else {
-                continue;
-            };
+        for entry in &extra {
             if attempts.iter().any(|a| a.spec.name == entry.spec.name) {
                 continue;
             }
@@ -384,7 +412,11 @@ impl Router {
             model: attempts[0].spec.name.to_string(),
             reason,
             ranking,
-            plan: attempts.iter().map(|e| e.spec.name.to_string()).collect(),
+            plan: if req.explain {
+                attempts.iter().map(|e| e.spec.name.to_string()).collect()
+            } else {
+                Vec::new()
+            },
         };
         Ok(Plan {
             attempts,
@@ -461,7 +493,7 @@ fn health(e: &ModelEntry) -> Option<Unhealthy> {
 fn constraint(
     e: &ModelEntry,
     c: &Constraints,
-    est_cost: Decimal,
+    est_cost: Option<Decimal>,
     stats: &stats::StatsSnapshot,
     stream: bool,
 ) -> Option<String> {
@@ -470,11 +502,11 @@ fn constraint(
             return Some(format!("quality {} < min {min}", e.spec.quality));
         }
     }
-    if let Some(max) = c.max_cost_usd {
-        if est_cost > max {
+    if let (Some(max), Some(est)) = (c.max_cost_usd, est_cost) {
+        if est > max {
             return Some(format!(
                 "est. cost ${} > max ${max}",
-                est_cost.round_dp(8).normalize()
+                est.round_dp(8).normalize()
             ));
         }
     }

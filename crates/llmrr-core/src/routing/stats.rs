@@ -159,6 +159,21 @@ impl ModelStats {
         }
     }
 
+    /// The EWMAs and the in-flight count, without the error window (what ranking needs;
+    /// `error_rate` and `requests_in_window` are left at 0).
+    pub fn live(&self) -> StatsSnapshot {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        StatsSnapshot {
+            latency_ms: g.latency.value,
+            ttft_ms: g.ttft.value,
+            peak_latency_ms: g.peak.value,
+            output_tokens_per_sec: g.tokens_per_sec.value,
+            error_rate: 0.0,
+            requests_in_window: 0,
+            in_flight: self.in_flight(),
+        }
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         let now = Instant::now();
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
