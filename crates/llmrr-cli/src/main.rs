@@ -13,6 +13,7 @@ use cli::{Cli, Command, ConfigCommand};
 /// The request path allocates many small, short-lived buffers; mimalloc serves them with
 /// less CPU than glibc's allocator (measured: glibc's malloc/free were ~9% of the gateway's
 /// CPU under load).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
