@@ -1,7 +1,10 @@
 //! One routing decision over 50 candidates with live stats (target: < 5 µs), for the
 //! strategies whose work grows with the candidates.
 
-#![expect(clippy::expect_used, reason = "a bench whose setup fails must stop loudly")]
+#![expect(
+    clippy::expect_used,
+    reason = "a bench whose setup fails must stop loudly"
+)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use llmrr_core::auth::KeyContext;

@@ -210,6 +210,7 @@ impl Breaker {
             g.state = State::Open {
                 until: Instant::now() + self.config.cooldown,
             };
+            self.closed.store(false, Ordering::Release);
         }
     }
 }
@@ -282,6 +283,15 @@ mod tests {
         );
         call(&b, false); // 10 calls, 5 failed: ratio 0.5
         assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trip_opens_at_once() {
+        let b = Breaker::new(config());
+        b.trip();
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(matches!(b.admit(), Admission::Refused { .. }));
+        assert!(b.refused_for().is_some());
     }
 
     #[tokio::test(start_paused = true)]

@@ -311,6 +311,7 @@ quality = 0.6
 input_cost_per_mtok = 0.1
 output_cost_per_mtok = 0.4
 capabilities = ["json"]
+context_window = 300
 [[models]]
 name = "premium"
 provider = "openai"
@@ -377,6 +378,16 @@ models = ["cheap", "premium"]
         .expect("json");
     assert_eq!(d["model"], "premium");
     assert_eq!(d["ranking"][0]["excluded"], "no tool support");
+    // The estimated prompt against each context window, before any call.
+    let long = "word ".repeat(400);
+    let d: Value = post(&gw, "/v1/route", Some(MASTER), chat_body("auto", &long))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(d["model"], "premium", "{d}");
+    let why = d["ranking"][0]["excluded"].as_str().expect("excluded");
+    assert!(why.starts_with("context window 300 < ~"), "{why}");
     let mut body = chat_body("auto", "hello");
     body["llmrr"] = json!({"max_cost_usd": 0.0000001, "min_quality": 0.9});
     let v = error_body(chat(&gw, body).await, 400).await;
@@ -521,5 +532,51 @@ async fn rollout_shifts_traffic_and_rolls_back() {
         .await
         .expect("answers");
     error_body(resp, 400).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn health_probes_open_the_breaker_of_a_model_that_is_down() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let extra = format!(
+        "[routing]\nhealth_probe_interval_secs = 0.05\n\n[[models]]\nname = \"down\"\nprovider = \"openai\"\n\
+         base_url = \"http://127.0.0.1:{port}/v1\"\n"
+    );
+    let (gw, mock) = start_with(&extra, ENV).await;
+    // Probes run in the background; wait (bounded) for the one that finds `down` down.
+    let down = gw
+        .state
+        .gateway
+        .models()
+        .get("down")
+        .expect("model")
+        .clone();
+    let mut open = false;
+    for _ in 0..100 {
+        if down.breaker.state() == llmrr_core::routing::breaker::BreakerState::Open {
+            open = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(open, "a failed probe opens the breaker");
+    let ok = gw.state.gateway.models().get("o-ok").expect("model");
+    assert_eq!(
+        ok.breaker.state(),
+        llmrr_core::routing::breaker::BreakerState::Closed,
+        "a healthy model stays closed"
+    );
+    assert!(
+        mock.requests()
+            .iter()
+            .all(|r| r.path != "/v1/chat/completions"),
+        "probes are not chat calls"
+    );
+    let v = error_body(chat(&gw, chat_body("down", "hi")).await, 503).await;
+    assert_eq!(v["error"]["code"], "no_candidate");
     gw.stop().await;
 }
