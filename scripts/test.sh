@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: checks its services, then `cargo test --workspace`.
+# The whole test suite: checks its services, then `cargo test --workspace`, and ends with one
+# summary line over every test binary ("tests: N passed, M failed").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/check-services.sh
-exec cargo test --workspace --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+passed=$(grep -Eo '^test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s += $1} END {print s + 0}')
+echo "tests: $passed passed, $failed failed"
+exit "$status"

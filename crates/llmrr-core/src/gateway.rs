@@ -188,6 +188,30 @@ struct Finish<'a> {
     upstream: Option<Duration>,
 }
 
+impl<'a> Finish<'a> {
+    /// Nothing known yet: no model, no usage, success until said otherwise.
+    fn new(ctx: &'a RequestContext, call: &'a Call, stream: bool) -> Self {
+        Finish {
+            ctx,
+            endpoint: call.endpoint(),
+            requested: call.model(),
+            entry: None,
+            stream,
+            result: Ok(()),
+            usage: Usage::default(),
+            usage_estimated: false,
+            ttft: None,
+            upstream: None,
+        }
+    }
+
+    fn failed(mut self, entry: Option<&'a ModelEntry>, e: &Error) -> Self {
+        self.entry = entry;
+        self.result = Err((e.status_code(), e.label()));
+        self
+    }
+}
+
 /// How the attempts of a plan went.
 struct Attempts {
     failures: Vec<AttemptFailure>,
@@ -490,19 +514,8 @@ impl Gateway {
             })
         });
         if let Err(e) = &prepared {
-            self.finish(Finish {
-                ctx,
-                endpoint: call.endpoint(),
-                requested: call.model(),
-                entry: None,
-                stream: features.stream,
-                result: Err((e.status_code(), e.label())),
-                usage: Usage::default(),
-                usage_estimated: false,
-                ttft: None,
-                upstream: None,
-            })
-            .await;
+            self.finish(Finish::new(ctx, call, features.stream).failed(None, e))
+                .await;
         }
         prepared
     }
@@ -735,25 +748,12 @@ impl Gateway {
         let Prepared {
             mut plan, options, ..
         } = prepared;
-        let endpoint = call.endpoint();
-        let mut finish = Finish {
-            ctx: &ctx,
-            endpoint,
-            requested: call.model(),
-            entry: None,
-            stream: false,
-            result: Ok(()),
-            usage: Usage::default(),
-            usage_estimated: false,
-            ttft: None,
-            upstream: None,
-        };
+        let mut finish = Finish::new(&ctx, &call, false);
         let success = match self.attempt_plan(&call, &mut plan, false).await {
             Ok(s) => s,
             Err(Failed { error, last_entry }) => {
-                finish.entry = last_entry.as_deref();
-                finish.result = Err((error.status_code(), error.label()));
-                self.finish(finish).await;
+                self.finish(finish.failed(last_entry.as_deref(), &error))
+                    .await;
                 return Err(error);
             }
         };
@@ -834,24 +834,12 @@ impl Gateway {
             options,
             prompt_estimate,
         } = prepared;
-        let mut finish = Finish {
-            ctx: &ctx,
-            endpoint: call.endpoint(),
-            requested: call.model(),
-            entry: None,
-            stream: true,
-            result: Ok(()),
-            usage: Usage::default(),
-            usage_estimated: false,
-            ttft: None,
-            upstream: None,
-        };
+        let mut finish = Finish::new(&ctx, &call, true);
         let success = match self.attempt_plan(&call, &mut plan, true).await {
             Ok(s) => s,
             Err(Failed { error, last_entry }) => {
-                finish.entry = last_entry.as_deref();
-                finish.result = Err((error.status_code(), error.label()));
-                self.finish(finish).await;
+                self.finish(finish.failed(last_entry.as_deref(), &error))
+                    .await;
                 let _ = ready.send(Err(error));
                 return;
             }

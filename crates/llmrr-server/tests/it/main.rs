@@ -71,6 +71,46 @@ pub async fn start_with(extra_toml: &str, env: &[(&str, &str)]) -> (TestGateway,
     )
 }
 
+/// A gateway whose config is `extra` (where `{mock}` is the mock's URL) plus the mock models.
+pub async fn start_routed(extra: &str) -> (TestGateway, MockProvider) {
+    let mock = MockProvider::start().await;
+    let toml = format!(
+        "{}\n{}",
+        extra.replace("{mock}", &mock.base_url),
+        models_toml(&mock)
+    );
+    (
+        TestGateway::start(&toml, ENV, StoreChoice::Sqlite).await,
+        mock,
+    )
+}
+
+/// A virtual key made directly through the gateway's authenticator.
+pub async fn create_key(
+    gw: &TestGateway,
+    new: llmrr_core::auth::NewKey,
+) -> llmrr_core::auth::CreatedKey {
+    gw.state
+        .gateway
+        .auth()
+        .create_key(new)
+        .await
+        .expect("a key")
+}
+
+/// `GET path` with the master key, as JSON.
+pub async fn get_json(gw: &TestGateway, path: &str) -> Value {
+    client()
+        .get(format!("{}{path}", gw.url))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json")
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }

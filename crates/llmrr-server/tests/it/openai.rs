@@ -174,15 +174,7 @@ async fn completions_embeddings_and_models() {
     assert_eq!(v["data"].as_array().map(Vec::len), Some(2));
     assert_eq!(v["usage"]["prompt_tokens"], 3);
 
-    let list: Value = client()
-        .get(format!("{}/v1/models", gw.url))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let list: Value = get_json(&gw, "/v1/models").await;
     assert_eq!(list["object"], "list");
     let ids: Vec<&str> = list["data"]
         .as_array()

@@ -10,17 +10,15 @@ async fn keys_and_request_log_on_postgres() {
         gw.state.gateway.store().backend(),
         llmrr_core::store::Backend::Postgres
     );
-    let created = gw
-        .state
-        .gateway
-        .auth()
-        .create_key(llmrr_core::auth::NewKey {
+    let created = create_key(
+        &gw,
+        llmrr_core::auth::NewKey {
             name: "pg".into(),
             team: Some("t".into()),
             ..Default::default()
-        })
-        .await
-        .expect("key");
+        },
+    )
+    .await;
     let resp = post(
         &gw,
         "/v1/chat/completions",

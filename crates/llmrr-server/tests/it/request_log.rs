@@ -8,18 +8,16 @@ use std::time::Duration;
 #[tokio::test]
 async fn a_row_per_call_with_exact_cost_and_owner() {
     let (gw, _mock) = start().await;
-    let created = gw
-        .state
-        .gateway
-        .auth()
-        .create_key(llmrr_core::auth::NewKey {
+    let created = create_key(
+        &gw,
+        llmrr_core::auth::NewKey {
             name: "team-key".into(),
             user: Some("ana".into()),
             team: Some("search".into()),
             ..Default::default()
-        })
-        .await
-        .expect("key");
+        },
+    )
+    .await;
     let resp = post(
         &gw,
         "/v1/chat/completions",

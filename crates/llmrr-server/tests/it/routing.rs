@@ -76,13 +76,7 @@ strategy = "capability-match"
 models = ["o-500", "a-500"]
 "#,
     );
-    let mock = MockProvider::start().await;
-    let toml = format!(
-        "{}\n{}",
-        extra.replace("{mock}", &mock.base_url),
-        models_toml(&mock)
-    );
-    let gw = TestGateway::start(&toml, ENV, StoreChoice::Sqlite).await;
+    let (gw, mock) = start_routed(&extra).await;
 
     // 5xx: retried once on the same model, then the next model answers.
     let resp = chat(&gw, chat_body("retry-then-next", "hi")).await;
@@ -183,15 +177,7 @@ async fn breaker_opens_skips_and_shows() {
         before + 1,
         "the open breaker kept o-500 out"
     );
-    let admin: Value = client()
-        .get(format!("{}/admin/models", gw.url))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let admin: Value = get_json(&gw, "/admin/models").await;
     let m = admin["models"]
         .as_array()
         .expect("models")
@@ -262,13 +248,7 @@ strategy = "capability-match"
 models = ["stalls", "o-ok"]
 "#,
     );
-    let mock = MockProvider::start().await;
-    let toml = format!(
-        "{}\n{}",
-        extra.replace("{mock}", &mock.base_url),
-        models_toml(&mock)
-    );
-    let gw = TestGateway::start(&toml, ENV, StoreChoice::Sqlite).await;
+    let (gw, _mock) = start_routed(&extra).await;
     let stream = |model: &str| {
         let mut b = chat_body(model, "one two three");
         b["stream"] = json!(true);
@@ -327,13 +307,7 @@ strategy = "cost-optimized"
 models = ["cheap", "premium"]
 "#,
     );
-    let mock = MockProvider::start().await;
-    let toml = format!(
-        "{}\n{}",
-        extra.replace("{mock}", &mock.base_url),
-        models_toml(&mock)
-    );
-    let gw = TestGateway::start(&toml, ENV, StoreChoice::Sqlite).await;
+    let (gw, mock) = start_routed(&extra).await;
 
     // Dry run: the decision, no model called.
     let d: Value = post(&gw, "/v1/route", Some(MASTER), chat_body("auto", "hello"))
@@ -398,15 +372,7 @@ models = ["cheap", "premium"]
     assert_eq!(v["error"]["param"], "llmrr.strategy");
 
     // Routes are listed with the models.
-    let list: Value = client()
-        .get(format!("{}/v1/models", gw.url))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let list: Value = get_json(&gw, "/v1/models").await;
     assert!(list["data"]
         .as_array()
         .expect("data")
@@ -419,17 +385,15 @@ models = ["cheap", "premium"]
 async fn tiers_limit_what_a_key_reaches() {
     let extra = routing_toml("[tiers]\nfree = [\"o-ok\"]\npremium = [\"*\"]\n\n[[routes]]\nname = \"auto\"\nstrategy = \"quality-first\"\nmodels = [\"a-ok\", \"o-ok\"]");
     let (gw, _mock) = start_with(&extra, ENV).await;
-    let created = gw
-        .state
-        .gateway
-        .auth()
-        .create_key(llmrr_core::auth::NewKey {
+    let created = create_key(
+        &gw,
+        llmrr_core::auth::NewKey {
             name: "f".into(),
             tier: Some("free".into()),
             ..Default::default()
-        })
-        .await
-        .expect("key");
+        },
+    )
+    .await;
     let resp = post(
         &gw,
         "/v1/chat/completions",
