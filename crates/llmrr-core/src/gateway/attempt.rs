@@ -1,0 +1,284 @@
+//! Step 3: trying the plan's models in turn (retries, fallbacks by error class), and
+//! feeding each outcome to the live stats, the breaker and the rollout.
+
+use super::*;
+
+/// How the attempts of a plan went.
+pub(super) struct Attempts {
+    pub(super) failures: Vec<AttemptFailure>,
+    pub(super) last_error: Option<Error>,
+    /// Distinct models that failed.
+    pub(super) failed_models: Vec<Arc<str>>,
+    pub(super) upstream: Duration,
+    pub(super) retry_after: Option<Duration>,
+}
+
+impl Attempts {
+    pub(super) fn new() -> Self {
+        Attempts {
+            failures: Vec::new(),
+            last_error: None,
+            failed_models: Vec::new(),
+            upstream: Duration::ZERO,
+            retry_after: None,
+        }
+    }
+
+    pub(super) fn count(&self) -> u32 {
+        self.failures.len() as u32 + 1
+    }
+
+    pub(super) fn fail(&mut self, entry: &ModelEntry, e: Error) {
+        if !self.failed_models.contains(&entry.spec.name) {
+            self.failed_models.push(entry.spec.name.clone());
+        }
+        self.failures.push(AttemptFailure {
+            model: entry.spec.name.to_string(),
+            status: e.status_code(),
+            error: e.label(),
+            message: e.to_string(),
+        });
+        if let Some(ra) = e.retry_after() {
+            self.retry_after = Some(self.retry_after.map_or(ra, |r| r.min(ra)));
+        }
+        self.last_error = Some(e);
+    }
+
+    /// The error the client gets: the upstream's own when one model was tried, else the list.
+    pub(super) fn into_error(self, requested: &str) -> Error {
+        match (self.failed_models.len(), self.last_error) {
+            (1, Some(e)) => e,
+            (0, _) => Error::NoCandidate {
+                requested: requested.to_owned(),
+                reasons: vec!["every candidate was skipped".into()],
+                status: 503,
+                retry_after: self.retry_after,
+            },
+            _ => Error::AllFailed {
+                attempts: self.failures,
+                retry_after: self.retry_after,
+            },
+        }
+    }
+}
+
+/// What one attempt produced.
+pub(super) enum Outcome {
+    Completed(Completed),
+    /// A stream, and its chunks up to the first one with output (held back until then).
+    Opened(ChunkStream, Vec<StreamChunk>),
+}
+
+/// The attempt that succeeded, and what came before it.
+pub(super) struct Success {
+    pub(super) entry: Arc<ModelEntry>,
+    pub(super) probe: bool,
+    pub(super) started: Instant,
+    pub(super) flight: Flight,
+    pub(super) outcome: Outcome,
+    pub(super) attempts: Attempts,
+}
+
+/// Every attempt failed.
+pub(super) struct Failed {
+    pub(super) error: Error,
+    pub(super) last_entry: Option<Arc<ModelEntry>>,
+}
+
+impl Gateway {
+    /// Feed one attempt's outcome to the stats, the breaker and the rollout.
+    pub(super) fn observe(
+        &self,
+        plan: &Plan,
+        entry: &ModelEntry,
+        probe: bool,
+        sample: Sample,
+        class: Option<FailureClass>,
+    ) {
+        entry.stats.record(sample);
+        let counts = class.is_some_and(FailureClass::counts_for_health);
+        entry.breaker.record(sample.success, counts, probe);
+        if let Some(route) = &plan.route {
+            if let Some(rolled_back) =
+                self.inner
+                    .router
+                    .rollouts
+                    .observe(route, &entry.spec.name, sample.success)
+            {
+                let this = self.clone();
+                // Persist off the request path; the in-memory state has already changed.
+                self.inner
+                    .tracker
+                    .spawn(async move { this.inner.router.rollouts.persist(&rolled_back).await });
+            }
+        }
+    }
+
+    /// One attempt on one model: a complete answer, or a stream and its first chunk.
+    pub(super) async fn try_once(
+        &self,
+        call: &Call,
+        entry: &ModelEntry,
+        stream: bool,
+        deadline: Instant,
+    ) -> Result<Outcome> {
+        let timeout = |after: Duration| Error::UpstreamTimeout {
+            model: entry.spec.name.to_string(),
+            provider: entry.spec.provider.as_str(),
+            after,
+        };
+        if !stream {
+            let total = self.inner.router.config.retry.max_total;
+            return tokio::time::timeout_at(deadline, call.complete(&*entry.provider))
+                .await
+                .unwrap_or_else(|_| Err(timeout(total)))
+                .map(Outcome::Completed);
+        }
+        // A stream has started once its first token is here: the chunks before it are held
+        // back, so until then failing over is invisible to the client.
+        let ttft = entry.spec.ttft_timeout;
+        let limit = ttft.map_or(deadline, |t| (Instant::now() + t).min(deadline));
+        let open = async {
+            let mut chunks = call.open(&*entry.provider).await?.fuse().boxed();
+            let mut held = Vec::new();
+            loop {
+                match chunks.next().await {
+                    Some(Ok(chunk)) => {
+                        let output = chunk.has_output;
+                        held.push(chunk);
+                        if output {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => return Err(e),
+                    // A complete stream without output (an empty answer) is still an answer.
+                    None => break,
+                }
+            }
+            Ok(Outcome::Opened(chunks, held))
+        };
+        tokio::time::timeout_at(limit, open)
+            .await
+            .unwrap_or_else(|_| {
+                Err(timeout(
+                    ttft.unwrap_or(self.inner.router.config.retry.max_total),
+                ))
+            })
+    }
+
+    /// Step 3: try the plan's models in order until one succeeds. Retryable failures are
+    /// retried on the same model with backoff; a 429 skips the model until its Retry-After;
+    /// a context-length failure skips to a model with a larger window; a content-policy
+    /// refusal goes to the route's content fallback; anything else moves to the next model.
+    pub(super) async fn attempt_plan(
+        &self,
+        call: &Call,
+        plan: &mut Plan,
+        stream: bool,
+    ) -> std::result::Result<Success, Failed> {
+        let policy = self.inner.router.config.retry;
+        let deadline = Instant::now() + policy.max_total;
+        let mut queue: VecDeque<Arc<ModelEntry>> = std::mem::take(&mut plan.attempts).into();
+        let mut attempts = Attempts::new();
+        let mut min_window: Option<u32> = None;
+        let mut last_entry: Option<Arc<ModelEntry>> = None;
+        'models: while let Some(entry) = queue.pop_front() {
+            if min_window.is_some_and(|w| entry.spec.context_window.is_none_or(|cw| cw <= w)) {
+                continue;
+            }
+            let mut tries = 0u32;
+            while Instant::now() < deadline {
+                if let Some(left) = entry.rate_limited() {
+                    attempts.retry_after = Some(attempts.retry_after.map_or(left, |r| r.min(left)));
+                    continue 'models;
+                }
+                let probe = match entry.breaker.admit() {
+                    Admission::Allowed { probe } => probe,
+                    Admission::Refused { .. } => continue 'models,
+                };
+                tries += 1;
+                last_entry = Some(entry.clone());
+                let started = Instant::now();
+                let flight = Flight::start(&entry);
+                let e = match self.try_once(call, &entry, stream, deadline).await {
+                    Ok(outcome) => {
+                        return Ok(Success {
+                            entry,
+                            probe,
+                            started,
+                            flight,
+                            outcome,
+                            attempts,
+                        })
+                    }
+                    Err(e) => e,
+                };
+                drop(flight);
+                let took = started.elapsed();
+                attempts.upstream += took;
+                let class = classify(&e);
+                self.observe(
+                    plan,
+                    &entry,
+                    probe,
+                    Sample {
+                        success: false,
+                        latency: Some(took),
+                        ..Default::default()
+                    },
+                    Some(class),
+                );
+                telemetry::failure(
+                    call.endpoint(),
+                    Some((&entry.spec.name, entry.spec.provider.as_str())),
+                    e.status_code(),
+                    e.label(),
+                );
+                attempts.fail(&entry, e);
+                match class {
+                    FailureClass::Retryable if tries < policy.max_attempts => {
+                        let delay = retry::backoff(&policy, tries - 1, &mut rand::thread_rng());
+                        if Instant::now() + delay >= deadline {
+                            continue 'models;
+                        }
+                        metrics::counter!(telemetry::RETRIES, "model" => entry.spec.name.to_string()).increment(1);
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    FailureClass::Retryable | FailureClass::Final => {}
+                    FailureClass::RateLimited(after) => {
+                        entry.rate_limit_for(after.unwrap_or(DEFAULT_RATE_LIMIT_PAUSE))
+                    }
+                    FailureClass::ContextLength => {
+                        min_window = Some(
+                            entry
+                                .spec
+                                .context_window
+                                .unwrap_or(0)
+                                .max(min_window.unwrap_or(0)),
+                        );
+                    }
+                    FailureClass::ContentPolicy => {
+                        queue.clear();
+                        match plan.content_fallback.take() {
+                            Some(fallback) if fallback.spec.name != entry.spec.name => {
+                                queue.push_back(fallback)
+                            }
+                            _ => break 'models,
+                        }
+                    }
+                }
+                if !queue.is_empty() {
+                    metrics::counter!(telemetry::FALLBACKS, "from" => entry.spec.name.to_string())
+                        .increment(1);
+                }
+                continue 'models;
+            }
+            break;
+        }
+        Err(Failed {
+            error: attempts.into_error(call.model()),
+            last_entry,
+        })
+    }
+}

@@ -1,0 +1,439 @@
+//! THE request pipeline. Every model call — from the HTTP server or the CLI — goes through
+//! [`Gateway`]:
+//!
+//! 1. validate the request values (`validate`) and the `llmrr` options
+//! 2. plan: the [`Router`] turns the name (a model or a route) into ranked attempts
+//! 3. execute, inside a tracked task (what follows runs even when the client hangs up, and
+//!    shutdown waits for it): call each attempt in turn with timeouts; retry retryable
+//!    failures with backoff; skip rate-limited models (Retry-After); send context-length
+//!    failures to a larger window and content-policy refusals to the content fallback;
+//!    feed the live stats, the breaker and the rollout
+//! 4. finish: usage -> cost -> request-log row, metrics
+//!
+//! Streams take the same path: an attempt has succeeded once its first token arrived (the
+//! chunks before it are held back), so a failure before the client saw a byte falls back
+//! transparently; after that, the stream ends with an error event (never a clean end), and a
+//! client that leaves cancels the upstream call at once and is logged as status 499.
+//!
+//! Layout: this file has the public API and steps 1-2; `attempt` step 3 (the attempt loop),
+//! `stream` the streamed variant and the pump, `finish` step 4, `call` the request of any
+//! endpoint.
+
+mod attempt;
+mod call;
+mod finish;
+mod stream;
+
+use attempt::*;
+use call::*;
+use finish::*;
+
+use crate::auth::{Authenticator, KeyContext};
+use crate::config::Config;
+use crate::cost::cost_of;
+use crate::error::{AttemptFailure, Error, Result};
+use crate::models::{Flight, ModelEntry, ModelRegistry};
+use crate::provider::{ChunkStream, Completed, Provider, StreamChunk};
+use crate::request_log::RequestLog;
+use crate::routing::breaker::Admission;
+use crate::routing::classify::{classify, FailureClass};
+use crate::routing::features::Features;
+use crate::routing::options::RequestOptions;
+use crate::routing::rollout::RolloutBook;
+use crate::routing::stats::Sample;
+use crate::routing::{retry, Decision, Plan, PlanRequest, Router};
+use crate::store::{LogRow, Store};
+use crate::telemetry::{self, Endpoint};
+use crate::validate;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use llmrr_types::openai::{
+    ChatCompletionRequest, CompletionRequest, EmbeddingRequest, Model, ModelList, Usage,
+};
+use rust_decimal::Decimal;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+/// HTTP status logged when the client hung up before the answer was complete (nginx's).
+pub const CLIENT_CLOSED: u16 = 499;
+/// Stream frames buffered between the upstream and a slow client.
+const STREAM_BUFFER: usize = 64;
+/// How long a model that answered 429 without Retry-After is skipped.
+const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
+
+/// One call's identity: who asked, and when.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub id: String,
+    pub key: Arc<KeyContext>,
+    pub started: Instant,
+}
+
+impl RequestContext {
+    pub fn new(key: Arc<KeyContext>) -> Self {
+        RequestContext {
+            id: format!("req_{}", uuid::Uuid::now_v7().simple()),
+            key,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// A complete answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// OpenAI's JSON body.
+    pub body: Bytes,
+    pub model: Arc<str>,
+    pub provider: &'static str,
+    pub usage: Usage,
+    pub cost: Decimal,
+    /// Time spent in llmrr itself (total minus upstream).
+    pub overhead: Duration,
+    pub route: Option<String>,
+    pub attempts: u32,
+}
+
+/// A stream that has started: its first chunk has arrived.
+#[derive(Debug)]
+pub struct StreamAnswer {
+    pub model: Arc<str>,
+    pub provider: &'static str,
+    /// SSE frames (`data: …\n\n`), ending with `data: [DONE]` or an error event.
+    pub frames: mpsc::Receiver<Bytes>,
+    pub overhead: Duration,
+    pub route: Option<String>,
+    pub attempts: u32,
+}
+
+struct Inner {
+    models: ModelRegistry,
+    router: Router,
+    log: RequestLog,
+    auth: Authenticator,
+    store: Store,
+    tracker: TaskTracker,
+    started_unix: i64,
+}
+
+/// A cloneable handle: the state is shared behind an `Arc`.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl Gateway {
+    /// Connect the store, start the request-log writer, build every provider, load rollouts.
+    pub async fn start(config: &Config) -> Result<Gateway> {
+        let store = Store::connect(config.store.url.expose()).await?;
+        Self::with_store(config, store).await
+    }
+
+    pub async fn with_store(config: &Config, store: Store) -> Result<Gateway> {
+        let rollouts = RolloutBook::load(store.clone()).await?;
+        let models = ModelRegistry::build(config)?;
+        let router = Router::new(&config.routes, config.routing.clone(), rollouts, &models);
+        let gateway = Gateway {
+            inner: Arc::new(Inner {
+                models,
+                router,
+                log: RequestLog::start(store.clone(), &config.store),
+                auth: Authenticator::new(config.server.master_key.clone(), store.clone()),
+                store,
+                tracker: TaskTracker::new(),
+                started_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
+            }),
+        };
+        if let Some(every) = config.routing.health_probe_interval {
+            crate::health::spawn_probes(&gateway.inner.models, every);
+        }
+        Ok(gateway)
+    }
+
+    pub fn auth(&self) -> &Authenticator {
+        &self.inner.auth
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn models(&self) -> &ModelRegistry {
+        &self.inner.models
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.inner.router
+    }
+
+    /// Wait for every call in flight to finish (at most `grace`), then write the request log.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.tracker.close();
+        if tokio::time::timeout(grace, self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = self.inner.tracker.len(),
+                "shutdown grace ran out"
+            );
+        }
+        self.inner.log.flush().await;
+    }
+
+    /// Make every request-log row of finished calls durable.
+    pub async fn flush_log(&self) {
+        self.inner.log.flush().await;
+    }
+
+    /// Models and routes the key may name.
+    pub fn list_models(&self, key: &KeyContext) -> ModelList {
+        let mut data: Vec<Model> = self
+            .inner
+            .models
+            .all()
+            .iter()
+            .filter(|e| key.may_use(&e.spec.name))
+            .map(|e| self.model_object(&e.spec.name, &e.spec.owned_by))
+            .collect();
+        data.extend(
+            self.inner
+                .router
+                .route_names()
+                .iter()
+                .map(|r| self.model_object(r, "llmrr-route")),
+        );
+        ModelList {
+            object: "list".into(),
+            data,
+        }
+    }
+
+    pub fn get_model(&self, key: &KeyContext, id: &str) -> Result<Model> {
+        if self.inner.router.route(id).is_some() {
+            return Ok(self.model_object(id, "llmrr-route"));
+        }
+        let entry = self
+            .inner
+            .models
+            .get(id)
+            .ok_or_else(|| Error::ModelNotFound {
+                model: id.to_owned(),
+            })?;
+        if !key.may_use(id) {
+            return Err(Error::ModelNotAllowed {
+                model: id.to_owned(),
+            });
+        }
+        Ok(self.model_object(&entry.spec.name, &entry.spec.owned_by))
+    }
+
+    fn model_object(&self, id: &str, owned_by: &str) -> Model {
+        Model {
+            id: id.to_owned(),
+            object: "model".into(),
+            created: self.inner.started_unix,
+            owned_by: owned_by.to_owned(),
+        }
+    }
+
+    /// A routing decision without calling a model (`POST /v1/route`).
+    pub fn route(&self, key: &KeyContext, req: &ChatCompletionRequest) -> Result<Decision> {
+        validate::chat(req)?;
+        let options = RequestOptions::parse(req.llmrr.as_ref())?;
+        let plan = self.inner.router.plan(
+            &self.inner.models,
+            PlanRequest {
+                name: &req.model,
+                key,
+                features: Features::of_chat(req),
+                options: &options,
+                explain: true,
+            },
+        )?;
+        Ok(plan.decision)
+    }
+
+    pub async fn chat(&self, ctx: RequestContext, req: ChatCompletionRequest) -> Result<Answer> {
+        let features = Features::of_chat(&req);
+        let valid = validate::chat(&req);
+        let options = req.llmrr.clone();
+        self.run(ctx, Call::Chat(Box::new(req)), valid, features, options)
+            .await
+    }
+
+    pub async fn completion(&self, ctx: RequestContext, req: CompletionRequest) -> Result<Answer> {
+        let valid = validate::completion(&req);
+        let features = Features {
+            max_output_tokens: req.max_tokens.map(u64::from),
+            ..Default::default()
+        };
+        let options = req.llmrr.clone();
+        self.run(ctx, Call::Completion(req), valid, features, options)
+            .await
+    }
+
+    pub async fn embeddings(&self, ctx: RequestContext, req: EmbeddingRequest) -> Result<Answer> {
+        let valid = validate::embeddings(&req);
+        let options = req.llmrr.clone();
+        self.run(
+            ctx,
+            Call::Embeddings(req),
+            valid,
+            Features::default(),
+            options,
+        )
+        .await
+    }
+
+    pub async fn chat_stream(
+        &self,
+        ctx: RequestContext,
+        req: ChatCompletionRequest,
+    ) -> Result<StreamAnswer> {
+        let features = Features::of_chat(&req);
+        let valid = validate::chat(&req);
+        let options = req.llmrr.clone();
+        self.run_stream(ctx, Call::Chat(Box::new(req)), valid, features, options)
+            .await
+    }
+
+    pub async fn completion_stream(
+        &self,
+        ctx: RequestContext,
+        req: CompletionRequest,
+    ) -> Result<StreamAnswer> {
+        let valid = validate::completion(&req);
+        let features = Features {
+            stream: true,
+            max_output_tokens: req.max_tokens.map(u64::from),
+            ..Default::default()
+        };
+        let options = req.llmrr.clone();
+        self.run_stream(ctx, Call::Completion(req), valid, features, options)
+            .await
+    }
+
+    /// Steps 1-2: validation, options and the plan. A failure is logged and counted here.
+    async fn prepare(
+        &self,
+        ctx: &RequestContext,
+        call: &Call,
+        valid: Result<()>,
+        features: Features,
+        options: Option<serde_json::Value>,
+    ) -> Result<Prepared> {
+        let prepared = valid.and_then(|()| {
+            let options = RequestOptions::parse(options.as_ref())?;
+            let plan = self.inner.router.plan(
+                &self.inner.models,
+                PlanRequest {
+                    name: call.model(),
+                    key: &ctx.key,
+                    features,
+                    options: &options,
+                    explain: options.explain,
+                },
+            )?;
+            Ok(Prepared {
+                plan,
+                options,
+                prompt_estimate: features.prompt_tokens,
+            })
+        });
+        if let Err(e) = &prepared {
+            self.finish(Finish::new(ctx, call, features.stream).failed(None, e))
+                .await;
+        }
+        prepared
+    }
+
+    async fn run(
+        &self,
+        ctx: RequestContext,
+        call: Call,
+        valid: Result<()>,
+        features: Features,
+        options: Option<serde_json::Value>,
+    ) -> Result<Answer> {
+        let prepared = self.prepare(&ctx, &call, valid, features, options).await?;
+        let this = self.clone();
+        self.tracked(async move { this.execute(ctx, call, prepared).await })
+            .await
+    }
+
+    /// Run `work` as a tracked task and wait for it: if the caller is dropped (the client
+    /// hung up), the task still runs to its end and records what happened.
+    async fn tracked<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        self.inner
+            .tracker
+            .spawn(work)
+            .await
+            .map_err(|e| Error::Internal(format!("a request task failed: {e}")))?
+    }
+
+    /// Steps 3-4 of a non-streamed call.
+    async fn execute(&self, ctx: RequestContext, call: Call, prepared: Prepared) -> Result<Answer> {
+        let Prepared {
+            mut plan, options, ..
+        } = prepared;
+        let mut finish = Finish::new(&ctx, &call, false);
+        let success = match self.attempt_plan(&call, &mut plan, false).await {
+            Ok(s) => s,
+            Err(Failed { error, last_entry }) => {
+                self.finish(finish.failed(last_entry.as_deref(), &error))
+                    .await;
+                return Err(error);
+            }
+        };
+        let Success {
+            entry,
+            probe,
+            started,
+            flight,
+            outcome,
+            mut attempts,
+        } = success;
+        drop(flight);
+        let Outcome::Completed(completed) = outcome else {
+            return Err(Error::Internal(
+                "a stream where an answer was expected".into(),
+            ));
+        };
+        let took = started.elapsed();
+        attempts.upstream += took;
+        let sample = Sample {
+            success: true,
+            latency: Some(took),
+            ttft: None,
+            output_tokens: completed.usage.completion_tokens,
+        };
+        self.observe(&plan, &entry, probe, sample, None);
+        finish.entry = Some(&entry);
+        finish.usage = completed.usage;
+        finish.upstream = Some(attempts.upstream);
+        let cost = self.finish(finish).await;
+        let body = if options.explain {
+            with_explanation(completed.body, &plan.decision)
+        } else {
+            completed.body
+        };
+        Ok(Answer {
+            body,
+            model: entry.spec.name.clone(),
+            provider: entry.spec.provider.as_str(),
+            usage: completed.usage,
+            cost,
+            overhead: ctx.started.elapsed().saturating_sub(attempts.upstream),
+            route: plan.route.as_ref().map(|_| plan.decision.header()),
+            attempts: attempts.count(),
+        })
+    }
+}

@@ -1,0 +1,250 @@
+//! Streamed calls: the attempt loop's first token, then the pump that forwards chunks as
+//! SSE frames until the upstream ends, fails or stalls, or the client leaves.
+
+use super::*;
+
+impl Gateway {
+    pub(super) async fn run_stream(
+        &self,
+        ctx: RequestContext,
+        call: Call,
+        valid: Result<()>,
+        features: Features,
+        options: Option<serde_json::Value>,
+    ) -> Result<StreamAnswer> {
+        let prepared = self.prepare(&ctx, &call, valid, features, options).await?;
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<StreamAnswer>>();
+        let this = self.clone();
+        self.inner
+            .tracker
+            .spawn(async move { this.execute_stream(ctx, call, prepared, ready_tx).await });
+        ready_rx
+            .await
+            .map_err(|_| Error::Internal("the stream task ended before starting".into()))?
+    }
+
+    /// Steps 3-4 of a streamed call: answer `ready` once a stream has started (or every
+    /// attempt failed), then pump it to the client and finish.
+    pub(super) async fn execute_stream(
+        &self,
+        ctx: RequestContext,
+        call: Call,
+        prepared: Prepared,
+        ready: oneshot::Sender<Result<StreamAnswer>>,
+    ) {
+        let Prepared {
+            mut plan,
+            options,
+            prompt_estimate,
+        } = prepared;
+        let mut finish = Finish::new(&ctx, &call, true);
+        let success = match self.attempt_plan(&call, &mut plan, true).await {
+            Ok(s) => s,
+            Err(Failed { error, last_entry }) => {
+                self.finish(finish.failed(last_entry.as_deref(), &error))
+                    .await;
+                let _ = ready.send(Err(error));
+                return;
+            }
+        };
+        let Success {
+            entry,
+            probe,
+            started,
+            flight,
+            outcome,
+            attempts,
+        } = success;
+        let Outcome::Opened(chunks, held) = outcome else {
+            let _ = ready.send(Err(Error::Internal(
+                "an answer where a stream was expected".into(),
+            )));
+            return;
+        };
+        let (frames_tx, frames_rx) = mpsc::channel(STREAM_BUFFER);
+        if options.explain {
+            let json = serde_json::to_string(&plan.decision).unwrap_or_default();
+            let _ = frames_tx.try_send(Bytes::from(format!(": llmrr {json}\n\n")));
+        }
+        let _ = ready.send(Ok(StreamAnswer {
+            model: entry.spec.name.clone(),
+            provider: entry.spec.provider.as_str(),
+            frames: frames_rx,
+            overhead: ctx
+                .started
+                .elapsed()
+                .saturating_sub(attempts.upstream + started.elapsed()),
+            route: plan.route.as_ref().map(|_| plan.decision.header()),
+            attempts: attempts.count(),
+        }));
+        let pumped = pump(Pump {
+            held: held.into(),
+            chunks,
+            frames: &frames_tx,
+            include_usage: call.include_usage(),
+            ctx: &ctx,
+            idle: entry.spec.idle_timeout,
+            entry: &entry,
+        })
+        .await;
+        drop(flight);
+        let took = started.elapsed();
+        let (usage, usage_estimated) = match pumped.usage {
+            Some(u) => (u, false),
+            None => (
+                Usage {
+                    prompt_tokens: prompt_estimate,
+                    completion_tokens: pumped.output_chunks,
+                    total_tokens: prompt_estimate + pumped.output_chunks,
+                    prompt_tokens_details: None,
+                },
+                true,
+            ),
+        };
+        if pumped.result.is_err_and(|(s, _)| s == CLIENT_CLOSED) {
+            metrics::counter!(telemetry::CLIENT_DISCONNECTS).increment(1);
+        }
+        let upstream_failed = pumped.error_class.is_some();
+        let ttft = pumped
+            .first_output_at
+            .map(|t| t.saturating_duration_since(started));
+        let sample = Sample {
+            success: !upstream_failed,
+            latency: Some(took),
+            ttft,
+            output_tokens: usage.completion_tokens,
+        };
+        self.observe(&plan, &entry, probe, sample, pumped.error_class);
+        finish.entry = Some(&entry);
+        finish.result = pumped.result;
+        finish.usage = usage;
+        finish.usage_estimated = usage_estimated;
+        finish.ttft = pumped.ttft;
+        finish.upstream = Some(attempts.upstream + took);
+        self.finish(finish).await;
+    }
+}
+
+pub(super) struct Pump<'a> {
+    /// Chunks already read, sent before the rest.
+    pub(super) held: VecDeque<StreamChunk>,
+    pub(super) chunks: ChunkStream,
+    pub(super) frames: &'a mpsc::Sender<Bytes>,
+    pub(super) include_usage: bool,
+    pub(super) ctx: &'a RequestContext,
+    pub(super) idle: Option<Duration>,
+    pub(super) entry: &'a ModelEntry,
+}
+
+pub(super) struct Pumped {
+    pub(super) usage: Option<Usage>,
+    pub(super) ttft: Option<Duration>,
+    pub(super) output_chunks: u64,
+    pub(super) result: std::result::Result<(), (u16, &'static str)>,
+    pub(super) error_class: Option<FailureClass>,
+    pub(super) first_output_at: Option<Instant>,
+}
+
+/// Forward chunks as SSE frames until the upstream ends, fails, stalls past the idle
+/// timeout, or the client leaves.
+pub(super) async fn pump(p: Pump<'_>) -> Pumped {
+    let Pump {
+        mut held,
+        mut chunks,
+        frames,
+        include_usage,
+        ctx,
+        idle,
+        entry,
+    } = p;
+    let mut out = Pumped {
+        usage: None,
+        ttft: None,
+        output_chunks: 0,
+        result: Ok(()),
+        error_class: None,
+        first_output_at: None,
+    };
+    let client_gone = Err((CLIENT_CLOSED, "client_disconnected"));
+    loop {
+        let next = match held.pop_front() {
+            Some(chunk) => Some(Ok(chunk)),
+            None => {
+                let wait = async {
+                    match idle {
+                        Some(d) => {
+                            tokio::time::timeout(d, chunks.next())
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Some(Err(Error::UpstreamTimeout {
+                                        model: entry.spec.name.to_string(),
+                                        provider: entry.spec.provider.as_str(),
+                                        after: d,
+                                    }))
+                                })
+                        }
+                        None => chunks.next().await,
+                    }
+                };
+                tokio::select! {
+                    next = wait => next,
+                    // The client left while the upstream was quiet: stop now.
+                    () = frames.closed() => {
+                        out.result = client_gone;
+                        return out;
+                    }
+                }
+            }
+        };
+        let frame = match next {
+            None => {
+                if frames
+                    .send(Bytes::from_static(b"data: [DONE]\n\n"))
+                    .await
+                    .is_err()
+                {
+                    out.result = client_gone;
+                }
+                return out;
+            }
+            Some(Err(e)) => {
+                tracing::warn!(request_id = %ctx.id, error = %e, "upstream stream failed");
+                out.result = Err((e.status_code(), e.label()));
+                out.error_class = Some(classify(&e));
+                let body = serde_json::to_vec(&e.to_body()).unwrap_or_default();
+                if frames.send(sse_frame(&body)).await.is_err() {
+                    out.result = client_gone;
+                }
+                return out;
+            }
+            Some(Ok(chunk)) => {
+                if chunk.usage.is_some() {
+                    out.usage = chunk.usage;
+                }
+                if chunk.has_output {
+                    out.output_chunks += 1;
+                    if out.ttft.is_none() {
+                        out.ttft = Some(ctx.started.elapsed());
+                        out.first_output_at = Some(Instant::now());
+                    }
+                }
+                if chunk.usage_only && !include_usage {
+                    continue;
+                }
+                sse_frame(&chunk.data)
+            }
+        };
+        if frames.send(frame).await.is_err() {
+            out.result = client_gone;
+            return out;
+        }
+    }
+}
+
+pub(super) fn sse_frame(data: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(data.len() + 8);
+    b.put_slice(b"data: ");
+    b.put_slice(data);
+    b.put_slice(b"\n\n");
+    b.freeze()
+}
