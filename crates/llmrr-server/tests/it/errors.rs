@@ -271,3 +271,51 @@ async fn streams_that_fail_end_with_an_error_event() {
     }
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn connect_timeout_when_the_upstream_never_accepts() {
+    // A listener with a backlog of one that never accepts: once its queue is full, the kernel
+    // drops further SYNs, so a new connection hangs until the connect timeout.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    let _listener = socket.listen(1).expect("listen");
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let toml = format!(
+        "[[models]]\nname = \"hung\"\nprovider = \"openai\"\nbase_url = \"http://{addr}/v1\"\n\
+         connect_timeout_secs = 0.3\ntimeout_secs = 30\n"
+    );
+    let gw = TestGateway::start(&toml, ENV, StoreChoice::Sqlite).await;
+    let started = std::time::Instant::now();
+    let v = error_body(
+        post(
+            &gw,
+            "/v1/chat/completions",
+            Some(MASTER),
+            chat_body("hung", "hi"),
+        )
+        .await,
+        504,
+    )
+    .await;
+    assert_eq!(v["error"]["code"], "upstream_timeout");
+    // Two attempts (one retry) of ~0.3 s each, far below the 30 s total timeout.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    gw.stop().await;
+}
