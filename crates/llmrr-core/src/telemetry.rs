@@ -9,6 +9,7 @@ use metrics::{
 
 pub const REQUESTS: &str = "llmrr_requests_total";
 pub const ERRORS: &str = "llmrr_errors_total";
+pub const ATTEMPT_ERRORS: &str = "llmrr_attempt_errors_total";
 pub const REQUEST_DURATION: &str = "llmrr_request_duration_seconds";
 pub const GATEWAY_OVERHEAD: &str = "llmrr_gateway_overhead_seconds";
 pub const UPSTREAM_DURATION: &str = "llmrr_upstream_duration_seconds";
@@ -189,7 +190,13 @@ impl ModelMetrics {
     }
 }
 
-/// Count a failed call; `model` is `None` when no model was resolved.
+/// Count a failed attempt on one model (a request may make several).
+pub fn attempt_failed(model: &str, provider: &'static str, error: &'static str) {
+    counter!(ATTEMPT_ERRORS, "model" => model.to_owned(), "provider" => provider, "error_type" => error)
+        .increment(1);
+}
+
+/// Count a failed request, once; `model` is `None` when no model was resolved.
 pub fn failure(e: Endpoint, model: Option<(&str, &'static str)>, status: u16, error: &'static str) {
     let (m, p) = model.unwrap_or(("", ""));
     counter!(REQUESTS, "endpoint" => e.as_str(), "model" => m.to_owned(), "provider" => p, "status" => status.to_string())

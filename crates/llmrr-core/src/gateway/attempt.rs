@@ -86,17 +86,21 @@ pub(super) struct Failed {
 }
 
 impl Gateway {
-    /// Feed one attempt's outcome to the stats, the breaker and the rollout.
+    /// Feed one attempt's outcome to the stats, the breaker, the rollout and the attempt
+    /// error counter.
     pub(super) fn observe(
         &self,
         plan: &Plan,
         entry: &ModelEntry,
         probe: bool,
         sample: Sample,
-        class: Option<FailureClass>,
+        failure: Option<(FailureClass, &'static str)>,
     ) {
         entry.stats.record(sample);
-        let counts = class.is_some_and(FailureClass::counts_for_health);
+        if let Some((_, label)) = failure {
+            telemetry::attempt_failed(&entry.spec.name, entry.spec.provider.as_str(), label);
+        }
+        let counts = failure.is_some_and(|(class, _)| class.counts_for_health());
         entry.breaker.record(sample.success, counts, probe);
         if let Some(route) = &plan.route {
             if let Some(rolled_back) =
@@ -226,13 +230,7 @@ impl Gateway {
                         latency: Some(took),
                         ..Default::default()
                     },
-                    Some(class),
-                );
-                telemetry::failure(
-                    call.endpoint(),
-                    Some((&entry.spec.name, entry.spec.provider.as_str())),
-                    e.status_code(),
-                    e.label(),
+                    Some((class, e.label())),
                 );
                 attempts.fail(&entry, e);
                 match class {

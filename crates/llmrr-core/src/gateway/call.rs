@@ -45,6 +45,15 @@ impl Call {
         }
     }
 
+    /// The request's own routing options (`"llmrr": {...}`).
+    pub(super) fn llmrr(&self) -> Option<&serde_json::Value> {
+        match self {
+            Call::Chat(r) => r.llmrr.as_ref(),
+            Call::Completion(r) => r.llmrr.as_ref(),
+            Call::Embeddings(r) => r.llmrr.as_ref(),
+        }
+    }
+
     pub(super) fn include_usage(&self) -> bool {
         let opts = match self {
             Call::Chat(r) => r.stream_options.as_ref(),

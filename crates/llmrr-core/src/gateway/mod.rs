@@ -244,25 +244,44 @@ impl Gateway {
     /// A routing decision without calling a model (`POST /v1/route`).
     pub fn route(&self, key: &KeyContext, req: &ChatCompletionRequest) -> Result<Decision> {
         validate::chat(req)?;
-        let options = RequestOptions::parse(req.llmrr.as_ref())?;
+        let (plan, _) = self.plan(
+            key,
+            &req.model,
+            Features::of_chat(req),
+            req.llmrr.as_ref(),
+            true,
+        )?;
+        Ok(plan.decision)
+    }
+
+    /// Read the `llmrr` options and plan the request (the full explanation when `explain`
+    /// or when the options ask for it).
+    fn plan(
+        &self,
+        key: &KeyContext,
+        name: &str,
+        features: Features,
+        llmrr: Option<&serde_json::Value>,
+        explain: bool,
+    ) -> Result<(Plan, RequestOptions)> {
+        let options = RequestOptions::parse(llmrr)?;
         let plan = self.inner.router.plan(
             &self.inner.models,
             PlanRequest {
-                name: &req.model,
+                name,
                 key,
-                features: Features::of_chat(req),
+                features,
                 options: &options,
-                explain: true,
+                explain: explain || options.explain,
             },
         )?;
-        Ok(plan.decision)
+        Ok((plan, options))
     }
 
     pub async fn chat(&self, ctx: RequestContext, req: ChatCompletionRequest) -> Result<Answer> {
         let features = Features::of_chat(&req);
         let valid = validate::chat(&req);
-        let options = req.llmrr.clone();
-        self.run(ctx, Call::Chat(Box::new(req)), valid, features, options)
+        self.run(ctx, Call::Chat(Box::new(req)), valid, features)
             .await
     }
 
@@ -272,22 +291,13 @@ impl Gateway {
             max_output_tokens: req.max_tokens.map(u64::from),
             ..Default::default()
         };
-        let options = req.llmrr.clone();
-        self.run(ctx, Call::Completion(req), valid, features, options)
-            .await
+        self.run(ctx, Call::Completion(req), valid, features).await
     }
 
     pub async fn embeddings(&self, ctx: RequestContext, req: EmbeddingRequest) -> Result<Answer> {
         let valid = validate::embeddings(&req);
-        let options = req.llmrr.clone();
-        self.run(
-            ctx,
-            Call::Embeddings(req),
-            valid,
-            Features::default(),
-            options,
-        )
-        .await
+        self.run(ctx, Call::Embeddings(req), valid, Features::default())
+            .await
     }
 
     pub async fn chat_stream(
@@ -297,8 +307,7 @@ impl Gateway {
     ) -> Result<StreamAnswer> {
         let features = Features::of_chat(&req);
         let valid = validate::chat(&req);
-        let options = req.llmrr.clone();
-        self.run_stream(ctx, Call::Chat(Box::new(req)), valid, features, options)
+        self.run_stream(ctx, Call::Chat(Box::new(req)), valid, features)
             .await
     }
 
@@ -313,8 +322,7 @@ impl Gateway {
             max_output_tokens: req.max_tokens.map(u64::from),
             ..Default::default()
         };
-        let options = req.llmrr.clone();
-        self.run_stream(ctx, Call::Completion(req), valid, features, options)
+        self.run_stream(ctx, Call::Completion(req), valid, features)
             .await
     }
 
@@ -325,20 +333,10 @@ impl Gateway {
         call: &Call,
         valid: Result<()>,
         features: Features,
-        options: Option<serde_json::Value>,
     ) -> Result<Prepared> {
         let prepared = valid.and_then(|()| {
-            let options = RequestOptions::parse(options.as_ref())?;
-            let plan = self.inner.router.plan(
-                &self.inner.models,
-                PlanRequest {
-                    name: call.model(),
-                    key: &ctx.key,
-                    features,
-                    options: &options,
-                    explain: options.explain,
-                },
-            )?;
+            let (plan, options) =
+                self.plan(&ctx.key, call.model(), features, call.llmrr(), false)?;
             Ok(Prepared {
                 plan,
                 options,
@@ -358,9 +356,8 @@ impl Gateway {
         call: Call,
         valid: Result<()>,
         features: Features,
-        options: Option<serde_json::Value>,
     ) -> Result<Answer> {
-        let prepared = self.prepare(&ctx, &call, valid, features, options).await?;
+        let prepared = self.prepare(&ctx, &call, valid, features).await?;
         let this = self.clone();
         self.tracked(async move { this.execute(ctx, call, prepared).await })
             .await

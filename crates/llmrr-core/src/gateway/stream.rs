@@ -10,9 +10,8 @@ impl Gateway {
         call: Call,
         valid: Result<()>,
         features: Features,
-        options: Option<serde_json::Value>,
     ) -> Result<StreamAnswer> {
-        let prepared = self.prepare(&ctx, &call, valid, features, options).await?;
+        let prepared = self.prepare(&ctx, &call, valid, features).await?;
         let (ready_tx, ready_rx) = oneshot::channel::<Result<StreamAnswer>>();
         let this = self.clone();
         self.inner
@@ -104,17 +103,20 @@ impl Gateway {
         if pumped.result.is_err_and(|(s, _)| s == CLIENT_CLOSED) {
             metrics::counter!(telemetry::CLIENT_DISCONNECTS).increment(1);
         }
-        let upstream_failed = pumped.error_class.is_some();
+        let failure = match (pumped.error_class, pumped.result) {
+            (Some(class), Err((_, label))) => Some((class, label)),
+            _ => None,
+        };
         let ttft = pumped
             .first_output_at
             .map(|t| t.saturating_duration_since(started));
         let sample = Sample {
-            success: !upstream_failed,
+            success: failure.is_none(),
             latency: Some(took),
             ttft,
             output_tokens: usage.completion_tokens,
         };
-        self.observe(&plan, &entry, probe, sample, pumped.error_class);
+        self.observe(&plan, &entry, probe, sample, failure);
         finish.entry = Some(&entry);
         finish.result = pumped.result;
         finish.usage = usage;

@@ -38,6 +38,19 @@ impl ClientPool {
     }
 }
 
+/// Add a model's configured extra headers; values that came from the environment are marked
+/// sensitive (never logged by the HTTP stack).
+pub fn extra_headers(spec: &ModelSpec, headers: &mut reqwest::header::HeaderMap) -> Result<()> {
+    let bad = || Error::config(format!("models.{}.headers", spec.name), "invalid header");
+    for (name, value) in &spec.headers {
+        let mut v = reqwest::header::HeaderValue::from_str(value.expose()).map_err(|_| bad())?;
+        v.set_sensitive(matches!(value, crate::config::HeaderValueSpec::Secret(_)));
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+        headers.insert(name, v);
+    }
+    Ok(())
+}
+
 /// Who is being called, for error messages and labels.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -90,6 +103,20 @@ impl Target {
         } else {
             Err(self.status_error(resp).await)
         }
+    }
+
+    /// A GET that only has to succeed (health probes).
+    pub async fn get_ok(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        headers: &reqwest::header::HeaderMap,
+    ) -> Result<()> {
+        let req = client
+            .get(url)
+            .headers(headers.clone())
+            .timeout(self.timeout);
+        self.send(req).await.map(drop)
     }
 
     pub async fn body(&self, resp: reqwest::Response) -> Result<Bytes> {

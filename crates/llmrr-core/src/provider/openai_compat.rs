@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use llmrr_types::openai::{
     ChatCompletionRequest, CompletionRequest, EmbeddingRequest, StreamOptions, Usage,
 };
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
@@ -47,14 +47,7 @@ impl OpenAiCompat {
                 HeaderValue::from_str(org).map_err(|_| bad("organization"))?,
             );
         }
-        for (name, value) in &spec.headers {
-            let mut v = HeaderValue::from_str(value.expose()).map_err(|_| bad("header"))?;
-            v.set_sensitive(matches!(value, crate::config::HeaderValueSpec::Secret(_)));
-            headers.insert(
-                HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("header"))?,
-                v,
-            );
-        }
+        super::http::extra_headers(spec, &mut headers)?;
         Ok(OpenAiCompat {
             client,
             target: Target {
@@ -111,46 +104,35 @@ impl OpenAiCompat {
                 if over {
                     return None;
                 }
-                loop {
-                    let item = match events.next().await {
-                        None => Err(target.protocol("the stream ended before [DONE]")),
-                        Some(Err(e)) => Err(e),
-                        Some(Ok(ev)) if ev.data == "[DONE]" => return None,
-                        Some(Ok(ev)) => match chunk_from_event(&target, ev.data) {
-                            Some(item) => item,
-                            None => continue,
-                        },
-                    };
-                    let over = item.is_err();
-                    return Some((item, (events, target, over)));
-                }
+                let item = match events.next().await {
+                    None => Err(target.protocol("the stream ended before [DONE]")),
+                    Some(Err(e)) => Err(e),
+                    Some(Ok(ev)) if ev.data == "[DONE]" => return None,
+                    Some(Ok(ev)) => chunk_from_event(&target, ev.data),
+                };
+                let over = item.is_err();
+                Some((item, (events, target, over)))
             },
         )
         .boxed())
     }
 }
 
-fn chunk_from_event(target: &Target, data: String) -> Option<Result<StreamChunk>> {
-    let probe: ChunkProbe = match serde_json::from_str(&data) {
-        Ok(p) => p,
-        Err(e) => {
-            return Some(Err(
-                target.protocol(format!("a stream event is not a JSON chunk: {e}"))
-            ))
-        }
-    };
+fn chunk_from_event(target: &Target, data: String) -> Result<StreamChunk> {
+    let probe: ChunkProbe = serde_json::from_str(&data)
+        .map_err(|e| target.protocol(format!("a stream event is not a JSON chunk: {e}")))?;
     if let Some(err) = probe.error {
         // Some servers report a failure inside the stream after a 200.
         let body = serde_json::json!({ "error": err }).to_string();
-        return Some(Err(target.error_from_body(502, body.as_bytes(), None)));
+        return Err(target.error_from_body(502, body.as_bytes(), None));
     }
     let has_output = probe.choices.iter().any(ChoiceProbe::has_output);
-    Some(Ok(StreamChunk {
+    Ok(StreamChunk {
         usage_only: probe.choices.is_empty(),
         usage: probe.usage,
         has_output,
         data: Bytes::from(data),
-    }))
+    })
 }
 
 #[derive(Deserialize)]
@@ -234,12 +216,9 @@ impl Provider for OpenAiCompat {
     }
 
     async fn probe(&self) -> Result<()> {
-        let req = self
-            .client
-            .get(&self.models_url)
-            .headers(self.headers.clone())
-            .timeout(self.target.timeout);
-        self.target.send(req).await.map(drop)
+        self.target
+            .get_ok(&self.client, &self.models_url, &self.headers)
+            .await
     }
 }
 

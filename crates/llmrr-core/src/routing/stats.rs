@@ -84,15 +84,6 @@ pub struct StatsSnapshot {
     pub in_flight: u32,
 }
 
-/// Decrements the in-flight count when dropped.
-pub struct InFlight<'a>(&'a ModelStats);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// What one finished attempt measured.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sample {
@@ -117,12 +108,7 @@ impl ModelStats {
         }
     }
 
-    pub fn start(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self)
-    }
-
-    /// Count a call in flight until [`ModelStats::leave`]; prefer [`ModelStats::start`].
+    /// Count a call in flight until [`ModelStats::leave`] (see `models::Flight`).
     pub fn enter(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
@@ -242,9 +228,9 @@ mod tests {
         });
         let snap = s.snapshot();
         assert_eq!((snap.requests_in_window, snap.error_rate), (3, 1.0 / 3.0));
-        let guard = s.start();
+        s.enter();
         assert_eq!(s.snapshot().in_flight, 1);
-        drop(guard);
+        s.leave();
         assert_eq!(s.in_flight(), 0);
         tokio::time::advance(Duration::from_secs(61)).await;
         assert_eq!(s.snapshot().requests_in_window, 0);

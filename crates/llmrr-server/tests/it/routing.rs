@@ -210,6 +210,13 @@ async fn breaker_opens_skips_and_shows() {
         "breaker gauge"
     );
     assert!(text.contains("llmrr_retries_total") && text.contains("llmrr_fallbacks_total"));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("llmrr_attempt_errors_total{")
+                && l.contains("model=\"o-500\"")
+                && l.contains("error_type=\"upstream_server_error\"")),
+        "each failed attempt is counted"
+    );
     // Direct calls to an open model get 503 with the cooldown left.
     let resp = chat(&gw, chat_body("o-500", "hi")).await;
     assert!(resp.headers().contains_key("retry-after"));

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use llmrr_types::anthropic::MessagesResponse;
 use llmrr_types::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingRequest};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderValue};
 
 pub struct Anthropic {
     client: reqwest::Client,
@@ -40,14 +40,7 @@ impl Anthropic {
             "anthropic-version",
             HeaderValue::from_str(&spec.anthropic_version).map_err(|_| bad("anthropic_version"))?,
         );
-        for (name, value) in &spec.headers {
-            let mut v = HeaderValue::from_str(value.expose()).map_err(|_| bad("header"))?;
-            v.set_sensitive(matches!(value, crate::config::HeaderValueSpec::Secret(_)));
-            headers.insert(
-                HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("header"))?,
-                v,
-            );
-        }
+        super::http::extra_headers(spec, &mut headers)?;
         Ok(Anthropic {
             client,
             target: Target {
@@ -141,12 +134,9 @@ impl Provider for Anthropic {
     }
 
     async fn probe(&self) -> Result<()> {
-        let req = self
-            .client
-            .get(&self.models_url)
-            .headers(self.headers.clone())
-            .timeout(self.target.timeout);
-        self.target.send(req).await.map(drop)
+        self.target
+            .get_ok(&self.client, &self.models_url, &self.headers)
+            .await
     }
 }
 
