@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite: checks its services, then `cargo test --workspace`, and ends with one
+# The whole test suite: checks the llama.cpp build tools (installs them if it can) and its
+# services, then `cargo test --workspace`, and ends with one
 # summary line over every test binary ("tests: N passed, M failed").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+./scripts/ensure-build-deps.sh
 ./scripts/check-services.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures_util::StreamExt;
 use llmrr_core::auth::KeyContext;
 use llmrr_core::provider::sse::SseParser;
-use llmrr_core::{Gateway, RequestContext};
+use llmrr_core::RequestContext;
 use llmrr_types::openai::{ChatCompletionRequest, ChatMessage, Role, StreamOptions};
 use serde_json::Value;
 use std::io::Write;
@@ -58,7 +58,7 @@ async fn local_chat(global: &Global, args: &ChatArgs) -> Result<()> {
             .map(|m| m.name.to_string())
             .ok_or_else(|| anyhow!("no models configured: pass --config or set OPENAI_API_KEY"))?,
     };
-    let gateway = Gateway::start(&config).await?;
+    let gateway = llmrr_server::start_gateway(&config).await?;
     let req = request(args, model);
     let result = if args.stream {
         match gateway.chat_stream(local_context(), req).await {
@@ -266,7 +266,7 @@ pub async fn route(global: &Global, args: &RouteArgs) -> Result<()> {
         }
         None => {
             let config = global.load()?;
-            let gateway = Gateway::start(&config).await?;
+            let gateway = llmrr_server::start_gateway(&config).await?;
             let decision = gateway.route(&local_context().key, &req);
             gateway.shutdown(std::time::Duration::from_secs(1)).await;
             serde_json::to_value(decision?)?

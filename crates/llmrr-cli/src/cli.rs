@@ -46,8 +46,19 @@ pub enum Command {
     Serve(ServeArgs),
     /// Send one chat message and print the answer.
     Chat(ChatArgs),
-    /// List the models clients can name.
-    Models(RemoteArgs),
+    /// List the models clients can name; inspect, pull or synthesize GGUF files.
+    #[command(args_conflicts_with_subcommands = true)]
+    Models {
+        #[command(subcommand)]
+        command: Option<ModelsCommand>,
+        #[command(flatten)]
+        list: RemoteArgs,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Show which model a prompt would be routed to, and why, without calling it.
     Route(RouteArgs),
     /// Configuration tools.
@@ -148,4 +159,76 @@ pub enum KeysCommand {
     List,
     /// Revoke a key by id.
     Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// List the models clients can name (the default).
+    List(RemoteArgs),
+    /// Show a GGUF file's architecture, size, quantization, context, template and memory need.
+    Inspect {
+        file: PathBuf,
+        /// Context (KV cells) for the memory estimate; default: the model's training context.
+        #[arg(long)]
+        ctx: Option<u64>,
+    },
+    /// Download REPO/FILE (e.g. org/name/model.Q8_0.gguf) from a Hugging Face-compatible hub:
+    /// resumable, checksum-verified.
+    Pull {
+        /// `owner/repo/path/in/repo.gguf`
+        target: String,
+        /// Directory to save into.
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
+        #[arg(long, default_value = "main")]
+        revision: String,
+        /// The hub's base URL.
+        #[arg(long, env = "LLMRR_HUB_URL", default_value = "https://huggingface.co")]
+        hub: String,
+        /// Token for private repositories (read from HF_TOKEN).
+        #[arg(long, env = "HF_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Write a small random-weight llama GGUF (gibberish output, real llama.cpp compute).
+    Synth {
+        #[arg(long)]
+        out: PathBuf,
+        /// `tiny` (tests) or `270m` (the benchmark's size).
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        /// Weight type: f32, f16, q8_0, q4_0 (default: the preset's).
+        #[arg(long)]
+        quant: Option<String>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Leave out the chat template (completions only).
+        #[arg(long)]
+        no_template: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Local inference: prompt and decode tokens/s, TTFT, aggregate tokens/s at several
+    /// concurrencies, load time and peak RSS, on one GGUF file.
+    Local(BenchLocalArgs),
+}
+
+#[derive(Args)]
+pub struct BenchLocalArgs {
+    pub file: PathBuf,
+    #[arg(long, default_value_t = 2)]
+    pub threads: u32,
+    /// Concurrency levels, comma-separated.
+    #[arg(long, default_value = "1,4,8", value_delimiter = ',')]
+    pub concurrency: Vec<u32>,
+    /// Tokens generated per request.
+    #[arg(long, default_value_t = 128)]
+    pub tokens: u32,
+    /// Prompt length, in tokens, for the prefill measurement.
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: u32,
+    /// Requests per concurrency level (at least the level itself).
+    #[arg(long, default_value_t = 8)]
+    pub requests: u32,
 }

@@ -1,14 +1,16 @@
 //! `llmrr`: the command. Parses flags, loads the config, wires the pieces together; all the
 //! work lives in the libraries. `anyhow` is used here and only here.
 
+mod bench;
 mod chat;
 mod cli;
 mod keys;
+mod models;
 mod serve;
 
 use anyhow::Result;
 use clap::Parser;
-use cli::{Cli, Command, ConfigCommand};
+use cli::{BenchCommand, Cli, Command, ConfigCommand, ModelsCommand};
 
 /// The request path allocates many small, short-lived buffers; mimalloc serves them with
 /// less CPU than glibc's allocator (measured: glibc's malloc/free were ~9% of the gateway's
@@ -42,7 +44,14 @@ async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Serve(args) => serve::run(&cli.global, args).await,
         Command::Chat(args) => chat::run(&cli.global, args).await,
-        Command::Models(args) => chat::models(&cli.global, args).await,
+        Command::Models { command, list } => match command {
+            None => chat::models(&cli.global, list).await,
+            Some(ModelsCommand::List(args)) => chat::models(&cli.global, args).await,
+            Some(c) => models::run(c).await,
+        },
+        Command::Bench {
+            command: BenchCommand::Local(args),
+        } => bench::local(args).await,
         Command::Route(args) => chat::route(&cli.global, args).await,
         Command::Config {
             command: ConfigCommand::Check,

@@ -152,3 +152,112 @@ async fn keys_create_list_revoke() {
         .status
         .success());
 }
+
+#[tokio::test]
+async fn models_synth_inspect_and_chat_with_a_local_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        dir.path(),
+        &["models", "synth", "--out", "m/tiny.gguf"],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(
+        dir.path(),
+        &["models", "inspect", "m/tiny.gguf", "--ctx", "1024"],
+        &[],
+    )
+    .await;
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for want in [
+        "architecture    llama",
+        "quantization    F32",
+        "context length  4096",
+        "vocabulary      512 tokens (gpt2)",
+        "<|im_start|>",
+        "memory at ctx 1024",
+    ] {
+        assert!(report.contains(want), "{want:?} in\n{report}");
+    }
+    let out = run(dir.path(), &["models", "inspect", "llmrr.toml"], &[]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A models directory: every GGUF becomes a model named after its file.
+    let toml = format!(
+        "[store]\nurl = \"sqlite://{}/cli.db\"\n[local]\nmodels_dir = \"m\"\n\
+         input_cost_per_mtok = 0\noutput_cost_per_mtok = 0\nthreads = 1\n",
+        dir.path().display()
+    );
+    std::fs::write(dir.path().join("llmrr.toml"), toml).expect("write");
+    let out = run(
+        dir.path(),
+        &["chat", "-m", "tiny", "--max-tokens", "4", "hello"],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn models_pull_resumes_a_cut_download_and_verifies_the_checksum() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = llmrr_testkit::hub::MockHub::start().await;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    hub.publish(
+        "org/repo/sub/model.gguf",
+        data.clone(),
+        Some(100_000),
+        false,
+    );
+    let env = [("LLMRR_HUB_URL", hub.base_url.as_str())];
+    let args = ["models", "pull", "org/repo/sub/model.gguf", "--dir", "dl"];
+    let first = run(dir.path(), &args, &env).await;
+    assert!(!first.status.success(), "the first download is cut");
+    assert!(
+        text(&first.stderr).contains("resume"),
+        "{}",
+        text(&first.stderr)
+    );
+    let part = std::fs::metadata(dir.path().join("dl/model.gguf.part")).expect("a part file");
+    assert!(part.len() > 0 && part.len() < data.len() as u64);
+    let second = run(dir.path(), &args, &env).await;
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(
+        std::fs::read(dir.path().join("dl/model.gguf")).expect("file"),
+        data
+    );
+    let ranges = hub.ranges.lock().expect("lock").clone();
+    assert_eq!(ranges[0], None);
+    assert_eq!(ranges[1], Some(format!("bytes={}-", part.len())));
+
+    // A checksum that does not match is refused and nothing is kept.
+    hub.publish("org/repo/bad.gguf", data, None, true);
+    let bad = run(
+        dir.path(),
+        &["models", "pull", "org/repo/bad.gguf", "--dir", "dl"],
+        &env,
+    )
+    .await;
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("checksum mismatch"),
+        "{}",
+        text(&bad.stderr)
+    );
+    assert!(!dir.path().join("dl/bad.gguf").exists());
+    assert!(!dir.path().join("dl/bad.gguf.part").exists());
+    // Not on the hub: the hub's status.
+    let missing = run(dir.path(), &["models", "pull", "org/repo/none.gguf"], &env).await;
+    assert!(
+        text(&missing.stderr).contains("404"),
+        "{}",
+        text(&missing.stderr)
+    );
+}

@@ -60,7 +60,7 @@ fn bench(c: &mut Criterion) {
         )))
         .expect("store");
     let rollouts = rt.block_on(RolloutBook::load(store)).expect("rollouts");
-    let models = ModelRegistry::build(&cfg).expect("models");
+    let models = ModelRegistry::build(&cfg, None).expect("models");
     for (i, m) in models.all().iter().enumerate() {
         m.stats
             .seed(200.0 + (i * 37 % 500) as f64, 50.0 + (i * 13 % 200) as f64);

@@ -3,7 +3,7 @@
 
 use crate::config::{Config, ModelSpec};
 use crate::error::Result;
-use crate::provider::{self, ClientPool, Provider};
+use crate::provider::{self, ClientPool, LocalBackend, Provider};
 use crate::routing::breaker::Breaker;
 use crate::routing::stats::ModelStats;
 use crate::telemetry::ModelMetrics;
@@ -74,13 +74,13 @@ pub struct ModelRegistry {
 }
 
 impl ModelRegistry {
-    pub fn build(config: &Config) -> Result<Self> {
+    pub fn build(config: &Config, local: Option<&dyn LocalBackend>) -> Result<Self> {
         let mut pool = ClientPool::new();
         let mut by_name = HashMap::new();
         let mut ordered = Vec::new();
         for spec in &config.models {
             let entry = Arc::new(ModelEntry {
-                provider: provider::build(spec, &mut pool)?,
+                provider: provider::build(spec, &mut pool, local)?,
                 metrics: ModelMetrics::new(&spec.name, spec.provider.as_str()),
                 stats: ModelStats::new(config.routing.stats_window, config.routing.ewma_half_life),
                 breaker: Breaker::new(config.routing.breaker),

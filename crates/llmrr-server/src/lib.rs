@@ -21,4 +21,4 @@ mod routes;
 mod state;
 
 pub use app::{router, serve};
-pub use state::AppState;
+pub use state::{start_gateway, AppState};

@@ -17,11 +17,24 @@ impl AppState {
     /// gateway: store, request log, providers.
     pub async fn build(config: &Config) -> llmrr_core::Result<AppState> {
         let metrics = crate::metrics::install();
-        let gateway = Gateway::start(config).await?;
+        let gateway = start_gateway(config).await?;
         Ok(AppState {
             gateway,
             server: config.server.clone(),
             metrics,
         })
     }
+}
+
+/// The gateway, with the in-process engine for `provider = "local"` models when this build
+/// has it (the `local` feature, on by default).
+pub async fn start_gateway(config: &Config) -> llmrr_core::Result<Gateway> {
+    #[cfg(feature = "local")]
+    let local: Option<std::sync::Arc<dyn llmrr_core::provider::LocalBackend>> =
+        Some(std::sync::Arc::new(llmrr_engine::EngineBackend::new(
+            llmrr_engine::Engine::new(&config.local),
+        )));
+    #[cfg(not(feature = "local"))]
+    let local = None;
+    Gateway::start_with(config, local).await
 }

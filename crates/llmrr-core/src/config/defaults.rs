@@ -82,3 +82,11 @@ pub const CATALOG: [CatalogProvider; 2] = [
         ],
     },
 ];
+
+/// Local models: tokens of context per sequence, sequences decoded together, idle time before
+/// unloading, prompt tokens per step, and the memory budget as a fraction of RAM.
+pub const LOCAL_CONTEXT_SIZE: u32 = 4096;
+pub const LOCAL_PARALLEL: u32 = 4;
+pub const LOCAL_KEEP_ALIVE_SECS: f64 = 600.0;
+pub const LOCAL_PREFILL_CHUNK: u32 = 512;
+pub const LOCAL_MEMORY_FRACTION: f64 = 0.75;

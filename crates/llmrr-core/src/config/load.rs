@@ -202,11 +202,17 @@ fn resolve(
         )? as usize,
     };
 
-    let raw_models = if from_defaults {
+    let local = super::load_local::local_config(&raw.local)?;
+    let mut raw_models = if from_defaults {
         catalog_models(env)
     } else {
         raw.models
     };
+    let scanned = super::load_local::scan_models_dir(&raw.local, &raw_models)?;
+    raw_models.extend(scanned);
+    for m in raw_models.iter_mut().filter(|m| m.provider == "local") {
+        super::load_local::apply_defaults(m, &raw.local);
+    }
     let mut models: Vec<ModelSpec> = Vec::with_capacity(raw_models.len());
     for (i, m) in raw_models.into_iter().enumerate() {
         let spec = resolve_model(i, m, env)?;
@@ -233,6 +239,7 @@ fn resolve(
         models,
         routes,
         routing,
+        local,
     })
 }
 
@@ -247,19 +254,35 @@ fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
     let provider = match m.provider.as_str() {
         "openai" => ProviderKind::OpenAi,
         "anthropic" => ProviderKind::Anthropic,
+        "local" => ProviderKind::Local,
         other => {
             return Err(Error::config(
                 at("provider"),
-                format!("`{other}` is not a provider (expected openai or anthropic)"),
+                format!("`{other}` is not a provider (expected openai, anthropic or local)"),
             ))
         }
     };
-    let base_url = match (&m.base_url, provider) {
-        (Some(u), _) => u.trim_end_matches('/').to_owned(),
-        (None, ProviderKind::OpenAi) => "https://api.openai.com/v1".to_owned(),
-        (None, ProviderKind::Anthropic) => "https://api.anthropic.com/v1".to_owned(),
+    let local = match provider {
+        ProviderKind::Local => Some(super::load_local::local_spec(i, &m)?),
+        _ => {
+            if let Some(key) = m.local_only_key() {
+                return Err(Error::config(
+                    at(key),
+                    "is a setting of local models only (provider = \"local\")",
+                ));
+            }
+            None
+        }
     };
-    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+    let base_url = match (&m.base_url, &local) {
+        (_, Some(l)) => format!("file://{}", l.path.display()),
+        (Some(u), _) => u.trim_end_matches('/').to_owned(),
+        (None, _) if provider == ProviderKind::Anthropic => {
+            "https://api.anthropic.com/v1".to_owned()
+        }
+        (None, _) => "https://api.openai.com/v1".to_owned(),
+    };
+    if local.is_none() && !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
         return Err(Error::config(
             at("base_url"),
             format!("`{base_url}` must be an http:// or https:// URL"),
@@ -298,6 +321,12 @@ fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
         headers.push((name, value));
     }
     let capabilities = match &m.capabilities {
+        // Local models: JSON mode through a grammar; no tool calling or images (yet).
+        None if local.is_some() => Capabilities {
+            tools: false,
+            vision: false,
+            json: true,
+        },
         None => Capabilities::default(),
         Some(list) => {
             let mut c = Capabilities {
@@ -344,7 +373,7 @@ fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
         base_url,
         api_key,
         pricing,
-        context_window: m.context_window,
+        context_window: local.as_ref().map(|l| l.context_size).or(m.context_window),
         max_output_tokens: m.max_output_tokens,
         quality,
         headers,
@@ -363,6 +392,7 @@ fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
         capabilities,
         ttft_timeout,
         idle_timeout,
+        local,
     })
 }
 
@@ -386,17 +416,8 @@ fn catalog_models(env: &Env) -> Vec<RawModel> {
                 input_cost_per_mtok: Some(toml::Value::String(m.input_per_mtok.to_owned())),
                 output_cost_per_mtok: Some(toml::Value::String(m.output_per_mtok.to_owned())),
                 context_window: Some(m.context_window),
-                max_output_tokens: None,
                 quality: Some(m.quality),
-                headers: Default::default(),
-                organization: None,
-                timeout_secs: None,
-                connect_timeout_secs: None,
-                anthropic_version: None,
-                owned_by: None,
-                capabilities: None,
-                ttft_timeout_secs: None,
-                idle_timeout_secs: None,
+                ..RawModel::default()
             });
         }
     }
@@ -442,7 +463,7 @@ pub(super) fn money(path: &str, v: Option<&toml::Value>) -> Result<Decimal> {
     }
 }
 
-pub(super) fn seconds(path: &str, v: f64) -> Result<Duration> {
+pub(crate) fn seconds(path: &str, v: f64) -> Result<Duration> {
     if v.is_finite() && v > 0.0 {
         Ok(Duration::from_secs_f64(v))
     } else {

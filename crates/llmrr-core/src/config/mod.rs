@@ -5,6 +5,7 @@
 
 mod defaults;
 mod load;
+mod load_local;
 mod load_routing;
 mod raw;
 mod resolved;
@@ -13,7 +14,7 @@ pub mod routing;
 pub use defaults::ANTHROPIC_MAX_TOKENS;
 pub use load::{load, ConfigSource, Env};
 pub use resolved::{
-    Capabilities, Config, HeaderValueSpec, ModelSpec, Pricing, ProviderKind, ServerConfig,
-    StoreConfig,
+    Capabilities, Config, HeaderValueSpec, LocalConfig, LocalModelSpec, MemoryBudget, ModelSpec,
+    Pooling, Pricing, ProviderKind, ServerConfig, StoreConfig,
 };
 pub use routing::{RouteSpec, RoutingConfig, StrategyKind};

@@ -20,6 +20,32 @@ pub struct RawConfig {
     /// Tier name -> the models a key of that tier may reach (`"*"`: all).
     #[serde(default)]
     pub tiers: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub local: RawLocal,
+}
+
+/// `[local]`: the in-process engine: a models directory, the memory budget, and the defaults
+/// of every local model.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocal {
+    /// Every `*.gguf` in it becomes a model named after its file.
+    pub models_dir: Option<String>,
+    /// The memory the loaded models may take together, in MiB…
+    pub memory_budget_mb: Option<u64>,
+    /// …or as a fraction of the machine's RAM (default 0.75).
+    pub memory_budget_fraction: Option<f64>,
+    // The defaults of every local model (see `RawModel` for each).
+    pub context_size: Option<u32>,
+    pub threads: Option<u32>,
+    pub parallel: Option<u32>,
+    pub keep_alive_secs: Option<f64>,
+    pub pinned: Option<bool>,
+    pub gpu_layers: Option<u32>,
+    pub prefill_chunk: Option<u32>,
+    pub pooling: Option<String>,
+    pub input_cost_per_mtok: Option<toml::Value>,
+    pub output_cost_per_mtok: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,7 +69,7 @@ pub struct RawStore {
     pub log_queue_capacity: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
     pub name: String,
@@ -67,6 +93,20 @@ pub struct RawModel {
     pub capabilities: Option<Vec<String>>,
     pub ttft_timeout_secs: Option<f64>,
     pub idle_timeout_secs: Option<f64>,
+    /// `provider = "local"`: the GGUF file.
+    pub path: Option<String>,
+    /// Tokens of context per sequence (prompt + output).
+    pub context_size: Option<u32>,
+    pub threads: Option<u32>,
+    /// Sequences decoded together (continuous batching).
+    pub parallel: Option<u32>,
+    pub keep_alive_secs: Option<f64>,
+    pub pinned: Option<bool>,
+    pub gpu_layers: Option<u32>,
+    /// Prompt tokens evaluated per step, at most (chunked prefill).
+    pub prefill_chunk: Option<u32>,
+    /// `mean`, `cls` or `last`: load the model for `/v1/embeddings` with that pooling.
+    pub pooling: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,4 +153,23 @@ pub struct RawRouting {
     pub health_probe_interval_secs: Option<f64>,
     pub stats_window_secs: Option<f64>,
     pub ewma_half_life_secs: Option<f64>,
+}
+
+impl RawModel {
+    /// The first setting given that only local models take, if any.
+    pub fn local_only_key(&self) -> Option<&'static str> {
+        [
+            ("path", self.path.is_some()),
+            ("context_size", self.context_size.is_some()),
+            ("threads", self.threads.is_some()),
+            ("parallel", self.parallel.is_some()),
+            ("keep_alive_secs", self.keep_alive_secs.is_some()),
+            ("pinned", self.pinned.is_some()),
+            ("gpu_layers", self.gpu_layers.is_some()),
+            ("prefill_chunk", self.prefill_chunk.is_some()),
+            ("pooling", self.pooling.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(k, set)| set.then_some(k))
+    }
 }

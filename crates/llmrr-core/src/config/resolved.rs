@@ -5,6 +5,7 @@ use crate::secret::Secret;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,46 @@ pub struct Config {
     pub models: Vec<ModelSpec>,
     pub routes: Vec<RouteSpec>,
     pub routing: RoutingConfig,
+    pub local: LocalConfig,
+}
+
+/// The in-process engine's settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalConfig {
+    pub models_dir: Option<PathBuf>,
+    pub memory_budget: MemoryBudget,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryBudget {
+    Bytes(u64),
+    FractionOfRam(f64),
+}
+
+/// How a local model is loaded and run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LocalModelSpec {
+    pub path: PathBuf,
+    /// Tokens of context per sequence; the KV cache holds `context_size * parallel` cells.
+    pub context_size: u32,
+    pub threads: u32,
+    pub parallel: u32,
+    #[serde(with = "secs")]
+    pub keep_alive: Duration,
+    pub pinned: bool,
+    pub gpu_layers: u32,
+    pub prefill_chunk: u32,
+    /// Set: an embedding model with this pooling.
+    pub pooling: Option<Pooling>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    Mean,
+    Cls,
+    Last,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +92,7 @@ pub struct StoreConfig {
 pub enum ProviderKind {
     OpenAi,
     Anthropic,
+    Local,
 }
 
 impl ProviderKind {
@@ -58,6 +100,7 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Local => "local",
         }
     }
 }
@@ -112,6 +155,8 @@ pub struct ModelSpec {
     /// Streams: at most this long between two chunks.
     #[serde(with = "opt_secs")]
     pub idle_timeout: Option<Duration>,
+    /// `provider = "local"` only.
+    pub local: Option<LocalModelSpec>,
 }
 
 /// What a model can do, for capability filtering.

@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::cost::cost_of;
 use crate::error::{AttemptFailure, Error, Result};
 use crate::models::{Flight, ModelEntry, ModelRegistry};
-use crate::provider::{ChunkStream, Completed, Provider, StreamChunk};
+use crate::provider::{ChunkStream, Completed, LocalBackend, Provider, StreamChunk};
 use crate::request_log::RequestLog;
 use crate::routing::breaker::Admission;
 use crate::routing::classify::{classify, FailureClass};
@@ -129,13 +129,25 @@ pub struct Gateway {
 impl Gateway {
     /// Connect the store, start the request-log writer, build every provider, load rollouts.
     pub async fn start(config: &Config) -> Result<Gateway> {
-        let store = Store::connect(config.store.url.expose()).await?;
-        Self::with_store(config, store).await
+        Self::start_with(config, None).await
     }
 
-    pub async fn with_store(config: &Config, store: Store) -> Result<Gateway> {
+    /// As [`Gateway::start`], with the engine that serves `provider = "local"` models.
+    pub async fn start_with(
+        config: &Config,
+        local: Option<Arc<dyn LocalBackend>>,
+    ) -> Result<Gateway> {
+        let store = Store::connect(config.store.url.expose()).await?;
+        Self::with_store(config, store, local).await
+    }
+
+    pub async fn with_store(
+        config: &Config,
+        store: Store,
+        local: Option<Arc<dyn LocalBackend>>,
+    ) -> Result<Gateway> {
         let rollouts = RolloutBook::load(store.clone()).await?;
-        let models = ModelRegistry::build(config)?;
+        let models = ModelRegistry::build(config, local.as_deref())?;
         let router = Router::new(&config.routes, config.routing.clone(), rollouts, &models);
         let gateway = Gateway {
             inner: Arc::new(Inner {

@@ -65,14 +65,40 @@ pub trait Provider: Send + Sync {
 
     /// A cheap request that shows whether the upstream is up (its model list).
     async fn probe(&self) -> Result<()>;
+
+    /// What the provider knows about the model's own state, for `/admin/models` (a local
+    /// model: loaded or not, memory, load time…).
+    fn status(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
-/// Build the provider that serves `spec`, sharing HTTP clients through `pool`.
-pub fn build(spec: &ModelSpec, pool: &mut ClientPool) -> Result<Arc<dyn Provider>> {
+/// Makes the providers of `provider = "local"` models: the in-process engine (the
+/// `llmrr-engine` crate) implements it, so that core does not depend on llama.cpp.
+pub trait LocalBackend: Send + Sync {
+    fn provider(&self, spec: &ModelSpec) -> Result<Arc<dyn Provider>>;
+}
+
+/// Build the provider that serves `spec`, sharing HTTP clients through `pool`; local models
+/// come from `local`.
+pub fn build(
+    spec: &ModelSpec,
+    pool: &mut ClientPool,
+    local: Option<&dyn LocalBackend>,
+) -> Result<Arc<dyn Provider>> {
+    if spec.provider == ProviderKind::Local {
+        return match local {
+            Some(backend) => backend.provider(spec),
+            None => Err(Error::config(
+                format!("models.{}", spec.name),
+                "this build of llmrr has no local engine (built without the `local` feature)",
+            )),
+        };
+    }
     let client = pool.client_for(spec)?;
     Ok(match spec.provider {
-        ProviderKind::OpenAi => Arc::new(openai_compat::OpenAiCompat::new(spec, client)?),
         ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(spec, client)?),
+        _ => Arc::new(openai_compat::OpenAiCompat::new(spec, client)?),
     })
 }
 

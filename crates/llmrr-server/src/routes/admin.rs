@@ -83,6 +83,7 @@ pub async fn models(
                 "breaker": e.breaker.state().as_str(),
                 "rate_limited_for_secs": e.rate_limited().map(|d| d.as_secs_f64()),
                 "stats": e.stats.snapshot(),
+                "local": e.provider.status(),
             })
         })
         .collect();

@@ -6,6 +6,7 @@
 mod anthropic;
 mod errors;
 mod keys;
+mod local;
 mod openai;
 mod postgres;
 mod request_log;

@@ -1,0 +1,369 @@
+//! The engine as a provider: OpenAI requests in, OpenAI bodies and chunks out, exactly like a
+//! remote provider, so the gateway (routing, retries, fallbacks, logging, cost) treats a local
+//! model as one more candidate.
+
+use crate::embed::EmbedJob;
+use crate::error::Error;
+use crate::lifecycle::{Engine, Lease};
+use crate::request::{self, Generation};
+use crate::worker::{Event, Finished, GenerateJob, Job};
+use async_trait::async_trait;
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
+use llmrr_core::config::{ModelSpec, ProviderKind};
+use llmrr_core::provider::{ChunkStream, Completed, LocalBackend, Provider, StreamChunk};
+use llmrr_types::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingRequest, Usage};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Makes the providers of `provider = "local"` models, all sharing one [`Engine`].
+pub struct EngineBackend {
+    engine: Engine,
+}
+
+impl EngineBackend {
+    pub fn new(engine: Engine) -> Self {
+        EngineBackend { engine }
+    }
+}
+
+impl LocalBackend for EngineBackend {
+    fn provider(&self, spec: &ModelSpec) -> llmrr_core::Result<Arc<dyn Provider>> {
+        let local = spec.local.as_ref().ok_or_else(|| {
+            llmrr_core::Error::config(format!("models.{}", spec.name), "not a local model")
+        })?;
+        self.engine.register(&spec.name, local).map_err(|e| {
+            llmrr_core::Error::config(format!("models.{}.path", spec.name), e.to_string())
+        })?;
+        Ok(Arc::new(LocalProvider {
+            name: spec.name.clone(),
+            engine: self.engine.clone(),
+            context_size: local.context_size,
+        }))
+    }
+}
+
+pub struct LocalProvider {
+    name: Arc<str>,
+    engine: Engine,
+    context_size: u32,
+}
+
+/// A generation in progress: the events of its sequence, and the model kept loaded.
+struct Run {
+    _lease: Lease,
+    events: mpsc::UnboundedReceiver<Event>,
+    prompt_tokens: u32,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Chat,
+    Text,
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn usage(prompt: u32, completion: u32) -> Usage {
+    Usage {
+        prompt_tokens: prompt.into(),
+        completion_tokens: completion.into(),
+        total_tokens: u64::from(prompt) + u64::from(completion),
+        prompt_tokens_details: None,
+    }
+}
+
+fn body(v: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
+impl LocalProvider {
+    fn err(&self, e: Error) -> llmrr_core::Error {
+        e.into_core(&self.name)
+    }
+
+    /// Loads the model if needed, builds the job on the request's task (tokenizing here keeps
+    /// the model thread for inference) and queues it.
+    async fn start(
+        &self,
+        build: impl FnOnce(&llama_cpp_2::model::LlamaModel) -> crate::error::Result<Generation>,
+    ) -> llmrr_core::Result<Run> {
+        let lease = self
+            .engine
+            .acquire(&self.name)
+            .await
+            .map_err(|e| self.err(e))?;
+        let g = build(&lease.model.model).map_err(|e| self.err(e))?;
+        let (tx, events) = mpsc::unbounded_channel();
+        let prompt_tokens = g.prompt.len() as u32;
+        lease
+            .model
+            .submit(
+                &self.name,
+                Job::Generate(GenerateJob {
+                    prompt: g.prompt,
+                    params: g.params,
+                    max_tokens: g.max_tokens,
+                    stop: g.stop,
+                    events: tx,
+                }),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(Run {
+            _lease: lease,
+            events,
+            prompt_tokens,
+        })
+    }
+
+    async fn collect(&self, mut run: Run) -> llmrr_core::Result<(String, Finished)> {
+        let mut text = String::new();
+        while let Some(ev) = run.events.recv().await {
+            match ev {
+                Event::Text(t) => text.push_str(&t),
+                Event::Done(f) => return Ok((text, f)),
+                Event::Failed(e) => return Err(self.err(e)),
+            }
+        }
+        Err(self.err(Error::Inference {
+            model: self.name.to_string(),
+            message: "the model thread stopped mid-answer".into(),
+        }))
+    }
+
+    fn complete(&self, kind: Kind, text: String, f: &Finished, prompt: u32) -> Completed {
+        let u = usage(prompt, f.completion_tokens);
+        let (id, object, choice) = match kind {
+            Kind::Chat => (
+                format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
+                "chat.completion",
+                json!({"index": 0, "message": {"role": "assistant", "content": text},
+                       "finish_reason": f.reason.as_str(), "logprobs": null}),
+            ),
+            Kind::Text => (
+                format!("cmpl-{}", uuid::Uuid::now_v7().simple()),
+                "text_completion",
+                json!({"index": 0, "text": text, "finish_reason": f.reason.as_str(),
+                       "logprobs": null}),
+            ),
+        };
+        Completed {
+            body: body(&json!({
+                "id": id, "object": object, "created": now_unix(), "model": &*self.name,
+                "choices": [choice], "usage": &u, "system_fingerprint": "llmrr-local",
+            })),
+            usage: u,
+        }
+    }
+
+    fn stream(&self, kind: Kind, run: Run) -> ChunkStream {
+        let name = self.name.clone();
+        let (id, object) = match kind {
+            Kind::Chat => (
+                format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
+                "chat.completion.chunk",
+            ),
+            Kind::Text => (
+                format!("cmpl-{}", uuid::Uuid::now_v7().simple()),
+                "text_completion",
+            ),
+        };
+        let created = now_unix();
+        let chunk = move |choices: Value, usage: Option<&Usage>| {
+            body(
+                &json!({"id": &id, "object": object, "created": created, "model": &*name,
+                         "choices": choices, "usage": usage, "system_fingerprint": "llmrr-local"}),
+            )
+        };
+        let choice = move |text: Option<&str>, role: bool, finish: Option<&str>| match kind {
+            Kind::Chat => {
+                let mut delta = serde_json::Map::new();
+                if role {
+                    delta.insert("role".into(), "assistant".into());
+                }
+                if let Some(t) = text {
+                    delta.insert("content".into(), t.into());
+                }
+                json!([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}])
+            }
+            Kind::Text => {
+                json!([{"index": 0, "text": text.unwrap_or(""), "finish_reason": finish, "logprobs": null}])
+            }
+        };
+        let model = self.name.clone();
+        let prompt_tokens = run.prompt_tokens;
+        let opening = matches!(kind, Kind::Chat).then(|| {
+            Ok(StreamChunk {
+                data: chunk(choice(Some(""), true, None), None),
+                usage: None,
+                usage_only: false,
+                has_output: false,
+            })
+        });
+        let events = stream::unfold(Some(run), move |state| {
+            let chunk = chunk.clone();
+            let model = model.clone();
+            async move {
+                let mut run = state?;
+                let items: Vec<llmrr_core::Result<StreamChunk>> = match run.events.recv().await {
+                    Some(Event::Text(t)) => vec![Ok(StreamChunk {
+                        data: chunk(choice(Some(&t), false, None), None),
+                        usage: None,
+                        usage_only: false,
+                        has_output: true,
+                    })],
+                    Some(Event::Done(f)) => {
+                        let u = usage(prompt_tokens, f.completion_tokens);
+                        let items = vec![
+                            Ok(StreamChunk {
+                                data: chunk(choice(None, false, Some(f.reason.as_str())), None),
+                                usage: None,
+                                usage_only: false,
+                                has_output: false,
+                            }),
+                            Ok(StreamChunk {
+                                data: chunk(json!([]), Some(&u)),
+                                usage: Some(u),
+                                usage_only: true,
+                                has_output: false,
+                            }),
+                        ];
+                        return Some((items, None));
+                    }
+                    Some(Event::Failed(e)) => return Some((vec![Err(e.into_core(&model))], None)),
+                    None => {
+                        let e = Error::Inference {
+                            model: model.to_string(),
+                            message: "the model thread stopped mid-answer".into(),
+                        };
+                        return Some((vec![Err(e.into_core(&model))], None));
+                    }
+                };
+                Some((items, Some(run)))
+            }
+        })
+        .flat_map(stream::iter);
+        stream::iter(opening).chain(events).boxed()
+    }
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Local
+    }
+
+    async fn chat(&self, req: &ChatCompletionRequest) -> llmrr_core::Result<Completed> {
+        let (name, ctx) = (self.name.clone(), self.context_size);
+        let run = self.start(|m| request::chat(&name, m, req, ctx)).await?;
+        let prompt = run.prompt_tokens;
+        let (text, f) = self.collect(run).await?;
+        Ok(self.complete(Kind::Chat, text, &f, prompt))
+    }
+
+    async fn chat_stream(&self, req: &ChatCompletionRequest) -> llmrr_core::Result<ChunkStream> {
+        let (name, ctx) = (self.name.clone(), self.context_size);
+        let run = self.start(|m| request::chat(&name, m, req, ctx)).await?;
+        Ok(self.stream(Kind::Chat, run))
+    }
+
+    async fn completion(&self, req: &CompletionRequest) -> llmrr_core::Result<Completed> {
+        let (name, ctx) = (self.name.clone(), self.context_size);
+        let run = self
+            .start(|m| request::completion(&name, m, req, ctx))
+            .await?;
+        let prompt = run.prompt_tokens;
+        let (text, f) = self.collect(run).await?;
+        Ok(self.complete(Kind::Text, text, &f, prompt))
+    }
+
+    async fn completion_stream(&self, req: &CompletionRequest) -> llmrr_core::Result<ChunkStream> {
+        let (name, ctx) = (self.name.clone(), self.context_size);
+        let run = self
+            .start(|m| request::completion(&name, m, req, ctx))
+            .await?;
+        Ok(self.stream(Kind::Text, run))
+    }
+
+    async fn embeddings(&self, req: &EmbeddingRequest) -> llmrr_core::Result<Completed> {
+        let base64 = match req.extra.get("encoding_format").and_then(Value::as_str) {
+            None | Some("float") => false,
+            Some("base64") => true,
+            Some(other) => {
+                return Err(self.err(Error::InvalidRequest(format!(
+                    "`encoding_format` `{other}` is not float or base64"
+                ))))
+            }
+        };
+        let lease = self
+            .engine
+            .acquire(&self.name)
+            .await
+            .map_err(|e| self.err(e))?;
+        let inputs = request::embedding_inputs(
+            &self.name,
+            &lease.model.model,
+            &req.input,
+            self.context_size,
+        )
+        .map_err(|e| self.err(e))?;
+        let prompt_tokens: u32 = inputs.iter().map(|i| i.len() as u32).sum();
+        let (reply, rx) = oneshot::channel();
+        lease
+            .model
+            .submit(&self.name, Job::Embed(EmbedJob { inputs, reply }))
+            .map_err(|e| self.err(e))?;
+        let vectors = rx
+            .await
+            .map_err(|_| {
+                self.err(Error::Inference {
+                    model: self.name.to_string(),
+                    message: "the model thread stopped".into(),
+                })
+            })?
+            .map_err(|e| self.err(e))?;
+        let data: Vec<Value> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let embedding = if base64 {
+                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+                } else {
+                    json!(v)
+                };
+                json!({"object": "embedding", "index": i, "embedding": embedding})
+            })
+            .collect();
+        let u = usage(prompt_tokens, 0);
+        Ok(Completed {
+            body: body(
+                &json!({"object": "list", "data": data, "model": &*self.name,
+                               "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}),
+            ),
+            usage: u,
+        })
+    }
+
+    async fn probe(&self) -> llmrr_core::Result<()> {
+        // A local model is up if it is registered; loading it to probe would defeat idle unload.
+        self.engine.status(&self.name).map(|_| ()).ok_or_else(|| {
+            self.err(Error::Load {
+                model: self.name.to_string(),
+                message: "not registered".into(),
+            })
+        })
+    }
+
+    fn status(&self) -> Option<Value> {
+        self.engine
+            .status(&self.name)
+            .and_then(|s| serde_json::to_value(s).ok())
+    }
+}

@@ -1,0 +1,274 @@
+//! OpenAI requests -> engine jobs: the prompt (chat template or raw), sampling settings, stop
+//! strings and limits, with a clear 400 for what a local model cannot do.
+
+use crate::error::{Error, Result};
+use crate::sampling::{Knobs, SamplingParams};
+use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
+use llama_cpp_2::token::LlamaToken;
+use llmrr_types::openai::{
+    ChatCompletionRequest, CompletionRequest, ContentPart, MessageContent, ResponseFormat,
+    StopSequences,
+};
+use serde_json::{Map, Value};
+
+/// What the worker needs to run one generation.
+pub(crate) struct Generation {
+    pub prompt: Vec<LlamaToken>,
+    pub params: SamplingParams,
+    pub max_tokens: Option<u32>,
+    pub stop: Vec<String>,
+}
+
+fn unsupported(model: &str, what: &str) -> Error {
+    Error::Unsupported {
+        model: model.to_owned(),
+        what: format!("does not support {what} (a local model)"),
+    }
+}
+
+fn stops(stop: Option<&StopSequences>) -> Vec<String> {
+    match stop {
+        None => Vec::new(),
+        Some(StopSequences::One(s)) => vec![s.clone()],
+        Some(StopSequences::Many(v)) => v.clone(),
+    }
+}
+
+fn stops_from_extra(extra: &Map<String, Value>) -> Result<Vec<String>> {
+    match extra.get("stop") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(v) => serde_json::from_value::<StopSequences>(v.clone())
+            .map(|s| stops(Some(&s)))
+            .map_err(|_| {
+                Error::InvalidRequest("`stop` must be a string or an array of strings".into())
+            }),
+    }
+}
+
+fn check_n(model: &str, n: Option<u64>) -> Result<()> {
+    match n {
+        None | Some(1) => Ok(()),
+        Some(_) => Err(unsupported(model, "`n` > 1")),
+    }
+}
+
+/// Tokenizes `text` and checks that it fits one sequence's context.
+pub(crate) fn tokenize(
+    name: &str,
+    model: &LlamaModel,
+    text: &str,
+    context_size: u32,
+) -> Result<Vec<LlamaToken>> {
+    let tokens = model.vocab().tokenize(text.as_bytes(), true, true);
+    check_prompt(name, tokens, context_size)
+}
+
+fn check_prompt(name: &str, tokens: Vec<LlamaToken>, context_size: u32) -> Result<Vec<LlamaToken>> {
+    if tokens.is_empty() {
+        return Err(Error::InvalidRequest("the prompt is empty".into()));
+    }
+    // At least one token must be left to generate.
+    if tokens.len() >= context_size as usize {
+        return Err(Error::ContextLength {
+            model: name.to_owned(),
+            prompt: tokens.len(),
+            limit: context_size,
+        });
+    }
+    Ok(tokens)
+}
+
+pub(crate) fn chat(
+    name: &str,
+    model: &LlamaModel,
+    req: &ChatCompletionRequest,
+    context_size: u32,
+) -> Result<Generation> {
+    check_n(name, req.n.map(u64::from))?;
+    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(unsupported(name, "tool calling"));
+    }
+    let json = match &req.response_format {
+        None | Some(ResponseFormat::Text) => false,
+        Some(ResponseFormat::JsonObject) => true,
+        Some(ResponseFormat::JsonSchema { .. }) => {
+            return Err(unsupported(
+                name,
+                "`response_format` json_schema (json_object works)",
+            ))
+        }
+    };
+    let template = model
+        .chat_template(None)
+        .map_err(|_| Error::NoChatTemplate(name.to_owned()))?;
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for (i, m) in req.messages.iter().enumerate() {
+        let text = match &m.content {
+            None => String::new(),
+            Some(MessageContent::Text(t)) => t.clone(),
+            Some(c @ MessageContent::Parts(parts)) => {
+                if parts.iter().any(|p| !matches!(p, ContentPart::Text { .. })) {
+                    return Err(unsupported(name, "images, audio or files in messages"));
+                }
+                c.joined_text()
+            }
+        };
+        if m.tool_calls.is_some() {
+            return Err(unsupported(name, "tool calls in messages"));
+        }
+        let role = match m.role.as_str() {
+            "developer" => "system",
+            r => r,
+        };
+        messages.push(LlamaChatMessage::new(role.to_owned(), text).map_err(|_| {
+            Error::InvalidRequest(format!("messages[{i}] contains a NUL character"))
+        })?);
+    }
+    let prompt = model
+        .apply_chat_template(&template, &messages, true)
+        .map_err(|e| Error::InvalidRequest(format!("the chat template failed: {e}")))?;
+    let mut params = SamplingParams::from_request(
+        Knobs {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            seed: req.seed,
+            presence_penalty: req.presence_penalty,
+            frequency_penalty: req.frequency_penalty,
+            logit_bias: req.logit_bias.as_ref(),
+            extra: &req.extra,
+        },
+        model.n_vocab(),
+    )?;
+    params.json = json;
+    Ok(Generation {
+        prompt: tokenize(name, model, &prompt, context_size)?,
+        params,
+        max_tokens: req.max_completion_tokens.or(req.max_tokens),
+        stop: stops(req.stop.as_ref()),
+    })
+}
+
+/// `/v1/completions`: a raw prompt (a string, one string in an array, or token ids).
+pub(crate) fn completion(
+    name: &str,
+    model: &LlamaModel,
+    req: &CompletionRequest,
+    context_size: u32,
+) -> Result<Generation> {
+    let x = &req.extra;
+    check_n(name, x.get("n").and_then(Value::as_u64))?;
+    for key in ["echo", "logprobs", "suffix"] {
+        if x.get(key)
+            .is_some_and(|v| !v.is_null() && *v != Value::Bool(false))
+        {
+            return Err(unsupported(name, &format!("`{key}`")));
+        }
+    }
+    if x.get("best_of")
+        .and_then(Value::as_u64)
+        .is_some_and(|b| b > 1)
+    {
+        return Err(unsupported(name, "`best_of` > 1"));
+    }
+    let prompt = match &req.prompt {
+        Value::String(s) => tokenize(name, model, s, context_size)?,
+        Value::Array(items) if items.len() == 1 && items[0].is_string() => tokenize(
+            name,
+            model,
+            items[0].as_str().unwrap_or_default(),
+            context_size,
+        )?,
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_u64) => {
+            let n_vocab = model.n_vocab() as u64;
+            let mut tokens = Vec::with_capacity(items.len());
+            for v in items {
+                match v.as_u64() {
+                    Some(t) if t < n_vocab => tokens.push(LlamaToken(t as i32)),
+                    _ => {
+                        return Err(Error::InvalidRequest(format!(
+                            "`prompt` token {v} is not a token id of this model (0..{n_vocab})"
+                        )))
+                    }
+                }
+            }
+            check_prompt(name, tokens, context_size)?
+        }
+        Value::Array(_) => return Err(unsupported(name, "several prompts in one request")),
+        _ => {
+            return Err(Error::InvalidRequest(
+                "`prompt` must be a string or an array of token ids".into(),
+            ))
+        }
+    };
+    let params = SamplingParams::from_request(
+        Knobs {
+            temperature: None,
+            top_p: None,
+            seed: None,
+            presence_penalty: None,
+            frequency_penalty: None,
+            logit_bias: None,
+            extra: x,
+        },
+        model.n_vocab(),
+    )?;
+    Ok(Generation {
+        prompt,
+        params,
+        max_tokens: req.max_tokens,
+        stop: stops_from_extra(x)?,
+    })
+}
+
+/// `/v1/embeddings` inputs: a string, strings, token ids, or lists of token ids.
+pub(crate) fn embedding_inputs(
+    name: &str,
+    model: &LlamaModel,
+    input: &Value,
+    context_size: u32,
+) -> Result<Vec<Vec<LlamaToken>>> {
+    let n_vocab = model.n_vocab() as u64;
+    let ids = |items: &[Value]| -> Result<Vec<LlamaToken>> {
+        items
+            .iter()
+            .map(|v| match v.as_u64() {
+                Some(t) if t < n_vocab => Ok(LlamaToken(t as i32)),
+                _ => Err(Error::InvalidRequest(format!(
+                    "`input` token {v} is not a token id of this model (0..{n_vocab})"
+                ))),
+            })
+            .collect()
+    };
+    let one = |v: &Value| -> Result<Vec<LlamaToken>> {
+        let tokens = match v {
+            Value::String(s) => model.vocab().tokenize(s.as_bytes(), true, true),
+            Value::Array(items) => ids(items)?,
+            _ => {
+                return Err(Error::InvalidRequest(
+                    "`input` must be a string, strings, or arrays of token ids".into(),
+                ))
+            }
+        };
+        if tokens.is_empty() {
+            return Err(Error::InvalidRequest("an `input` is empty".into()));
+        }
+        if tokens.len() > context_size as usize {
+            return Err(Error::ContextLength {
+                model: name.to_owned(),
+                prompt: tokens.len(),
+                limit: context_size,
+            });
+        }
+        Ok(tokens)
+    };
+    match input {
+        Value::Array(items) if items.iter().all(Value::is_u64) && !items.is_empty() => {
+            Ok(vec![one(input)?])
+        }
+        Value::Array(items) if !items.is_empty() => items.iter().map(one).collect(),
+        Value::String(_) => Ok(vec![one(input)?]),
+        _ => Err(Error::InvalidRequest(
+            "`input` must be a string, strings, or arrays of token ids".into(),
+        )),
+    }
+}

@@ -1,0 +1,514 @@
+//! One thread per loaded model. It owns the llama.cpp context (which must stay on one thread)
+//! and runs the continuous-batching loop:
+//!
+//! 1. admit queued jobs into free sequence slots (blocking only when nothing is running);
+//! 2. drop sequences whose client has gone, freeing their KV cells at once;
+//! 3. build one batch: the next token of every generating sequence, then up to
+//!    `prefill_chunk` prompt tokens of the sequences still reading their prompt (so a long
+//!    prompt is read over several steps while the others keep generating);
+//! 4. decode it, sample a token for every sequence that asked for logits, stream the text.
+//!
+//! Every sequence has its own id, positions and sampler; they share the weights and one
+//! unified KV cache, and nothing else.
+
+use crate::embed::{self, EmbedJob};
+use crate::error::{Error, Result};
+use crate::metrics::ModelGauges;
+use crate::sampling::SamplingParams;
+use crate::text::{Piece, TextOut};
+use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llmrr_core::config::{LocalModelSpec, Pooling};
+use std::num::NonZeroU32;
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc as tmpsc, oneshot};
+
+/// Requests waiting for a free slot, at most, per model.
+pub(crate) const QUEUE: usize = 256;
+
+pub(crate) enum Job {
+    Generate(GenerateJob),
+    Embed(EmbedJob),
+}
+
+pub(crate) struct GenerateJob {
+    pub prompt: Vec<LlamaToken>,
+    pub params: SamplingParams,
+    /// Generated tokens at most (the context size caps it anyway).
+    pub max_tokens: Option<u32>,
+    pub stop: Vec<String>,
+    pub events: tmpsc::UnboundedSender<Event>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Event {
+    Text(String),
+    Done(Finished),
+    Failed(Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FinishReason {
+    Stop,
+    Length,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Finished {
+    pub reason: FinishReason,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub prefill: Duration,
+    pub decode: Duration,
+}
+
+/// A model loaded on its own thread. Dropping the last handle ends the thread.
+pub(crate) struct LoadedModel {
+    pub model: Arc<LlamaModel>,
+    jobs: SyncSender<Job>,
+    pub load_time: Duration,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl LoadedModel {
+    /// Loads the model on a new thread; resolves when it is ready to take jobs.
+    pub async fn start(name: &str, spec: &LocalModelSpec) -> Result<Arc<LoadedModel>> {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (jobs, rx) = mpsc::sync_channel::<Job>(QUEUE);
+        let spec2 = spec.clone();
+        let name2 = name.to_owned();
+        let gauges = ModelGauges::new(name);
+        let thread = std::thread::Builder::new()
+            .name(format!("llmrr-model-{name}"))
+            .spawn(move || run(name2, spec2, rx, ready_tx, gauges))
+            .map_err(|e| Error::Load {
+                model: name.to_owned(),
+                message: format!("cannot start a thread: {e}"),
+            })?;
+        let (model, load_time) = ready_rx.await.map_err(|_| Error::Load {
+            model: name.to_owned(),
+            message: "the model thread ended while loading".into(),
+        })??;
+        Ok(Arc::new(LoadedModel {
+            model,
+            jobs,
+            load_time,
+            thread: std::sync::Mutex::new(Some(thread)),
+        }))
+    }
+
+    /// Queues a job; refused when the queue is full.
+    pub fn submit(&self, name: &str, job: Job) -> Result<()> {
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => Error::Overloaded {
+                model: name.to_owned(),
+                queued: QUEUE,
+            },
+            mpsc::TrySendError::Disconnected(_) => Error::Inference {
+                model: name.to_owned(),
+                message: "the model thread has stopped".into(),
+            },
+        })
+    }
+
+    /// Ends the thread (after its running jobs) and waits for it: memory is free on return.
+    /// Only called when no one else holds the model.
+    pub fn shutdown(self: Arc<Self>) {
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        drop(self);
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+type Ready = oneshot::Sender<Result<(Arc<LlamaModel>, Duration)>>;
+
+fn run(name: String, spec: LocalModelSpec, rx: Receiver<Job>, ready: Ready, gauges: ModelGauges) {
+    let started = Instant::now();
+    let loaded = load(&name, &spec);
+    let (model, params) = match loaded {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let backend = match crate::backend::backend() {
+        Ok(b) => b,
+        Err(message) => {
+            let _ = ready.send(Err(Error::Load {
+                model: name,
+                message,
+            }));
+            return;
+        }
+    };
+    let ctx = match model.new_context(backend, params) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(Error::Load {
+                model: name,
+                message: format!("cannot create a context: {e}"),
+            }));
+            return;
+        }
+    };
+    let load_time = started.elapsed();
+    if ready.send(Ok((model.clone(), load_time))).is_err() {
+        return;
+    }
+    tracing::info!(model = %name, load_ms = load_time.as_millis() as u64, "local model loaded");
+    if spec.pooling.is_some() {
+        embed::serve(&name, ctx, rx, spec.parallel as usize);
+    } else {
+        Scheduler::new(&name, &spec, &model, ctx, gauges).serve(rx);
+    }
+    tracing::info!(model = %name, "local model unloaded");
+}
+
+fn load(name: &str, spec: &LocalModelSpec) -> Result<(Arc<LlamaModel>, LlamaContextParams)> {
+    let backend = crate::backend::backend().map_err(|message| Error::Load {
+        model: name.to_owned(),
+        message,
+    })?;
+    let model_params = LlamaModelParams::default().with_n_gpu_layers(spec.gpu_layers);
+    let model = LlamaModel::load_from_file(backend, &spec.path, &model_params).map_err(|e| {
+        Error::Load {
+            model: name.to_owned(),
+            message: format!("{}: {e}", spec.path.display()),
+        }
+    })?;
+    Ok((Arc::new(model), context_params(spec)))
+}
+
+pub(crate) fn context_params(spec: &LocalModelSpec) -> LlamaContextParams {
+    let threads = spec.threads as i32;
+    let base = LlamaContextParams::default()
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    match spec.pooling {
+        // Embeddings: each input is read whole in one step.
+        Some(pooling) => base
+            .with_n_ctx(NonZeroU32::new(spec.context_size))
+            .with_n_batch(spec.context_size)
+            .with_n_ubatch(spec.context_size)
+            .with_n_seq_max(spec.parallel)
+            .with_embeddings(true)
+            .with_pooling_type(match pooling {
+                Pooling::Mean => LlamaPoolingType::Mean,
+                Pooling::Cls => LlamaPoolingType::Cls,
+                Pooling::Last => LlamaPoolingType::Last,
+            }),
+        None => {
+            let batch = spec.prefill_chunk + spec.parallel;
+            base.with_n_ctx(NonZeroU32::new(spec.context_size * spec.parallel))
+                .with_n_batch(batch)
+                .with_n_ubatch(batch)
+                .with_n_seq_max(spec.parallel)
+                .with_kv_unified(true)
+        }
+    }
+}
+
+struct Seq {
+    id: i32,
+    job: GenerateJob,
+    sampler: LlamaSampler,
+    /// Prompt tokens already in the KV cache.
+    fed: usize,
+    /// The KV position of the next token.
+    pos: i32,
+    /// The token to feed next, once the prompt is read.
+    next: Option<LlamaToken>,
+    generated: u32,
+    text: TextOut,
+    /// Index in the current batch whose logits this sequence samples from.
+    logits_at: Option<i32>,
+    admitted: Instant,
+    first_token: Option<Instant>,
+}
+
+struct Scheduler<'m> {
+    name: &'m str,
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    slots: Vec<Option<Seq>>,
+    batch: LlamaBatch<'static>,
+    prefill_chunk: usize,
+    context_size: u32,
+    gauges: ModelGauges,
+    piece: Vec<u8>,
+}
+
+impl<'m> Scheduler<'m> {
+    fn new(
+        name: &'m str,
+        spec: &LocalModelSpec,
+        model: &'m LlamaModel,
+        ctx: LlamaContext<'m>,
+        gauges: ModelGauges,
+    ) -> Self {
+        let batch_size = (spec.prefill_chunk + spec.parallel) as usize;
+        gauges.kv_capacity(spec.context_size as u64 * spec.parallel as u64);
+        Scheduler {
+            name,
+            model,
+            ctx,
+            slots: (0..spec.parallel).map(|_| None).collect(),
+            batch: LlamaBatch::new(batch_size, 1),
+            prefill_chunk: spec.prefill_chunk as usize,
+            context_size: spec.context_size,
+            gauges,
+            piece: Vec::with_capacity(32),
+        }
+    }
+
+    fn active(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    fn serve(mut self, rx: Receiver<Job>) {
+        loop {
+            if self.active() == 0 {
+                match rx.recv() {
+                    Ok(job) => self.admit(job),
+                    Err(_) => return,
+                }
+            }
+            while self.active() < self.slots.len() {
+                match rx.try_recv() {
+                    Ok(job) => self.admit(job),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) if self.active() == 0 => return,
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            }
+            self.drop_cancelled();
+            if self.active() > 0 {
+                self.step();
+            }
+            self.gauges.active(self.active());
+        }
+    }
+
+    fn admit(&mut self, job: Job) {
+        let job = match job {
+            Job::Generate(g) => g,
+            Job::Embed(e) => {
+                let _ = e.reply.send(Err(Error::Unsupported {
+                    model: self.name.to_owned(),
+                    what: "is not loaded for embeddings (set `pooling` to serve /v1/embeddings)"
+                        .into(),
+                }));
+                return;
+            }
+        };
+        if job.events.is_closed() {
+            return;
+        }
+        let sampler = match job.params.sampler(self.model) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = job.events.send(Event::Failed(e));
+                return;
+            }
+        };
+        let Some(free) = self.slots.iter().position(Option::is_none) else {
+            return;
+        };
+        self.slots[free] = Some(Seq {
+            id: free as i32,
+            job,
+            sampler,
+            fed: 0,
+            pos: 0,
+            next: None,
+            generated: 0,
+            text: TextOut::default(),
+            logits_at: None,
+            admitted: Instant::now(),
+            first_token: None,
+        });
+        if let Some(seq) = self.slots[free].as_mut() {
+            seq.text = TextOut::new(std::mem::take(&mut seq.job.stop));
+        }
+    }
+
+    fn free(&mut self, slot: usize) {
+        if let Some(seq) = self.slots[slot].take() {
+            let _ = self.ctx.clear_kv_cache_seq(Some(seq.id as u32), None, None);
+        }
+    }
+
+    fn drop_cancelled(&mut self) {
+        for i in 0..self.slots.len() {
+            if self.slots[i]
+                .as_ref()
+                .is_some_and(|s| s.job.events.is_closed())
+            {
+                self.free(i);
+                self.gauges.cancelled();
+            }
+        }
+    }
+
+    /// One decode over every active sequence.
+    fn step(&mut self) {
+        self.batch.clear();
+        let mut n = 0i32;
+        // Generating sequences first: one token each.
+        for seq in self.slots.iter_mut().flatten() {
+            seq.logits_at = None;
+            if let Some(tok) = seq.next {
+                if self.batch.add(tok, seq.pos, &[seq.id], true).is_ok() {
+                    seq.logits_at = Some(n);
+                    n += 1;
+                }
+            }
+        }
+        // Then prompt tokens, oldest request first, within the prefill budget. Positions
+        // move only once the decode has succeeded.
+        let mut budget = self.prefill_chunk;
+        let mut order: Vec<usize> = (0..self.slots.len())
+            .filter(|i| self.slots[*i].as_ref().is_some_and(|s| s.next.is_none()))
+            .collect();
+        order.sort_by_key(|i| self.slots[*i].as_ref().map(|s| s.admitted));
+        let mut reads: Vec<(usize, usize)> = Vec::new();
+        for i in order {
+            if budget == 0 {
+                break;
+            }
+            let Some(seq) = self.slots[i].as_mut() else {
+                continue;
+            };
+            let take = (seq.job.prompt.len() - seq.fed).min(budget);
+            for k in 0..take {
+                let last = seq.fed + k + 1 == seq.job.prompt.len();
+                let token = seq.job.prompt[seq.fed + k];
+                if self
+                    .batch
+                    .add(token, seq.pos + k as i32, &[seq.id], last)
+                    .is_err()
+                {
+                    break;
+                }
+                if last {
+                    seq.logits_at = Some(n);
+                }
+                n += 1;
+            }
+            reads.push((i, take));
+            budget -= take;
+        }
+        if n == 0 {
+            return;
+        }
+        if let Err(e) = self.ctx.decode(&mut self.batch) {
+            self.fail_newest(format!("decode: {e}"));
+            return;
+        }
+        for (i, take) in reads {
+            if let Some(seq) = self.slots[i].as_mut() {
+                seq.fed += take;
+                seq.pos += take as i32;
+            }
+        }
+        let now = Instant::now();
+        for i in 0..self.slots.len() {
+            let Some(seq) = self.slots[i].as_mut() else {
+                continue;
+            };
+            if seq.next.is_some() {
+                seq.pos += 1;
+            }
+            let Some(at) = seq.logits_at else {
+                continue;
+            };
+            let token = seq.sampler.sample(&self.ctx, at);
+            seq.generated += 1;
+            if seq.first_token.is_none() {
+                seq.first_token = Some(now);
+                self.gauges.ttft(now - seq.admitted);
+            }
+            let vocab = self.model.vocab();
+            let outcome = if vocab.is_eog(token) && !seq.job.params.ignore_eos {
+                Some((FinishReason::Stop, String::new()))
+            } else {
+                self.piece.clear();
+                vocab.token_to_piece_into(token, &mut self.piece, false, None);
+                match seq.text.push(&self.piece) {
+                    Piece::Stop(text) => Some((FinishReason::Stop, text)),
+                    Piece::Text(text) => {
+                        if !text.is_empty() {
+                            let _ = seq.job.events.send(Event::Text(text));
+                        }
+                        let full = seq.pos as u32 + 1 >= self.context_size;
+                        let max = seq.job.max_tokens.is_some_and(|m| seq.generated >= m);
+                        (full || max).then(|| (FinishReason::Length, seq.text.finish()))
+                    }
+                }
+            };
+            match outcome {
+                Some((reason, tail)) => {
+                    if !tail.is_empty() {
+                        let _ = seq.job.events.send(Event::Text(tail));
+                    }
+                    let first = seq.first_token.unwrap_or(now);
+                    let done = Finished {
+                        reason,
+                        prompt_tokens: seq.job.prompt.len() as u32,
+                        completion_tokens: seq.generated,
+                        prefill: first - seq.admitted,
+                        decode: now - first,
+                    };
+                    self.gauges.finished(&done);
+                    let _ = seq.job.events.send(Event::Done(done));
+                    self.free(i);
+                }
+                None => seq.next = Some(token),
+            }
+        }
+        self.gauges.kv_used(
+            self.slots
+                .iter()
+                .flatten()
+                .map(|s| s.pos.max(0) as u64)
+                .sum(),
+        );
+    }
+
+    /// A failed decode (the KV cache could not place the batch): the most recent sequence
+    /// is answered with an error and freed, so the others can go on.
+    fn fail_newest(&mut self, message: String) {
+        let newest = (0..self.slots.len())
+            .filter(|i| self.slots[*i].is_some())
+            .max_by_key(|i| self.slots[*i].as_ref().map(|s| s.admitted));
+        if let Some(i) = newest {
+            if let Some(seq) = self.slots[i].as_ref() {
+                let _ = seq.job.events.send(Event::Failed(Error::Inference {
+                    model: self.name.to_owned(),
+                    message: message.clone(),
+                }));
+            }
+            self.free(i);
+        }
+        tracing::warn!(model = self.name, %message, "local decode failed");
+    }
+}

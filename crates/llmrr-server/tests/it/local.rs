@@ -1,0 +1,465 @@
+//! Local models: real llama.cpp on synthetic GGUF files written by the test, through the
+//! real server. Greedy decoding (temperature 0) makes every answer reproducible; a logit bias
+//! against the end tokens makes lengths exact.
+
+use crate::{chat_body, error_body, get_json, post, sse_data, streamed_text, ENV, MASTER};
+use llmrr_testkit::gguf::{estimated_bytes, tiny_model};
+use llmrr_testkit::harness::StoreChoice;
+use llmrr_testkit::TestGateway;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// `<|endoftext|>` and `<|im_end|>` of the synthetic vocabulary.
+fn no_end() -> Value {
+    json!({"256": -100, "258": -100})
+}
+
+fn local_toml(name: &str, path: &Path, extra: &str) -> String {
+    format!(
+        "[[models]]\nname = \"{name}\"\nprovider = \"local\"\npath = \"{}\"\n\
+         input_cost_per_mtok = 0\noutput_cost_per_mtok = 0.5\nthreads = 1\n{extra}\n",
+        path.display()
+    )
+}
+
+async fn start(toml: &str) -> TestGateway {
+    TestGateway::start(toml, ENV, StoreChoice::Sqlite).await
+}
+
+fn greedy(model: &str, text: &str, max_tokens: u32) -> Value {
+    let mut b = chat_body(model, text);
+    b["temperature"] = json!(0);
+    b["max_tokens"] = json!(max_tokens);
+    b["logit_bias"] = no_end();
+    b
+}
+
+async fn answer(gw: &TestGateway, body: Value) -> Value {
+    let resp = post(gw, "/v1/chat/completions", Some(MASTER), body).await;
+    assert_eq!(resp.status(), 200);
+    resp.json().await.expect("json")
+}
+
+fn content(v: &Value) -> String {
+    v["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content")
+        .to_owned()
+}
+
+async fn local_status(gw: &TestGateway, model: &str) -> Value {
+    let all = get_json(gw, "/admin/models").await;
+    all["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .find(|m| m["model"] == model)
+        .expect("the model")["local"]
+        .clone()
+}
+
+/// Polls until `check` holds on the model's status (at most `within`).
+async fn wait_status(
+    gw: &TestGateway,
+    model: &str,
+    within: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let s = local_status(gw, model).await;
+        if check(&s) || start.elapsed() > within {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn chat_stream_and_completions_with_exact_usage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "tiny");
+    let gw = start(&local_toml("tiny", &path, "")).await;
+
+    let v = answer(&gw, greedy("tiny", "Hello there", 12)).await;
+    let text = content(&v);
+    assert!(!text.is_empty());
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(v["usage"]["completion_tokens"], 12);
+    let prompt_tokens = v["usage"]["prompt_tokens"].as_u64().expect("prompt tokens");
+    // ChatML around "Hello there": more than the two words' tokens.
+    assert!(prompt_tokens > 4, "{v}");
+    assert_eq!(v["usage"]["total_tokens"], prompt_tokens + 12);
+
+    // The same request streamed gives the same text, and usage when asked for.
+    let mut body = greedy("tiny", "Hello there", 12);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let resp = post(&gw, "/v1/chat/completions", Some(MASTER), body).await;
+    assert_eq!(resp.status(), 200);
+    let data = sse_data(resp).await;
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(streamed_text(&data), text);
+    let usage: Value = serde_json::from_str(&data[data.len() - 2]).expect("usage chunk");
+    assert_eq!(usage["usage"]["completion_tokens"], 12);
+    assert_eq!(usage["usage"]["prompt_tokens"], prompt_tokens);
+
+    // Raw prompts on /v1/completions, with sampling settings among the extra fields.
+    let resp = post(
+        &gw,
+        "/v1/completions",
+        Some(MASTER),
+        json!({"model": "tiny", "prompt": "once upon a time", "max_tokens": 5,
+               "temperature": 0, "logit_bias": no_end(), "top_k": 1}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(v["usage"]["completion_tokens"], 5);
+    assert!(v["choices"][0]["text"].is_string());
+
+    // Sampling with a seed is reproducible.
+    let mut seeded = chat_body("tiny", "Hello there");
+    seeded["seed"] = json!(1234);
+    seeded["max_tokens"] = json!(10);
+    seeded["logit_bias"] = no_end();
+    let a = content(&answer(&gw, seeded.clone()).await);
+    let b = content(&answer(&gw, seeded).await);
+    assert_eq!(a, b);
+
+    // JSON mode: the output is constrained to a JSON object (possibly cut by max_tokens).
+    let mut j = greedy("tiny", "Give me JSON", 40);
+    j["response_format"] = json!({"type": "json_object"});
+    let out = content(&answer(&gw, j).await);
+    assert!(out.trim_start().starts_with('{'), "{out:?}");
+
+    // The request log has the row, with the local cost (0.5 USD per million output tokens).
+    gw.flush_log().await;
+    let status = local_status(&gw, "tiny").await;
+    assert_eq!(status["state"], "loaded");
+    assert_eq!(status["loads"], 1);
+    assert!(status["last_load_ms"].as_u64().is_some());
+}
+
+#[tokio::test]
+async fn stop_strings_are_never_emitted_and_max_tokens_holds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "tiny");
+    let gw = start(&local_toml("tiny", &path, "")).await;
+    let full = content(&answer(&gw, greedy("tiny", "stop test", 24)).await);
+    let chars: Vec<char> = full.chars().collect();
+    assert!(chars.len() >= 8, "{full:?}");
+    // A stop string from the middle of the answer.
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 3].iter().collect();
+    let cut = &full[..full.find(&stop).expect("occurs")];
+    for stream in [false, true] {
+        let mut body = greedy("tiny", "stop test", 24);
+        body["stop"] = json!([stop, "never-appears"]);
+        body["stream"] = json!(stream);
+        let resp = post(&gw, "/v1/chat/completions", Some(MASTER), body).await;
+        assert_eq!(resp.status(), 200);
+        if stream {
+            let data = sse_data(resp).await;
+            assert_eq!(streamed_text(&data), cut, "stop {stop:?}");
+            assert!(data
+                .iter()
+                .any(|d| d.contains("\"finish_reason\":\"stop\"")));
+        } else {
+            let v: Value = resp.json().await.expect("json");
+            assert_eq!(content(&v), cut, "stop {stop:?}");
+            assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_sequences_in_one_batch_match_their_solo_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "tiny");
+    // A small prefill chunk: the long prompt is read over several steps while others decode.
+    let gw = start(&local_toml(
+        "tiny",
+        &path,
+        "parallel = 4\nprefill_chunk = 16",
+    ))
+    .await;
+    let long_prompt = "the quick brown fox jumps over the lazy dog ".repeat(12);
+    let cases: Vec<(String, u32)> = vec![
+        ("alpha".into(), 6),
+        ("a rather different prompt".into(), 20),
+        (long_prompt, 9),
+        ("zebra".into(), 33),
+    ];
+    let mut solo = Vec::new();
+    for (p, n) in &cases {
+        solo.push(content(&answer(&gw, greedy("tiny", p, *n)).await));
+    }
+    // All at once, streamed, several rounds.
+    for _ in 0..3 {
+        let runs = cases.iter().map(|(p, n)| {
+            let mut body = greedy("tiny", p, *n);
+            body["stream"] = json!(true);
+            let gw = &gw;
+            async move {
+                let resp = post(gw, "/v1/chat/completions", Some(MASTER), body).await;
+                streamed_text(&sse_data(resp).await)
+            }
+        });
+        let together = futures_util::future::join_all(runs).await;
+        assert_eq!(together, solo);
+    }
+    let m = metrics_text(&gw).await;
+    assert!(m.contains("llmrr_local_generated_tokens_total"), "{m}");
+}
+
+async fn metrics_text(gw: &TestGateway) -> String {
+    crate::client()
+        .get(format!("{}/metrics", gw.url))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_frees_its_sequence_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "tiny");
+    let gw = start(&local_toml(
+        "hangup",
+        &path,
+        "parallel = 1\ncontext_size = 32768",
+    ))
+    .await;
+    let mut body = greedy("hangup", "go on forever", 32_000);
+    body["stream"] = json!(true);
+    let mut resp = post(&gw, "/v1/chat/completions", Some(MASTER), body).await;
+    assert_eq!(resp.status(), 200);
+    // Wait for generated text, then hang up.
+    let mut seen = 0;
+    while seen < 200 {
+        seen += resp.chunk().await.expect("chunk").expect("more").len();
+    }
+    let busy = local_status(&gw, "hangup").await;
+    assert_eq!(busy["in_flight"], 1);
+    drop(resp);
+    // The model thread drops the sequence (not just the gateway the stream): the cancel
+    // counter moves, and the running batch is empty, long before 32,000 tokens could be made.
+    let hung_up = Instant::now();
+    let metric = |m: &str, name: &str| -> Option<f64> {
+        m.lines()
+            .find(|l| l.starts_with(name) && l.contains("model=\"hangup\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    loop {
+        let m = metrics_text(&gw).await;
+        if metric(&m, "llmrr_local_cancelled_total") == Some(1.0)
+            && metric(&m, "llmrr_local_active_sequences") == Some(0.0)
+        {
+            break;
+        }
+        assert!(
+            hung_up.elapsed() < Duration::from_secs(5),
+            "not cancelled:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let m = metrics_text(&gw).await;
+    assert_eq!(
+        metric(&m, "llmrr_local_generated_tokens_total").unwrap_or(0.0),
+        0.0,
+        "nothing finished"
+    );
+    // The only slot is free: a new request is served.
+    let v = answer(&gw, greedy("hangup", "next", 3)).await;
+    assert_eq!(v["usage"]["completion_tokens"], 3);
+}
+
+#[tokio::test]
+async fn idle_models_unload_and_reload_on_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "tiny");
+    let gw = start(&local_toml("tiny", &path, "keep_alive_secs = 0.3")).await;
+    assert_eq!(local_status(&gw, "tiny").await["state"], "unloaded");
+    answer(&gw, greedy("tiny", "hi", 2)).await;
+    let s = wait_status(&gw, "tiny", Duration::from_secs(5), |s| {
+        s["state"] == "unloaded"
+    })
+    .await;
+    assert_eq!(s["state"], "unloaded", "{s}");
+    answer(&gw, greedy("tiny", "hi", 2)).await;
+    assert_eq!(local_status(&gw, "tiny").await["loads"], 2);
+}
+
+#[tokio::test]
+async fn a_small_budget_evicts_the_least_recently_used_and_keeps_pinned_and_busy_models() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = "context_size = 1024\nparallel = 2";
+    let mut toml = String::new();
+    for name in ["pinned", "b", "c"] {
+        let path = tiny_model(dir.path(), name);
+        let pin = if name == "pinned" {
+            "\npinned = true"
+        } else {
+            ""
+        };
+        toml.push_str(&local_toml(name, &path, &format!("{settings}{pin}")));
+    }
+    let each = estimated_bytes(&dir.path().join("b.gguf"), 1024, 2, 512);
+    // Room for two models, not three.
+    let budget_mb = (each * 5 / 2) >> 20;
+    let gw = start(&format!("[local]\nmemory_budget_mb = {budget_mb}\n{toml}")).await;
+    // The pinned model loads at start.
+    let p = wait_status(&gw, "pinned", Duration::from_secs(10), |s| {
+        s["state"] == "loaded"
+    })
+    .await;
+    assert_eq!(p["state"], "loaded");
+
+    answer(&gw, greedy("b", "hi", 2)).await;
+    // c needs room: b (idle, least recently used, unpinned) goes; pinned stays.
+    answer(&gw, greedy("c", "hi", 2)).await;
+    assert_eq!(local_status(&gw, "b").await["state"], "unloaded");
+    assert_eq!(local_status(&gw, "pinned").await["state"], "loaded");
+    assert_eq!(local_status(&gw, "c").await["state"], "loaded");
+
+    // While c is busy, b cannot evict it: a clear 503.
+    let mut body = greedy("c", "busy", 900);
+    body["stream"] = json!(true);
+    let mut long = post(&gw, "/v1/chat/completions", Some(MASTER), body).await;
+    assert!(long.chunk().await.expect("chunk").is_some());
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(MASTER),
+        greedy("b", "hi", 2),
+    )
+    .await;
+    let e = error_body(resp, 503).await;
+    let msg = e["error"]["message"].as_str().expect("message");
+    assert!(
+        msg.contains("not enough memory") && msg.contains("in use"),
+        "{msg}"
+    );
+    drop(long);
+    // Once c is idle again, b evicts it.
+    wait_status(&gw, "c", Duration::from_secs(5), |s| s["in_flight"] == 0).await;
+    answer(&gw, greedy("b", "hi", 2)).await;
+    assert_eq!(local_status(&gw, "c").await["state"], "unloaded");
+    assert_eq!(local_status(&gw, "pinned").await["state"], "loaded");
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "tiny");
+    let gw = start(&local_toml("tiny", &path, "context_size = 300")).await;
+    // Punctuation has no merges: one token per character, four times the router's estimate
+    // (which passes it), over the context once tokenized.
+    let long = "!@#$".repeat(100);
+    let e = error_body(
+        post(
+            &gw,
+            "/v1/chat/completions",
+            Some(MASTER),
+            greedy("tiny", &long, 2),
+        )
+        .await,
+        400,
+    )
+    .await;
+    assert_eq!(e["error"]["code"], "context_length_exceeded");
+    let mut b = greedy("tiny", "hi", 2);
+    b["logit_bias"] = json!({"99999": 1});
+    let e = error_body(
+        post(&gw, "/v1/chat/completions", Some(MASTER), b).await,
+        400,
+    )
+    .await;
+    assert!(e["error"]["message"]
+        .as_str()
+        .expect("m")
+        .contains("logit_bias"));
+    let mut b = greedy("tiny", "hi", 2);
+    b["n"] = json!(2);
+    error_body(
+        post(&gw, "/v1/chat/completions", Some(MASTER), b).await,
+        400,
+    )
+    .await;
+    // A model without pooling does not embed.
+    let e = error_body(
+        post(
+            &gw,
+            "/v1/embeddings",
+            Some(MASTER),
+            json!({"model": "tiny", "input": "x"}),
+        )
+        .await,
+        400,
+    )
+    .await;
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("pooling"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn embeddings_from_a_pooling_model_are_normalised_and_batched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "emb");
+    let gw = start(&local_toml(
+        "emb",
+        &path,
+        "pooling = \"mean\"\ncontext_size = 256",
+    ))
+    .await;
+    let resp = post(
+        &gw,
+        "/v1/embeddings",
+        Some(MASTER),
+        json!({"model": "emb", "input": ["hello world", "something else", "hello world"]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.expect("json");
+    let vecs: Vec<Vec<f64>> = v["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|d| serde_json::from_value(d["embedding"].clone()).expect("floats"))
+        .collect();
+    assert_eq!(vecs.len(), 3);
+    assert_eq!(vecs[0].len(), 64);
+    for e in &vecs {
+        let norm: f64 = e.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    }
+    // Same input, same vector, whatever shares the batch; different input, different vector.
+    let same = vecs[0]
+        .iter()
+        .zip(&vecs[2])
+        .all(|(a, b)| (a - b).abs() < 1e-5);
+    assert!(same);
+    assert!(vecs[0] != vecs[1]);
+    assert!(v["usage"]["prompt_tokens"].as_u64().expect("usage") > 0);
+    // base64, as the OpenAI SDKs ask by default.
+    let resp = post(
+        &gw,
+        "/v1/embeddings",
+        Some(MASTER),
+        json!({"model": "emb", "input": "hello world", "encoding_format": "base64"}),
+    )
+    .await;
+    let v: Value = resp.json().await.expect("json");
+    assert!(v["data"][0]["embedding"].is_string());
+}
