@@ -69,7 +69,40 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+fn baseline_in_child(args: &BenchLocalArgs) -> Result<llmrr_engine::baseline::Baseline> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "local", "--baseline-only", "--threads"])
+        .arg(args.threads.to_string())
+        .arg("--prompt-tokens")
+        .arg(args.prompt_tokens.to_string())
+        .arg("--tokens")
+        .arg(args.tokens.to_string())
+        .arg(&args.file)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(out.status.success(), "the baseline run failed");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(llmrr_engine::baseline::Baseline {
+        prompt_tokens_per_sec: v["prompt"].as_f64().unwrap_or(0.0),
+        decode_tokens_per_sec: v["decode"].as_f64().unwrap_or(0.0),
+    })
+}
+
 pub async fn local(args: &BenchLocalArgs) -> Result<()> {
+    if args.baseline_only {
+        let b = llmrr_engine::baseline::measure(
+            &args.file,
+            args.threads,
+            args.prompt_tokens,
+            args.tokens,
+            3,
+        )?;
+        println!(
+            "{}",
+            json!({"prompt": b.prompt_tokens_per_sec, "decode": b.decode_tokens_per_sec})
+        );
+        return Ok(());
+    }
     let max_c = args.concurrency.iter().copied().max().unwrap_or(1).max(1);
     let ctx = args.prompt_tokens + args.tokens + 64;
     let toml = format!(
@@ -88,6 +121,10 @@ pub async fn local(args: &BenchLocalArgs) -> Result<()> {
         &Env::Map(Default::default()),
     )
     .context("bench config")?;
+    // llama.cpp bare, same build, file and threads, in a child process: OpenMP thread teams
+    // belong to the thread that starts them and spin after each region, so two teams in one
+    // process (the baseline's and the engine's) slow each other down.
+    let base = baseline_in_child(args)?;
     let engine = Engine::new(&config.local);
     let p = EngineBackend::new(engine.clone()).provider(&config.models[0])?;
     let file_mib = std::fs::metadata(&args.file)?.len() as f64 / (1u64 << 20) as f64;
@@ -157,7 +194,14 @@ pub async fn local(args: &BenchLocalArgs) -> Result<()> {
     println!(
         "| prompt processing ({} tokens) | {:.1} tok/s |",
         args.prompt_tokens,
-        median(pp)
+        median(pp.clone())
+    );
+    println!(
+        "| llama.cpp bare, same build: prompt / decode | {:.1} / {:.1} tok/s (engine: {:.2}x / {:.2}x) |",
+        base.prompt_tokens_per_sec,
+        base.decode_tokens_per_sec,
+        median(pp.clone()) / base.prompt_tokens_per_sec,
+        single / base.decode_tokens_per_sec
     );
     println!(
         "| TTFT, short prompt | p50 {:.1} ms, p95 {:.1} ms |",

@@ -231,4 +231,7 @@ pub struct BenchLocalArgs {
     /// Requests per concurrency level (at least the level itself).
     #[arg(long, default_value_t = 8)]
     pub requests: u32,
+    /// Only measure llama.cpp bare and print JSON (the parent run starts this as a child).
+    #[arg(long, hide = true)]
+    pub baseline_only: bool,
 }

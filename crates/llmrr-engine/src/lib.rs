@@ -9,10 +9,12 @@
 //! - `worker`: one thread per loaded model running the continuous-batching loop
 //!   (`embed` for models loaded with pooling)
 //! - `sampling`, `text`: the sampler chain; UTF-8 assembly and stop strings
+//! - [`baseline`]: llama.cpp measured bare (llama-bench's method), for `llmrr bench local`
 //! - [`gguf`]: read, write and synthesize GGUF files (no llama.cpp needed)
 //! - [`metrics`]: metric names; [`error`]: the one error enum
 
 mod backend;
+pub mod baseline;
 mod embed;
 pub mod error;
 pub mod gguf;
