@@ -21,15 +21,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Serve(_)) {
+    let level = if matches!(cli.command, Command::Serve(_)) {
         "info"
     } else {
         "warn"
     };
+    // llama.cpp logs every load at length (through llama-cpp-2's tracing bridge): only its
+    // errors by default; RUST_LOG=llama-cpp-2=info shows the rest.
+    let default_level = format!("{level},llama_cpp_2=error,llama-cpp-2=error");
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&default_level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -175,6 +175,14 @@ fn run(name: String, spec: LocalModelSpec, rx: Receiver<Job>, ready: Ready, gaug
         return;
     }
     tracing::info!(model = %name, load_ms = load_time.as_millis() as u64, "local model loaded");
+    if spec.context_size > model.n_ctx_train() {
+        tracing::warn!(
+            model = %name,
+            context_size = spec.context_size,
+            trained = model.n_ctx_train(),
+            "context_size is larger than the model's training context; quality may drop past it"
+        );
+    }
     if spec.pooling.is_some() {
         embed::serve(&name, ctx, rx, spec.parallel as usize);
     } else {

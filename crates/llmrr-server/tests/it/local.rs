@@ -292,7 +292,9 @@ async fn idle_models_unload_and_reload_on_use() {
     })
     .await;
     assert_eq!(s["state"], "unloaded", "{s}");
-    answer(&gw, greedy("tiny", "hi", 2)).await;
+    // Three requests at once on the unloaded model: they share one load.
+    let calls = (0..3).map(|_| answer(&gw, greedy("tiny", "hi", 2)));
+    futures_util::future::join_all(calls).await;
     assert_eq!(local_status(&gw, "tiny").await["loads"], 2);
 }
 
