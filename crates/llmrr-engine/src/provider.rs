@@ -154,6 +154,7 @@ impl LocalProvider {
             ),
         };
         Completed {
+            compute: Some(f.prefill + f.decode),
             body: body(&json!({
                 "id": id, "object": object, "created": now_unix(), "model": &*self.name,
                 "choices": [choice], "usage": &u, "system_fingerprint": "llmrr-local",
@@ -200,6 +201,7 @@ impl LocalProvider {
         let prompt_tokens = run.prompt_tokens;
         let opening = matches!(kind, Kind::Chat).then(|| {
             Ok(StreamChunk {
+                compute: None,
                 data: chunk(choice(Some(""), true, None), None),
                 usage: None,
                 usage_only: false,
@@ -213,6 +215,7 @@ impl LocalProvider {
                 let mut run = state?;
                 let items: Vec<llmrr_core::Result<StreamChunk>> = match run.events.recv().await {
                     Some(Event::Text(t)) => vec![Ok(StreamChunk {
+                        compute: None,
                         data: chunk(choice(Some(&t), false, None), None),
                         usage: None,
                         usage_only: false,
@@ -222,12 +225,14 @@ impl LocalProvider {
                         let u = usage(prompt_tokens, f.completion_tokens);
                         let items = vec![
                             Ok(StreamChunk {
+                                compute: None,
                                 data: chunk(choice(None, false, Some(f.reason.as_str())), None),
                                 usage: None,
                                 usage_only: false,
                                 has_output: false,
                             }),
                             Ok(StreamChunk {
+                                compute: Some(f.prefill + f.decode),
                                 data: chunk(json!([]), Some(&u)),
                                 usage: Some(u),
                                 usage_only: true,
@@ -343,6 +348,7 @@ impl Provider for LocalProvider {
             .collect();
         let u = usage(prompt_tokens, 0);
         Ok(Completed {
+            compute: None,
             body: body(
                 &json!({"object": "list", "data": data, "model": &*self.name,
                                "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}),

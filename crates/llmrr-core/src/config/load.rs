@@ -303,6 +303,10 @@ fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
     let pricing = Pricing {
         input_per_mtok: money(&at("input_cost_per_mtok"), m.input_cost_per_mtok.as_ref())?,
         output_per_mtok: money(&at("output_cost_per_mtok"), m.output_cost_per_mtok.as_ref())?,
+        per_compute_second: money(
+            &at("cost_per_compute_second"),
+            m.cost_per_compute_second.as_ref(),
+        )?,
     };
     let mut headers = Vec::with_capacity(m.headers.len());
     for (name, value) in m.headers {

@@ -98,6 +98,10 @@ pub(super) fn apply_defaults(m: &mut RawModel, dd: &RawLocal) {
     m.pooling = m.pooling.take().or(dd.pooling);
     m.input_cost_per_mtok = m.input_cost_per_mtok.take().or(dd.input_cost_per_mtok);
     m.output_cost_per_mtok = m.output_cost_per_mtok.take().or(dd.output_cost_per_mtok);
+    m.cost_per_compute_second = m
+        .cost_per_compute_second
+        .take()
+        .or(dd.cost_per_compute_second);
 }
 
 /// The local settings of model `i`; remote-only keys are refused.
@@ -133,11 +137,12 @@ pub(super) fn local_spec(i: usize, m: &RawModel) -> Result<LocalModelSpec> {
             format!("`{}` is not a file", path.display()),
         ));
     }
-    if m.input_cost_per_mtok.is_none() || m.output_cost_per_mtok.is_none() {
+    let per_token = m.input_cost_per_mtok.is_some() && m.output_cost_per_mtok.is_some();
+    if !per_token && m.cost_per_compute_second.is_none() {
         return Err(Error::config(
             at("input_cost_per_mtok"),
             "a local model's price must be explicit: set input_cost_per_mtok and \
-             output_cost_per_mtok (0 is allowed), here or in [local]",
+             output_cost_per_mtok, or cost_per_compute_second (0 is allowed), here or in [local]",
         ));
     }
     let positive = |key: &str, v: Option<u32>, default: u32| -> Result<u32> {

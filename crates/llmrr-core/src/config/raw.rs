@@ -46,6 +46,7 @@ pub struct RawLocal {
     pub pooling: Option<String>,
     pub input_cost_per_mtok: Option<toml::Value>,
     pub output_cost_per_mtok: Option<toml::Value>,
+    pub cost_per_compute_second: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +80,8 @@ pub struct RawModel {
     pub upstream_model: Option<String>,
     pub input_cost_per_mtok: Option<toml::Value>,
     pub output_cost_per_mtok: Option<toml::Value>,
+    /// USD per second of compute (local models, which report their compute time).
+    pub cost_per_compute_second: Option<toml::Value>,
     pub context_window: Option<u32>,
     pub max_output_tokens: Option<u32>,
     pub quality: Option<f64>,

@@ -110,6 +110,8 @@ impl ProviderKind {
 pub struct Pricing {
     pub input_per_mtok: Decimal,
     pub output_per_mtok: Decimal,
+    /// USD per second of compute (local models report it; others: 0).
+    pub per_compute_second: Decimal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -12,6 +12,8 @@ pub(super) struct Finish<'a> {
     pub(super) result: std::result::Result<(), (u16, &'static str)>,
     pub(super) usage: Usage,
     pub(super) usage_estimated: bool,
+    /// Compute time, where the provider reports it (priced per compute-second).
+    pub(super) compute: Option<Duration>,
     pub(super) ttft: Option<Duration>,
     pub(super) upstream: Option<Duration>,
 }
@@ -28,6 +30,7 @@ impl<'a> Finish<'a> {
             result: Ok(()),
             usage: Usage::default(),
             usage_estimated: false,
+            compute: None,
             ttft: None,
             upstream: None,
         }
@@ -46,7 +49,7 @@ impl Gateway {
         let total = f.ctx.started.elapsed();
         let cost = f
             .entry
-            .map(|e| cost_of(&e.spec.pricing, &f.usage))
+            .map(|e| cost_of(&e.spec.pricing, &f.usage, f.compute))
             .unwrap_or(Decimal::ZERO);
         let (status, error) = match f.result {
             Ok(()) => (200, None),

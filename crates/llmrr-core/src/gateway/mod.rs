@@ -427,6 +427,7 @@ impl Gateway {
         self.observe(&plan, &entry, probe, sample, None);
         finish.entry = Some(&entry);
         finish.usage = completed.usage;
+        finish.compute = completed.compute;
         finish.upstream = Some(attempts.upstream);
         let cost = self.finish(finish).await;
         let body = if options.explain {

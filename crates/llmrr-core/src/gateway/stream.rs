@@ -121,6 +121,7 @@ impl Gateway {
         finish.result = pumped.result;
         finish.usage = usage;
         finish.usage_estimated = usage_estimated;
+        finish.compute = pumped.compute;
         finish.ttft = pumped.ttft;
         finish.upstream = Some(attempts.upstream + took);
         self.finish(finish).await;
@@ -140,6 +141,7 @@ pub(super) struct Pump<'a> {
 
 pub(super) struct Pumped {
     pub(super) usage: Option<Usage>,
+    pub(super) compute: Option<Duration>,
     pub(super) ttft: Option<Duration>,
     pub(super) output_chunks: u64,
     pub(super) result: std::result::Result<(), (u16, &'static str)>,
@@ -165,6 +167,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
         output_chunks: 0,
         result: Ok(()),
         error_class: None,
+        compute: None,
         first_output_at: None,
     };
     let client_gone = Err((CLIENT_CLOSED, "client_disconnected"));
@@ -222,6 +225,9 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
             Some(Ok(chunk)) => {
                 if chunk.usage.is_some() {
                     out.usage = chunk.usage;
+                }
+                if chunk.compute.is_some() {
+                    out.compute = chunk.compute;
                 }
                 if chunk.has_output {
                     out.output_chunks += 1;

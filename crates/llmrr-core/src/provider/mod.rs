@@ -18,6 +18,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use llmrr_types::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingRequest, Usage};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use http::ClientPool;
 
@@ -26,6 +27,9 @@ pub use http::ClientPool;
 pub struct Completed {
     pub body: Bytes,
     pub usage: Usage,
+    /// Compute time the answer took, where the provider knows it (local models), for prices
+    /// per compute-second.
+    pub compute: Option<Duration>,
 }
 
 /// One event of a streamed answer.
@@ -41,6 +45,8 @@ pub struct StreamChunk {
     /// Whether the chunk carries generated output (text, tool call, refusal) — the first such
     /// chunk marks the time to first token.
     pub has_output: bool,
+    /// Compute time of the whole answer, on the chunk that carries usage (local models).
+    pub compute: Option<Duration>,
 }
 
 /// The chunks of a streamed answer. It ends with `Ok` items only when the upstream finished

@@ -88,6 +88,7 @@ impl OpenAiCompat {
                 .protocol(format!("the response is not JSON: {e}"))
         })?;
         Ok(Completed {
+            compute: None,
             body,
             usage: probe.usage.unwrap_or_default(),
         })
@@ -128,6 +129,7 @@ fn chunk_from_event(target: &Target, data: String) -> Result<StreamChunk> {
     }
     let has_output = probe.choices.iter().any(ChoiceProbe::has_output);
     Ok(StreamChunk {
+        compute: None,
         usage_only: probe.choices.is_empty(),
         usage: probe.usage,
         has_output,

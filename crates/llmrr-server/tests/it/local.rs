@@ -465,3 +465,45 @@ async fn embeddings_from_a_pooling_model_are_normalised_and_batched() {
     let v: Value = resp.json().await.expect("json");
     assert!(v["data"][0]["embedding"].is_string());
 }
+
+#[tokio::test]
+async fn local_prices_are_explicit_and_may_be_per_compute_second() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "tiny");
+    let unpriced = format!(
+        "[[models]]\nname = \"tiny\"\nprovider = \"local\"\npath = \"{}\"\n",
+        path.display()
+    );
+    let err = llmrr_core::config::load(
+        llmrr_core::config::ConfigSource::Text {
+            name: "t",
+            toml: &unpriced,
+        },
+        None,
+        &llmrr_core::config::Env::Map(Default::default()),
+    )
+    .expect_err("refused");
+    assert!(
+        err.to_string().contains("models[0].input_cost_per_mtok"),
+        "{err}"
+    );
+
+    let toml = format!("{unpriced}cost_per_compute_second = 1\nthreads = 1\n");
+    let gw = start(&toml).await;
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(MASTER),
+        greedy("tiny", "hi", 8),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let cost: f64 = resp.headers()["x-llmrr-cost-usd"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("a number");
+    // 1 USD per second of compute: the cost is the compute time in seconds, above zero and
+    // a few milliseconds for the tiny model.
+    assert!(cost > 0.0 && cost < 5.0, "cost {cost}");
+}

@@ -98,6 +98,7 @@ impl Provider for Anthropic {
         let body = serde_json::to_vec(&completion)
             .map_err(|e| Error::Internal(format!("cannot encode the response: {e}")))?;
         Ok(Completed {
+            compute: None,
             body: Bytes::from(body),
             usage,
         })

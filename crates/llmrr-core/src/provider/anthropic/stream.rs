@@ -176,6 +176,7 @@ fn encode(
     let data = serde_json::to_vec(chunk)
         .map_err(|e| crate::error::Error::Internal(format!("cannot encode a chunk: {e}")))?;
     Ok(StreamChunk {
+        compute: None,
         data: Bytes::from(data),
         usage,
         usage_only: chunk.choices.is_empty(),
