@@ -339,6 +339,11 @@ impl<'m> Scheduler<'m> {
             }
         };
         let Some(free) = self.slots.iter().position(Option::is_none) else {
+            // Callers admit only with a slot free; never drop a job without an answer.
+            let _ = job.events.send(Event::Failed(Error::Overloaded {
+                model: self.name.to_owned(),
+                queued: QUEUE,
+            }));
             return;
         };
         self.slots[free] = Some(Seq {
