@@ -131,11 +131,9 @@ pub async fn local(args: &BenchLocalArgs) -> Result<()> {
 
     // Load (first use), then one warm-up request.
     run_one(&p, &request(json!("Hello"), 1)?).await?;
-    let load_ms = engine
-        .status("bench")
-        .and_then(|s| s.last_load_ms)
-        .unwrap_or(0);
-    let est = engine.status("bench").map(|s| s.memory_estimate_bytes);
+    let status = engine.status("bench");
+    let load_ms = status.as_ref().and_then(|s| s.last_load_ms).unwrap_or(0);
+    let est = status.map(|s| s.memory_estimate_bytes);
 
     // Prompt processing: a long prompt of token ids, one token out.
     let ids: Vec<u32> = (0..args.prompt_tokens).map(|i| 20 + i % 200).collect();

@@ -10,7 +10,7 @@ mod serve;
 
 use anyhow::Result;
 use clap::Parser;
-use cli::{BenchCommand, Cli, Command, ConfigCommand, ModelsCommand};
+use cli::{BenchCommand, Cli, Command, ConfigCommand};
 
 /// The request path allocates many small, short-lived buffers; mimalloc serves them with
 /// less CPU than glibc's allocator (measured: glibc's malloc/free were ~9% of the gateway's
@@ -49,8 +49,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Chat(args) => chat::run(&cli.global, args).await,
         Command::Models { command, list } => match command {
             None => chat::models(&cli.global, list).await,
-            Some(ModelsCommand::List(args)) => chat::models(&cli.global, args).await,
-            Some(c) => models::run(c).await,
+            Some(c) => models::run(&cli.global, c).await,
         },
         Command::Bench {
             command: BenchCommand::Local(args),

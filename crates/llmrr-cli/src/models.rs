@@ -1,6 +1,6 @@
 //! `llmrr models inspect | pull | synth`: GGUF files without a server.
 
-use crate::cli::ModelsCommand;
+use crate::cli::{Global, ModelsCommand};
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -9,9 +9,9 @@ use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-pub async fn run(command: &ModelsCommand) -> Result<()> {
+pub async fn run(global: &Global, command: &ModelsCommand) -> Result<()> {
     match command {
-        ModelsCommand::List(_) => unreachable_list(),
+        ModelsCommand::List(args) => crate::chat::models(global, args).await,
         ModelsCommand::Inspect { file, ctx } => inspect(file, *ctx),
         ModelsCommand::Synth {
             out,
@@ -30,10 +30,6 @@ pub async fn run(command: &ModelsCommand) -> Result<()> {
             .await
             .map(|path| println!("{}", path.display())),
     }
-}
-
-fn unreachable_list() -> Result<()> {
-    bail!("`models list` is handled by the caller")
 }
 
 fn mib(b: u64) -> String {

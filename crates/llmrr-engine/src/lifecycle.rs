@@ -142,10 +142,6 @@ impl Engine {
         engine
     }
 
-    pub fn budget(&self) -> u64 {
-        self.inner.budget
-    }
-
     /// Registers a model (its file's header is read now, for the memory estimate).
     pub fn register(&self, name: &str, spec: &LocalModelSpec) -> Result<()> {
         let info = GgufInfo::read(&spec.path).map_err(|e| Error::File {
@@ -262,8 +258,9 @@ impl Engine {
     }
 }
 
-/// Memory for model `key` from its GGUF header and its settings.
-fn estimate(info: &GgufInfo, spec: &LocalModelSpec) -> MemoryEstimate {
+/// The memory a model takes when loaded with `spec`: its KV cells and batch size are the ones
+/// `worker::context_params` gives llama.cpp.
+pub fn estimate(info: &GgufInfo, spec: &LocalModelSpec) -> MemoryEstimate {
     match spec.pooling {
         Some(_) => info.estimate_memory(spec.context_size as u64, spec.context_size as u64),
         None => info.estimate_memory(
@@ -286,6 +283,16 @@ impl Inner {
             .sum()
     }
 
+    /// The models that may be unloaded, least recently used first, with their memory.
+    fn idle_lru(state: &HashMap<Arc<str>, Slot>) -> Vec<(Arc<str>, u64)> {
+        let mut idle: Vec<(&Arc<str>, &Slot)> =
+            state.iter().filter(|(_, s)| s.evictable()).collect();
+        idle.sort_by_key(|(_, s)| s.last_used);
+        idle.into_iter()
+            .map(|(k, s)| (k.clone(), s.estimate.total()))
+            .collect()
+    }
+
     /// Takes idle models out (least recently used first) until `key` fits; they are shut
     /// down by the caller, outside the lock.
     fn make_room(
@@ -298,15 +305,9 @@ impl Inner {
         if used + need <= self.budget {
             return Ok(Vec::new());
         }
-        let mut idle: Vec<(Arc<str>, Instant, u64)> = state
-            .iter()
-            .filter(|(_, s)| s.evictable())
-            .map(|(k, s)| (k.clone(), s.last_used, s.estimate.total()))
-            .collect();
-        idle.sort_by_key(|v| v.1);
         let mut freed = 0;
         let mut chosen = Vec::new();
-        for (k, _, bytes) in idle {
+        for (k, bytes) in Self::idle_lru(state) {
             if used - freed + need <= self.budget {
                 break;
             }
@@ -373,15 +374,9 @@ impl Inner {
         if level < 3 {
             return Vec::new();
         }
-        let mut idle: Vec<(Arc<str>, Instant, u64)> = state
-            .iter()
-            .filter(|(_, s)| s.evictable())
-            .map(|(k, s)| (k.clone(), s.last_used, s.estimate.total()))
-            .collect();
-        idle.sort_by_key(|v| v.1);
         let mut now_used = used;
         let mut chosen = Vec::new();
-        for (k, _, bytes) in idle {
+        for (k, bytes) in Self::idle_lru(state) {
             if pressure(now_used, self.budget) < 3 {
                 break;
             }

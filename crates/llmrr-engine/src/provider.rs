@@ -6,7 +6,7 @@ use crate::embed::EmbedJob;
 use crate::error::Error;
 use crate::lifecycle::{Engine, Lease};
 use crate::request::{self, Generation};
-use crate::worker::{Event, Finished, GenerateJob, Job};
+use crate::worker::{Event, Finished, GenerateJob, Job, LoadedModel};
 use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -64,6 +64,17 @@ enum Kind {
     Text,
 }
 
+impl Kind {
+    /// A fresh answer id in OpenAI's style for this kind.
+    fn new_id(self) -> String {
+        let prefix = match self {
+            Kind::Chat => "chatcmpl",
+            Kind::Text => "cmpl",
+        };
+        format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+    }
+}
+
 fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -92,14 +103,14 @@ impl LocalProvider {
     /// the model thread for inference) and queues it.
     async fn start(
         &self,
-        build: impl FnOnce(&llama_cpp_2::model::LlamaModel) -> crate::error::Result<Generation>,
+        build: impl FnOnce(&LoadedModel) -> crate::error::Result<Generation>,
     ) -> llmrr_core::Result<Run> {
         let lease = self
             .engine
             .acquire(&self.name)
             .await
             .map_err(|e| self.err(e))?;
-        let g = build(&lease.model.model).map_err(|e| self.err(e))?;
+        let g = build(&lease.model).map_err(|e| self.err(e))?;
         let (tx, events) = mpsc::unbounded_channel();
         let prompt_tokens = g.prompt.len() as u32;
         lease
@@ -139,15 +150,13 @@ impl LocalProvider {
 
     fn complete(&self, kind: Kind, text: String, f: &Finished, prompt: u32) -> Completed {
         let u = usage(prompt, f.completion_tokens);
-        let (id, object, choice) = match kind {
+        let (object, choice) = match kind {
             Kind::Chat => (
-                format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
                 "chat.completion",
                 json!({"index": 0, "message": {"role": "assistant", "content": text},
                        "finish_reason": f.reason.as_str(), "logprobs": null}),
             ),
             Kind::Text => (
-                format!("cmpl-{}", uuid::Uuid::now_v7().simple()),
                 "text_completion",
                 json!({"index": 0, "text": text, "finish_reason": f.reason.as_str(),
                        "logprobs": null}),
@@ -156,7 +165,7 @@ impl LocalProvider {
         Completed {
             compute: Some(f.prefill + f.decode),
             body: body(&json!({
-                "id": id, "object": object, "created": now_unix(), "model": &*self.name,
+                "id": kind.new_id(), "object": object, "created": now_unix(), "model": &*self.name,
                 "choices": [choice], "usage": &u, "system_fingerprint": "llmrr-local",
             })),
             usage: u,
@@ -165,15 +174,10 @@ impl LocalProvider {
 
     fn stream(&self, kind: Kind, run: Run) -> ChunkStream {
         let name = self.name.clone();
-        let (id, object) = match kind {
-            Kind::Chat => (
-                format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
-                "chat.completion.chunk",
-            ),
-            Kind::Text => (
-                format!("cmpl-{}", uuid::Uuid::now_v7().simple()),
-                "text_completion",
-            ),
+        let id = kind.new_id();
+        let object = match kind {
+            Kind::Chat => "chat.completion.chunk",
+            Kind::Text => "text_completion",
         };
         let created = now_unix();
         let chunk = move |choices: Value, usage: Option<&Usage>| {
@@ -281,7 +285,7 @@ impl Provider for LocalProvider {
     async fn completion(&self, req: &CompletionRequest) -> llmrr_core::Result<Completed> {
         let (name, ctx) = (self.name.clone(), self.context_size);
         let run = self
-            .start(|m| request::completion(&name, m, req, ctx))
+            .start(|m| request::completion(&name, &m.model, req, ctx))
             .await?;
         let prompt = run.prompt_tokens;
         let (text, f) = self.collect(run).await?;
@@ -291,7 +295,7 @@ impl Provider for LocalProvider {
     async fn completion_stream(&self, req: &CompletionRequest) -> llmrr_core::Result<ChunkStream> {
         let (name, ctx) = (self.name.clone(), self.context_size);
         let run = self
-            .start(|m| request::completion(&name, m, req, ctx))
+            .start(|m| request::completion(&name, &m.model, req, ctx))
             .await?;
         Ok(self.stream(Kind::Text, run))
     }

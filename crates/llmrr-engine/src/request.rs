@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::sampling::{Knobs, SamplingParams};
+use crate::worker::LoadedModel;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 use llmrr_types::openai::{
@@ -52,6 +53,20 @@ fn check_n(model: &str, n: Option<u64>) -> Result<()> {
     }
 }
 
+/// Token ids given by the client, each checked against the vocabulary.
+fn token_ids(model: &LlamaModel, items: &[Value], field: &str) -> Result<Vec<LlamaToken>> {
+    let n_vocab = model.n_vocab() as u64;
+    items
+        .iter()
+        .map(|v| match v.as_u64() {
+            Some(t) if t < n_vocab => Ok(LlamaToken(t as i32)),
+            _ => Err(Error::InvalidRequest(format!(
+                "`{field}` token {v} is not a token id of this model (0..{n_vocab})"
+            ))),
+        })
+        .collect()
+}
+
 /// Tokenizes `text` and checks that it fits one sequence's context.
 pub(crate) fn tokenize(
     name: &str,
@@ -80,10 +95,11 @@ fn check_prompt(name: &str, tokens: Vec<LlamaToken>, context_size: u32) -> Resul
 
 pub(crate) fn chat(
     name: &str,
-    model: &LlamaModel,
+    loaded: &LoadedModel,
     req: &ChatCompletionRequest,
     context_size: u32,
 ) -> Result<Generation> {
+    let model = &*loaded.model;
     check_n(name, req.n.map(u64::from))?;
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         return Err(unsupported(name, "tool calling"));
@@ -98,9 +114,10 @@ pub(crate) fn chat(
             ))
         }
     };
-    let template = model
-        .chat_template(None)
-        .map_err(|_| Error::NoChatTemplate(name.to_owned()))?;
+    let template = loaded
+        .chat_template
+        .as_ref()
+        .ok_or_else(|| Error::NoChatTemplate(name.to_owned()))?;
     let mut messages = Vec::with_capacity(req.messages.len());
     for (i, m) in req.messages.iter().enumerate() {
         let text = match &m.content {
@@ -125,7 +142,7 @@ pub(crate) fn chat(
         })?);
     }
     let prompt = model
-        .apply_chat_template(&template, &messages, true)
+        .apply_chat_template(template, &messages, true)
         .map_err(|e| Error::InvalidRequest(format!("the chat template failed: {e}")))?;
     let mut params = SamplingParams::from_request(
         Knobs {
@@ -179,19 +196,7 @@ pub(crate) fn completion(
             context_size,
         )?,
         Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_u64) => {
-            let n_vocab = model.n_vocab() as u64;
-            let mut tokens = Vec::with_capacity(items.len());
-            for v in items {
-                match v.as_u64() {
-                    Some(t) if t < n_vocab => tokens.push(LlamaToken(t as i32)),
-                    _ => {
-                        return Err(Error::InvalidRequest(format!(
-                            "`prompt` token {v} is not a token id of this model (0..{n_vocab})"
-                        )))
-                    }
-                }
-            }
-            check_prompt(name, tokens, context_size)?
+            check_prompt(name, token_ids(model, items, "prompt")?, context_size)?
         }
         Value::Array(_) => return Err(unsupported(name, "several prompts in one request")),
         _ => {
@@ -227,22 +232,10 @@ pub(crate) fn embedding_inputs(
     input: &Value,
     context_size: u32,
 ) -> Result<Vec<Vec<LlamaToken>>> {
-    let n_vocab = model.n_vocab() as u64;
-    let ids = |items: &[Value]| -> Result<Vec<LlamaToken>> {
-        items
-            .iter()
-            .map(|v| match v.as_u64() {
-                Some(t) if t < n_vocab => Ok(LlamaToken(t as i32)),
-                _ => Err(Error::InvalidRequest(format!(
-                    "`input` token {v} is not a token id of this model (0..{n_vocab})"
-                ))),
-            })
-            .collect()
-    };
     let one = |v: &Value| -> Result<Vec<LlamaToken>> {
         let tokens = match v {
             Value::String(s) => model.vocab().tokenize(s.as_bytes(), true, true),
-            Value::Array(items) => ids(items)?,
+            Value::Array(items) => token_ids(model, items, "input")?,
             _ => {
                 return Err(Error::InvalidRequest(
                     "`input` must be a string, strings, or arrays of token ids".into(),

@@ -20,7 +20,7 @@ use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llmrr_core::config::{LocalModelSpec, Pooling};
@@ -81,6 +81,8 @@ pub(crate) struct Finished {
 /// A model loaded on its own thread. Dropping the last handle ends the thread.
 pub(crate) struct LoadedModel {
     pub model: Arc<LlamaModel>,
+    /// The GGUF's chat template, read once at load (None: chat requests are refused).
+    pub chat_template: Option<LlamaChatTemplate>,
     jobs: SyncSender<Job>,
     pub load_time: Duration,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -106,6 +108,7 @@ impl LoadedModel {
             message: "the model thread ended while loading".into(),
         })??;
         Ok(Arc::new(LoadedModel {
+            chat_template: model.chat_template(None).ok(),
             model,
             jobs,
             load_time,

@@ -1,6 +1,7 @@
 //! Synthetic GGUF models for tests: the engine's writer (the same one `llmrr models synth`
 //! uses), with helpers that put a model in a directory.
 
+use llmrr_core::config::LocalModelSpec;
 pub use llmrr_engine::gguf::{synthesize, GgufInfo, SynthSpec, TensorType};
 use std::path::{Path, PathBuf};
 
@@ -11,10 +12,19 @@ pub fn tiny_model(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
-/// The engine's memory estimate for a generation model with these settings, in bytes.
-pub fn estimated_bytes(path: &Path, context_size: u64, parallel: u64, prefill_chunk: u64) -> u64 {
-    GgufInfo::read(path)
-        .expect("reads the header")
-        .estimate_memory(context_size * parallel, prefill_chunk + parallel)
-        .total()
+/// The engine's own memory estimate for a generation model with these settings, in bytes.
+pub fn estimated_bytes(path: &Path, context_size: u32, parallel: u32, prefill_chunk: u32) -> u64 {
+    let info = GgufInfo::read(path).expect("reads the header");
+    let spec = LocalModelSpec {
+        path: path.to_owned(),
+        context_size,
+        threads: 1,
+        parallel,
+        keep_alive: std::time::Duration::ZERO,
+        pinned: false,
+        gpu_layers: 0,
+        prefill_chunk,
+        pooling: None,
+    };
+    llmrr_engine::lifecycle::estimate(&info, &spec).total()
 }

@@ -82,7 +82,22 @@ async fn chat_stream_and_completions_with_exact_usage() {
     let path = tiny_model(dir.path(), "tiny");
     let gw = start(&local_toml("tiny", &path, "")).await;
 
-    let v = answer(&gw, greedy("tiny", "Hello there", 12)).await;
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(MASTER),
+        greedy("tiny", "Hello there", 12),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    // Priced per token: prompt free, 12 output tokens at 0.5 USD per million.
+    let cost: f64 = resp.headers()["x-llmrr-cost-usd"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("a number");
+    assert!((cost - 0.000006).abs() < 1e-12, "{cost}");
+    let v: Value = resp.json().await.expect("json");
     let text = content(&v);
     assert!(!text.is_empty());
     assert_eq!(v["choices"][0]["finish_reason"], "length");
@@ -135,8 +150,6 @@ async fn chat_stream_and_completions_with_exact_usage() {
     let out = content(&answer(&gw, j).await);
     assert!(out.trim_start().starts_with('{'), "{out:?}");
 
-    // The request log has the row, with the local cost (0.5 USD per million output tokens).
-    gw.flush_log().await;
     let status = local_status(&gw, "tiny").await;
     assert_eq!(status["state"], "loaded");
     assert_eq!(status["loads"], 1);
