@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # llama.cpp (built by the llama-cpp-sys-2 crate) needs cmake, and bindgen needs libclang.
+# libclang is detected exactly (scripts/lib/find-libclang.sh: libclang-cpp is not libclang).
 # Installs them with apt-get when they are missing (as root, or through sudo); otherwise says
 # exactly what to install.
 set -euo pipefail
 
-have_libclang() {
-  ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' && return 0
-  compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null && return 0
-  [ -n "${LIBCLANG_PATH:-}" ] && compgen -G "$LIBCLANG_PATH/libclang*.so*" >/dev/null
-}
+here=$(dirname "$0")
+have_libclang() { "$here/lib/find-libclang.sh" >/dev/null; }
 
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
@@ -23,6 +21,10 @@ if command -v apt-get >/dev/null && { [ "$(id -u)" -eq 0 ] || [ -n "$sudo" ]; };
   echo "llmrr: installing them with apt-get…" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  if ! have_libclang || ! command -v cmake >/dev/null; then
+    echo "llmrr: apt-get installed ${missing[*]} but cmake or libclang is still not found" >&2
+    exit 1
+  fi
   echo "llmrr: installed ${missing[*]}" >&2
 else
   echo "llmrr: please install ${missing[*]} (Debian/Ubuntu: apt-get install ${missing[*]};" \

@@ -2,7 +2,7 @@
 
 use crate::cli::{Global, KeysCommand};
 use anyhow::{bail, Context, Result};
-use llmrr_core::auth::{create_key, NewKey};
+use llmrr_core::auth::{create_key, KeyRules, NewKey};
 use llmrr_core::store::Store;
 
 pub async fn run(global: &Global, command: &KeysCommand) -> Result<()> {
@@ -26,6 +26,7 @@ pub async fn run(global: &Global, command: &KeysCommand) -> Result<()> {
                 .context("--metadata must be a JSON object")?;
             let created = create_key(
                 &store,
+                &KeyRules::from_config(&config),
                 NewKey {
                     name: name.clone(),
                     user: user.clone(),

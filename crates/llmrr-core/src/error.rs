@@ -23,6 +23,18 @@ pub enum Error {
     Unauthorized { message: String },
     #[error("{message}")]
     Forbidden { message: String },
+    /// The client is refused for a while (too many failed authentications, …): 429.
+    #[error("{message}")]
+    Throttled {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The gateway cannot serve right now (a store it needs is down, it is shutting down): 503.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     #[error("the model `{model}` (provider {provider}) does not support {what}")]
     Unsupported {
         model: String,
@@ -67,6 +79,15 @@ pub enum Error {
         attempts: Vec<AttemptFailure>,
         retry_after: Option<Duration>,
     },
+    /// The body is not in a format the route takes (JSON).
+    #[error("{message}")]
+    UnsupportedMediaType { message: String },
+    /// The client hung up before the answer was ready (logged as 499, nginx's status).
+    #[error("the client closed the connection")]
+    ClientClosed,
+    /// The client was too slow sending its request.
+    #[error("the request {what} did not arrive within {after:?}")]
+    ClientTimeout { what: &'static str, after: Duration },
     #[error("{path}: {message}")]
     Config { path: String, message: String },
     #[error("store: {0}")]
@@ -134,6 +155,8 @@ impl Error {
             Error::ModelNotFound { .. } | Error::NotFound(_) => 404,
             Error::ModelNotAllowed { .. } | Error::Forbidden { .. } => 403,
             Error::Unauthorized { .. } => 401,
+            Error::Throttled { .. } => 429,
+            Error::Unavailable { .. } => 503,
             Error::Upstream(e) => match e.status {
                 // Anthropic's "overloaded" is not a standard status; clients know 503.
                 529 => 503,
@@ -144,6 +167,9 @@ impl Error {
             Error::NoCandidate { status, .. } => *status,
             Error::AllFailed { .. } => 503,
             Error::UpstreamTimeout { .. } => 504,
+            Error::ClientClosed => 499,
+            Error::UnsupportedMediaType { .. } => 415,
+            Error::ClientTimeout { .. } => 408,
             Error::Config { .. } | Error::Store(_) | Error::Internal(_) => 500,
         }
     }
@@ -157,6 +183,8 @@ impl Error {
             | Error::ModelNotFound { .. }
             | Error::NotFound(_) => "invalid_request_error",
             Error::Unauthorized { .. } => "authentication_error",
+            Error::Throttled { .. } => "rate_limit_error",
+            Error::Unavailable { .. } => "server_error",
             Error::ModelNotAllowed { .. } | Error::Forbidden { .. } => "permission_error",
             Error::Upstream(e) => &e.kind,
             Error::UpstreamUnreachable { .. }
@@ -166,6 +194,9 @@ impl Error {
             Error::NoCandidate { status: 400, .. } => "invalid_request_error",
             Error::NoCandidate { status: 429, .. } => "rate_limit_error",
             Error::NoCandidate { .. } => "upstream_error",
+            Error::ClientClosed
+            | Error::ClientTimeout { .. }
+            | Error::UnsupportedMediaType { .. } => "invalid_request_error",
             Error::Config { .. } | Error::Store(_) | Error::Internal(_) => "server_error",
         }
     }
@@ -177,6 +208,8 @@ impl Error {
             Error::ModelNotAllowed { .. } => Some("model_not_allowed"),
             Error::PayloadTooLarge { .. } => Some("payload_too_large"),
             Error::Unauthorized { .. } => Some("invalid_api_key"),
+            Error::Throttled { .. } => Some("rate_limit_exceeded"),
+            Error::Unavailable { .. } => Some("service_unavailable"),
             Error::Unsupported { .. } => Some("unsupported_parameter"),
             Error::Upstream(e) => e.code.as_deref(),
             Error::UpstreamTimeout { .. } => Some("upstream_timeout"),
@@ -184,6 +217,7 @@ impl Error {
             Error::UpstreamProtocol { .. } => Some("upstream_protocol_error"),
             Error::NoCandidate { .. } => Some("no_candidate"),
             Error::AllFailed { .. } => Some("all_candidates_failed"),
+            Error::ClientTimeout { .. } => Some("request_timeout"),
             _ => None,
         }
     }
@@ -202,9 +236,10 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::Upstream(e) => e.retry_after,
-            Error::NoCandidate { retry_after, .. } | Error::AllFailed { retry_after, .. } => {
-                *retry_after
-            }
+            Error::NoCandidate { retry_after, .. }
+            | Error::AllFailed { retry_after, .. }
+            | Error::Throttled { retry_after, .. }
+            | Error::Unavailable { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -218,6 +253,8 @@ impl Error {
             Error::ModelNotAllowed { .. } => "model_not_allowed",
             Error::Unauthorized { .. } => "unauthorized",
             Error::Forbidden { .. } => "forbidden",
+            Error::Throttled { .. } => "throttled",
+            Error::Unavailable { .. } => "unavailable",
             Error::Unsupported { .. } => "unsupported",
             Error::Upstream(e) => match e.status {
                 400 | 422 => "upstream_bad_request",
@@ -233,6 +270,9 @@ impl Error {
             Error::UpstreamProtocol { .. } => "upstream_protocol",
             Error::NoCandidate { .. } => "no_candidate",
             Error::AllFailed { .. } => "all_candidates_failed",
+            Error::ClientClosed => "client_disconnected",
+            Error::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Error::ClientTimeout { .. } => "client_timeout",
             Error::Config { .. } => "config",
             Error::Store(_) => "store",
             Error::NotFound(_) => "not_found",

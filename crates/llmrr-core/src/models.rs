@@ -75,7 +75,7 @@ pub struct ModelRegistry {
 
 impl ModelRegistry {
     pub fn build(config: &Config, local: Option<&dyn LocalBackend>) -> Result<Self> {
-        let mut pool = ClientPool::new();
+        let mut pool = ClientPool::new(config.secret_mask());
         let mut by_name = HashMap::new();
         let mut ordered = Vec::new();
         for spec in &config.models {

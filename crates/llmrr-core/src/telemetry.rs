@@ -28,6 +28,7 @@ pub const MODEL_TOKENS_PER_SECOND: &str = "llmrr_model_output_tokens_per_second"
 pub const LOG_ROWS_WRITTEN: &str = "llmrr_request_log_rows_written_total";
 pub const LOG_WRITE_ERRORS: &str = "llmrr_request_log_write_errors_total";
 pub const LOG_ROWS_DROPPED: &str = "llmrr_request_log_rows_dropped_total";
+pub const AUTH_STORE_ERRORS: &str = "llmrr_auth_store_errors_total";
 
 /// Register help texts; call once after the recorder is installed.
 pub fn describe() {
@@ -93,14 +94,18 @@ pub fn describe() {
         MODEL_TOKENS_PER_SECOND,
         "Live output speed per model (EWMA)"
     );
+    describe_counter!(
+        AUTH_STORE_ERRORS,
+        "Key lookups the store failed (served from the stale cache when the key was known)"
+    );
     describe_counter!(LOG_ROWS_WRITTEN, "Request log rows written to the store");
     describe_counter!(
         LOG_WRITE_ERRORS,
-        "Request log batches that failed after retries"
+        "Request log writes that failed (each is retried with backoff)"
     );
     describe_counter!(
         LOG_ROWS_DROPPED,
-        "Request log rows dropped because the store stayed unreachable"
+        "Request log rows not written, by reason: queue_full (the request path never waits), store_unavailable (kept rows past the bound while the store was down), refused_by_store (a value the database refuses), shutdown, writer_stopped"
     );
 }
 

@@ -21,11 +21,47 @@ fn range(param: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<()> {
     }
 }
 
+/// Longest model name accepted (bytes): every configured name is far shorter, and the name is
+/// echoed in errors and stored in the request log.
+pub const MAX_MODEL_NAME_BYTES: usize = 256;
+
 fn model(name: &str) -> Result<()> {
     if name.trim().is_empty() {
         return Err(bad("model", "`model` must name a model"));
     }
+    if name.len() > MAX_MODEL_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(bad(
+            "model",
+            format!(
+                "`model` must be a model name: at most {MAX_MODEL_NAME_BYTES} bytes, without \
+                 control characters"
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// Items of a list parameter (`messages`, `input`, `prompt`) one request may carry.
+pub fn at_most(param: &str, count: usize, max: usize) -> Result<()> {
+    if count > max {
+        return Err(bad(
+            param,
+            format!(
+                "`{param}` has {count} items; at most {max} are accepted (server.max_messages)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// How many items a JSON list parameter holds: a string, or one list of token ids, counts as
+/// one.
+pub fn items(v: &Value) -> usize {
+    match v.as_array() {
+        Some(list) if list.first().is_some_and(Value::is_number) => 1,
+        Some(list) => list.len(),
+        None => 1,
+    }
 }
 
 pub fn chat(req: &ChatCompletionRequest) -> Result<()> {

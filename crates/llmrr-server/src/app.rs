@@ -1,23 +1,25 @@
 //! The router and the middleware stack, in the order a request meets it:
 //!
+//! 0. the accept loop (`serve`): connection cap, header-read timeout, client address.
 //! 1. `DefaultBodyLimit` — bodies over `server.max_body_bytes` are refused with 413 (by the
-//!    JSON extractor, in OpenAI's error format).
+//!    JSON extractor, in OpenAI's error format, which also times the body's arrival out).
 //! 2. `auth::authenticate` — assigns the request id (`x-llmrr-request-id` on every
-//!    response), checks the API key (except on `auth::PUBLIC_PATHS`), and puts the
-//!    `RequestContext` (id, key, start time) in the request's extensions.
+//!    response); without a master key, refuses what a browser could send cross-site (a
+//!    foreign `Host` or `Origin`, a body that is not JSON); checks the API key (except on
+//!    `auth::PUBLIC_PATHS`, and `/metrics` when `server.metrics_public`), slowing down a client
+//!    address that fails too often; and puts the `RequestContext` (id, key, start time) in
+//!    the request's extensions.
 //! 3. the handler: parse + validate, then `Gateway`.
 //!
 //! Public routes (no key): `GET /health/live`, `GET /health/ready`. Everything else needs a
-//! key when a master key is configured; the admin API needs the master key itself.
+//! key when a master key is configured; the admin API and `/metrics` need the master key
+//! itself.
 
 use crate::routes;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
-use std::future::Future;
-use tokio::net::TcpListener;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -52,25 +54,4 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(state.server.max_body_bytes))
         .with_state(state)
-}
-
-/// Serve until `shutdown` resolves; then let calls in flight finish (within the configured
-/// grace) and write the request log.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = router(state.clone());
-    // Answers are small writes; do not let Nagle's algorithm hold them back.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    state.gateway.shutdown(state.server.shutdown_grace).await;
-    Ok(())
 }

@@ -3,11 +3,12 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use llmrr_core::RequestContext;
+use std::net::SocketAddr;
 
 pub const REQUEST_ID: &str = "x-llmrr-request-id";
 
@@ -34,15 +35,29 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+fn is_public(state: &AppState, path: &str) -> bool {
+    PUBLIC_PATHS.contains(&path) || (path == "/metrics" && state.server.metrics_public)
+}
+
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = tokio::time::Instant::now();
-    let key = if PUBLIC_PATHS.contains(&req.uri().path()) {
+    let auth = state.gateway.auth();
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let key = if is_public(&state, req.uri().path()) {
         Ok(Default::default())
+    } else if !auth.has_master_key() {
+        match crate::local_guard::check(req.method(), req.uri(), req.headers()) {
+            Ok(()) => {
+                auth.authenticate(presented_key(req.headers()), client)
+                    .await
+            }
+            Err(e) => Err(e),
+        }
     } else {
-        state
-            .gateway
-            .auth()
-            .authenticate(presented_key(req.headers()))
+        auth.authenticate(presented_key(req.headers()), client)
             .await
     };
     let (id, mut resp) = match key {

@@ -15,7 +15,17 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        // A body that trickles in is cut off: a slow client cannot hold a request open.
+        let limit = state.server.body_read_timeout;
+        let read = tokio::time::timeout(limit, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| {
+                ApiError(Error::ClientTimeout {
+                    what: "body",
+                    after: limit,
+                })
+            })?;
+        let bytes = read.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError(Error::PayloadTooLarge {
                     limit: state.server.max_body_bytes,

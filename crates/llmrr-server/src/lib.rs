@@ -5,8 +5,10 @@
 //!
 //! Layout:
 //! - [`app`]: the router and THE middleware stack, written down once, in order
+//! - `serve`: the accept loop (connection cap, header timeout, bounded shutdown)
 //! - `auth`: request id + API key -> `RequestContext` (the one middleware)
 //! - `error`: the one mapping of errors to HTTP responses (OpenAI's envelope)
+//! - `local_guard`: without a master key, refuse what a browser could send cross-site
 //! - `extract`: the JSON body extractor (413, malformed JSON with its position, bad fields
 //!   with their path)
 //! - `routes`: one file per endpoint family
@@ -16,9 +18,12 @@ pub mod app;
 mod auth;
 mod error;
 mod extract;
+mod local_guard;
 pub mod metrics;
 mod routes;
+mod serve;
 mod state;
 
-pub use app::{router, serve};
+pub use app::router;
+pub use serve::serve;
 pub use state::{start_gateway, AppState};

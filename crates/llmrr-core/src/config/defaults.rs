@@ -6,11 +6,25 @@ pub const LISTEN: &str = "127.0.0.1:8080";
 pub const STORE_URL: &str = "sqlite://data/llmrr.db";
 pub const MASTER_KEY_VAR: &str = "LLMRR_MASTER_KEY";
 pub const PROFILE_VAR: &str = "LLMRR_PROFILE";
-/// OpenAI's own limit for a request body is far larger, but a chat body over 32 MiB is almost
-/// surely a mistake (images should be URLs).
-pub const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+/// What real clients send: a long chat plus a few base64 images fits; a larger body is almost
+/// surely a mistake (images should be URLs) and costs memory while it is parsed.
+pub const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// Messages in one chat (or inputs in one embeddings request): long agent sessions stay well
+/// under it; 100,000 tiny messages cost ~400 MB to parse.
+pub const MAX_MESSAGES: u64 = 4096;
 pub const REQUEST_TIMEOUT_SECS: f64 = 600.0;
 pub const SHUTDOWN_GRACE_SECS: f64 = 30.0;
+/// Slow or idle clients: headers (and the next request on a keep-alive connection) within
+/// this; SDK pools drop idle connections after ~5 s, so 20 s never races them.
+pub const HEADER_READ_TIMEOUT_SECS: f64 = 20.0;
+pub const BODY_READ_TIMEOUT_SECS: f64 = 60.0;
+/// Open connections (the process's file limit must allow it).
+pub const MAX_CONNECTIONS: u64 = 8192;
+/// Streams: the first token within this (a stalled upstream fails over), then at most this
+/// long between two chunks. Both are capped by the model's `timeout_secs`.
+pub const TTFT_TIMEOUT_SECS: f64 = 120.0;
+pub const IDLE_TIMEOUT_SECS: f64 = 60.0;
+pub const MIN_MASTER_KEY_CHARS: usize = 16;
 pub const CONNECT_TIMEOUT_SECS: f64 = 10.0;
 pub const LOG_BATCH_SIZE: usize = 512;
 pub const LOG_FLUSH_INTERVAL_MS: u64 = 250;

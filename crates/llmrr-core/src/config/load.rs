@@ -124,6 +124,18 @@ fn resolve(
         Some(r) => Some(secret_ref("server.master_key", r, env)?),
         None => env.get(d::MASTER_KEY_VAR).map(Secret::new),
     };
+    if let Some(key) = &master_key {
+        if key.expose().chars().count() < d::MIN_MASTER_KEY_CHARS {
+            return Err(Error::config(
+                "server.master_key",
+                format!(
+                    "the master key is shorter than {} characters; use a long random secret \
+                     (e.g. `openssl rand -hex 24`)",
+                    d::MIN_MASTER_KEY_CHARS
+                ),
+            ));
+        }
+    }
     let require_master_key = s
         .require_master_key
         .unwrap_or(profile.as_deref() == Some("production"));
@@ -166,6 +178,25 @@ fn resolve(
             "server.shutdown_grace_secs",
             s.shutdown_grace_secs.unwrap_or(d::SHUTDOWN_GRACE_SECS),
         )?,
+        header_read_timeout: seconds(
+            "server.header_read_timeout_secs",
+            s.header_read_timeout_secs
+                .unwrap_or(d::HEADER_READ_TIMEOUT_SECS),
+        )?,
+        body_read_timeout: seconds(
+            "server.body_read_timeout_secs",
+            s.body_read_timeout_secs
+                .unwrap_or(d::BODY_READ_TIMEOUT_SECS),
+        )?,
+        max_connections: positive(
+            "server.max_connections",
+            s.max_connections.unwrap_or(d::MAX_CONNECTIONS),
+        )? as usize,
+        max_messages: positive(
+            "server.max_messages",
+            s.max_messages.unwrap_or(d::MAX_MESSAGES),
+        )? as usize,
+        metrics_public: s.metrics_public.unwrap_or(false),
     };
 
     let st = raw.store;
@@ -215,7 +246,7 @@ fn resolve(
     }
     let mut models: Vec<ModelSpec> = Vec::with_capacity(raw_models.len());
     for (i, m) in raw_models.into_iter().enumerate() {
-        let spec = resolve_model(i, m, env)?;
+        let spec = resolve_model(i, m, env, server.request_timeout)?;
         if models.iter().any(|o| o.name == spec.name) {
             return Err(Error::config(
                 format!("models[{i}].name"),
@@ -243,7 +274,7 @@ fn resolve(
     })
 }
 
-fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
+fn resolve_model(i: usize, m: RawModel, env: &Env, request_timeout: Duration) -> Result<ModelSpec> {
     let at = |key: &str| format!("models[{i}].{key}");
     if m.name.trim().is_empty() || m.name.chars().any(char::is_whitespace) {
         return Err(Error::config(
@@ -354,9 +385,24 @@ fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
             c
         }
     };
-    let optional_secs = |key: &str, v: Option<f64>| v.map(|v| seconds(&at(key), v)).transpose();
-    let ttft_timeout = optional_secs("ttft_timeout_secs", m.ttft_timeout_secs)?;
-    let idle_timeout = optional_secs("idle_timeout_secs", m.idle_timeout_secs)?;
+    // Every timeout has a default: a stalled upstream always ends, and fails over.
+    let timeout = match m.timeout_secs {
+        Some(v) => seconds(&at("timeout_secs"), v)?,
+        None => request_timeout,
+    };
+    let default_secs = |key: &str, v: Option<f64>, default: f64| {
+        seconds(&at(key), v.unwrap_or(default)).map(|d| Some(d.min(timeout)))
+    };
+    let ttft_timeout = default_secs(
+        "ttft_timeout_secs",
+        m.ttft_timeout_secs,
+        d::TTFT_TIMEOUT_SECS,
+    )?;
+    let idle_timeout = default_secs(
+        "idle_timeout_secs",
+        m.idle_timeout_secs,
+        d::IDLE_TIMEOUT_SECS,
+    )?;
     if let Some(0) = m.context_window {
         return Err(Error::config(
             at("context_window"),
@@ -382,10 +428,7 @@ fn resolve_model(i: usize, m: RawModel, env: &Env) -> Result<ModelSpec> {
         quality,
         headers,
         organization: m.organization,
-        timeout: seconds(
-            &at("timeout_secs"),
-            m.timeout_secs.unwrap_or(d::REQUEST_TIMEOUT_SECS),
-        )?,
+        timeout,
         connect_timeout: seconds(
             &at("connect_timeout_secs"),
             m.connect_timeout_secs.unwrap_or(d::CONNECT_TIMEOUT_SECS),

@@ -59,6 +59,11 @@ pub struct RawServer {
     pub max_body_bytes: Option<u64>,
     pub request_timeout_secs: Option<f64>,
     pub shutdown_grace_secs: Option<f64>,
+    pub header_read_timeout_secs: Option<f64>,
+    pub body_read_timeout_secs: Option<f64>,
+    pub max_connections: Option<u64>,
+    pub max_messages: Option<u64>,
+    pub metrics_public: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

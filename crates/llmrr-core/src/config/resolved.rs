@@ -23,6 +23,26 @@ pub struct Config {
     pub local: LocalConfig,
 }
 
+impl Config {
+    /// Every secret of the config (the master key, upstream keys, secret headers), to be
+    /// masked in upstream text.
+    pub fn secret_mask(&self) -> crate::secret::SecretMask {
+        let headers = self.models.iter().flat_map(|m| {
+            m.headers.iter().filter_map(|(_, v)| match v {
+                HeaderValueSpec::Secret(s) => Some(s),
+                HeaderValueSpec::Plain(_) => None,
+            })
+        });
+        crate::secret::SecretMask::new(
+            self.server
+                .master_key
+                .iter()
+                .chain(self.models.iter().filter_map(|m| m.api_key.as_ref()))
+                .chain(headers),
+        )
+    }
+}
+
 /// The in-process engine's settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct LocalConfig {
@@ -71,8 +91,23 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     #[serde(with = "secs")]
     pub request_timeout: Duration,
+    /// The whole shutdown (streams cut with an error event, the log flushed) takes at most
+    /// this, plus a second for the log.
     #[serde(with = "secs")]
     pub shutdown_grace: Duration,
+    /// A connection must send a request's headers within this; also closes idle keep-alive
+    /// connections and connections that never send anything.
+    #[serde(with = "secs")]
+    pub header_read_timeout: Duration,
+    /// A request body must arrive within this (408 after).
+    #[serde(with = "secs")]
+    pub body_read_timeout: Duration,
+    /// Open connections at most; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Messages (or embedding inputs) one request may carry.
+    pub max_messages: usize,
+    /// `/metrics` without a key (for a scraper on a private network); off: master key only.
+    pub metrics_public: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -118,7 +118,8 @@ impl Gateway {
         }
     }
 
-    /// One attempt on one model: a complete answer, or a stream and its first chunk.
+    /// One attempt on one model, until `deadline`: a complete answer, or a stream and its
+    /// first chunk.
     pub(super) async fn try_once(
         &self,
         call: &Call,
@@ -126,22 +127,24 @@ impl Gateway {
         stream: bool,
         deadline: Instant,
     ) -> Result<Outcome> {
-        let timeout = |after: Duration| Error::UpstreamTimeout {
+        let started = Instant::now();
+        let timeout = |limit: Instant| Error::UpstreamTimeout {
             model: entry.spec.name.to_string(),
             provider: entry.spec.provider.as_str(),
-            after,
+            after: limit.saturating_duration_since(started),
         };
         if !stream {
-            let total = self.inner.router.config.retry.max_total;
             return tokio::time::timeout_at(deadline, call.complete(&*entry.provider))
                 .await
-                .unwrap_or_else(|_| Err(timeout(total)))
+                .unwrap_or_else(|_| Err(timeout(deadline)))
                 .map(Outcome::Completed);
         }
         // A stream has started once its first token is here: the chunks before it are held
         // back, so until then failing over is invisible to the client.
-        let ttft = entry.spec.ttft_timeout;
-        let limit = ttft.map_or(deadline, |t| (Instant::now() + t).min(deadline));
+        let limit = entry
+            .spec
+            .ttft_timeout
+            .map_or(deadline, |t| (started + t).min(deadline));
         let open = async {
             let mut chunks = call.open(&*entry.provider).await?.fuse().boxed();
             let mut held = Vec::new();
@@ -163,15 +166,14 @@ impl Gateway {
         };
         tokio::time::timeout_at(limit, open)
             .await
-            .unwrap_or_else(|_| {
-                Err(timeout(
-                    ttft.unwrap_or(self.inner.router.config.retry.max_total),
-                ))
-            })
+            .unwrap_or_else(|_| Err(timeout(limit)))
     }
 
-    /// Step 3: try the plan's models in order until one succeeds. Retryable failures are
-    /// retried on the same model with backoff; a 429 skips the model until its Retry-After;
+    /// Step 3: try the plan's models in order until one succeeds. Each attempt gets at most
+    /// the model's `timeout` and its share of the time left (the time left over the models
+    /// left), so a stalled first model leaves time for the fallbacks; a timed-out attempt
+    /// moves to the next model at once. Other retryable failures are retried on the same
+    /// model with backoff; a 429 skips the model until its Retry-After;
     /// a context-length failure skips to a model with a larger window; a content-policy
     /// refusal goes to the route's content fallback; anything else moves to the next model.
     pub(super) async fn attempt_plan(
@@ -204,7 +206,11 @@ impl Gateway {
                 last_entry = Some(entry.clone());
                 let started = Instant::now();
                 let flight = Flight::start(&entry);
-                let e = match self.try_once(call, &entry, stream, deadline).await {
+                let now = Instant::now();
+                let models_left = queue.len() as u32 + 1;
+                let share = deadline.saturating_duration_since(now) / models_left;
+                let attempt_deadline = now + share.min(entry.spec.timeout);
+                let e = match self.try_once(call, &entry, stream, attempt_deadline).await {
                     Ok(outcome) => {
                         return Ok(Success {
                             entry,
@@ -221,6 +227,9 @@ impl Gateway {
                 let took = started.elapsed();
                 attempts.upstream += took;
                 let class = classify(&e);
+                // Waiting again on a model that just used its whole share would only spend
+                // the fallbacks' time.
+                let timed_out = matches!(e, Error::UpstreamTimeout { .. });
                 self.observe(
                     plan,
                     &entry,
@@ -234,7 +243,7 @@ impl Gateway {
                 );
                 attempts.fail(&entry, e);
                 match class {
-                    FailureClass::Retryable if tries < policy.max_attempts => {
+                    FailureClass::Retryable if tries < policy.max_attempts && !timed_out => {
                         let delay = retry::backoff(&policy, tries - 1, &mut rand::thread_rng());
                         if Instant::now() + delay >= deadline {
                             continue 'models;

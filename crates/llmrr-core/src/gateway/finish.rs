@@ -80,30 +80,27 @@ impl Gateway {
         }
         let micros = |d: Duration| d.as_micros().min(i64::MAX as u128) as i64;
         let key = &f.ctx.key;
-        self.inner
-            .log
-            .append(LogRow {
-                id: f.ctx.id.clone(),
-                created_at_ms: crate::store::now_ms(),
-                endpoint: f.endpoint.as_str().to_owned(),
-                key_id: key.key_id.clone(),
-                user_id: key.user.clone(),
-                team_id: key.team.clone(),
-                requested_model: f.requested.to_owned(),
-                model: f.entry.map(|e| e.spec.name.to_string()),
-                provider: f.entry.map(|e| e.spec.provider.as_str().to_owned()),
-                stream: f.stream,
-                status: i64::from(status),
-                error_type: error.map(str::to_owned),
-                prompt_tokens: f.usage.prompt_tokens as i64,
-                completion_tokens: f.usage.completion_tokens as i64,
-                usage_estimated: f.usage_estimated,
-                latency_us: micros(total),
-                ttft_us: f.ttft.map(micros),
-                upstream_us: f.upstream.map(micros),
-                cost_usd: cost.normalize().to_string(),
-            })
-            .await;
+        self.inner.log.append(LogRow {
+            id: f.ctx.id.clone(),
+            created_at_ms: crate::store::now_ms(),
+            endpoint: f.endpoint.as_str().to_owned(),
+            key_id: key.key_id.clone(),
+            user_id: key.user.clone(),
+            team_id: key.team.clone(),
+            requested_model: f.requested.to_owned(),
+            model: f.entry.map(|e| e.spec.name.to_string()),
+            provider: f.entry.map(|e| e.spec.provider.as_str().to_owned()),
+            stream: f.stream,
+            status: i64::from(status),
+            error_type: error.map(str::to_owned),
+            prompt_tokens: f.usage.prompt_tokens as i64,
+            completion_tokens: f.usage.completion_tokens as i64,
+            usage_estimated: f.usage_estimated,
+            latency_us: micros(total),
+            ttft_us: f.ttft.map(micros),
+            upstream_us: f.upstream.map(micros),
+            cost_usd: cost.normalize().to_string(),
+        });
         cost
     }
 }

@@ -28,7 +28,7 @@ use attempt::*;
 use call::*;
 use finish::*;
 
-use crate::auth::{Authenticator, KeyContext};
+use crate::auth::{Authenticator, KeyContext, KeyRules};
 use crate::config::Config;
 use crate::cost::cost_of;
 use crate::error::{AttemptFailure, Error, Result};
@@ -57,11 +57,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 /// HTTP status logged when the client hung up before the answer was complete (nginx's).
 pub const CLIENT_CLOSED: u16 = 499;
 /// Stream frames buffered between the upstream and a slow client.
 const STREAM_BUFFER: usize = 64;
+fn shutting_down() -> Error {
+    Error::Unavailable {
+        message: "the server is shutting down; try again".into(),
+        retry_after: Some(Duration::from_secs(1)),
+    }
+}
+
+/// The request log's last flush at shutdown gets at least this long.
+const MIN_LOG_FLUSH: Duration = Duration::from_secs(1);
 /// How long a model that answered 429 without Retry-After is skipped.
 const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
 
@@ -117,6 +127,11 @@ struct Inner {
     auth: Authenticator,
     store: Store,
     tracker: TaskTracker,
+    /// Cancelled when shutdown's grace is nearly over: calls still waiting for an upstream
+    /// answer 503, open streams end with an error event; their rows are still written.
+    stopping: CancellationToken,
+    /// `server.max_messages`: list items (messages, inputs, prompts) per request.
+    max_items: usize,
     started_unix: i64,
 }
 
@@ -154,9 +169,15 @@ impl Gateway {
                 models,
                 router,
                 log: RequestLog::start(store.clone(), &config.store),
-                auth: Authenticator::new(config.server.master_key.clone(), store.clone()),
+                auth: Authenticator::new(
+                    config.server.master_key.clone(),
+                    store.clone(),
+                    KeyRules::from_config(config),
+                ),
                 store,
                 tracker: TaskTracker::new(),
+                stopping: CancellationToken::new(),
+                max_items: config.server.max_messages,
                 started_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
             }),
         };
@@ -182,10 +203,12 @@ impl Gateway {
         &self.inner.router
     }
 
-    /// Wait for every call in flight to finish (at most `grace`), then write the request log.
+    /// Wait for every call in flight to finish, then write the request log: all of it within
+    /// `grace`, never longer (a store that hangs cannot hold the process).
     pub async fn shutdown(&self, grace: Duration) {
+        let until = Instant::now() + grace;
         self.inner.tracker.close();
-        if tokio::time::timeout(grace, self.inner.tracker.wait())
+        if tokio::time::timeout_at(until, self.inner.tracker.wait())
             .await
             .is_err()
         {
@@ -194,12 +217,30 @@ impl Gateway {
                 "shutdown grace ran out"
             );
         }
-        self.inner.log.flush().await;
+        // The log gets at least a moment even when the calls used the whole grace.
+        let left = until
+            .saturating_duration_since(Instant::now())
+            .max(MIN_LOG_FLUSH);
+        if !self.inner.log.flush(left).await {
+            tracing::error!("shutdown: the request log could not be written in time; rows lost");
+        }
     }
 
-    /// Make every request-log row of finished calls durable.
+    /// End what is still in flight: calls waiting for an upstream answer 503, open streams
+    /// end with an error event. Shutdown does this when its grace is nearly over.
+    pub fn stop_in_flight(&self) {
+        self.inner.stopping.cancel();
+    }
+
+    /// Make every request-log row of finished calls durable (or failed for now), waiting at
+    /// most 30 s.
     pub async fn flush_log(&self) {
-        self.inner.log.flush().await;
+        self.inner.log.flush(Duration::from_secs(30)).await;
+    }
+
+    /// The request-log writer's health (readiness reports a failing writer).
+    pub fn log_health(&self) -> &crate::request_log::WriterHealth {
+        self.inner.log.health()
     }
 
     /// Models and routes the key may name.
@@ -217,6 +258,7 @@ impl Gateway {
                 .router
                 .route_names()
                 .iter()
+                .filter(|r| self.inner.router.may_use_route(key, r))
                 .map(|r| self.model_object(r, "llmrr-route")),
         );
         ModelList {
@@ -227,6 +269,11 @@ impl Gateway {
 
     pub fn get_model(&self, key: &KeyContext, id: &str) -> Result<Model> {
         if self.inner.router.route(id).is_some() {
+            if !self.inner.router.may_use_route(key, id) {
+                return Err(Error::ModelNotAllowed {
+                    model: id.to_owned(),
+                });
+            }
             return Ok(self.model_object(id, "llmrr-route"));
         }
         let entry = self
@@ -255,7 +302,7 @@ impl Gateway {
 
     /// A routing decision without calling a model (`POST /v1/route`).
     pub fn route(&self, key: &KeyContext, req: &ChatCompletionRequest) -> Result<Decision> {
-        validate::chat(req)?;
+        self.validate_chat(req)?;
         let (plan, _) = self.plan(
             key,
             &req.model,
@@ -290,15 +337,25 @@ impl Gateway {
         Ok((plan, options))
     }
 
+    fn validate_chat(&self, req: &ChatCompletionRequest) -> Result<()> {
+        validate::at_most("messages", req.messages.len(), self.inner.max_items)?;
+        validate::chat(req)
+    }
+
+    fn validate_completion(&self, req: &CompletionRequest) -> Result<()> {
+        validate::at_most("prompt", validate::items(&req.prompt), self.inner.max_items)?;
+        validate::completion(req)
+    }
+
     pub async fn chat(&self, ctx: RequestContext, req: ChatCompletionRequest) -> Result<Answer> {
         let features = Features::of_chat(&req);
-        let valid = validate::chat(&req);
+        let valid = self.validate_chat(&req);
         self.run(ctx, Call::Chat(Box::new(req)), valid, features)
             .await
     }
 
     pub async fn completion(&self, ctx: RequestContext, req: CompletionRequest) -> Result<Answer> {
-        let valid = validate::completion(&req);
+        let valid = self.validate_completion(&req);
         let features = Features {
             max_output_tokens: req.max_tokens.map(u64::from),
             ..Default::default()
@@ -307,7 +364,8 @@ impl Gateway {
     }
 
     pub async fn embeddings(&self, ctx: RequestContext, req: EmbeddingRequest) -> Result<Answer> {
-        let valid = validate::embeddings(&req);
+        let valid = validate::at_most("input", validate::items(&req.input), self.inner.max_items)
+            .and_then(|()| validate::embeddings(&req));
         self.run(ctx, Call::Embeddings(req), valid, Features::default())
             .await
     }
@@ -318,7 +376,7 @@ impl Gateway {
         req: ChatCompletionRequest,
     ) -> Result<StreamAnswer> {
         let features = Features::of_chat(&req);
-        let valid = validate::chat(&req);
+        let valid = self.validate_chat(&req);
         self.run_stream(ctx, Call::Chat(Box::new(req)), valid, features)
             .await
     }
@@ -328,7 +386,7 @@ impl Gateway {
         ctx: RequestContext,
         req: CompletionRequest,
     ) -> Result<StreamAnswer> {
-        let valid = validate::completion(&req);
+        let valid = self.validate_completion(&req);
         let features = Features {
             stream: true,
             max_output_tokens: req.max_tokens.map(u64::from),
@@ -371,8 +429,37 @@ impl Gateway {
     ) -> Result<Answer> {
         let prepared = self.prepare(&ctx, &call, valid, features).await?;
         let this = self.clone();
-        self.tracked(async move { this.execute(ctx, call, prepared).await })
-            .await
+        // Dropped with this future (the client hung up): the upstream call is cancelled at
+        // once, and the call is logged as 499.
+        let hung_up = CancellationToken::new();
+        let guard = hung_up.clone().drop_guard();
+        let answer = self
+            .tracked(async move { this.execute(ctx, call, prepared, hung_up).await })
+            .await;
+        guard.disarm();
+        answer
+    }
+
+    /// Run the plan's attempts until one succeeds, the client hangs up (`hung_up`) or the
+    /// server stops.
+    async fn attempt_until(
+        &self,
+        call: &Call,
+        plan: &mut Plan,
+        stream: bool,
+        hung_up: impl Future<Output = ()>,
+    ) -> std::result::Result<Success, Failed> {
+        let cut = |error| {
+            Err(Failed {
+                error,
+                last_entry: None,
+            })
+        };
+        tokio::select! {
+            attempted = self.attempt_plan(call, plan, stream) => attempted,
+            () = hung_up => cut(Error::ClientClosed),
+            () = self.inner.stopping.cancelled() => cut(shutting_down()),
+        }
     }
 
     /// Run `work` as a tracked task and wait for it: if the caller is dropped (the client
@@ -389,12 +476,21 @@ impl Gateway {
     }
 
     /// Steps 3-4 of a non-streamed call.
-    async fn execute(&self, ctx: RequestContext, call: Call, prepared: Prepared) -> Result<Answer> {
+    async fn execute(
+        &self,
+        ctx: RequestContext,
+        call: Call,
+        prepared: Prepared,
+        hung_up: CancellationToken,
+    ) -> Result<Answer> {
         let Prepared {
             mut plan, options, ..
         } = prepared;
         let mut finish = Finish::new(&ctx, &call, false);
-        let success = match self.attempt_plan(&call, &mut plan, false).await {
+        let attempted = self
+            .attempt_until(&call, &mut plan, false, hung_up.cancelled())
+            .await;
+        let success = match attempted {
             Ok(s) => s,
             Err(Failed { error, last_entry }) => {
                 self.finish(finish.failed(last_entry.as_deref(), &error))

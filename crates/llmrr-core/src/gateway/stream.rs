@@ -29,7 +29,7 @@ impl Gateway {
         ctx: RequestContext,
         call: Call,
         prepared: Prepared,
-        ready: oneshot::Sender<Result<StreamAnswer>>,
+        mut ready: oneshot::Sender<Result<StreamAnswer>>,
     ) {
         let Prepared {
             mut plan,
@@ -37,7 +37,11 @@ impl Gateway {
             prompt_estimate,
         } = prepared;
         let mut finish = Finish::new(&ctx, &call, true);
-        let success = match self.attempt_plan(&call, &mut plan, true).await {
+        // A client that hangs up before the first token cancels the upstream call at once.
+        let attempted = self
+            .attempt_until(&call, &mut plan, true, ready.closed())
+            .await;
+        let success = match attempted {
             Ok(s) => s,
             Err(Failed { error, last_entry }) => {
                 self.finish(finish.failed(last_entry.as_deref(), &error))
@@ -84,6 +88,7 @@ impl Gateway {
             ctx: &ctx,
             idle: entry.spec.idle_timeout,
             entry: &entry,
+            stopping: &self.inner.stopping,
         })
         .await;
         drop(flight);
@@ -137,6 +142,7 @@ pub(super) struct Pump<'a> {
     pub(super) ctx: &'a RequestContext,
     pub(super) idle: Option<Duration>,
     pub(super) entry: &'a ModelEntry,
+    pub(super) stopping: &'a CancellationToken,
 }
 
 pub(super) struct Pumped {
@@ -160,6 +166,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
         ctx,
         idle,
         entry,
+        stopping,
     } = p;
     let mut out = Pumped {
         usage: None,
@@ -193,6 +200,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                 };
                 tokio::select! {
                     next = wait => next,
+                    () = stopping.cancelled() => Some(Err(shutting_down())),
                     // The client left while the upstream was quiet: stop now.
                     () = frames.closed() => {
                         out.result = client_gone;

@@ -5,19 +5,38 @@
 use crate::config::{ModelSpec, ProviderKind};
 use crate::error::{Error, Result, UpstreamError};
 use crate::provider::sse::{SseEvent, SseParser};
+use crate::secret::SecretMask;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::time::Duration;
 
-#[derive(Default)]
+/// The largest complete (non-streamed) answer read from an upstream: far above any chat answer
+/// or a batch of 2,048 embeddings as JSON floats.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
 pub struct ClientPool {
     clients: HashMap<(String, Duration), reqwest::Client>,
+    mask: SecretMask,
 }
 
 impl ClientPool {
-    pub fn new() -> Self {
-        Self::default()
+    /// `mask`: the secrets every upstream's error text is cleaned of.
+    pub fn new(mask: SecretMask) -> Self {
+        ClientPool {
+            clients: HashMap::new(),
+            mask,
+        }
+    }
+
+    /// Who a provider for `spec` calls, for its errors and labels.
+    pub fn target(&self, spec: &ModelSpec) -> Target {
+        Target {
+            model: spec.name.to_string(),
+            provider: spec.provider,
+            timeout: spec.timeout,
+            mask: self.mask.clone(),
+        }
     }
 
     pub fn client_for(&mut self, spec: &ModelSpec) -> Result<reqwest::Client> {
@@ -57,6 +76,8 @@ pub struct Target {
     pub model: String,
     pub provider: ProviderKind,
     pub timeout: Duration,
+    /// Upstream text (error messages) is cleaned of every configured secret.
+    pub mask: SecretMask,
 }
 
 impl Target {
@@ -82,7 +103,7 @@ impl Target {
             Error::UpstreamUnreachable {
                 model: self.model.clone(),
                 provider,
-                message,
+                message: self.mask.apply(message),
             }
         }
     }
@@ -119,8 +140,31 @@ impl Target {
         self.send(req).await.map(drop)
     }
 
+    /// The whole answer body, at most [`MAX_ANSWER_BYTES`] (a larger one is a clear 502, read
+    /// no further).
     pub async fn body(&self, resp: reqwest::Response) -> Result<Bytes> {
-        resp.bytes().await.map_err(|e| self.transport_error(e))
+        let too_large = || {
+            self.protocol(format!(
+                "the answer is larger than {} MiB",
+                MAX_ANSWER_BYTES / (1024 * 1024)
+            ))
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = bytes::BytesMut::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.transport_error(e))?;
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
     }
 
     async fn status_error(&self, resp: reqwest::Response) -> Error {
@@ -190,9 +234,9 @@ impl Target {
             provider: self.provider.as_str(),
             status,
             kind: kind.unwrap_or_else(|| default_error_type(status).to_owned()),
-            code,
-            param,
-            message,
+            code: code.map(|c| self.mask.apply(c)),
+            param: param.map(|p| self.mask.apply(p)),
+            message: self.mask.apply(message),
             retry_after,
         }))
     }
@@ -248,7 +292,18 @@ pub fn sse_events(
             }
             let mut out = Vec::new();
             match st.body.next().await {
-                Some(Ok(bytes)) => st.parser.push(&bytes, &mut out),
+                Some(Ok(bytes)) => {
+                    st.parser.push(&bytes, &mut out);
+                    if st.parser.overflowed() {
+                        // The stream is broken: what it had before does not matter now.
+                        st.done = true;
+                        let err = st.target.protocol(format!(
+                            "a stream line is longer than {} MiB",
+                            crate::provider::sse::MAX_LINE_BYTES / (1024 * 1024)
+                        ));
+                        return Some((Err(err), st));
+                    }
+                }
                 Some(Err(e)) => {
                     st.done = true;
                     let err = st.target.transport_error(e);

@@ -103,8 +103,14 @@ pub fn build(
     }
     let client = pool.client_for(spec)?;
     Ok(match spec.provider {
-        ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(spec, client)?),
-        _ => Arc::new(openai_compat::OpenAiCompat::new(spec, client)?),
+        ProviderKind::Anthropic => {
+            Arc::new(anthropic::Anthropic::new(spec, client, pool.target(spec))?)
+        }
+        _ => Arc::new(openai_compat::OpenAiCompat::new(
+            spec,
+            client,
+            pool.target(spec),
+        )?),
     })
 }
 

@@ -31,7 +31,7 @@ pub struct OpenAiCompat {
 }
 
 impl OpenAiCompat {
-    pub fn new(spec: &ModelSpec, client: reqwest::Client) -> Result<Self> {
+    pub fn new(spec: &ModelSpec, client: reqwest::Client, target: Target) -> Result<Self> {
         let mut headers = HeaderMap::new();
         let bad =
             |what: &str| Error::config(format!("models.{}", spec.name), format!("invalid {what}"));
@@ -50,11 +50,7 @@ impl OpenAiCompat {
         super::http::extra_headers(spec, &mut headers)?;
         Ok(OpenAiCompat {
             client,
-            target: Target {
-                model: spec.name.to_string(),
-                provider: ProviderKind::OpenAi,
-                timeout: spec.timeout,
-            },
+            target,
             upstream_model: spec.upstream_model.clone(),
             headers,
             chat_url: format!("{}/chat/completions", spec.base_url),

@@ -1,5 +1,13 @@
 //! A server-sent-events parser (the WHATWG event-stream format) fed with arbitrary byte
 //! chunks: an event, a line, a line ending or a UTF-8 character may be split anywhere.
+//!
+//! Incremental: each byte is scanned once, however the line is split; and bounded: a line or
+//! an event longer than [`MAX_LINE_BYTES`] stops the parser ([`SseParser::overflowed`]), so an
+//! upstream cannot make the gateway buffer without limit.
+
+/// Longest line, and longest event, accepted (a chunk of an LLM stream is a few hundred bytes;
+/// a whole tool call's arguments in one event stay far below this).
+pub const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +21,9 @@ pub struct SseEvent {
 #[derive(Debug, Default)]
 pub struct SseParser {
     buf: Vec<u8>,
+    /// Bytes of `buf` already searched for a line ending.
+    scanned: usize,
+    overflowed: bool,
     data: Vec<u8>,
     has_data: bool,
     event: Option<String>,
@@ -23,15 +34,23 @@ impl SseParser {
         Self::default()
     }
 
+    /// A line or an event was longer than [`MAX_LINE_BYTES`]: the parser stopped there.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
     /// Feed bytes; complete events are appended to `out`.
     pub fn push(&mut self, bytes: &[u8], out: &mut Vec<SseEvent>) {
+        if self.overflowed {
+            return;
+        }
         self.buf.extend_from_slice(bytes);
         let mut start = 0;
-        while let Some(offset) = self.buf[start..]
+        while let Some(offset) = self.buf[start.max(self.scanned)..]
             .iter()
             .position(|&b| b == b'\n' || b == b'\r')
         {
-            let end = start + offset;
+            let end = start.max(self.scanned) + offset;
             let skip = if self.buf[end] == b'\r' {
                 match self.buf.get(end + 1) {
                     // A lone '\r' at the end may be the first half of "\r\n": wait.
@@ -45,8 +64,16 @@ impl SseParser {
             let line = self.buf[start..end].to_vec();
             self.line(&line, out);
             start = end + skip;
+            self.scanned = start;
         }
         self.buf.drain(..start);
+        // What is left has no line ending (but maybe a trailing '\r'): never scan it again.
+        self.scanned = self.buf.len().saturating_sub(1);
+        if self.buf.len() > MAX_LINE_BYTES || self.data.len() > MAX_LINE_BYTES {
+            self.overflowed = true;
+            self.buf = Vec::new();
+            self.data = Vec::new();
+        }
     }
 
     /// The stream has ended: a last line without its terminator still counts (an event that
@@ -142,6 +169,31 @@ mod tests {
         // One byte at a time.
         let cuts: Vec<usize> = (1..input.len()).collect();
         assert_eq!(parse_in_pieces(input, &cuts), want);
+    }
+
+    #[test]
+    fn issue15_an_endless_line_is_bounded_and_scanned_once() {
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        let piece = vec![b'x'; 64 * 1024];
+        let started = std::time::Instant::now();
+        let mut pushed = 0;
+        while !p.overflowed() {
+            p.push(&piece, &mut out);
+            pushed += piece.len();
+            assert!(pushed <= MAX_LINE_BYTES + piece.len(), "never stopped");
+        }
+        // Rescanning the buffer on every push would take quadratic time (seconds here).
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert!(out.is_empty());
+        // Normal streams are unaffected, even when a line arrives in many pieces.
+        let mut p = SseParser::new();
+        for b in b"data: ab" {
+            p.push(std::slice::from_ref(b), &mut out);
+        }
+        p.push(b"c\n\n", &mut out);
+        assert_eq!(out[0].data, "abc");
+        assert!(!p.overflowed());
     }
 
     #[test]

@@ -162,6 +162,15 @@ impl Router {
         &self.ordered
     }
 
+    /// Whether `key` may name the route: the route itself or one of its models is allowed.
+    pub fn may_use_route(&self, key: &KeyContext, name: &str) -> bool {
+        key.may_use(name)
+            || self
+                .routes
+                .get(name)
+                .is_some_and(|r| r.entries.iter().any(|e| key.may_use(&e.spec.name)))
+    }
+
     /// The tier the request runs under: the request's own may only narrow the key's.
     fn tier(&self, key: &KeyContext, options: &RequestOptions) -> Result<Option<&TierSpec>> {
         let lookup = |name: &str| {
@@ -195,6 +204,14 @@ impl Router {
         let (route, strategy_kind, listed, fallbacks, constraints, expected_out) =
             match self.routes.get(req.name) {
                 Some(r) => {
+                    // A key sees a route only when it may use the route or one of its models.
+                    if !req.key.may_use(req.name)
+                        && !r.entries.iter().any(|e| req.key.may_use(&e.spec.name))
+                    {
+                        return Err(Error::ModelNotAllowed {
+                            model: req.name.to_owned(),
+                        });
+                    }
                     let s = &r.spec;
                     let c = Constraints {
                         min_quality: opts.min_quality.or(s.constraints.min_quality),
@@ -260,6 +277,11 @@ impl Router {
         let mut transient: Vec<(bool, Duration)> = Vec::new();
         for (order, entry) in listed.iter().enumerate() {
             let name = &entry.spec.name;
+            // Models the key may not use are not candidates, and not shown either (their
+            // names, stats and prices are not this key's business).
+            if !req.key.may_use(name) {
+                continue;
+            }
             let est_cost_f64 = req.features.prompt_tokens as f64 * entry.input_per_token
                 + out_tokens as f64 * entry.output_per_token;
             // Exact money only where it is compared or shown.

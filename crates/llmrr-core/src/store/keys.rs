@@ -19,6 +19,9 @@ pub struct KeyRow {
     pub metadata: serde_json::Value,
     pub created_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
+    /// The stored model list is not readable (corrupt): the key must fail closed.
+    #[serde(skip)]
+    pub allowed_models_unreadable: bool,
 }
 
 pub struct NewKeyRow<'a> {
@@ -39,6 +42,7 @@ const COLUMNS: &str = "id, name, key_prefix, owner_user, owner_team, tier, allow
 fn from_row(row: &sqlx::any::AnyRow) -> Result<KeyRow> {
     let models: String = row.try_get("allowed_models")?;
     let metadata: String = row.try_get("metadata")?;
+    let parsed_models = serde_json::from_str::<Vec<String>>(&models);
     Ok(KeyRow {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -46,7 +50,8 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<KeyRow> {
         owner_user: row.try_get("owner_user")?,
         owner_team: row.try_get("owner_team")?,
         tier: row.try_get("tier")?,
-        allowed_models: serde_json::from_str(&models).unwrap_or_default(),
+        allowed_models_unreadable: parsed_models.is_err(),
+        allowed_models: parsed_models.unwrap_or_default(),
         metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
         created_at_ms: row.try_get("created_at_ms")?,
         revoked_at_ms: row.try_get("revoked_at_ms")?,
@@ -85,6 +90,7 @@ impl Store {
             metadata: k.metadata.clone(),
             created_at_ms: created,
             revoked_at_ms: None,
+            allowed_models_unreadable: false,
         })
     }
 
@@ -118,6 +124,16 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Hashes of the keys revoked at or after `since_ms`.
+    pub async fn revoked_since(&self, since_ms: i64) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT key_hash FROM api_keys WHERE revoked_at_ms >= $1")
+                .bind(since_ms)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// The stored hash of a key, for tests that check what is at rest.

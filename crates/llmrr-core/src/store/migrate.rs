@@ -55,6 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     );
     ALTER TABLE api_keys ADD COLUMN tier TEXT",
     ),
+    (
+        3,
+        "revocation watch",
+        "CREATE INDEX api_keys_revoked ON api_keys (revoked_at_ms)",
+    ),
 ];
 
 /// Postgres: an advisory lock so that replicas starting together migrate one at a time.

@@ -97,6 +97,27 @@ impl Store {
         Ok(())
     }
 
+    /// Whether `e` is the fault of the data written (a value the database refuses, a
+    /// constraint) rather than of the connection or the server: such a write fails again
+    /// however often it is retried, so the row must be set aside, not kept.
+    pub fn is_data_error(&self, e: &Error) -> bool {
+        let Error::Store(sqlx::Error::Database(db)) = e else {
+            return false;
+        };
+        let Some(code) = db.code() else {
+            return false;
+        };
+        match self.backend {
+            // SQLSTATE classes 22 (data exception), 23 (integrity constraint), 54 (too large).
+            Backend::Postgres => ["22", "23", "54"].iter().any(|c| code.starts_with(c)),
+            // Primary result codes (the low byte of an extended code): TOOBIG, CONSTRAINT,
+            // MISMATCH.
+            Backend::Sqlite => code
+                .parse::<i32>()
+                .is_ok_and(|c| matches!(c & 0xff, 18..=20)),
+        }
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

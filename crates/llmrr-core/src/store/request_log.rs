@@ -40,6 +40,56 @@ const COLUMNS: &str = "id, created_at_ms, endpoint, key_id, user_id, team_id, re
 const COLUMN_COUNT: usize = 19;
 const ROWS_PER_STATEMENT: usize = 64;
 
+/// Longest text kept in a column of the log (bytes, cut on a char boundary). A model name or
+/// label longer than this is a client's mistake or an attack: the row keeps its start.
+pub const MAX_TEXT_BYTES: usize = 256;
+
+impl LogRow {
+    /// The row as it may be stored: every text column without NUL or other control characters
+    /// (Postgres refuses NUL in TEXT) and at most [`MAX_TEXT_BYTES`] long.
+    pub fn sanitized(mut self) -> LogRow {
+        for text in [
+            &mut self.id,
+            &mut self.endpoint,
+            &mut self.requested_model,
+            &mut self.cost_usd,
+        ] {
+            sanitize(text);
+        }
+        for text in [
+            &mut self.key_id,
+            &mut self.user_id,
+            &mut self.team_id,
+            &mut self.model,
+            &mut self.provider,
+            &mut self.error_type,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            sanitize(text);
+        }
+        self
+    }
+}
+
+/// Control characters become U+FFFD; the text is cut to [`MAX_TEXT_BYTES`] with a `…`.
+pub fn sanitize(text: &mut String) {
+    if text.len() <= MAX_TEXT_BYTES && !text.chars().any(char::is_control) {
+        return;
+    }
+    let mut clean = String::with_capacity(text.len().min(MAX_TEXT_BYTES));
+    for c in text.chars() {
+        let c = if c.is_control() { '\u{FFFD}' } else { c };
+        if clean.len() + c.len_utf8() > MAX_TEXT_BYTES - '…'.len_utf8() {
+            clean.push('…');
+            break;
+        }
+        clean.push(c);
+    }
+    *text = clean;
+}
+
 fn insert_sql(rows: usize) -> String {
     let mut sql = format!("INSERT INTO request_log ({COLUMNS}) VALUES ");
     for r in 0..rows {
@@ -52,45 +102,67 @@ fn insert_sql(rows: usize) -> String {
         }
         sql.push(')');
     }
+    // A row whose earlier insert committed but whose acknowledgement was lost is written again
+    // on retry: the conflict must not fail (and so poison) the whole batch.
+    sql.push_str(" ON CONFLICT (id) DO NOTHING");
     sql
 }
 
 impl Store {
-    /// Insert rows in one transaction: all or none. Rows go in multi-row `INSERT`s, which
-    /// cost a fraction of one statement per row (measured: the writer's CPU fell ~5x).
-    pub async fn insert_log_rows(&self, rows: &[LogRow]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = insert_sql(chunk.len());
-            let mut q = sqlx::query(&sql);
-            for r in chunk {
-                q = q
-                    .bind(&r.id)
-                    .bind(r.created_at_ms)
-                    .bind(&r.endpoint)
-                    .bind(&r.key_id)
-                    .bind(&r.user_id)
-                    .bind(&r.team_id)
-                    .bind(&r.requested_model)
-                    .bind(&r.model)
-                    .bind(&r.provider)
-                    .bind(r.stream as i64)
-                    .bind(r.status)
-                    .bind(&r.error_type)
-                    .bind(r.prompt_tokens)
-                    .bind(r.completion_tokens)
-                    .bind(r.usage_estimated as i64)
-                    .bind(r.latency_us)
-                    .bind(r.ttft_us)
-                    .bind(r.upstream_us)
-                    .bind(&r.cost_usd);
+    /// Insert rows in one transaction: all or none; returns how many were new (a row whose id
+    /// is already stored is skipped). Rows go in multi-row `INSERT`s, which cost a fraction of
+    /// one statement per row (measured: the writer's CPU fell ~5x).
+    ///
+    /// A failed write closes its connection instead of returning it to the pool, so the next
+    /// write starts on a fresh connection and transaction (a SQLite connection whose write
+    /// failed mid-transaction — disk full — could otherwise hold the write lock for good).
+    pub async fn insert_log_rows(&self, rows: &[LogRow]) -> Result<u64> {
+        let mut conn = self.pool.acquire().await?;
+        match insert_in_transaction(&mut conn, rows).await {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                drop(conn.detach());
+                Err(e)
             }
-            q.execute(&mut *tx).await?;
         }
-        tx.commit().await?;
-        Ok(())
     }
+}
 
+async fn insert_in_transaction(conn: &mut sqlx::AnyConnection, rows: &[LogRow]) -> Result<u64> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    let mut written = 0;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = insert_sql(chunk.len());
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(&r.id)
+                .bind(r.created_at_ms)
+                .bind(&r.endpoint)
+                .bind(&r.key_id)
+                .bind(&r.user_id)
+                .bind(&r.team_id)
+                .bind(&r.requested_model)
+                .bind(&r.model)
+                .bind(&r.provider)
+                .bind(r.stream as i64)
+                .bind(r.status)
+                .bind(&r.error_type)
+                .bind(r.prompt_tokens)
+                .bind(r.completion_tokens)
+                .bind(r.usage_estimated as i64)
+                .bind(r.latency_us)
+                .bind(r.ttft_us)
+                .bind(r.upstream_us)
+                .bind(&r.cost_usd);
+        }
+        written += q.execute(&mut *tx).await?.rows_affected();
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
+impl Store {
     /// The newest rows first.
     pub async fn recent_requests(&self, limit: i64) -> Result<Vec<LogRow>> {
         let rows = sqlx::query(&format!(

@@ -75,7 +75,7 @@ fn production_profile_overlays_and_requires_a_master_key() {
     }
     let e = env(&[
         ("OPENAI_API_KEY", "k"),
-        ("LLMRR_MASTER_KEY", "sk-master-123"),
+        ("LLMRR_MASTER_KEY", "sk-master-0123456789"),
     ]);
     let c = load_text(BASE, Some("production"), &e).expect("loads");
     assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
@@ -237,4 +237,40 @@ fn secrets_are_masked_when_printed() {
         redact_url("postgres://u:hunter2@localhost/db"),
         "postgres://u:****@localhost/db"
     );
+}
+
+#[test]
+fn issue15_model_timeouts_default_to_the_request_timeout_and_stalls_always_end() {
+    let toml = format!("{BASE}\n[server]\nrequest_timeout_secs = 45\n");
+    let toml = toml.replacen("[server]\nlisten = \"127.0.0.1:9000\"\n", "", 1);
+    let c = load_text(&toml, None, &env(&[("OPENAI_API_KEY", "k")])).expect("loads");
+    let m = &c.models[0];
+    assert_eq!(m.timeout, std::time::Duration::from_secs(45));
+    // Streams have first-token and idle timeouts by default, never longer than the model's.
+    assert_eq!(m.ttft_timeout, Some(std::time::Duration::from_secs(45)));
+    assert_eq!(m.idle_timeout, Some(std::time::Duration::from_secs(45)));
+    let c = load_text(BASE, None, &env(&[("OPENAI_API_KEY", "k")])).expect("loads");
+    assert_eq!(
+        c.models[0].ttft_timeout,
+        Some(std::time::Duration::from_secs(120))
+    );
+    assert_eq!(
+        c.models[0].idle_timeout,
+        Some(std::time::Duration::from_secs(60))
+    );
+    assert_eq!(
+        c.server.header_read_timeout,
+        std::time::Duration::from_secs(20)
+    );
+    assert_eq!(c.server.max_body_bytes, 16 * 1024 * 1024);
+}
+
+#[test]
+fn issue15_a_short_master_key_is_refused() {
+    let (path, message) = config_error(
+        BASE,
+        &env(&[("OPENAI_API_KEY", "k"), ("LLMRR_MASTER_KEY", "x")]),
+    );
+    assert_eq!(path, "server.master_key");
+    assert!(message.contains("shorter than 16"), "{message}");
 }

@@ -27,7 +27,7 @@ pub struct Anthropic {
 }
 
 impl Anthropic {
-    pub fn new(spec: &ModelSpec, client: reqwest::Client) -> Result<Self> {
+    pub fn new(spec: &ModelSpec, client: reqwest::Client, target: Target) -> Result<Self> {
         let bad =
             |what: &str| Error::config(format!("models.{}", spec.name), format!("invalid {what}"));
         let mut headers = HeaderMap::new();
@@ -43,11 +43,7 @@ impl Anthropic {
         super::http::extra_headers(spec, &mut headers)?;
         Ok(Anthropic {
             client,
-            target: Target {
-                model: spec.name.to_string(),
-                provider: ProviderKind::Anthropic,
-                timeout: spec.timeout,
-            },
+            target,
             upstream_model: spec.upstream_model.clone(),
             default_max_tokens: spec
                 .max_output_tokens

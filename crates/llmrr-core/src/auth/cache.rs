@@ -1,0 +1,112 @@
+//! What the authenticator remembers between requests, each part bounded on its own so that
+//! one part cannot crowd out another:
+//!
+//! - `fresh`: keys found active in the store, served without a query for [`FRESH_TTL`];
+//! - `stale`: the same keys for longer ([`STALE_TTL`]), served only while the store fails
+//!   (stale-on-error: a store outage does not lock out known keys);
+//! - `unknown`: keys the store does not know, briefly, in a small cache of their own (a flood
+//!   of random keys cannot evict a valid key);
+//! - `failures`: failed authentications per client address in the current minute; past the
+//!   limit that client's unknown keys are refused without a store query.
+
+use super::KeyContext;
+use moka::sync::Cache;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const FRESH_TTL: Duration = Duration::from_secs(30);
+pub const STALE_TTL: Duration = Duration::from_secs(15 * 60);
+const UNKNOWN_TTL: Duration = Duration::from_secs(5);
+const KNOWN_CAPACITY: u64 = 100_000;
+const UNKNOWN_CAPACITY: u64 = 10_000;
+const CLIENTS_CAPACITY: u64 = 100_000;
+/// Failed authentications one client address may make per minute before it is slowed down.
+pub const MAX_FAILURES_PER_MINUTE: u32 = 30;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub(super) struct KeyCache {
+    fresh: Cache<String, Arc<KeyContext>>,
+    stale: Cache<String, Arc<KeyContext>>,
+    unknown: Cache<String, ()>,
+    failures: Cache<IpAddr, Arc<AtomicU32>>,
+}
+
+impl KeyCache {
+    pub(super) fn new() -> Self {
+        let known = |ttl| {
+            Cache::builder()
+                .max_capacity(KNOWN_CAPACITY)
+                .time_to_live(ttl)
+                .build()
+        };
+        KeyCache {
+            fresh: known(FRESH_TTL),
+            stale: known(STALE_TTL),
+            unknown: Cache::builder()
+                .max_capacity(UNKNOWN_CAPACITY)
+                .time_to_live(UNKNOWN_TTL)
+                .build(),
+            failures: Cache::builder()
+                .max_capacity(CLIENTS_CAPACITY)
+                .time_to_live(FAILURE_WINDOW)
+                .build(),
+        }
+    }
+
+    /// `Some(Some(key))`: known; `Some(None)`: known to be unknown; `None`: ask the store.
+    pub(super) fn get(&self, hash: &str) -> Option<Option<Arc<KeyContext>>> {
+        if let Some(key) = self.fresh.get(hash) {
+            return Some(Some(key));
+        }
+        self.unknown.get(hash).map(|()| None)
+    }
+
+    pub(super) fn stale(&self, hash: &str) -> Option<Arc<KeyContext>> {
+        self.stale.get(hash)
+    }
+
+    pub(super) fn found(&self, hash: String, key: Option<Arc<KeyContext>>) {
+        match key {
+            Some(key) => {
+                self.stale.insert(hash.clone(), key.clone());
+                self.fresh.insert(hash, key);
+            }
+            None => self.unknown.insert(hash, ()),
+        }
+    }
+
+    /// A key was revoked (or may have been): forget it everywhere at once.
+    pub(super) fn forget(&self, hash: &str) {
+        self.fresh.invalidate(hash);
+        self.stale.invalidate(hash);
+    }
+
+    /// A key was created: no cached "unknown" may outlive it.
+    pub(super) fn forget_unknown(&self) {
+        self.unknown.invalidate_all();
+    }
+
+    pub(super) fn forget_all(&self) {
+        self.fresh.invalidate_all();
+        self.stale.invalidate_all();
+        self.unknown.invalidate_all();
+    }
+
+    /// Whether this client has failed too often this minute.
+    pub(super) fn throttled(&self, client: Option<IpAddr>) -> bool {
+        client
+            .and_then(|ip| self.failures.get(&ip))
+            .is_some_and(|n| n.load(Ordering::Relaxed) >= MAX_FAILURES_PER_MINUTE)
+    }
+
+    pub(super) fn failed(&self, client: Option<IpAddr>) {
+        if let Some(ip) = client {
+            self.failures
+                .get_with(ip, || Arc::new(AtomicU32::new(0)))
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

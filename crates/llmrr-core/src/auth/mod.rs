@@ -1,0 +1,243 @@
+//! API keys. The master key (from the environment) may do everything; virtual keys are
+//! created through the admin API or the CLI, shown once, stored as a BLAKE3 hash (the secrets
+//! are 192 random bits, so a fast hash is as strong as a slow one), and carry an owner, the
+//! models they may use and metadata.
+//!
+//! Layout: this file has the key types and [`Authenticator::authenticate`]; `cache` what is
+//! remembered between requests (fresh, stale-on-error, unknown keys, failures per client);
+//! `create` the checks a new key must pass; `revocation` the watch that makes a revoke made
+//! anywhere (another replica, the CLI) effective here within [`REVOCATION_POLL`].
+
+mod cache;
+mod create;
+mod revocation;
+
+pub use cache::{FAILURE_WINDOW, FRESH_TTL, MAX_FAILURES_PER_MINUTE, STALE_TTL};
+pub use create::{create_key, KeyRules, MAX_NAME_CHARS};
+pub use revocation::REVOCATION_POLL;
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+use crate::store::{KeyRow, Store};
+use cache::KeyCache;
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+pub const KEY_PREFIX: &str = "sk-llmrr-";
+/// A store lookup of a key that takes longer than this fails fast (503, or the stale copy).
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Who is calling, as the request path sees it.
+#[derive(Debug, Clone, Default)]
+pub struct KeyContext {
+    pub key_id: Option<String>,
+    pub key_name: Option<String>,
+    pub user: Option<String>,
+    pub team: Option<String>,
+    /// The routing tier; `None`: not limited by tier.
+    pub tier: Option<String>,
+    /// `None`: every model.
+    pub allowed_models: Option<HashSet<String>>,
+    pub is_master: bool,
+}
+
+impl KeyContext {
+    pub fn may_use(&self, model: &str) -> bool {
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|m| m.contains(model))
+    }
+
+    fn from_row(row: KeyRow) -> Self {
+        if row.allowed_models_unreadable {
+            // Fail closed: a key whose model list cannot be read may use no model at all.
+            tracing::error!(key_id = %row.id, "the key's allowed_models cannot be read; it may use no model");
+            return KeyContext {
+                allowed_models: Some(HashSet::new()),
+                key_id: Some(row.id),
+                key_name: Some(row.name),
+                user: row.owner_user,
+                team: row.owner_team,
+                tier: row.tier,
+                is_master: false,
+            };
+        }
+        KeyContext {
+            key_id: Some(row.id),
+            key_name: Some(row.name),
+            user: row.owner_user,
+            team: row.owner_team,
+            tier: row.tier,
+            allowed_models: (!row.allowed_models.is_empty())
+                .then(|| row.allowed_models.into_iter().collect()),
+            is_master: false,
+        }
+    }
+}
+
+/// What to create.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub name: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub team: Option<String>,
+    /// A tier of `[tiers]`.
+    #[serde(default)]
+    pub tier: Option<String>,
+    /// Empty: every model.
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A created key: the row, and the secret, which is never available again.
+#[derive(Debug, serde::Serialize)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub row: KeyRow,
+    pub key: String,
+}
+
+pub fn hash_key(secret: &str) -> String {
+    blake3::hash(secret.as_bytes()).to_hex().to_string()
+}
+
+/// A cloneable handle; the revocation watch holds it weakly and stops when it is dropped.
+#[derive(Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    master: Option<Secret>,
+    store: Store,
+    cache: KeyCache,
+    rules: KeyRules,
+    anonymous: Arc<KeyContext>,
+    master_ctx: Arc<KeyContext>,
+}
+
+impl Authenticator {
+    /// `rules`: what a new key may name. Starts the revocation watch on the current runtime.
+    pub fn new(master: Option<Secret>, store: Store, rules: KeyRules) -> Self {
+        let auth = Authenticator {
+            inner: Arc::new(Inner {
+                master,
+                store,
+                cache: KeyCache::new(),
+                rules,
+                anonymous: Arc::new(KeyContext::default()),
+                master_ctx: Arc::new(KeyContext {
+                    is_master: true,
+                    key_name: Some("master".into()),
+                    ..Default::default()
+                }),
+            }),
+        };
+        revocation::spawn_watch(&auth);
+        auth
+    }
+
+    pub fn has_master_key(&self) -> bool {
+        self.inner.master.is_some()
+    }
+
+    /// Check the presented key. Without a master key configured (loopback only) a request
+    /// without a key is let through anonymously; a presented key is always checked.
+    ///
+    /// Known keys come from the cache; while the store fails they are served from the stale
+    /// copy (bounded by [`STALE_TTL`]); a lookup fails fast ([`LOOKUP_TIMEOUT`], then 503). A
+    /// client address with more than [`MAX_FAILURES_PER_MINUTE`] failures gets 429 for keys
+    /// the cache does not know, without a store query.
+    pub async fn authenticate(
+        &self,
+        presented: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<KeyContext>> {
+        let inner = &self.inner;
+        let Some(key) = presented.filter(|k| !k.is_empty()) else {
+            return match inner.master {
+                None => Ok(inner.anonymous.clone()),
+                Some(_) => Err(Error::Unauthorized {
+                    message: "missing API key: send it as `Authorization: Bearer <key>`".into(),
+                }),
+            };
+        };
+        if let Some(master) = &inner.master {
+            if bool::from(key.as_bytes().ct_eq(master.expose().as_bytes())) {
+                return Ok(inner.master_ctx.clone());
+            }
+        }
+        let hash = hash_key(key);
+        let found = match inner.cache.get(&hash) {
+            Some(hit) => hit,
+            None if inner.cache.throttled(client) => {
+                return Err(Error::Throttled {
+                    message: "too many failed authentications from this address; try again later"
+                        .into(),
+                    retry_after: Some(FAILURE_WINDOW),
+                })
+            }
+            None => self.look_up(hash).await?,
+        };
+        found.ok_or_else(|| {
+            inner.cache.failed(client);
+            Error::Unauthorized {
+                message: "invalid API key".into(),
+            }
+        })
+    }
+
+    async fn look_up(&self, hash: String) -> Result<Option<Arc<KeyContext>>> {
+        let inner = &self.inner;
+        let looked_up = tokio::time::timeout(LOOKUP_TIMEOUT, inner.store.find_active_key(&hash))
+            .await
+            .unwrap_or_else(|_| Err(Error::Internal("the key lookup timed out".into())));
+        match looked_up {
+            Ok(row) => {
+                let key = row.map(|row| Arc::new(KeyContext::from_row(row)));
+                inner.cache.found(hash, key.clone());
+                Ok(key)
+            }
+            Err(e) => {
+                metrics::counter!(crate::telemetry::AUTH_STORE_ERRORS).increment(1);
+                match inner.cache.stale(&hash) {
+                    Some(key) => {
+                        tracing::warn!(error = %e, "key store failing: serving a known key from the cache");
+                        Ok(Some(key))
+                    }
+                    None => {
+                        tracing::error!(error = %e, "key store failing: cannot check a key");
+                        Err(Error::Unavailable {
+                            message: "the gateway cannot check API keys right now".into(),
+                            retry_after: Some(Duration::from_secs(1)),
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    pub async fn create_key(&self, new: NewKey) -> Result<CreatedKey> {
+        let created = create_key(&self.inner.store, &self.inner.rules, new).await?;
+        self.inner.cache.forget_unknown();
+        Ok(created)
+    }
+
+    pub async fn revoke_key(&self, id: &str) -> Result<bool> {
+        let revoked = self.inner.store.revoke_key(id).await?;
+        self.inner.cache.forget_all();
+        Ok(revoked)
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<KeyRow>> {
+        self.inner.store.list_keys().await
+    }
+}

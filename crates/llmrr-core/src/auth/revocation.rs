@@ -1,0 +1,36 @@
+//! A revoke reaches every running server within [`REVOCATION_POLL`]: each server asks the
+//! store, once a poll, for the keys revoked since its last look, and forgets them. A revoke
+//! through this server's admin API clears its cache at once; one made elsewhere (another
+//! replica, `llmrr keys revoke`) is seen at the next poll.
+
+use super::Authenticator;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const REVOCATION_POLL: Duration = Duration::from_millis(500);
+/// Looks back this far past the last poll, so that clocks a little apart between replicas
+/// (each stamps its own revokes) miss nothing. Forgetting a key twice costs nothing.
+const CLOCK_MARGIN_MS: i64 = 10_000;
+
+pub(super) fn spawn_watch(auth: &Authenticator) {
+    let weak = Arc::downgrade(&auth.inner);
+    tokio::spawn(async move {
+        let mut since = crate::store::now_ms() - CLOCK_MARGIN_MS;
+        let mut tick = tokio::time::interval(REVOCATION_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(inner) = weak.upgrade() else { return };
+            let now = crate::store::now_ms();
+            match inner.store.revoked_since(since).await {
+                Ok(hashes) => {
+                    for hash in &hashes {
+                        inner.cache.forget(hash);
+                    }
+                    since = now - CLOCK_MARGIN_MS;
+                }
+                Err(e) => tracing::debug!(error = %e, "revocation watch: the store did not answer"),
+            }
+        }
+    });
+}

@@ -1,0 +1,132 @@
+//! The request-log writer: rows go on a bounded queue and one task writes them in batches (by
+//! size, or after a short interval), off the request path.
+//!
+//! The request path never waits on the log: [`RequestLog::append`] only enqueues, and when the
+//! queue is full (the store has been down longer than the queue lasts) the row is dropped and
+//! counted (`llmrr_request_log_rows_dropped_total{reason="queue_full"}`). The writer
+//! ([`writer`]) keeps failed batches for retry within a bound, backs off while the store is
+//! down, recovers by itself on a fresh connection when it returns, and sets aside a row the
+//! database refuses (a bad value) instead of retrying it forever. [`WriterHealth`] tells
+//! readiness whether writes are failing. A flush makes every row queued before it durable
+//! (or failed for good) — used at shutdown, within its grace, and by tests.
+
+mod writer;
+
+use crate::config::StoreConfig;
+use crate::store::{LogRow, Store};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+enum Command {
+    Row(Box<LogRow>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// A cloneable handle to the writer.
+#[derive(Clone)]
+pub struct RequestLog {
+    tx: mpsc::Sender<Command>,
+    health: Arc<WriterHealth>,
+}
+
+/// Whether the writer's last write failed, since when and why; read by readiness.
+#[derive(Debug, Default)]
+pub struct WriterHealth {
+    /// Unix ms of the first failure of the current run of failures; 0 while writes succeed.
+    failing_since_ms: AtomicI64,
+    /// Unix ms of the last "row dropped" warning, to log at most one a second.
+    last_drop_warning_ms: AtomicI64,
+    dropped: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl WriterHealth {
+    /// `Some(why)` while the writer cannot write.
+    pub fn failing(&self) -> Option<String> {
+        if self.failing_since_ms.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let why = self.last_error.lock().ok().and_then(|e| e.clone());
+        Some(why.unwrap_or_else(|| "the store refuses writes".into()))
+    }
+
+    /// Rows dropped since the start, for every reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn succeeded(&self) {
+        if self.failing_since_ms.swap(0, Ordering::Relaxed) != 0 {
+            tracing::info!("request log: the store accepts writes again");
+        }
+    }
+
+    fn failed(&self, label: &'static str) {
+        let now = crate::store::now_ms();
+        let _ =
+            self.failing_since_ms
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(format!("the request log cannot be written ({label})"));
+        }
+    }
+
+    fn dropped_rows(&self, rows: u64, reason: &'static str) {
+        if rows == 0 {
+            return;
+        }
+        self.dropped.fetch_add(rows, Ordering::Relaxed);
+        metrics::counter!(crate::telemetry::LOG_ROWS_DROPPED, "reason" => reason).increment(rows);
+        let now = crate::store::now_ms();
+        let last = self.last_drop_warning_ms.load(Ordering::Relaxed);
+        if now - last >= 1000
+            && self
+                .last_drop_warning_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(rows, reason, "request log rows dropped");
+        }
+    }
+}
+
+impl RequestLog {
+    /// Start the writer task on the current runtime.
+    pub fn start(store: Store, config: &StoreConfig) -> RequestLog {
+        let (tx, rx) = mpsc::channel(config.log_queue_capacity);
+        let health = Arc::new(WriterHealth::default());
+        let writer = writer::Writer::new(store, config, health.clone());
+        tokio::spawn(writer.run(rx));
+        RequestLog { tx, health }
+    }
+
+    /// Queue a row; never waits. A full queue drops the row (counted and logged).
+    pub fn append(&self, row: LogRow) {
+        match self.tx.try_send(Command::Row(Box::new(row.sanitized()))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.health.dropped_rows(1, "queue_full"),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.health.dropped_rows(1, "writer_stopped")
+            }
+        }
+    }
+
+    /// Wait until every row appended before this call is written (or has failed for good), at
+    /// most `limit`; `false` when the limit ran out first.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let (ack, done) = oneshot::channel();
+        tokio::time::timeout(limit, async {
+            if self.tx.send(Command::Flush(ack)).await.is_ok() {
+                let _ = done.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    pub fn health(&self) -> &WriterHealth {
+        &self.health
+    }
+}
