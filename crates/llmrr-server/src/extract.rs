@@ -15,6 +15,17 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        // A declared size over the limit is refused before a byte of the body is read.
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > state.server.max_body_bytes as u64) {
+            return Err(ApiError(Error::PayloadTooLarge {
+                limit: state.server.max_body_bytes,
+            }));
+        }
         // A body that trickles in is cut off: a slow client cannot hold a request open.
         let limit = state.server.body_read_timeout;
         let read = tokio::time::timeout(limit, Bytes::from_request(req, state))

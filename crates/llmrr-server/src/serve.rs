@@ -74,7 +74,14 @@ pub async fn serve(
             });
         let watcher = graceful.watcher();
         connections.spawn(async move {
-            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // The first bytes say HTTP/1 or HTTP/2 (prior knowledge); a client that sends
+            // nothing, or too little to tell, within the header timeout is closed.
+            let builder = match sniff(&tcp, header_timeout).await {
+                Some(Protocol::Http1) => auto::Builder::new(TokioExecutor::new()).http1_only(),
+                Some(Protocol::Http2) => auto::Builder::new(TokioExecutor::new()).http2_only(),
+                None => return,
+            };
+            let mut builder = builder;
             builder
                 .http1()
                 .timer(TokioTimer::new())
@@ -93,6 +100,45 @@ pub async fn serve(
     drop(listener);
     drain(graceful, connections, &state).await;
     Ok(())
+}
+
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// HTTP/2 with prior knowledge opens with this preface; anything else is HTTP/1.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Peek at the connection's first bytes (without consuming them) until they tell the
+/// protocol; `None` when the client sends nothing decisive within `limit`, or leaves.
+async fn sniff(tcp: &tokio::net::TcpStream, limit: Duration) -> Option<Protocol> {
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 24];
+    let mut seen = 0;
+    loop {
+        let n = tokio::time::timeout_at(deadline, tcp.peek(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            return Some(Protocol::Http1);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(Protocol::Http2);
+        }
+        if n == seen {
+            // A prefix of the preface and nothing new yet: peek returns at once, so wait.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if Instant::now() >= deadline {
+                return None;
+            }
+        }
+        seen = n;
+    }
 }
 
 /// The bounded shutdown (see the module's doc).

@@ -16,6 +16,8 @@ pub enum StoreChoice {
     Sqlite,
     /// A new database on the Postgres server, dropped when the gateway stops.
     Postgres,
+    /// The `[store] url` of the test's config, as it is.
+    AsConfigured,
 }
 
 pub struct TestGateway {
@@ -47,6 +49,7 @@ impl TestGateway {
         )
         .expect("the test config is valid");
         let (url, postgres_db) = match store {
+            StoreChoice::AsConfigured => (config.store.url.expose().to_owned(), None),
             StoreChoice::Sqlite => (format!("sqlite://{}/llmrr.db", dir.path().display()), None),
             StoreChoice::Postgres => {
                 let (url, db) = fresh_postgres_database().await;
@@ -87,6 +90,19 @@ impl TestGateway {
         if let Some(db) = self.postgres_db.take() {
             drop_postgres_database(&db).await;
         }
+    }
+
+    /// Graceful stop of the server alone: the store stays open for the test to read. Returns
+    /// the temporary folder (the SQLite file lives there until it is dropped).
+    pub async fn stop_keeping_store(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        std::mem::replace(&mut self._dir, dir)
     }
 
     pub async fn flush_log(&self) {

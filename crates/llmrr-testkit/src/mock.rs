@@ -13,6 +13,9 @@
 //! | `429` | rate limited, with `Retry-After: 7` |
 //! | `500`, `400`, `401`, `529` | that status, with the provider's error body (`400`: context length) |
 //! | `policy` | 400 refused by the content policy |
+//! | `echokey` | 401 whose message echoes the API key it was sent (as some servers do) |
+//! | `huge` | 200 with a JSON body of 65 MiB (non-streamed) |
+//! | `longline` | a stream whose first line never ends (9 MiB without a newline, then stalls) |
 //!
 //! Streams are written in small odd-sized pieces so that events arrive split mid-line.
 //! Every request is recorded (path, headers, JSON body) for assertions.
@@ -208,6 +211,58 @@ fn openai_error(
     r
 }
 
+/// Faults that test the gateway's own defences: an upstream that echoes our key, answers
+/// without end, or never ends a line.
+fn oversized_or_echo(mode: &str, headers: &HeaderMap) -> Option<Response> {
+    const MIB: usize = 1024 * 1024;
+    match mode {
+        "echokey" => {
+            let sent = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .trim_start_matches("Bearer ")
+                .to_owned();
+            Some(openai_error(
+                401,
+                &format!("Incorrect API key provided: {sent}"),
+                "invalid_request_error",
+                Some("invalid_api_key"),
+                None,
+            ))
+        }
+        "huge" => {
+            let head =
+                futures_util::stream::once(async { Ok(Bytes::from_static(b"{\"pad\": \"")) });
+            let pad = futures_util::stream::iter(
+                (0..65).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; MIB]))),
+            );
+            let tail = futures_util::stream::once(async { Ok(Bytes::from_static(b"\"}")) });
+            Some(
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Body::from_stream(head.chain(pad).chain(tail)))
+                    .expect("a valid response"),
+            )
+        }
+        "longline" => {
+            let head = futures_util::stream::once(async { Ok(Bytes::from_static(b"data: {")) });
+            let pad = futures_util::stream::iter(
+                (0..9).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; MIB]))),
+            );
+            Some(
+                Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(Body::from_stream(
+                        head.chain(pad).chain(futures_util::stream::pending()),
+                    ))
+                    .expect("a valid response"),
+            )
+        }
+        _ => None,
+    }
+}
+
 /// The fault modes shared by every OpenAI endpoint; `None` when the call should succeed.
 async fn openai_fault(mode: &str) -> Option<Response> {
     if let Some(ms) = millis(mode, "slow-") {
@@ -262,6 +317,9 @@ async fn openai_chat(
     record(&shared, "/v1/chat/completions", &headers, &body);
     let mode = mode(&body);
     let stream = body["stream"] == true;
+    if let Some(r) = oversized_or_echo(&mode, &headers) {
+        return r;
+    }
     if !(stream && mode == "garbage") {
         if let Some(r) = openai_fault(&mode).await {
             return r;

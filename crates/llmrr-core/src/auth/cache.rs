@@ -1,7 +1,8 @@
 //! What the authenticator remembers between requests, each part bounded on its own so that
 //! one part cannot crowd out another:
 //!
-//! - `fresh`: keys found active in the store, served without a query for [`FRESH_TTL`];
+//! - `fresh`: keys found active in the store, served without a query for `server.key_cache_secs`
+//!   (a revoke still reaches every server within the revocation watch's poll);
 //! - `stale`: the same keys for longer ([`STALE_TTL`]), served only while the store fails
 //!   (stale-on-error: a store outage does not lock out known keys);
 //! - `unknown`: keys the store does not know, briefly, in a small cache of their own (a flood
@@ -16,7 +17,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const FRESH_TTL: Duration = Duration::from_secs(30);
 pub const STALE_TTL: Duration = Duration::from_secs(15 * 60);
 const UNKNOWN_TTL: Duration = Duration::from_secs(5);
 const KNOWN_CAPACITY: u64 = 100_000;
@@ -35,7 +35,7 @@ pub(super) struct KeyCache {
 }
 
 impl KeyCache {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(fresh_ttl: Duration) -> Self {
         let known = |ttl| {
             Cache::builder()
                 .max_capacity(KNOWN_CAPACITY)
@@ -43,8 +43,8 @@ impl KeyCache {
                 .build()
         };
         KeyCache {
-            fresh: known(FRESH_TTL),
-            stale: known(STALE_TTL),
+            fresh: known(fresh_ttl),
+            stale: known(STALE_TTL.max(fresh_ttl)),
             unknown: Cache::builder()
                 .max_capacity(UNKNOWN_CAPACITY)
                 .time_to_live(UNKNOWN_TTL)

@@ -12,7 +12,7 @@ mod cache;
 mod create;
 mod revocation;
 
-pub use cache::{FAILURE_WINDOW, FRESH_TTL, MAX_FAILURES_PER_MINUTE, STALE_TTL};
+pub use cache::{FAILURE_WINDOW, MAX_FAILURES_PER_MINUTE, STALE_TTL};
 pub use create::{create_key, KeyRules, MAX_NAME_CHARS};
 pub use revocation::REVOCATION_POLL;
 
@@ -125,13 +125,14 @@ struct Inner {
 }
 
 impl Authenticator {
-    /// `rules`: what a new key may name. Starts the revocation watch on the current runtime.
-    pub fn new(master: Option<Secret>, store: Store, rules: KeyRules) -> Self {
+    /// `rules`: what a new key may name; `cache_ttl`: how long a key found in the store is
+    /// served without asking again. Starts the revocation watch on the current runtime.
+    pub fn new(master: Option<Secret>, store: Store, rules: KeyRules, cache_ttl: Duration) -> Self {
         let auth = Authenticator {
             inner: Arc::new(Inner {
                 master,
                 store,
-                cache: KeyCache::new(),
+                cache: KeyCache::new(cache_ttl),
                 rules,
                 anonymous: Arc::new(KeyContext::default()),
                 master_ctx: Arc::new(KeyContext {

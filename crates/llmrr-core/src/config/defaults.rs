@@ -25,6 +25,9 @@ pub const MAX_CONNECTIONS: u64 = 8192;
 pub const TTFT_TIMEOUT_SECS: f64 = 120.0;
 pub const IDLE_TIMEOUT_SECS: f64 = 60.0;
 pub const MIN_MASTER_KEY_CHARS: usize = 16;
+/// Virtual keys are served from memory this long (revokes reach every server within a second
+/// anyway, through the revocation watch).
+pub const KEY_CACHE_SECS: f64 = 30.0;
 pub const CONNECT_TIMEOUT_SECS: f64 = 10.0;
 pub const LOG_BATCH_SIZE: usize = 512;
 pub const LOG_FLUSH_INTERVAL_MS: u64 = 250;

@@ -197,6 +197,10 @@ fn resolve(
             s.max_messages.unwrap_or(d::MAX_MESSAGES),
         )? as usize,
         metrics_public: s.metrics_public.unwrap_or(false),
+        key_cache: seconds(
+            "server.key_cache_secs",
+            s.key_cache_secs.unwrap_or(d::KEY_CACHE_SECS),
+        )?,
     };
 
     let st = raw.store;

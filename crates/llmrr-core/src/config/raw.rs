@@ -64,6 +64,7 @@ pub struct RawServer {
     pub max_connections: Option<u64>,
     pub max_messages: Option<u64>,
     pub metrics_public: Option<bool>,
+    pub key_cache_secs: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

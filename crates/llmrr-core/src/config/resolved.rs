@@ -106,6 +106,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Messages (or embedding inputs) one request may carry.
     pub max_messages: usize,
+    /// How long a virtual key found in the store is served from memory.
+    #[serde(with = "secs")]
+    pub key_cache: Duration,
     /// `/metrics` without a key (for a scraper on a private network); off: master key only.
     pub metrics_public: bool,
 }

@@ -173,6 +173,7 @@ impl Gateway {
                     config.server.master_key.clone(),
                     store.clone(),
                     KeyRules::from_config(config),
+                    config.server.key_cache,
                 ),
                 store,
                 tracker: TaskTracker::new(),

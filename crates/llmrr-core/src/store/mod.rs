@@ -8,7 +8,7 @@ mod request_log;
 mod rollouts;
 
 pub use keys::{KeyRow, NewKeyRow};
-pub use request_log::LogRow;
+pub use request_log::{LogRow, MAX_TEXT_BYTES};
 
 use crate::error::{Error, Result};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

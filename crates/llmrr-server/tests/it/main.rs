@@ -5,6 +5,9 @@
 
 mod anthropic;
 mod errors;
+mod hardening_auth;
+mod hardening_http;
+mod hardening_log;
 mod keys;
 mod local;
 mod openai;
@@ -35,6 +38,9 @@ const MODES: &[&str] = &[
     "drip-100",
     "slow-2000",
     "policy",
+    "echokey",
+    "huge",
+    "longline",
 ];
 
 pub fn models_toml(mock: &MockProvider) -> String {
