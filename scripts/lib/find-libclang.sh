@@ -21,7 +21,8 @@ if [ -z "$root" ]; then
   while read -r path; do dirs+=("$(dirname "$path")"); done < <(
     ldconfig -p 2>/dev/null | awk '{print $NF}' | grep -E '/libclang[^/]*$')
 fi
-for pattern in /usr/lib/llvm-*/lib /usr/lib64/llvm*/lib /usr/local/lib /usr/local/llvm/lib \
+# Quoted: each pattern is expanded below, under $root.
+for pattern in '/usr/lib/llvm-*/lib' '/usr/lib64/llvm*/lib' /usr/local/lib /usr/local/llvm/lib \
                /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib64 /usr/lib; do
   for dir in "$root"$pattern; do [ -d "$dir" ] && dirs+=("$dir"); done
 done

@@ -54,7 +54,7 @@ pub struct LocalProvider {
 /// A generation in progress: the events of its sequence, and the model kept loaded.
 struct Run {
     _lease: Lease,
-    events: mpsc::UnboundedReceiver<Event>,
+    events: mpsc::Receiver<Event>,
     prompt_tokens: u32,
 }
 
@@ -111,7 +111,10 @@ impl LocalProvider {
             .await
             .map_err(|e| self.err(e))?;
         let g = build(&lease.model).map_err(|e| self.err(e))?;
-        let (tx, events) = mpsc::unbounded_channel();
+        let (tx, events) = mpsc::channel(GenerateJob::events_needed(
+            g.max_tokens,
+            lease.model.context_size,
+        ));
         let prompt_tokens = g.prompt.len() as u32;
         lease
             .model

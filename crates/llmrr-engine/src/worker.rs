@@ -44,7 +44,17 @@ pub(crate) struct GenerateJob {
     /// Generated tokens at most (the context size caps it anyway).
     pub max_tokens: Option<u32>,
     pub stop: Vec<String>,
-    pub events: tmpsc::UnboundedSender<Event>,
+    /// Bounded: sized by [`GenerateJob::events_needed`], so the worker's `try_send` never
+    /// finds it full.
+    pub events: tmpsc::Sender<Event>,
+}
+
+impl GenerateJob {
+    /// Events one job can send at most: a text piece per generated token (at most
+    /// `max_tokens`, and never more than the context holds), the held-back tail, and the end.
+    pub fn events_needed(max_tokens: Option<u32>, context_size: u32) -> usize {
+        max_tokens.map_or(context_size, |m| m.min(context_size)) as usize + 3
+    }
 }
 
 #[derive(Debug)]
@@ -85,6 +95,8 @@ pub(crate) struct LoadedModel {
     pub chat_template: Option<LlamaChatTemplate>,
     jobs: SyncSender<Job>,
     pub load_time: Duration,
+    /// Tokens of context per sequence.
+    pub context_size: u32,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -112,6 +124,7 @@ impl LoadedModel {
             model,
             jobs,
             load_time,
+            context_size: spec.context_size,
             thread: std::sync::Mutex::new(Some(thread)),
         }))
     }
@@ -337,13 +350,13 @@ impl<'m> Scheduler<'m> {
         let sampler = match job.params.sampler(self.model) {
             Ok(s) => s,
             Err(e) => {
-                let _ = job.events.send(Event::Failed(e));
+                let _ = job.events.try_send(Event::Failed(e));
                 return;
             }
         };
         let Some(free) = self.slots.iter().position(Option::is_none) else {
             // Callers admit only with a slot free; never drop a job without an answer.
-            let _ = job.events.send(Event::Failed(Error::Overloaded {
+            let _ = job.events.try_send(Event::Failed(Error::Overloaded {
                 model: self.name.to_owned(),
                 queued: QUEUE,
             }));
@@ -473,7 +486,7 @@ impl<'m> Scheduler<'m> {
                     Piece::Stop(text) => Some((FinishReason::Stop, text)),
                     Piece::Text(text) => {
                         if !text.is_empty() {
-                            let _ = seq.job.events.send(Event::Text(text));
+                            let _ = seq.job.events.try_send(Event::Text(text));
                         }
                         let full = seq.pos as u32 + 1 >= self.context_size;
                         let max = seq.job.max_tokens.is_some_and(|m| seq.generated >= m);
@@ -484,7 +497,7 @@ impl<'m> Scheduler<'m> {
             match outcome {
                 Some((reason, tail)) => {
                     if !tail.is_empty() {
-                        let _ = seq.job.events.send(Event::Text(tail));
+                        let _ = seq.job.events.try_send(Event::Text(tail));
                     }
                     let first = seq.first_token.unwrap_or(now);
                     let done = Finished {
@@ -495,7 +508,7 @@ impl<'m> Scheduler<'m> {
                         decode: now - first,
                     };
                     self.gauges.finished(&done);
-                    let _ = seq.job.events.send(Event::Done(done));
+                    let _ = seq.job.events.try_send(Event::Done(done));
                     self.free(i);
                 }
                 None => seq.next = Some(token),
@@ -518,7 +531,7 @@ impl<'m> Scheduler<'m> {
             .max_by_key(|i| self.slots[*i].as_ref().map(|s| s.admitted));
         if let Some(i) = newest {
             if let Some(seq) = self.slots[i].as_ref() {
-                let _ = seq.job.events.send(Event::Failed(Error::Inference {
+                let _ = seq.job.events.try_send(Event::Failed(Error::Inference {
                     model: self.name.to_owned(),
                     message: message.clone(),
                 }));
