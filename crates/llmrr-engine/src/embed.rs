@@ -24,7 +24,7 @@ pub(crate) fn serve(name: &str, mut ctx: LlamaContext<'_>, rx: Receiver<Job>, n_
             Job::Generate(g) => {
                 let _ = g
                     .events
-                    .send(crate::worker::Event::Failed(Error::Unsupported {
+                    .try_send(crate::worker::Event::Failed(Error::Unsupported {
                         model: name.to_owned(),
                         what: "is loaded for embeddings only (it has `pooling` set)".into(),
                     }));

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// An attempt gets at least 1/MAX_SHARERS of the time left.
+const MAX_SHARERS: u32 = 3;
+
 /// How the attempts of a plan went.
 pub(super) struct Attempts {
     pub(super) failures: Vec<AttemptFailure>,
@@ -207,10 +210,15 @@ impl Gateway {
                 let started = Instant::now();
                 let flight = Flight::start(&entry);
                 let now = Instant::now();
-                let models_left = queue.len() as u32 + 1;
+                // Time is shared with at most two models after this one: a long route does
+                // not cut every attempt short.
+                let models_left = (queue.len() as u32 + 1).min(MAX_SHARERS);
                 let share = deadline.saturating_duration_since(now) / models_left;
                 let attempt_deadline = now + share.min(entry.spec.timeout);
-                let e = match self.try_once(call, &entry, stream, attempt_deadline).await {
+                let abandoned = entry.breaker.abandon_guard(probe);
+                let tried = self.try_once(call, &entry, stream, attempt_deadline).await;
+                abandoned.disarm();
+                let e = match tried {
                     Ok(outcome) => {
                         return Ok(Success {
                             entry,

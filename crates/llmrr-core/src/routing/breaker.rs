@@ -149,6 +149,16 @@ impl Breaker {
         }
     }
 
+    /// For an admitted call that may be abandoned before its outcome is known (the client
+    /// hung up, the server stops): unless disarmed, the guard gives a probe's place back on
+    /// drop, so a half-open breaker is never left waiting for a probe that will not report.
+    pub fn abandon_guard(&self, probe: bool) -> ProbeGuard<'_> {
+        ProbeGuard {
+            breaker: self,
+            armed: probe,
+        }
+    }
+
     /// Report the outcome of an admitted call. `counts`: whether a failure says something
     /// about the model's health (see the module doc).
     pub fn record(&self, success: bool, counts: bool, probe: bool) {
@@ -215,6 +225,28 @@ impl Breaker {
     }
 }
 
+/// See [`Breaker::abandon_guard`].
+pub struct ProbeGuard<'a> {
+    breaker: &'a Breaker,
+    armed: bool,
+}
+
+impl ProbeGuard<'_> {
+    /// The outcome will be recorded: nothing to give back.
+    pub fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // Neither a success nor a failure: only the probe's place is given back.
+            self.breaker.record(false, false, true);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +268,27 @@ mod tests {
             Admission::Allowed { probe } => b.record(success, true, probe),
             Admission::Refused { .. } => panic!("refused"),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn issue15_an_abandoned_probe_gives_its_place_back() {
+        let b = Breaker::new(config());
+        for _ in 0..3 {
+            call(&b, false);
+        }
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let Admission::Allowed { probe } = b.admit() else {
+            panic!("a probe is let through");
+        };
+        assert!(probe);
+        // The client hangs up mid-probe: the attempt's future is dropped with its guard.
+        drop(b.abandon_guard(probe));
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert_eq!(b.admit(), Admission::Allowed { probe: true }, "not stuck");
+        let guard = b.abandon_guard(true);
+        b.record(true, true, true);
+        guard.disarm();
+        assert_eq!(b.admit(), Admission::Allowed { probe: true });
     }
 
     #[tokio::test(start_paused = true)]
