@@ -13,7 +13,14 @@ root=${LLMRR_LIBCLANG_ROOT:-}
 name_re='^libclang(-[0-9][0-9.]*)?\.so(\.[0-9][0-9.]*)?$'
 
 dirs=()
-[ -n "${LIBCLANG_PATH:-}" ] && dirs+=("$LIBCLANG_PATH")
+if [ -n "${LIBCLANG_PATH:-}" ]; then
+  # bindgen accepts the library file itself as well as its directory.
+  if [ -f "$LIBCLANG_PATH" ] && [[ $(basename "$LIBCLANG_PATH") =~ $name_re ]]; then
+    dirname "$LIBCLANG_PATH"
+    exit 0
+  fi
+  dirs+=("$LIBCLANG_PATH")
+fi
 if [ -z "$root" ]; then
   for config in llvm-config $(compgen -c llvm-config- 2>/dev/null | sort -rV); do
     libdir=$("$config" --libdir 2>/dev/null) && dirs+=("$libdir")

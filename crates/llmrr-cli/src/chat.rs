@@ -107,7 +107,7 @@ async fn client_post(
     body: Vec<u8>,
 ) -> Result<reqwest::Response> {
     let mut req = reqwest::Client::new()
-        .post(format!("{}{path}", url.trim_end_matches('/')))
+        .post(format!("{}{path}", server_root(url)))
         .header("content-type", "application/json")
         .body(body);
     if let Some(key) = &remote.api_key {
@@ -118,11 +118,30 @@ async fn client_post(
         .await
         .with_context(|| format!("cannot reach {url}"))?;
     if !resp.status().is_success() {
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        bail!("{status}: {text}");
+        bail!(http_error(resp).await);
     }
     Ok(resp)
+}
+
+/// `--url` as given (`http://host:8080`, with or without a trailing `/` or `/v1`), reduced to
+/// the server's root: the CLI appends the API paths itself.
+pub fn server_root(url: &str) -> &str {
+    let url = url.trim_end_matches('/');
+    url.strip_suffix("/v1").unwrap_or(url)
+}
+
+/// An HTTP error as a person reads it: the status and the error envelope's message (the raw
+/// body only when it is not one).
+pub async fn http_error(resp: reqwest::Response) -> String {
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned));
+    match message {
+        Some(m) => format!("{status}: {m}"),
+        None => format!("{status}: {}", text.trim()),
+    }
 }
 
 fn print_completion(body: &Value) -> Result<()> {
@@ -198,23 +217,27 @@ impl Printer {
 pub async fn models(global: &Global, args: &RemoteArgs) -> Result<()> {
     let list: Value = match &args.url {
         Some(url) => {
-            let mut req =
-                reqwest::Client::new().get(format!("{}/v1/models", url.trim_end_matches('/')));
+            let mut req = reqwest::Client::new().get(format!("{}/v1/models", server_root(url)));
             if let Some(key) = &args.api_key {
                 req = req.bearer_auth(key);
             }
             let resp = req.send().await?;
             if !resp.status().is_success() {
-                bail!(
-                    "{}: {}",
-                    resp.status(),
-                    resp.text().await.unwrap_or_default()
-                );
+                bail!(http_error(resp).await);
             }
             resp.json().await?
         }
         None => {
             let config = global.load()?;
+            for r in &config.routes {
+                println!(
+                    "{:<32} {:<10} {} over {}",
+                    r.name,
+                    "route",
+                    r.strategy.as_str(),
+                    r.models.join(", ")
+                );
+            }
             for m in &config.models {
                 println!(
                     "{:<32} {:<10} {:<32} in ${}/Mtok  out ${}/Mtok  ctx {}",
@@ -272,6 +295,62 @@ pub async fn route(global: &Global, args: &RouteArgs) -> Result<()> {
             serde_json::to_value(decision?)?
         }
     };
-    println!("{}", serde_json::to_string_pretty(&decision)?);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&decision)?);
+    } else {
+        print_decision(&decision);
+    }
     Ok(())
+}
+
+/// A routing decision as a person reads it: the choice, why, the order of attempts, and each
+/// model's score or why it was left out.
+fn print_decision(d: &Value) {
+    let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    println!(
+        "{} -> {}   (strategy {})",
+        d["route"].as_str().unwrap_or("direct"),
+        text(&d["model"]),
+        text(&d["strategy"])
+    );
+    println!("reason: {}", text(&d["reason"]));
+    let plan: Vec<String> = d["plan"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    if !plan.is_empty() {
+        println!("tries:  {}", plan.join(" -> "));
+    }
+    let ranking = d["ranking"].as_array().cloned().unwrap_or_default();
+    if ranking.is_empty() {
+        return;
+    }
+    println!(
+        "\n{:<28} {:>8} {:>8} {:>12} {:>10}  STATE",
+        "MODEL", "SCORE", "QUALITY", "EST. COST $", "LATENCY"
+    );
+    for m in ranking {
+        let score = m["score"]
+            .as_f64()
+            .map_or_else(|| "-".into(), |s| format!("{s:.3}"));
+        let latency = m["latency_ms"]
+            .as_f64()
+            .map_or_else(|| "-".into(), |l| format!("{l:.0} ms"));
+        let state = match m["excluded"].as_str() {
+            Some(why) => format!("excluded: {why}"),
+            None => format!("breaker {}", text(&m["breaker"])),
+        };
+        println!(
+            "{:<28} {:>8} {:>8} {:>12} {:>10}  {state}",
+            text(&m["model"]),
+            score,
+            m["quality"]
+                .as_f64()
+                .map_or_else(|| "-".into(), |q| format!("{q:.2}")),
+            text(&m["est_cost_usd"]),
+            latency
+        );
+    }
 }

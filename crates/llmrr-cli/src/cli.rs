@@ -27,6 +27,15 @@ pub struct Global {
 
 impl Global {
     pub fn load(&self) -> Result<Config> {
+        self.load_with(&Env::Process)
+    }
+
+    /// The config for commands that only use the store (`keys`): upstream keys need not be set.
+    pub fn load_for_store(&self) -> Result<Config> {
+        self.load_with(&Env::WithoutModelSecrets(Box::new(Env::Process)))
+    }
+
+    fn load_with(&self, env: &Env) -> Result<Config> {
         let default = PathBuf::from("llmrr.toml");
         let path = self
             .config
@@ -36,7 +45,7 @@ impl Global {
             Some(p) => ConfigSource::File(p),
             None => ConfigSource::Defaults,
         };
-        config::load(source, self.profile.as_deref(), &Env::Process).context("invalid config")
+        config::load(source, self.profile.as_deref(), env).context("invalid config")
     }
 }
 
@@ -125,6 +134,9 @@ pub struct RouteArgs {
     /// Plan for a streamed request (ranks by time to first token).
     #[arg(long)]
     pub stream: bool,
+    /// Print the whole decision as JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub remote: RemoteArgs,
 }

@@ -6,7 +6,7 @@ use llmrr_core::auth::{create_key, KeyRules, NewKey};
 use llmrr_core::store::Store;
 
 pub async fn run(global: &Global, command: &KeysCommand) -> Result<()> {
-    let config = global.load()?;
+    let config = global.load_for_store()?;
     let store = Store::connect(config.store.url.expose())
         .await
         .with_context(|| format!("cannot open the store {}", config.store.display_url))?;

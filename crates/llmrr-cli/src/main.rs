@@ -21,10 +21,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // Other commands print their own results and errors; the gateway they run in-process
+    // stays quiet unless RUST_LOG asks (a warning must not land in the middle of an answer).
     let level = if matches!(cli.command, Command::Serve(_)) {
         "info"
     } else {
-        "warn"
+        "error"
     };
     // llama.cpp logs every load at length (through llama-cpp-2's tracing bridge): only its
     // errors by default; RUST_LOG=llama-cpp-2=info shows the rest.

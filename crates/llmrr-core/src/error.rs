@@ -48,7 +48,10 @@ pub enum Error {
     UpstreamUnreachable {
         model: String,
         provider: &'static str,
+        /// The failure class (connection refused, reset, TLS…), without the upstream's URL.
         message: String,
+        /// The transport's full error chain, for the server log only.
+        detail: String,
     },
     #[error("the upstream of `{model}` ({provider}) did not answer within {after:?}")]
     UpstreamTimeout {
@@ -72,6 +75,8 @@ pub enum Error {
         /// 429 when only rate limits stand in the way, 503 when breakers do, 400 otherwise.
         status: u16,
         retry_after: Option<Duration>,
+        /// What clients key on: the prompt's size, a missing capability, or anything else.
+        cause: NoCandidateCause,
     },
     /// Every attempt of the plan failed.
     #[error("all {} attempts failed: {}", attempts.len(), attempts.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("; "))]
@@ -96,6 +101,17 @@ pub enum Error {
     NotFound(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why no model could serve, as far as a client can act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoCandidateCause {
+    /// Health, limits, tiers, constraints — or a mix of reasons.
+    Unavailable,
+    /// Only the prompt's size: `context_length_exceeded` (clients trim history on it).
+    ContextLength,
+    /// A capability the request needs that no model has: `unsupported_parameter`, naming it.
+    Unsupported { param: &'static str },
 }
 
 /// An error status returned by an upstream provider.
@@ -160,12 +176,14 @@ impl Error {
             Error::Upstream(e) => match e.status {
                 // Anthropic's "overloaded" is not a standard status; clients know 503.
                 529 => 503,
+                // The upstream refused the gateway's own credentials: not the client's fault.
+                401 | 403 => 502,
                 s if (400..600).contains(&s) => s,
                 _ => 502,
             },
             Error::UpstreamUnreachable { .. } | Error::UpstreamProtocol { .. } => 502,
             Error::NoCandidate { status, .. } => *status,
-            Error::AllFailed { .. } => 503,
+            Error::AllFailed { attempts, .. } => all_failed_status(attempts),
             Error::UpstreamTimeout { .. } => 504,
             Error::ClientClosed => 499,
             Error::UnsupportedMediaType { .. } => 415,
@@ -186,11 +204,16 @@ impl Error {
             Error::Throttled { .. } => "rate_limit_error",
             Error::Unavailable { .. } => "server_error",
             Error::ModelNotAllowed { .. } | Error::Forbidden { .. } => "permission_error",
+            Error::Upstream(e) if matches!(e.status, 401 | 403) => "upstream_error",
             Error::Upstream(e) => &e.kind,
+            Error::AllFailed { attempts, .. } => match all_failed_status(attempts) {
+                429 => "rate_limit_error",
+                s if s < 500 => "invalid_request_error",
+                _ => "upstream_error",
+            },
             Error::UpstreamUnreachable { .. }
             | Error::UpstreamTimeout { .. }
-            | Error::UpstreamProtocol { .. }
-            | Error::AllFailed { .. } => "upstream_error",
+            | Error::UpstreamProtocol { .. } => "upstream_error",
             Error::NoCandidate { status: 400, .. } => "invalid_request_error",
             Error::NoCandidate { status: 429, .. } => "rate_limit_error",
             Error::NoCandidate { .. } => "upstream_error",
@@ -211,11 +234,16 @@ impl Error {
             Error::Throttled { .. } => Some("rate_limit_exceeded"),
             Error::Unavailable { .. } => Some("service_unavailable"),
             Error::Unsupported { .. } => Some("unsupported_parameter"),
+            Error::Upstream(e) if matches!(e.status, 401 | 403) => Some("upstream_auth_failed"),
             Error::Upstream(e) => e.code.as_deref(),
             Error::UpstreamTimeout { .. } => Some("upstream_timeout"),
             Error::UpstreamUnreachable { .. } => Some("upstream_unreachable"),
             Error::UpstreamProtocol { .. } => Some("upstream_protocol_error"),
-            Error::NoCandidate { .. } => Some("no_candidate"),
+            Error::NoCandidate { cause, .. } => Some(match cause {
+                NoCandidateCause::ContextLength => "context_length_exceeded",
+                NoCandidateCause::Unsupported { .. } => "unsupported_parameter",
+                NoCandidateCause::Unavailable => "no_candidate",
+            }),
             Error::AllFailed { .. } => Some("all_candidates_failed"),
             Error::ClientTimeout { .. } => Some("request_timeout"),
             _ => None,
@@ -228,6 +256,11 @@ impl Error {
             Error::InvalidRequest { param, .. } => param.as_deref(),
             Error::ModelNotFound { .. } | Error::ModelNotAllowed { .. } => Some("model"),
             Error::Upstream(e) => e.param.as_deref(),
+            Error::NoCandidate { cause, .. } => match cause {
+                NoCandidateCause::ContextLength => Some("messages"),
+                NoCandidateCause::Unsupported { param } => Some(param),
+                NoCandidateCause::Unavailable => None,
+            },
             _ => None,
         }
     }
@@ -283,6 +316,25 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The status of "every attempt failed", in the class of the attempts: when all were client
+/// errors (a retry cannot help), theirs if they agree, else 400; 429 when all were rate
+/// limited; else 503 (worth retrying later).
+fn all_failed_status(attempts: &[AttemptFailure]) -> u16 {
+    let Some(first) = attempts.first() else {
+        return 503;
+    };
+    let client_error = |s: u16| (400..500).contains(&s);
+    if attempts.iter().all(|a| client_error(a.status)) {
+        if attempts.iter().all(|a| a.status == first.status) {
+            return first.status;
+        }
+        if attempts.iter().all(|a| a.status != 429) {
+            return 400;
+        }
+    }
+    503
+}
+
 impl Error {
     /// OpenAI's error envelope for this error: the body of an HTTP error response and of an
     /// SSE error event alike.
@@ -298,12 +350,26 @@ impl Error {
     }
 
     /// What the client is told. Store and internal errors are logged in full but described
-    /// only generally: they may hold connection strings or paths.
-    fn client_message(&self) -> String {
+    /// only generally: they may hold connection strings or paths. Upstream transport errors
+    /// name the provider and the failure class, never the upstream's URL.
+    pub(crate) fn client_message(&self) -> String {
         match self {
             Error::Store(_) => "the gateway's store failed; see the server log".into(),
             Error::Internal(_) => "internal error; see the server log".into(),
+            Error::Upstream(e) if matches!(e.status, 401 | 403) => format!(
+                "the {} provider refused the gateway's credentials for `{}` (HTTP {}): \
+                 check the upstream API key in llmrr's configuration; upstream said: {}",
+                e.provider, e.model, e.status, e.message
+            ),
             other => other.to_string(),
+        }
+    }
+
+    /// Detail for the server log that the client is not told (an upstream's URL).
+    pub fn log_detail(&self) -> Option<&str> {
+        match self {
+            Error::UpstreamUnreachable { detail, .. } => Some(detail),
+            _ => None,
         }
     }
 }

@@ -1,15 +1,17 @@
 //! The router and the middleware stack, in the order a request meets it:
 //!
 //! 0. the accept loop (`serve`): connection cap, header-read timeout, client address.
-//! 1. `DefaultBodyLimit` — bodies over `server.max_body_bytes` are refused with 413 (by the
+//! 1. `cors` (only with `server.cors.allowed_origins`): answers preflights without a key and
+//!    adds the CORS headers for allowed origins.
+//! 2. `DefaultBodyLimit` — bodies over `server.max_body_bytes` are refused with 413 (by the
 //!    JSON extractor, in OpenAI's error format, which also times the body's arrival out).
-//! 2. `auth::authenticate` — assigns the request id (`x-llmrr-request-id` on every
+//! 3. `auth::authenticate` — assigns the request id (`x-llmrr-request-id` on every
 //!    response); without a master key, refuses what a browser could send cross-site (a
 //!    foreign `Host` or `Origin`, a body that is not JSON); checks the API key (except on
 //!    `auth::PUBLIC_PATHS`, and `/metrics` when `server.metrics_public`), slowing down a client
 //!    address that fails too often; and puts the `RequestContext` (id, key, start time) in
 //!    the request's extensions.
-//! 3. the handler: parse + validate, then `Gateway`.
+//! 4. the handler: parse + validate, then `Gateway`.
 //!
 //! Public routes (no key): `GET /health/live`, `GET /health/ready`. Everything else needs a
 //! key when a master key is configured; the admin API and `/metrics` need the master key
@@ -53,5 +55,6 @@ pub fn router(state: AppState) -> Router {
             crate::auth::authenticate,
         ))
         .layer(DefaultBodyLimit::max(state.server.max_body_bytes))
+        .layer(tower::util::option_layer(crate::cors::layer(&state.server)))
         .with_state(state)
 }

@@ -11,6 +11,15 @@ use llmrr_core::RequestContext;
 use std::net::SocketAddr;
 
 pub const REQUEST_ID: &str = "x-llmrr-request-id";
+/// The request id clients and SDKs send and read (OpenAI's SDKs expose it as `_request_id`).
+const CLIENT_REQUEST_ID: &str = "x-request-id";
+
+/// A client's `x-request-id`, when it is a sane id (1-128 visible ASCII characters).
+fn client_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    let v = headers.get(CLIENT_REQUEST_ID)?;
+    let ok = !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(u8::is_ascii_graphic);
+    ok.then(|| v.clone())
+}
 
 /// The routes that need no key. Everything else does.
 pub const PUBLIC_PATHS: &[&str] = &["/health/live", "/health/ready"];
@@ -41,6 +50,7 @@ fn is_public(state: &AppState, path: &str) -> bool {
 
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = tokio::time::Instant::now();
+    let client_id = client_request_id(req.headers());
     let auth = state.gateway.auth();
     let client = req
         .extensions()
@@ -49,7 +59,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let key = if is_public(&state, req.uri().path()) {
         Ok(Default::default())
     } else if !auth.has_master_key() {
-        match crate::local_guard::check(req.method(), req.uri(), req.headers()) {
+        let allowed = |origin: &str| crate::cors::allows(&state.server, origin);
+        match crate::local_guard::check(req.method(), req.uri(), req.headers(), allowed) {
             Ok(()) => {
                 auth.authenticate(presented_key(req.headers()), client)
                     .await
@@ -74,6 +85,17 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         }
     };
     if let Ok(v) = HeaderValue::from_str(&id) {
+        // `x-request-id`: the client's own, continued; else the upstream's (set by the
+        // handler); else ours — never empty.
+        match client_id {
+            Some(c) => {
+                resp.headers_mut().insert(CLIENT_REQUEST_ID, c);
+            }
+            None if !resp.headers().contains_key(CLIENT_REQUEST_ID) => {
+                resp.headers_mut().insert(CLIENT_REQUEST_ID, v.clone());
+            }
+            None => {}
+        }
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     resp

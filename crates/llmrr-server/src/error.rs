@@ -19,7 +19,7 @@ impl IntoResponse for ApiError {
         let e = self.0;
         let status = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::BAD_GATEWAY);
         if status.is_server_error() {
-            tracing::warn!(error = %e, label = e.label(), "request failed");
+            tracing::warn!(error = %e, detail = e.log_detail(), label = e.label(), "request failed");
         }
         let body = serde_json::to_vec(&e.to_body()).unwrap_or_default();
         let mut resp = (status, body).into_response();

@@ -8,6 +8,7 @@
 //! - `serve`: the accept loop (connection cap, header timeout, bounded shutdown)
 //! - `auth`: request id + API key -> `RequestContext` (the one middleware)
 //! - `error`: the one mapping of errors to HTTP responses (OpenAI's envelope)
+//! - `cors`: CORS for browser clients (`[server.cors]`, off by default)
 //! - `local_guard`: without a master key, refuse what a browser could send cross-site
 //! - `extract`: the JSON body extractor (413, malformed JSON with its position, bad fields
 //!   with their path)
@@ -16,6 +17,7 @@
 
 pub mod app;
 mod auth;
+mod cors;
 mod error;
 mod extract;
 mod local_guard;

@@ -9,7 +9,13 @@ use llmrr_core::Error;
 
 /// Refuse what a browser could send from another site; `Ok` for everything a local client
 /// (SDK, curl with a JSON content type, the CLI) sends.
-pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), Error> {
+/// `origin_allowed`: whether a browser origin is allowed by the CORS setting.
+pub fn check(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    origin_allowed: impl Fn(&str) -> bool,
+) -> Result<(), Error> {
     let host = uri
         .host()
         .map(str::to_owned)
@@ -30,10 +36,10 @@ pub fn check(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), Erro
             .parse::<Uri>()
             .ok()
             .and_then(|u| u.host().map(str::to_owned));
-        if !origin_host.as_deref().is_some_and(is_loopback_host) {
+        if !origin_host.as_deref().is_some_and(is_loopback_host) && !origin_allowed(origin) {
             return Err(Error::Forbidden {
-                message: "browser requests from other origins are refused (no CORS origin \
-                          is allowed)"
+                message: "browser requests from this origin are refused: it is not in \
+                          `server.cors.allowed_origins`"
                     .into(),
             });
         }
@@ -89,7 +95,11 @@ mod tests {
     fn issue15_cross_site_requests_are_refused_without_a_master_key() {
         let uri: Uri = "/v1/chat/completions".parse().expect("uri");
         let json = (header::CONTENT_TYPE, "application/json; charset=utf-8");
-        let ok = |h: &[(header::HeaderName, &str)]| check(&Method::POST, &uri, &headers(h));
+        let ok = |h: &[(header::HeaderName, &str)]| {
+            check(&Method::POST, &uri, &headers(h), |o| {
+                o == "https://app.example"
+            })
+        };
         assert!(ok(&[(header::HOST, "127.0.0.1:8080"), json.clone()]).is_ok());
         assert!(ok(&[(header::HOST, "localhost:8080"), json.clone()]).is_ok());
         assert!(ok(&[(header::HOST, "[::1]:8080"), json.clone()]).is_ok());
@@ -113,7 +123,20 @@ mod tests {
             (header::ORIGIN, "http://localhost:3000"),
         ])
         .is_ok());
+        // An origin the CORS setting allows.
+        assert!(ok(&[
+            (header::HOST, "127.0.0.1:8080"),
+            (header::CONTENT_TYPE, "application/json"),
+            (header::ORIGIN, "https://app.example"),
+        ])
+        .is_ok());
         // Reads need no content type.
-        assert!(check(&Method::GET, &uri, &headers(&[(header::HOST, "127.0.0.1")])).is_ok());
+        let get = check(
+            &Method::GET,
+            &uri,
+            &headers(&[(header::HOST, "127.0.0.1")]),
+            |_| false,
+        );
+        assert!(get.is_ok());
     }
 }

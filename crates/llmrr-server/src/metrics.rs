@@ -25,6 +25,10 @@ pub fn install() -> PrometheusHandle {
                 tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
             }
             llmrr_core::telemetry::describe();
+            metrics::describe_counter!(
+                crate::serve::CONNECTIONS_REFUSED,
+                "Connections closed at once because server.max_connections were open"
+            );
             let upkeep = handle.clone();
             // Histograms accumulate in lock-free buffers that upkeep drains.
             std::thread::Builder::new()

@@ -3,9 +3,10 @@
 //!
 //! - a connection cap (`server.max_connections`): past it a new connection is closed at once
 //!   and counted (`llmrr_connections_refused_total`);
-//! - a header-read timeout (`server.header_read_timeout_secs`): a connection must send a
-//!   request's headers within it — which also closes connections that send nothing and idle
-//!   keep-alive connections (the body has its own timeout, in the JSON extractor);
+//! - HTTP/1.1 with a header-read timeout (`server.header_read_timeout_secs`): a connection
+//!   must send a request's headers within it — which also closes connections that send
+//!   nothing and idle keep-alive connections (the body has its own timeout, in the JSON
+//!   extractor);
 //! - each request sees its client's address (`ConnectInfo`), for per-client auth throttling;
 //! - a shutdown bounded by `server.shutdown_grace_secs`: stop accepting; let calls and streams
 //!   finish until shortly before the grace ends; then the gateway ends what is left (calls
@@ -15,8 +16,7 @@
 use crate::state::AppState;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
@@ -74,24 +74,16 @@ pub async fn serve(
             });
         let watcher = graceful.watcher();
         connections.spawn(async move {
-            // The first bytes say HTTP/1 or HTTP/2 (prior knowledge); a client that sends
-            // nothing, or too little to tell, within the header timeout is closed.
-            let builder = match sniff(&tcp, header_timeout).await {
-                Some(Protocol::Http1) => auto::Builder::new(TokioExecutor::new()).http1_only(),
-                Some(Protocol::Http2) => auto::Builder::new(TokioExecutor::new()).http2_only(),
-                None => return,
-            };
-            let mut builder = builder;
+            // HTTP/1.1 only: its header-read timer runs from the connection's first moment, so
+            // silent, slow and idle keep-alive connections all end. (HTTP/2 with prior
+            // knowledge, which clients of this API do not use, would have no such bound.)
+            let mut builder = hyper::server::conn::http1::Builder::new();
             builder
-                .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout);
-            builder.http2().timer(TokioTimer::new());
-            let conn = builder.serve_connection_with_upgrades(
-                TokioIo::new(tcp),
-                TowerToHyperService::new(service),
-            );
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            let conn =
+                builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service));
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             drop(slot);
@@ -100,45 +92,6 @@ pub async fn serve(
     drop(listener);
     drain(graceful, connections, &state).await;
     Ok(())
-}
-
-enum Protocol {
-    Http1,
-    Http2,
-}
-
-/// HTTP/2 with prior knowledge opens with this preface; anything else is HTTP/1.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Peek at the connection's first bytes (without consuming them) until they tell the
-/// protocol; `None` when the client sends nothing decisive within `limit`, or leaves.
-async fn sniff(tcp: &tokio::net::TcpStream, limit: Duration) -> Option<Protocol> {
-    let deadline = Instant::now() + limit;
-    let mut buf = [0u8; 24];
-    let mut seen = 0;
-    loop {
-        let n = tokio::time::timeout_at(deadline, tcp.peek(&mut buf))
-            .await
-            .ok()?
-            .ok()?;
-        if n == 0 {
-            return None;
-        }
-        if buf[..n] != H2_PREFACE[..n] {
-            return Some(Protocol::Http1);
-        }
-        if n == H2_PREFACE.len() {
-            return Some(Protocol::Http2);
-        }
-        if n == seen {
-            // A prefix of the preface and nothing new yet: peek returns at once, so wait.
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            if Instant::now() >= deadline {
-                return None;
-            }
-        }
-        seen = n;
-    }
 }
 
 /// The bounded shutdown (see the module's doc).

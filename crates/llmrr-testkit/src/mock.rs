@@ -13,6 +13,7 @@
 //! | `429` | rate limited, with `Retry-After: 7` |
 //! | `500`, `400`, `401`, `529` | that status, with the provider's error body (`400`: context length) |
 //! | `policy` | 400 refused by the content policy |
+//! | `badreq` | 400 for an invalid parameter (a client error no other model can fix) |
 //! | `echokey` | 401 whose message echoes the API key it was sent (as some servers do) |
 //! | `huge` | 200 with a JSON body of 65 MiB (non-streamed) |
 //! | `longline` | a stream whose first line never ends (9 MiB without a newline, then stalls) |
@@ -297,6 +298,13 @@ async fn openai_fault(mode: &str) -> Option<Response> {
             Some("invalid_api_key"),
             None,
         )),
+        "badreq" => Some(openai_error(
+            400,
+            "Invalid value for 'temperature': must be at most 2",
+            "invalid_request_error",
+            Some("invalid_value"),
+            Some("temperature"),
+        )),
         "policy" => Some(openai_error(
             400,
             "Your request was rejected as a result of our safety system",
@@ -339,7 +347,7 @@ async fn openai_chat(
         } else {
             json!({"role": "assistant", "content": reply, "refusal": null})
         };
-        return Json(json!({
+        let mut answer = Json(json!({
             "id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000, "model": model,
             "system_fingerprint": "fp_mock",
             "choices": [{"index": 0, "message": message, "logprobs": null,
@@ -347,6 +355,15 @@ async fn openai_chat(
             "usage": usage,
         }))
         .into_response();
+        // As OpenAI does: its own request id and the account's rate-limit state.
+        let h = answer.headers_mut();
+        h.insert("x-request-id", "req_mock_upstream".parse().expect("header"));
+        h.insert(
+            "x-ratelimit-remaining-requests",
+            "99".parse().expect("header"),
+        );
+        h.insert("x-ratelimit-limit-requests", "100".parse().expect("header"));
+        return answer;
     }
     let chunk = |delta: Value, finish: Value| {
         format!(

@@ -89,24 +89,30 @@ impl KeyCache {
         self.unknown.invalidate_all();
     }
 
-    pub(super) fn forget_all(&self) {
-        self.fresh.invalidate_all();
-        self.stale.invalidate_all();
-        self.unknown.invalidate_all();
-    }
-
     /// Whether this client has failed too often this minute.
     pub(super) fn throttled(&self, client: Option<IpAddr>) -> bool {
         client
-            .and_then(|ip| self.failures.get(&ip))
+            .and_then(|ip| self.failures.get(&network(ip)))
             .is_some_and(|n| n.load(Ordering::Relaxed) >= MAX_FAILURES_PER_MINUTE)
     }
 
     pub(super) fn failed(&self, client: Option<IpAddr>) {
         if let Some(ip) = client {
             self.failures
-                .get_with(ip, || Arc::new(AtomicU32::new(0)))
+                .get_with(network(ip), || Arc::new(AtomicU32::new(0)))
                 .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Failures are counted per IPv4 address and per IPv6 /64 (one host can use a whole /64).
+fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::from(octets)
         }
     }
 }

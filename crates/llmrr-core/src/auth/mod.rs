@@ -179,13 +179,19 @@ impl Authenticator {
         let hash = hash_key(key);
         let found = match inner.cache.get(&hash) {
             Some(hit) => hit,
-            None if inner.cache.throttled(client) => {
-                return Err(Error::Throttled {
-                    message: "too many failed authentications from this address; try again later"
-                        .into(),
-                    retry_after: Some(FAILURE_WINDOW),
-                })
-            }
+            // A throttled address still gets the keys known from before (behind a proxy, all
+            // clients share one address); only unknown keys are refused unasked.
+            None if inner.cache.throttled(client) => match inner.cache.stale(&hash) {
+                Some(key) => Some(key),
+                None => {
+                    return Err(Error::Throttled {
+                        message: "too many failed authentications from this address; try \
+                                  again later"
+                            .into(),
+                        retry_after: Some(FAILURE_WINDOW),
+                    })
+                }
+            },
             None => self.look_up(hash).await?,
         };
         found.ok_or_else(|| {
@@ -234,7 +240,10 @@ impl Authenticator {
 
     pub async fn revoke_key(&self, id: &str) -> Result<bool> {
         let revoked = self.inner.store.revoke_key(id).await?;
-        self.inner.cache.forget_all();
+        // Only this key: the others' stale copies must survive for a later store outage.
+        if let Some(hash) = self.inner.store.key_hash(id).await? {
+            self.inner.cache.forget(&hash);
+        }
         Ok(revoked)
     }
 

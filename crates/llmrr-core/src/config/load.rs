@@ -17,6 +17,9 @@ use std::time::Duration;
 pub enum Env {
     Process,
     Map(HashMap<String, String>),
+    /// For commands that only use the store (`llmrr keys`): a model's secret that is not set is
+    /// left empty instead of failing the load; every other setting is read as usual.
+    WithoutModelSecrets(Box<Env>),
 }
 
 impl Env {
@@ -24,6 +27,7 @@ impl Env {
         match self {
             Env::Process => std::env::var(name).ok(),
             Env::Map(m) => m.get(name).cloned(),
+            Env::WithoutModelSecrets(inner) => inner.get(name),
         }
         .filter(|v| !v.is_empty())
     }
@@ -162,6 +166,16 @@ fn resolve(
             ),
         ));
     }
+    let key_cache = seconds(
+        "server.key_cache_secs",
+        s.key_cache_secs.unwrap_or(d::KEY_CACHE_SECS),
+    )?;
+    if key_cache > Duration::from_secs(86_400) {
+        return Err(Error::config(
+            "server.key_cache_secs",
+            "at most 86400 (a day): revoked keys must not live on in memory",
+        ));
+    }
     let server = ServerConfig {
         listen,
         master_key,
@@ -188,19 +202,22 @@ fn resolve(
             s.body_read_timeout_secs
                 .unwrap_or(d::BODY_READ_TIMEOUT_SECS),
         )?,
-        max_connections: positive(
+        max_connections: at_most(
             "server.max_connections",
-            s.max_connections.unwrap_or(d::MAX_CONNECTIONS),
+            positive(
+                "server.max_connections",
+                s.max_connections.unwrap_or(d::MAX_CONNECTIONS),
+            )?,
+            1_000_000,
         )? as usize,
         max_messages: positive(
             "server.max_messages",
             s.max_messages.unwrap_or(d::MAX_MESSAGES),
         )? as usize,
         metrics_public: s.metrics_public.unwrap_or(false),
-        key_cache: seconds(
-            "server.key_cache_secs",
-            s.key_cache_secs.unwrap_or(d::KEY_CACHE_SECS),
-        )?,
+        cors_origins: cors_origins(&s.cors.allowed_origins)?,
+        cors_max_age_secs: s.cors.max_age_secs.unwrap_or(d::CORS_MAX_AGE_SECS),
+        key_cache,
     };
 
     let st = raw.store;
@@ -487,9 +504,16 @@ fn secret_ref(path: &str, reference: &str, env: &Env) -> Result<Secret> {
     if var.is_empty() {
         return Err(Error::config(path, "`env:` names no variable"));
     }
-    env.get(var)
-        .map(Secret::new)
-        .ok_or_else(|| Error::config(path, format!("environment variable {var} is not set")))
+    match env.get(var) {
+        Some(value) => Ok(Secret::new(value)),
+        None if matches!(env, Env::WithoutModelSecrets(_)) && path.starts_with("models") => {
+            Ok(Secret::new(String::new()))
+        }
+        None => Err(Error::config(
+            path,
+            format!("environment variable {var} is not set"),
+        )),
+    }
 }
 
 pub(super) fn money(path: &str, v: Option<&toml::Value>) -> Result<Decimal> {
@@ -512,6 +536,40 @@ pub(super) fn money(path: &str, v: Option<&toml::Value>) -> Result<Decimal> {
             ),
         )),
     }
+}
+
+fn at_most(path: &str, v: u64, max: u64) -> Result<u64> {
+    if v <= max {
+        Ok(v)
+    } else {
+        Err(Error::config(
+            path,
+            format!("{v} is more than the most allowed, {max}"),
+        ))
+    }
+}
+
+/// Each origin is `scheme://host[:port]` (no path, no trailing slash), or `*` alone.
+fn cors_origins(list: &[String]) -> Result<Vec<String>> {
+    for (i, origin) in list.iter().enumerate() {
+        let path = format!("server.cors.allowed_origins[{i}]");
+        if origin == "*" {
+            if list.len() > 1 {
+                return Err(Error::config(path, "`*` must be the only origin"));
+            }
+            continue;
+        }
+        let valid = origin.split_once("://").is_some_and(|(scheme, rest)| {
+            matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains('/')
+        });
+        if !valid {
+            return Err(Error::config(
+                path,
+                format!("`{origin}` is not an origin like https://app.example.com"),
+            ));
+        }
+    }
+    Ok(list.to_vec())
 }
 
 pub(crate) fn seconds(path: &str, v: f64) -> Result<Duration> {

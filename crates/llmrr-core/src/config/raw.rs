@@ -65,6 +65,17 @@ pub struct RawServer {
     pub max_messages: Option<u64>,
     pub metrics_public: Option<bool>,
     pub key_cache_secs: Option<f64>,
+    #[serde(default)]
+    pub cors: RawCors,
+}
+
+/// `[server.cors]`: browser clients from these origins may call the API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    pub max_age_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

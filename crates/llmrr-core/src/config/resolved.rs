@@ -109,6 +109,10 @@ pub struct ServerConfig {
     /// How long a virtual key found in the store is served from memory.
     #[serde(with = "secs")]
     pub key_cache: Duration,
+    /// Browser origins allowed to call the API (CORS); empty: CORS is off.
+    pub cors_origins: Vec<String>,
+    /// How long a browser may cache a preflight answer.
+    pub cors_max_age_secs: u64,
     /// `/metrics` without a key (for a scraper on a private network); off: master key only.
     pub metrics_public: bool,
 }
@@ -217,7 +221,7 @@ impl Default for Capabilities {
     }
 }
 
-mod opt_secs {
+pub(super) mod opt_secs {
     use serde::Serializer;
     use std::time::Duration;
 
@@ -229,7 +233,7 @@ mod opt_secs {
     }
 }
 
-mod secs {
+pub(super) mod secs {
     use serde::Serializer;
     use std::time::Duration;
 

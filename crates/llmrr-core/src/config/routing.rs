@@ -66,6 +66,7 @@ impl StrategyKind {
 pub struct Constraints {
     pub min_quality: Option<f64>,
     pub max_cost_usd: Option<Decimal>,
+    #[serde(with = "super::resolved::opt_secs")]
     pub max_latency: Option<Duration>,
 }
 
@@ -110,9 +111,12 @@ impl RouteSpec {
 pub struct RetryPolicy {
     /// Attempts on one model, the first included.
     pub max_attempts: u32,
+    #[serde(with = "super::resolved::secs")]
     pub base_delay: Duration,
+    #[serde(with = "super::resolved::secs")]
     pub max_delay: Duration,
     /// All attempts on all models together.
+    #[serde(with = "super::resolved::secs")]
     pub max_total: Duration,
 }
 
@@ -120,8 +124,10 @@ pub struct RetryPolicy {
 pub struct BreakerConfig {
     pub consecutive_failures: u32,
     pub failure_ratio: f64,
+    #[serde(with = "super::resolved::secs")]
     pub window: Duration,
     pub min_requests: u32,
+    #[serde(with = "super::resolved::secs")]
     pub cooldown: Duration,
     pub half_open_probes: u32,
     pub close_after: u32,
@@ -131,8 +137,11 @@ pub struct BreakerConfig {
 pub struct RoutingConfig {
     pub retry: RetryPolicy,
     pub breaker: BreakerConfig,
+    #[serde(with = "super::resolved::opt_secs")]
     pub health_probe_interval: Option<Duration>,
+    #[serde(with = "super::resolved::secs")]
     pub stats_window: Duration,
+    #[serde(with = "super::resolved::secs")]
     pub ewma_half_life: Duration,
     pub tiers: Vec<TierSpec>,
 }

@@ -14,11 +14,14 @@ pub(super) struct Attempts {
     pub(super) failed_models: Vec<Arc<str>>,
     pub(super) upstream: Duration,
     pub(super) retry_after: Option<Duration>,
+    /// Models skipped without a call, and why (for the error when nothing was called).
+    pub(super) skipped: Vec<String>,
 }
 
 impl Attempts {
     pub(super) fn new() -> Self {
         Attempts {
+            skipped: Vec::new(),
             failures: Vec::new(),
             last_error: None,
             failed_models: Vec::new(),
@@ -39,8 +42,11 @@ impl Attempts {
             model: entry.spec.name.to_string(),
             status: e.status_code(),
             error: e.label(),
-            message: e.to_string(),
+            message: e.client_message(),
         });
+        if let Some(detail) = e.log_detail() {
+            tracing::warn!(model = %entry.spec.name, error = %e, detail, "attempt failed");
+        }
         if let Some(ra) = e.retry_after() {
             self.retry_after = Some(self.retry_after.map_or(ra, |r| r.min(ra)));
         }
@@ -53,9 +59,14 @@ impl Attempts {
             (1, Some(e)) => e,
             (0, _) => Error::NoCandidate {
                 requested: requested.to_owned(),
-                reasons: vec!["every candidate was skipped".into()],
+                reasons: if self.skipped.is_empty() {
+                    vec!["every candidate was skipped".into()]
+                } else {
+                    self.skipped
+                },
                 status: 503,
                 retry_after: self.retry_after,
+                cause: crate::error::NoCandidateCause::Unavailable,
             },
             _ => Error::AllFailed {
                 attempts: self.failures,
@@ -199,11 +210,21 @@ impl Gateway {
             while Instant::now() < deadline {
                 if let Some(left) = entry.rate_limited() {
                     attempts.retry_after = Some(attempts.retry_after.map_or(left, |r| r.min(left)));
+                    attempts.skipped.push(format!(
+                        "{}: rate limited for {:.1}s more",
+                        entry.spec.name,
+                        left.as_secs_f64()
+                    ));
                     continue 'models;
                 }
                 let probe = match entry.breaker.admit() {
                     Admission::Allowed { probe } => probe,
-                    Admission::Refused { .. } => continue 'models,
+                    Admission::Refused { .. } => {
+                        attempts
+                            .skipped
+                            .push(format!("{}: circuit open", entry.spec.name));
+                        continue 'models;
+                    }
                 };
                 tries += 1;
                 last_entry = Some(entry.clone());

@@ -33,6 +33,7 @@ use crate::config::Config;
 use crate::cost::cost_of;
 use crate::error::{AttemptFailure, Error, Result};
 use crate::models::{Flight, ModelEntry, ModelRegistry};
+use crate::provider::call_scope::{self, UpstreamMeta};
 use crate::provider::{ChunkStream, Completed, LocalBackend, Provider, StreamChunk};
 use crate::request_log::RequestLog;
 use crate::routing::breaker::Admission;
@@ -106,6 +107,8 @@ pub struct Answer {
     pub overhead: Duration,
     pub route: Option<String>,
     pub attempts: u32,
+    /// The answering upstream's request id and rate-limit headers.
+    pub upstream: UpstreamMeta,
 }
 
 /// A stream that has started: its first chunk has arrived.
@@ -118,6 +121,8 @@ pub struct StreamAnswer {
     pub overhead: Duration,
     pub route: Option<String>,
     pub attempts: u32,
+    /// The answering upstream's request id and rate-limit headers.
+    pub upstream: UpstreamMeta,
 }
 
 struct Inner {
@@ -222,8 +227,12 @@ impl Gateway {
         let left = until
             .saturating_duration_since(Instant::now())
             .max(MIN_LOG_FLUSH);
-        if !self.inner.log.flush(left).await {
-            tracing::error!("shutdown: the request log could not be written in time; rows lost");
+        match self.inner.log.close(left).await {
+            Some(0) => {}
+            Some(dropped) => {
+                tracing::error!(dropped, "shutdown: request log rows could not be written");
+            }
+            None => tracing::error!("shutdown: the request log could not be written in time"),
         }
     }
 
@@ -434,8 +443,11 @@ impl Gateway {
         // once, and the call is logged as 499.
         let hung_up = CancellationToken::new();
         let guard = hung_up.clone().drop_guard();
+        let id = ctx.id.clone();
         let answer = self
-            .tracked(async move { this.execute(ctx, call, prepared, hung_up).await })
+            .tracked(call_scope::scope(id, async move {
+                this.execute(ctx, call, prepared, hung_up).await
+            }))
             .await;
         guard.disarm();
         answer
@@ -539,8 +551,12 @@ impl Gateway {
             usage: completed.usage,
             cost,
             overhead: ctx.started.elapsed().saturating_sub(attempts.upstream),
-            route: plan.route.as_ref().map(|_| plan.decision.header()),
+            route: plan
+                .route
+                .as_ref()
+                .map(|_| plan.decision.header(&entry.spec.name)),
             attempts: attempts.count(),
+            upstream: call_scope::upstream(),
         })
     }
 }

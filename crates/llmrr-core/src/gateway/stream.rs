@@ -16,7 +16,9 @@ impl Gateway {
         let this = self.clone();
         self.inner
             .tracker
-            .spawn(async move { this.execute_stream(ctx, call, prepared, ready_tx).await });
+            .spawn(call_scope::scope(ctx.id.clone(), async move {
+                this.execute_stream(ctx, call, prepared, ready_tx).await
+            }));
         ready_rx
             .await
             .map_err(|_| Error::Internal("the stream task ended before starting".into()))?
@@ -77,8 +79,12 @@ impl Gateway {
                 .started
                 .elapsed()
                 .saturating_sub(attempts.upstream + started.elapsed()),
-            route: plan.route.as_ref().map(|_| plan.decision.header()),
+            route: plan
+                .route
+                .as_ref()
+                .map(|_| plan.decision.header(&entry.spec.name)),
             attempts: attempts.count(),
+            upstream: call_scope::upstream(),
         }));
         let pumped = pump(Pump {
             held: held.into(),
@@ -200,7 +206,15 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                 };
                 tokio::select! {
                     next = wait => next,
-                    () = stopping.cancelled() => Some(Err(shutting_down())),
+                    () = stopping.cancelled() => {
+                        // Not the upstream's fault: no failure for its stats, breaker or
+                        // rollout — only the error event and the row.
+                        let e = shutting_down();
+                        out.result = Err((e.status_code(), e.label()));
+                        let body = serde_json::to_vec(&e.to_body()).unwrap_or_default();
+                        let _ = frames.send(sse_frame(&body)).await;
+                        return out;
+                    }
                     // The client left while the upstream was quiet: stop now.
                     () = frames.closed() => {
                         out.result = client_gone;

@@ -90,20 +90,41 @@ impl Target {
                 after: self.timeout,
             }
         } else if e.is_decode() {
-            self.protocol(format!("unreadable body: {e}"))
+            // reqwest's text names the URL: the client gets the class only.
+            self.protocol("the answer's body could not be read")
         } else {
-            // Connection refused, reset, TLS failure, a body cut mid-transfer.
-            let mut message = e.to_string();
+            // Connection refused, reset, TLS failure, a body cut mid-transfer. The client is
+            // told the class; the full chain (with the upstream's URL) is for the log.
+            let mut detail = e.to_string();
+            let mut io_kind = None;
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
-                message.push_str(": ");
-                message.push_str(&s.to_string());
+                detail.push_str(": ");
+                detail.push_str(&s.to_string());
+                if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                    io_kind = Some(io.kind());
+                }
                 source = s.source();
             }
+            let lower = detail.to_lowercase();
+            let class = match io_kind {
+                Some(std::io::ErrorKind::ConnectionRefused) => "connection refused",
+                Some(std::io::ErrorKind::ConnectionReset) => "connection reset by the upstream",
+                Some(std::io::ErrorKind::ConnectionAborted) => "connection aborted",
+                Some(std::io::ErrorKind::TimedOut) => "connection timed out",
+                _ if lower.contains("dns error") => "the upstream's host name does not resolve",
+                _ if lower.contains("certificate") || lower.contains("tls") => {
+                    "the TLS handshake failed"
+                }
+                _ if e.is_body() => "the answer was cut off",
+                _ if e.is_connect() => "could not connect",
+                _ => "the connection failed",
+            };
             Error::UpstreamUnreachable {
                 model: self.model.clone(),
                 provider,
-                message: self.mask.apply(message),
+                message: class.to_owned(),
+                detail: self.mask.apply(detail),
             }
         }
     }
@@ -112,13 +133,18 @@ impl Target {
         Error::UpstreamProtocol {
             model: self.model.clone(),
             provider: self.provider.as_str(),
-            message: message.into(),
+            message: self.mask.apply(message.into()),
         }
     }
 
-    /// Send a request; a non-2xx status becomes [`Error::Upstream`].
+    /// Send a request (with our request id); a non-2xx status becomes [`Error::Upstream`].
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let req = match super::call_scope::request_id() {
+            Some(id) => req.header("x-request-id", id),
+            None => req,
+        };
         let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        super::call_scope::record(resp.headers());
         if resp.status().is_success() {
             Ok(resp)
         } else {
@@ -220,7 +246,8 @@ impl Target {
             None => (None, None, None, None),
         };
         let message = message.unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body);
+            // Masked before it is cut: a secret across the cut would leak its first half.
+            let text = self.mask.apply(String::from_utf8_lossy(body).into_owned());
             let text = text.trim();
             if text.is_empty() {
                 format!("upstream answered HTTP {status} with an empty body")
@@ -233,7 +260,9 @@ impl Target {
             model: self.model.clone(),
             provider: self.provider.as_str(),
             status,
-            kind: kind.unwrap_or_else(|| default_error_type(status).to_owned()),
+            kind: kind
+                .map(|k| self.mask.apply(k))
+                .unwrap_or_else(|| default_error_type(status).to_owned()),
             code: code.map(|c| self.mask.apply(c)),
             param: param.map(|p| self.mask.apply(p)),
             message: self.mask.apply(message),

@@ -4,9 +4,11 @@
 //! - `openai_compat`: OpenAI and every OpenAI-compatible server; bodies pass through as sent
 //! - `anthropic`: the Messages API, translated both ways (request, response, stream events)
 //! - `sse`: a server-sent-events parser that survives chunks split anywhere
+//! - [`call_scope`]: our request id out, the upstream's request id and rate-limit headers back
 //! - `http`: the pooled HTTP clients and the mapping of upstream failures to [`Error`]
 
 mod anthropic;
+pub mod call_scope;
 mod http;
 mod openai_compat;
 pub mod sse;

@@ -21,7 +21,11 @@ use tokio::sync::{mpsc, oneshot};
 
 enum Command {
     Row(Box<LogRow>),
-    Flush(oneshot::Sender<()>),
+    /// Write what is queued; answers how many rows are still unwritten (the store failing).
+    Flush(oneshot::Sender<usize>),
+    /// Write what is queued, drop (and count) what cannot be written, and stop; answers how
+    /// many were dropped.
+    Close(oneshot::Sender<usize>),
 }
 
 /// A cloneable handle to the writer.
@@ -113,17 +117,33 @@ impl RequestLog {
         }
     }
 
-    /// Wait until every row appended before this call is written (or has failed for good), at
-    /// most `limit`; `false` when the limit ran out first.
-    pub async fn flush(&self, limit: Duration) -> bool {
+    /// Try to write every row appended before this call, waiting at most `limit`. `Some(n)`:
+    /// the try is over and `n` rows are still unwritten (the store fails; they are kept and
+    /// retried); `None`: the limit ran out first.
+    pub async fn flush(&self, limit: Duration) -> Option<usize> {
+        self.ask(Command::Flush, limit).await
+    }
+
+    /// The last flush, at shutdown: write what can be written within `limit`, then stop the
+    /// writer. `Some(n)`: `n` rows could not be written and are dropped (counted with reason
+    /// `shutdown`); `None`: the limit ran out first (the rows still queued are lost).
+    pub async fn close(&self, limit: Duration) -> Option<usize> {
+        self.ask(Command::Close, limit).await
+    }
+
+    async fn ask(
+        &self,
+        command: impl FnOnce(oneshot::Sender<usize>) -> Command,
+        limit: Duration,
+    ) -> Option<usize> {
         let (ack, done) = oneshot::channel();
         tokio::time::timeout(limit, async {
-            if self.tx.send(Command::Flush(ack)).await.is_ok() {
-                let _ = done.await;
-            }
+            self.tx.send(command(ack)).await.ok()?;
+            done.await.ok()
         })
         .await
-        .is_ok()
+        .ok()
+        .flatten()
     }
 
     pub fn health(&self) -> &WriterHealth {

@@ -1,5 +1,6 @@
-//! The one task that writes the request log: batches rows, retries failed batches with
-//! backoff (rows kept within a bound), and isolates rows the database refuses.
+//! The one task that writes the request log: batches rows (at most `log_batch_size` per
+//! transaction), retries failed batches with backoff (rows kept within a bound), and isolates
+//! rows the database refuses by halving the batch that holds them.
 
 use super::{Command, WriterHealth};
 use crate::config::StoreConfig;
@@ -13,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// One write may take this long before it counts as failed (a store that hangs must not hang
-/// the writer).
+/// the writer); its connection is closed then.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Backoff between writes while the store fails: doubling from the first to the last.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -62,7 +63,18 @@ impl Writer {
                     }
                     Some(Command::Flush(ack)) => {
                         self.write().await;
-                        let _ = ack.send(());
+                        let _ = ack.send(self.pending.len());
+                    }
+                    Some(Command::Close(ack)) => {
+                        // Shutdown: what the queue still holds, then one last write.
+                        while let Ok(Command::Row(row)) = rx.try_recv() {
+                            self.keep(*row);
+                        }
+                        self.write().await;
+                        let left = self.pending.len();
+                        self.drop_pending("shutdown");
+                        let _ = ack.send(left);
+                        return;
                     }
                     None => {
                         self.write().await;
@@ -89,46 +101,18 @@ impl Writer {
         self.pending.clear();
     }
 
-    /// Write every pending row, or keep them and schedule the next try.
+    /// Write every pending row, a batch per transaction; on a store failure keep what is left
+    /// and schedule the next try.
     async fn write(&mut self) {
-        if self.pending.is_empty() {
-            self.retry_at = None;
-            return;
-        }
-        self.pending.make_contiguous();
-        match self.insert(self.pending.as_slices().0).await {
-            Ok(written) => {
-                self.written(written);
-                self.pending.clear();
-                self.recovered();
-            }
-            Err(e) if self.store.is_data_error(&e) => self.isolate().await,
-            Err(e) => self.failed(&e),
-        }
-    }
-
-    async fn insert(&self, rows: &[LogRow]) -> Result<u64, Error> {
-        tokio::time::timeout(WRITE_TIMEOUT, self.store.insert_log_rows(rows))
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::Internal(format!(
-                    "a request-log write took longer than {WRITE_TIMEOUT:?}"
-                )))
-            })
-    }
-
-    /// The batch holds a row the database refuses: write the rows one by one and set aside
-    /// the refused ones, so that one bad row never blocks the others.
-    async fn isolate(&mut self) {
-        while let Some(row) = self.pending.pop_front() {
-            match self.insert(std::slice::from_ref(&row)).await {
-                Ok(written) => self.written(written),
-                Err(e) if self.store.is_data_error(&e) => {
-                    tracing::error!(request_id = %row.id, error = %e, "request log row refused by the store; dropped");
-                    self.health.dropped_rows(1, "refused_by_store");
-                }
-                Err(e) => {
-                    self.pending.push_front(row);
+        while !self.pending.is_empty() {
+            let n = self.pending.len().min(self.batch);
+            let rows: Vec<LogRow> = self.pending.drain(..n).collect();
+            match self.write_isolating(rows).await {
+                Ok(()) => {}
+                Err((e, unwritten)) => {
+                    for row in unwritten.into_iter().rev() {
+                        self.pending.push_front(row);
+                    }
                     self.failed(&e);
                     return;
                 }
@@ -137,8 +121,38 @@ impl Writer {
         self.recovered();
     }
 
-    fn written(&self, rows: u64) {
-        metrics::counter!(telemetry::LOG_ROWS_WRITTEN).increment(rows);
+    /// Write `rows`; a batch the database refuses because of a row in it is halved until the
+    /// refused rows stand alone, and those are dropped. On a store failure, the rows not yet
+    /// written come back with the error.
+    async fn write_isolating(
+        &mut self,
+        rows: Vec<LogRow>,
+    ) -> std::result::Result<(), (Error, Vec<LogRow>)> {
+        let mut parts = vec![rows];
+        while let Some(part) = parts.pop() {
+            match self.store.insert_log_rows(&part, WRITE_TIMEOUT).await {
+                Ok(written) => {
+                    metrics::counter!(telemetry::LOG_ROWS_WRITTEN).increment(written);
+                }
+                Err(e) if self.store.is_data_error(&e) && part.len() > 1 => {
+                    let mut left = part;
+                    let right = left.split_off(left.len() / 2);
+                    parts.push(right);
+                    parts.push(left);
+                }
+                Err(e) if self.store.is_data_error(&e) => {
+                    let id = part.first().map(|r| r.id.as_str()).unwrap_or("-");
+                    tracing::error!(request_id = %id, error = %e, "request log row refused by the store; dropped");
+                    self.health.dropped_rows(1, "refused_by_store");
+                }
+                Err(e) => {
+                    let unwritten = parts.into_iter().rev().flatten();
+                    let unwritten: Vec<LogRow> = part.into_iter().chain(unwritten).collect();
+                    return Err((e, unwritten));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn recovered(&mut self) {

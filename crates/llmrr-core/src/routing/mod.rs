@@ -85,15 +85,27 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The `x-llmrr-route` header: short, ASCII.
-    pub fn header(&self) -> String {
-        let text = format!(
-            "route={}; strategy={}; model={}; reason={}",
-            self.route.as_deref().unwrap_or("-"),
-            self.strategy,
-            self.model,
-            self.reason
-        );
+    /// The `x-llmrr-route` header: short, ASCII. `answered`: the model that answered, which
+    /// differs from the planned first model after a fallback.
+    pub fn header(&self, answered: &str) -> String {
+        let text = if answered == self.model {
+            format!(
+                "route={}; strategy={}; model={}; reason={}",
+                self.route.as_deref().unwrap_or("-"),
+                self.strategy,
+                self.model,
+                self.reason
+            )
+        } else {
+            format!(
+                "route={}; strategy={}; model={}; reason=fallback from {} ({})",
+                self.route.as_deref().unwrap_or("-"),
+                self.strategy,
+                answered,
+                self.model,
+                self.reason
+            )
+        };
         text.chars()
             .filter(|c| c.is_ascii() && !c.is_ascii_control())
             .take(400)
@@ -252,6 +264,18 @@ impl Router {
                     )
                 }
             };
+        // A key that names the route may use the route's models through it (and its
+        // configured fallbacks); otherwise each model must be allowed on its own.
+        let via_route = route.is_some() && req.key.may_use(req.name);
+        let route_model = |name: &str| {
+            route.is_some_and(|r| {
+                r.entries
+                    .iter()
+                    .chain(r.fallbacks.iter())
+                    .any(|e| *e.spec.name == *name)
+            })
+        };
+        let allowed = |name: &str| req.key.may_use(name) || (via_route && route_model(name));
         let mut extra = Vec::with_capacity(opts.fallbacks.len() + fallbacks.len());
         for (i, name) in opts.fallbacks.iter().enumerate() {
             let e = models.get(name).ok_or_else(|| {
@@ -275,11 +299,12 @@ impl Router {
         // Transient exclusions (rate limit or breaker, and for how long) decide the status
         // when nothing is left.
         let mut transient: Vec<(bool, Duration)> = Vec::new();
+        let mut causes: Vec<Cause> = Vec::new();
         for (order, entry) in listed.iter().enumerate() {
             let name = &entry.spec.name;
             // Models the key may not use are not candidates, and not shown either (their
             // names, stats and prices are not this key's business).
-            if !req.key.may_use(name) {
+            if !allowed(name) {
                 continue;
             }
             let est_cost_f64 = req.features.prompt_tokens as f64 * entry.input_per_token
@@ -288,13 +313,19 @@ impl Router {
             let est_cost = (constraints.max_cost_usd.is_some() || req.explain)
                 .then(|| estimate_cost(entry, req.features.prompt_tokens, out_tokens));
             let stats = entry.stats.live();
-            let excluded = if let Some(r) = access(entry, req.key, tier, &req.features) {
-                Some(r)
+            let excluded = if let Some((why, cause)) = access(entry, true, tier, &req.features) {
+                causes.push(cause);
+                Some(why)
             } else if let Some(h) = health(entry) {
                 transient.push((h.rate_limited, h.retry_in));
+                causes.push(Cause::Other);
                 Some(h.reason)
             } else {
-                constraint(entry, &constraints, est_cost, &stats, req.features.stream)
+                let why = constraint(entry, &constraints, est_cost, &stats, req.features.stream);
+                if why.is_some() {
+                    causes.push(Cause::Other);
+                }
+                why
             };
             if let Some(why) = &excluded {
                 reasons.push(format!("{name}: {why}"));
@@ -333,44 +364,102 @@ impl Router {
                 entries.push(entry.clone());
             }
         }
-        if candidates.is_empty() {
-            let reasons: Vec<String> = ranking
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{}: {}",
-                        r.model,
-                        r.excluded.as_deref().unwrap_or("excluded")
-                    )
-                })
-                .collect();
-            let (status, retry_after) = if transient.is_empty() {
-                (400, None)
-            } else {
-                let all_rate = transient.iter().all(|(rate, _)| *rate);
-                let soonest = transient.iter().map(|(_, d)| *d).min();
-                (
-                    if all_rate { 429 } else { 503 },
-                    soonest.map(|d| d.max(Duration::from_secs(1))),
-                )
-            };
-            return Err(Error::NoCandidate {
-                requested: req.name.to_owned(),
-                reasons,
-                status,
-                retry_after,
-            });
+        // Fallbacks that can serve now: tried after the ranked models, and instead of them
+        // when every one of them is left out (a dead primary must not fail the request).
+        let usable_fallbacks: Vec<Arc<ModelEntry>> = extra
+            .iter()
+            .filter(|e| {
+                access(e, allowed(&e.spec.name), tier, &req.features).is_none()
+                    && health(e).is_none()
+            })
+            .cloned()
+            .collect();
+        if candidates.is_empty() && usable_fallbacks.is_empty() {
+            return Err(no_candidate(req.name, reasons, &causes, &transient));
         }
+        let (mut attempts, reason) = if candidates.is_empty() {
+            let reason = format!("fallback: {}", reasons.join("; "));
+            (Vec::new(), reason)
+        } else {
+            self.rank(
+                RankRequest {
+                    route,
+                    strategy_kind,
+                    candidates: &candidates,
+                    entries: &entries,
+                    stream: req.features.stream,
+                },
+                &mut ranking,
+            )
+        };
+        for entry in usable_fallbacks {
+            if !attempts.iter().any(|a| a.spec.name == entry.spec.name) {
+                attempts.push(entry);
+            }
+        }
+        let content_fallback = route
+            .and_then(|r| r.spec.content_fallback.as_ref())
+            .and_then(|n| models.get(n))
+            .filter(|e| access(e, allowed(&e.spec.name), tier, &req.features).is_none())
+            .cloned();
+        let decision = Decision {
+            route: route.map(|r| r.spec.name.to_string()),
+            strategy: if route.is_some() || opts.strategy.is_some() {
+                strategy_kind.as_str()
+            } else {
+                "direct"
+            },
+            model: attempts[0].spec.name.to_string(),
+            reason,
+            ranking,
+            plan: if req.explain {
+                attempts.iter().map(|e| e.spec.name.to_string()).collect()
+            } else {
+                Vec::new()
+            },
+        };
+        Ok(Plan {
+            attempts,
+            route: route.map(|r| r.spec.name.clone()),
+            content_fallback,
+            decision,
+        })
+    }
+}
 
+/// What ranking needs.
+struct RankRequest<'a> {
+    route: Option<&'a RouteState>,
+    strategy_kind: StrategyKind,
+    candidates: &'a [Candidate],
+    entries: &'a [Arc<ModelEntry>],
+    stream: bool,
+}
+
+impl Router {
+    /// Rank the candidates by the strategy (scores into `ranking`), then let a rollout put its
+    /// drawn model first. Returns the attempts in order and the reason for the first.
+    fn rank(
+        &self,
+        r: RankRequest<'_>,
+        ranking: &mut [RankedModel],
+    ) -> (Vec<Arc<ModelEntry>>, String) {
+        let RankRequest {
+            route,
+            strategy_kind,
+            candidates,
+            entries,
+            stream,
+        } = r;
         let strategy = strategy::strategy(strategy_kind);
         let fallback_cursor = AtomicUsize::new(0);
         let input = RankInput {
-            stream: req.features.stream,
+            stream,
             balanced: route.map(|r| r.spec.balanced).unwrap_or_default(),
             cursor: route.map(|r| &r.cursor).unwrap_or(&fallback_cursor),
         };
         let mut rng = rand::thread_rng();
-        let ranked = strategy.rank(&candidates, &input, &mut rng);
+        let ranked = strategy.rank(candidates, &input, &mut rng);
         let mut reason = strategy.reason(&candidates[ranked[0].index], &input);
         if route.is_none() {
             reason = "the requested model".into();
@@ -411,41 +500,7 @@ impl Router {
             }
         }
 
-        for entry in &extra {
-            if attempts.iter().any(|a| a.spec.name == entry.spec.name) {
-                continue;
-            }
-            if access(entry, req.key, tier, &req.features).is_none() && health(entry).is_none() {
-                attempts.push(entry.clone());
-            }
-        }
-        let content_fallback = route
-            .and_then(|r| r.spec.content_fallback.as_ref())
-            .and_then(|n| models.get(n))
-            .filter(|e| access(e, req.key, tier, &req.features).is_none())
-            .cloned();
-        let decision = Decision {
-            route: route.map(|r| r.spec.name.to_string()),
-            strategy: if route.is_some() || opts.strategy.is_some() {
-                strategy_kind.as_str()
-            } else {
-                "direct"
-            },
-            model: attempts[0].spec.name.to_string(),
-            reason,
-            ranking,
-            plan: if req.explain {
-                attempts.iter().map(|e| e.spec.name.to_string()).collect()
-            } else {
-                Vec::new()
-            },
-        };
-        Ok(Plan {
-            attempts,
-            route: route.map(|r| r.spec.name.clone()),
-            content_fallback,
-            decision,
-        })
+        (attempts, reason)
     }
 }
 
@@ -456,38 +511,111 @@ pub fn estimate_cost(entry: &ModelEntry, prompt_tokens: u64, output_tokens: u64)
         / Decimal::from(1_000_000)
 }
 
-/// Whether the caller may use the model and the model can serve the request.
+/// Why a model was left out, as far as it decides the error when nothing is left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// The key or tier, a constraint, or health: nothing the request itself can change.
+    Other,
+    /// A capability the request needs (the parameter that needs it).
+    Capability(&'static str),
+    /// The prompt (plus the output asked for) does not fit the context window.
+    ContextWindow,
+}
+
+/// Whether the caller may use the model (`allowed`: by its key) and the model can serve the
+/// request.
 fn access(
     e: &ModelEntry,
-    key: &KeyContext,
+    allowed: bool,
     tier: Option<&TierSpec>,
     f: &Features,
-) -> Option<String> {
+) -> Option<(String, Cause)> {
     let caps = e.spec.capabilities;
-    if !key.may_use(&e.spec.name) {
-        return Some("not allowed for this key".into());
+    if !allowed {
+        return Some(("not allowed for this key".into(), Cause::Other));
     }
     if let Some(t) = tier {
         if !t.allows(&e.spec.name) {
-            return Some(format!("not in tier `{}`", t.name));
+            return Some((format!("not in tier `{}`", t.name), Cause::Other));
         }
     }
     if f.tools && !caps.tools {
-        return Some("no tool support".into());
+        return Some(("no tool support".into(), Cause::Capability("tools")));
     }
     if f.vision && !caps.vision {
-        return Some("no image input".into());
+        return Some(("no image input".into(), Cause::Capability("messages")));
     }
     if f.json && !caps.json {
-        return Some("no JSON mode".into());
+        return Some(("no JSON mode".into(), Cause::Capability("response_format")));
     }
     if let Some(window) = e.spec.context_window {
         let needed = f.prompt_tokens + f.max_output_tokens.unwrap_or(0);
         if needed > u64::from(window) {
-            return Some(format!("context window {window} < ~{needed} tokens needed"));
+            return Some((
+                format!("context window {window} < ~{needed} tokens needed"),
+                Cause::ContextWindow,
+            ));
         }
     }
     None
+}
+
+/// A 503 for open breakers says when to try again, capped: a client that sleeps a whole
+/// cooldown (minutes) would wait far longer than a probe needs.
+pub const BREAKER_RETRY_AFTER_CAP: Duration = Duration::from_secs(5);
+/// A 429 from rate limits says the soonest reset, capped likewise.
+pub const RATE_LIMIT_RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+
+/// The error when no model is left: every reason listed; the code says whether only the
+/// prompt's size or only a capability stood in the way.
+fn no_candidate(
+    requested: &str,
+    reasons: Vec<String>,
+    causes: &[Cause],
+    transient: &[(bool, Duration)],
+) -> Error {
+    use crate::error::NoCandidateCause;
+    let (status, retry_after) = if transient.is_empty() {
+        (400, None)
+    } else {
+        let all_rate = transient.iter().all(|(rate, _)| *rate);
+        let cap = if all_rate {
+            RATE_LIMIT_RETRY_AFTER_CAP
+        } else {
+            BREAKER_RETRY_AFTER_CAP
+        };
+        let soonest = transient.iter().map(|(_, d)| *d).min();
+        (
+            if all_rate { 429 } else { 503 },
+            soonest.map(|d| d.clamp(Duration::from_secs(1), cap)),
+        )
+    };
+    let capability = causes.iter().find_map(|c| match c {
+        Cause::Capability(param) => Some(*param),
+        _ => None,
+    });
+    let cause = if status != 400 || causes.is_empty() {
+        NoCandidateCause::Unavailable
+    } else if causes.iter().all(|c| *c == Cause::ContextWindow) {
+        NoCandidateCause::ContextLength
+    } else if causes.iter().all(|c| *c != Cause::Other) {
+        capability.map_or(NoCandidateCause::Unavailable, |param| {
+            NoCandidateCause::Unsupported { param }
+        })
+    } else {
+        NoCandidateCause::Unavailable
+    };
+    Error::NoCandidate {
+        requested: requested.to_owned(),
+        reasons: if reasons.is_empty() {
+            vec!["no model is configured for it".into()]
+        } else {
+            reasons
+        },
+        status,
+        retry_after,
+        cause,
+    }
 }
 
 struct Unhealthy {

@@ -3,6 +3,7 @@
 use super::Store;
 use crate::error::Result;
 use sqlx::Row;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LogRow {
@@ -116,13 +117,25 @@ impl Store {
     /// A failed write closes its connection instead of returning it to the pool, so the next
     /// write starts on a fresh connection and transaction (a SQLite connection whose write
     /// failed mid-transaction — disk full — could otherwise hold the write lock for good).
-    pub async fn insert_log_rows(&self, rows: &[LogRow]) -> Result<u64> {
-        let mut conn = self.pool.acquire().await?;
-        match insert_in_transaction(&mut conn, rows).await {
-            Ok(n) => Ok(n),
-            Err(e) => {
+    /// A write that takes longer than `limit` fails the same way, its connection closed too
+    /// (a hung store must not keep pool slots).
+    pub async fn insert_log_rows(&self, rows: &[LogRow], limit: Duration) -> Result<u64> {
+        let until = tokio::time::Instant::now() + limit;
+        let timed_out = || {
+            crate::error::Error::Internal(format!("a request-log write took longer than {limit:?}"))
+        };
+        let mut conn = tokio::time::timeout_at(until, self.pool.acquire())
+            .await
+            .map_err(|_| timed_out())??;
+        match tokio::time::timeout_at(until, insert_in_transaction(&mut conn, rows)).await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => {
                 drop(conn.detach());
                 Err(e)
+            }
+            Err(_) => {
+                drop(conn.detach());
+                Err(timed_out())
             }
         }
     }
@@ -233,7 +246,19 @@ mod tests {
         let url = format!("sqlite://{}/t.db", dir.path().display());
         let store = Store::connect(&url).await.expect("connect");
         let rows: Vec<LogRow> = (0..150).map(row).collect();
-        store.insert_log_rows(&rows).await.expect("insert");
+        let limit = Duration::from_secs(10);
+        assert_eq!(
+            store.insert_log_rows(&rows, limit).await.expect("insert"),
+            150
+        );
+        // Written again (an acknowledgement lost on the way back): skipped, not an error.
+        assert_eq!(
+            store
+                .insert_log_rows(&rows[..10], limit)
+                .await
+                .expect("again"),
+            0
+        );
         let back = store.recent_requests(1000).await.expect("read");
         assert_eq!(back.len(), 150);
         assert_eq!(back[0], rows[149], "newest first, every column round-trips");

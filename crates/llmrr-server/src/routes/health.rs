@@ -17,16 +17,18 @@ pub async fn live() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the store answers a ping (within a bound) and the request-log writer's writes
-/// succeed.
+/// Ready when the store answers a ping (within a bound). A request-log writer whose writes
+/// fail is reported (`"status": "degraded"`, with the reason) but does not make the replica
+/// unready: model calls do not depend on the log, and a load balancer that took every replica
+/// out over it would turn an analytics outage into a full one.
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let ping = tokio::time::timeout(PING_TIMEOUT, state.gateway.store().ping())
         .await
         .unwrap_or_else(|_| Err(llmrr_core::Error::Internal("ping timed out".into())));
     if let (Ok(()), Some(why)) = (&ping, state.gateway.log_health().failing()) {
         return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "reason": why})),
+            StatusCode::OK,
+            Json(json!({"status": "degraded", "request_log": why})),
         );
     }
     match ping {

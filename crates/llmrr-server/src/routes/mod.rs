@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use llmrr_core::provider::call_scope::UpstreamMeta;
 use llmrr_core::{Answer, Error, StreamAnswer};
 use std::time::Duration;
 
@@ -33,8 +34,27 @@ fn model_headers(
     overhead: Duration,
     route: Option<&str>,
     attempts: u32,
+    upstream: &UpstreamMeta,
 ) {
     let h = r.headers_mut();
+    // The upstream's own request id (also as `x-request-id`, which SDKs read, unless the
+    // client sent one: the auth middleware continues the client's) and its rate limits.
+    if let Some(v) = upstream
+        .request_id
+        .as_deref()
+        .and_then(|id| HeaderValue::from_str(id).ok())
+    {
+        h.insert("x-llmrr-upstream-request-id", v.clone());
+        h.insert("x-request-id", v);
+    }
+    for (name, value) in &upstream.rate_limits {
+        if let (Ok(n), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            h.insert(n, v);
+        }
+    }
     if let Some(v) = route.and_then(|r| HeaderValue::from_str(r).ok()) {
         h.insert("x-llmrr-route", v);
     }
@@ -68,6 +88,7 @@ pub fn json_answer(a: Answer) -> Response {
         a.overhead,
         a.route.as_deref(),
         a.attempts,
+        &a.upstream,
     );
     r
 }
@@ -95,6 +116,7 @@ pub fn sse_answer(a: StreamAnswer) -> Response {
         a.overhead,
         a.route.as_deref(),
         a.attempts,
+        &a.upstream,
     );
     r
 }

@@ -179,10 +179,11 @@ async fn upstream_errors_keep_status_type_and_message() {
             chat_body("o-401", "hi"),
         )
         .await,
-        401,
+        502,
     )
     .await;
-    assert_eq!(v["error"]["code"], "invalid_api_key");
+    // Our upstream key was refused: the gateway's failure, not the client's key (issue 16).
+    assert_eq!(v["error"]["code"], "upstream_auth_failed");
     let v = error_body(
         post(
             &gw,

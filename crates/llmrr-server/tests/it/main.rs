@@ -5,6 +5,7 @@
 
 mod anthropic;
 mod errors;
+mod fidelity;
 mod hardening_auth;
 mod hardening_http;
 mod hardening_log;
@@ -41,6 +42,7 @@ const MODES: &[&str] = &[
     "echokey",
     "huge",
     "longline",
+    "badreq",
 ];
 
 pub fn models_toml(mock: &MockProvider) -> String {
