@@ -261,3 +261,82 @@ async fn models_pull_resumes_a_cut_download_and_verifies_the_checksum() {
         text(&missing.stderr)
     );
 }
+
+#[tokio::test]
+async fn issue16_the_cli_is_friendlier() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockProvider::start().await;
+    write_config(dir.path(), &mock);
+    let config = std::fs::read_to_string(dir.path().join("llmrr.toml")).expect("config");
+    std::fs::write(
+        dir.path().join("llmrr.toml"),
+        format!("{config}\n[[routes]]\nname = \"auto\"\nstrategy = \"quality-first\"\nmodels = [\"echo\", \"claude\"]\n"),
+    )
+    .expect("write config");
+
+    // `keys` needs only the store: no upstream key in the environment.
+    let out = run(dir.path(), &["keys", "list"], &[]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // `models` in-process lists routes too; `route` prints a summary (`--json` the document).
+    let env = [("UPSTREAM_KEY", "k")];
+    let out = run(dir.path(), &["models"], &env).await;
+    assert!(text(&out.stdout).contains("auto"), "{}", text(&out.stdout));
+    let out = run(dir.path(), &["route", "hello"], &env).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary = text(&out.stdout);
+    assert!(
+        summary.starts_with("auto -> ") && summary.contains("reason:"),
+        "{summary}"
+    );
+    assert!(!summary.contains('{'), "{summary}");
+    let out = run(dir.path(), &["route", "hello", "--json"], &env).await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["route"], "auto");
+
+    // `config check` prints durations as seconds, not Rust structs.
+    let out = run(dir.path(), &["config", "check"], &env).await;
+    let checked = text(&out.stdout);
+    assert!(!checked.contains("nanos"), "{checked}");
+    assert!(checked.contains("\"max_total\": 600.0"), "{checked}");
+
+    // `--url` with or without `/v1`; errors show the message, not the raw JSON.
+    let gw = llmrr_testkit::TestGateway::start(
+        &config.replace("[store]\n", "[store]\n# test\n"),
+        &[
+            ("UPSTREAM_KEY", "k"),
+            ("LLMRR_MASTER_KEY", "sk-master-0123456789abcdef"),
+        ],
+        llmrr_testkit::harness::StoreChoice::Sqlite,
+    )
+    .await;
+    let key = [("LLMRR_API_KEY", "sk-master-0123456789abcdef")];
+    for url in [
+        gw.url.clone(),
+        format!("{}/v1", gw.url),
+        format!("{}/v1/", gw.url),
+    ] {
+        let out = run(
+            dir.path(),
+            &["chat", "--url", &url, "-m", "echo", "hi"],
+            &key,
+        )
+        .await;
+        assert!(out.status.success(), "{url}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), "echo: hi");
+    }
+    let out = run(
+        dir.path(),
+        &["chat", "--url", &gw.url, "-m", "nope", "hi"],
+        &key,
+    )
+    .await;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("404 Not Found: the model `nope` does not exist")
+            && !stderr.contains("{\""),
+        "{stderr}"
+    );
+    gw.stop().await;
+}

@@ -304,6 +304,14 @@ impl Provider for LocalProvider {
     }
 
     async fn embeddings(&self, req: &EmbeddingRequest) -> llmrr_core::Result<Completed> {
+        // The vector's size is the model's; truncating is only sound for models trained for it
+        // (Matryoshka), which nothing here can tell: refused rather than ignored.
+        if req.extra.get("dimensions").is_some_and(|v| !v.is_null()) {
+            return Err(self.err(Error::Unsupported {
+                model: self.name.to_string(),
+                what: "`dimensions`".into(),
+            }));
+        }
         let base64 = match req.extra.get("encoding_format").and_then(Value::as_str) {
             None | Some("float") => false,
             Some("base64") => true,

@@ -101,6 +101,16 @@ pub(crate) fn chat(
 ) -> Result<Generation> {
     let model = &*loaded.model;
     check_n(name, req.n.map(u64::from))?;
+    // Refused rather than answered with `null`: a client that asks for them needs them.
+    for key in ["logprobs", "top_logprobs"] {
+        if req
+            .extra
+            .get(key)
+            .is_some_and(|v| !v.is_null() && *v != Value::Bool(false))
+        {
+            return Err(unsupported(name, &format!("`{key}`")));
+        }
+    }
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         return Err(unsupported(name, "tool calling"));
     }

@@ -200,7 +200,7 @@ fn run(name: String, spec: LocalModelSpec, rx: Receiver<Job>, ready: Ready, gaug
         );
     }
     if spec.pooling.is_some() {
-        embed::serve(&name, ctx, rx, spec.parallel as usize);
+        embed::serve(&name, ctx, rx);
     } else {
         Scheduler::new(&name, &spec, &model, ctx, gauges).serve(rx);
     }

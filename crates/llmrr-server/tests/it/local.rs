@@ -520,3 +520,101 @@ async fn local_prices_are_explicit_and_may_be_per_compute_second() {
     // a few milliseconds for the tiny model.
     assert!(cost > 0.0 && cost < 5.0, "cost {cost}");
 }
+
+fn embed_vectors(v: &Value) -> Vec<Vec<f64>> {
+    v["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|d| serde_json::from_value(d["embedding"].clone()).expect("floats"))
+        .collect()
+}
+
+#[tokio::test]
+async fn issue16_an_embedding_does_not_depend_on_its_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "emb");
+    let gw = start(&local_toml(
+        "emb",
+        &path,
+        "pooling = \"mean\"\ncontext_size = 256",
+    ))
+    .await;
+    let inputs: Vec<String> = (0..8)
+        .map(|i| "a longer input with more words ".repeat(i % 3 + 1) + &format!("number {i}"))
+        .collect();
+    let embed = |input: Value| {
+        let gw = &gw;
+        async move {
+            let resp = post(
+                gw,
+                "/v1/embeddings",
+                Some(MASTER),
+                json!({"model": "emb", "input": input}),
+            )
+            .await;
+            assert_eq!(resp.status(), 200);
+            embed_vectors(&resp.json().await.expect("json"))
+        }
+    };
+    let mut alone = Vec::new();
+    for input in &inputs {
+        alone.push(embed(json!(input)).await.remove(0));
+    }
+    for size in [2, 3, 8] {
+        for chunk in inputs.chunks(size).zip(alone.chunks(size)) {
+            let (batch, expected) = chunk;
+            let got = embed(json!(batch)).await;
+            for (g, e) in got.iter().zip(expected) {
+                let cosine: f64 = g.iter().zip(e).map(|(a, b)| a * b).sum();
+                assert!(
+                    g.iter().zip(e).all(|(a, b)| (a - b).abs() < 1e-4),
+                    "batch of {size}: cosine {cosine}"
+                );
+            }
+        }
+    }
+    // `dimensions` is refused rather than ignored.
+    let resp = post(
+        &gw,
+        "/v1/embeddings",
+        Some(MASTER),
+        json!({"model": "emb", "input": "hi", "dimensions": 16}),
+    )
+    .await;
+    let v = error_body(resp, 400).await;
+    assert_eq!(v["error"]["code"], "unsupported_parameter", "{v}");
+}
+
+#[tokio::test]
+async fn issue16_logprobs_on_a_local_model_is_refused_not_answered_null() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "tiny");
+    let gw = start(&local_toml("tiny", &path, "")).await;
+    for extra in [
+        json!({"logprobs": true}),
+        json!({"top_logprobs": 3, "logprobs": true}),
+    ] {
+        let mut body = chat_body("tiny", "hi");
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let v = error_body(
+            post(&gw, "/v1/chat/completions", Some(MASTER), body).await,
+            400,
+        )
+        .await;
+        assert_eq!(v["error"]["code"], "unsupported_parameter", "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("logprobs")),
+            "{v}"
+        );
+    }
+    let mut body = chat_body("tiny", "hi");
+    body["logprobs"] = json!(false);
+    body["max_tokens"] = json!(2);
+    let resp = post(&gw, "/v1/chat/completions", Some(MASTER), body).await;
+    assert_eq!(resp.status(), 200, "`logprobs: false` asks for nothing");
+}
