@@ -13,6 +13,7 @@
 //! | `429` | rate limited, with `Retry-After: 7` |
 //! | `500`, `400`, `401`, `529` | that status, with the provider's error body (`400`: context length) |
 //! | `policy` | 400 refused by the content policy |
+//! | (Anthropic) | a forced `tool_choice` is answered with that tool, input `{"echo": …}`; `thinking` adds a thinking block |
 //! | `badreq` | 400 for an invalid parameter (a client error no other model can fix) |
 //! | `echokey` | 401 whose message echoes the API key it was sent (as some servers do) |
 //! | `huge` | 200 with a JSON body of 65 MiB (non-streamed) |
@@ -567,9 +568,84 @@ async fn anthropic_messages(
     let input_tokens = words(&all_text(&body["messages"])) + words(&all_text(&body["system"]));
     let tool = mode == "tool";
     let output_tokens = words(&reply) + if tool { 5 } else { 0 };
-    let stop_reason = if tool { "tool_use" } else { "end_turn" };
+    // A forced tool (`tool_choice: {"type": "tool"}`) is answered with that tool alone, its
+    // input echoing the user; extended thinking (`thinking`) adds a thinking block first.
+    let forced = (!tool && body["tool_choice"]["type"] == "tool").then(|| {
+        body["tool_choice"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    });
+    let thinking = body["thinking"]["type"] == "enabled";
+    let stop_reason = if tool || forced.is_some() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    if let (Some(name), true) = (&forced, body["stream"] == true) {
+        let input = json!({"echo": reply}).to_string();
+        let (head, tail) = input.split_at(input.len() / 2);
+        let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+        let mut events = vec![ev(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_mock",
+            "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null,
+            "stop_sequence": null, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+        )];
+        if thinking {
+            events.push(ev(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "thinking", "thinking": ""}}),
+            ));
+            events.push(ev(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "thinking_delta", "thinking": "thinking it over"}}),
+            ));
+            events.push(ev(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "signature_delta", "signature": "sig"}}),
+            ));
+            events.push(ev(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ));
+        }
+        let index = u32::from(thinking);
+        events.push(ev("content_block_start", json!({"type": "content_block_start", "index": index,
+            "content_block": {"type": "tool_use", "id": "toolu_forced", "name": name, "input": {}}})));
+        for part in [head, tail] {
+            events.push(ev(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": part}}),
+            ));
+        }
+        events.push(ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        ));
+        events.push(ev("message_delta", json!({"type": "message_delta",
+            "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": output_tokens}})));
+        events.push(ev("message_stop", json!({"type": "message_stop"})));
+        return sse_body(events, Duration::ZERO, Ending::Complete);
+    }
     if body["stream"] != true {
-        let mut content = vec![json!({"type": "text", "text": reply})];
+        let mut content = Vec::new();
+        if thinking {
+            content.push(
+                json!({"type": "thinking", "thinking": "thinking it over", "signature": "sig"}),
+            );
+        }
+        match &forced {
+            Some(name) => content.push(
+                json!({"type": "tool_use", "id": "toolu_forced", "name": name,
+                "input": {"echo": reply}}),
+            ),
+            None => content.push(json!({"type": "text", "text": reply})),
+        }
         if tool {
             content.push(json!({"type": "tool_use", "id": "toolu_mock", "name": "get_weather", "input": {"city": "Paris"}}));
         }

@@ -138,6 +138,31 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// The parameter of `f` this kind of provider cannot honour, if any — so that routing
+    /// skips the model instead of spending an attempt on a certain 400.
+    pub fn cannot_serve(self, f: &crate::routing::features::Features) -> Option<&'static str> {
+        let n = &f.needs;
+        let checks: &[(bool, &'static str)] = match self {
+            ProviderKind::OpenAi => &[],
+            // `response_format` is emulated through a forced tool, so not with tools.
+            ProviderKind::Anthropic => &[
+                (n.seed, "seed"),
+                (n.penalties, "frequency_penalty"),
+                (n.logit_bias, "logit_bias"),
+                (n.logprobs, "logprobs"),
+                (n.several_choices, "n"),
+                (f.json && f.tools, "response_format"),
+            ],
+            ProviderKind::Local => &[
+                (f.tools, "tools"),
+                (n.json_schema, "response_format"),
+                (n.logprobs, "logprobs"),
+                (n.several_choices, "n"),
+            ],
+        };
+        checks.iter().find(|(needed, _)| *needed).map(|(_, p)| *p)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",

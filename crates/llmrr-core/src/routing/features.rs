@@ -12,6 +12,20 @@ pub struct Features {
     /// The client's cap, if it gave one.
     pub max_output_tokens: Option<u64>,
     pub stream: bool,
+    /// Parameters that some provider kinds cannot honour.
+    pub needs: Needs,
+}
+
+/// Request parameters that not every provider kind can honour (see
+/// [`crate::config::ProviderKind::cannot_serve`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub json_schema: bool,
+    pub seed: bool,
+    pub penalties: bool,
+    pub logit_bias: bool,
+    pub logprobs: bool,
+    pub several_choices: bool,
 }
 
 impl Features {
@@ -59,6 +73,19 @@ impl Features {
                 + 4 * req.messages.len() as u64,
             max_output_tokens: req.max_output_tokens().map(u64::from),
             stream: req.is_stream(),
+            needs: Needs {
+                json_schema: matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. })),
+                seed: req.seed.is_some(),
+                penalties: req.presence_penalty.is_some_and(|p| p != 0.0)
+                    || req.frequency_penalty.is_some_and(|p| p != 0.0),
+                logit_bias: req.logit_bias.as_ref().is_some_and(|b| !b.is_empty()),
+                logprobs: ["logprobs", "top_logprobs"].iter().any(|k| {
+                    req.extra
+                        .get(*k)
+                        .is_some_and(|v| !v.is_null() && *v != serde_json::Value::Bool(false))
+                }),
+                several_choices: req.n.is_some_and(|n| n > 1),
+            },
         }
     }
 }

@@ -548,6 +548,15 @@ fn access(
     if f.json && !caps.json {
         return Some(("no JSON mode".into(), Cause::Capability("response_format")));
     }
+    if let Some(param) = e.spec.provider.cannot_serve(f) {
+        return Some((
+            format!(
+                "{} models cannot honour `{param}`",
+                e.spec.provider.as_str()
+            ),
+            Cause::Capability(param),
+        ));
+    }
     if let Some(window) = e.spec.context_window {
         let needed = f.prompt_tokens + f.max_output_tokens.unwrap_or(0);
         if needed > u64::from(window) {

@@ -192,7 +192,7 @@ async fn anthropic_errors_keep_their_status_and_type() {
 
     // Not translatable: said so, not silently dropped.
     let mut body = chat_body("a-ok", "hi");
-    body["response_format"] = json!({"type": "json_object"});
+    body["logit_bias"] = json!({"42": 5});
     let v = error_body(
         post(&gw, "/v1/chat/completions", Some(MASTER), body).await,
         400,

@@ -290,3 +290,79 @@ async fn issue16_cors_preflights_are_answered_without_a_key_for_allowed_origins(
     assert!(exposed.contains("x-llmrr-cost-usd"), "{exposed}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn issue16_anthropic_models_answer_structured_output_and_reasoning() {
+    let extra = "[[routes]]\nname = \"mixed\"\nstrategy = \"quality-first\"\nmodels = [\"a-ok\", \"o-ok\"]\n";
+    let (gw, mock) = start_routed(extra).await;
+    let schema = json!({"type": "object", "properties": {"echo": {"type": "string"}}});
+    let mut body = chat_body("a-ok", "hi");
+    body["response_format"] =
+        json!({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}});
+    let resp = post(&gw, "/v1/chat/completions", Some(MASTER), body).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.expect("json");
+    let message = &v["choices"][0]["message"];
+    let parsed: Value =
+        serde_json::from_str(message["content"].as_str().expect("content")).expect("JSON content");
+    assert_eq!(parsed, json!({"echo": "echo: hi"}));
+    assert!(message.get("tool_calls").is_none(), "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let sent = mock.last_request().body;
+    assert_eq!(sent["tools"][0]["input_schema"], schema);
+    assert_eq!(sent["tool_choice"]["name"], sent["tools"][0]["name"]);
+
+    // Streamed, json_object: the content streams in and parses.
+    let mut body = chat_body("a-ok", "streamed");
+    body["response_format"] = json!({"type": "json_object"});
+    body["stream"] = json!(true);
+    let data = sse_data(post(&gw, "/v1/chat/completions", Some(MASTER), body).await).await;
+    let text = streamed_text(&data);
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).expect("JSON"),
+        json!({"echo": "echo: streamed"})
+    );
+
+    // reasoning_effort: extended thinking, returned as reasoning_content.
+    let mut body = chat_body("a-ok", "think");
+    body["reasoning_effort"] = json!("low");
+    let v: Value = post(&gw, "/v1/chat/completions", Some(MASTER), body)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        v["choices"][0]["message"]["reasoning_content"], "thinking it over",
+        "{v}"
+    );
+    assert_eq!(mock.last_request().body["thinking"]["budget_tokens"], 1024);
+
+    // Refused, not dropped or clamped.
+    let mut body = chat_body("a-ok", "hi");
+    body["temperature"] = json!(1.5);
+    let v = error_body(
+        post(&gw, "/v1/chat/completions", Some(MASTER), body).await,
+        400,
+    )
+    .await;
+    assert_eq!(v["error"]["param"], "temperature", "{v}");
+    // A system-only conversation is answered.
+    let body = json!({"model": "a-ok", "messages": [{"role": "system", "content": "say hi"}]});
+    assert_eq!(
+        post(&gw, "/v1/chat/completions", Some(MASTER), body)
+            .await
+            .status(),
+        200
+    );
+
+    // A route skips the Anthropic model for what it cannot honour: no attempt is wasted.
+    let before = mock.requests().len();
+    let mut body = chat_body("mixed", "hi");
+    body["seed"] = json!(7);
+    let resp = post(&gw, "/v1/chat/completions", Some(MASTER), body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-llmrr-model"], "o-ok");
+    assert!(!resp.headers().contains_key("x-llmrr-attempts"));
+    assert_eq!(mock.requests().len(), before + 1);
+    gw.stop().await;
+}

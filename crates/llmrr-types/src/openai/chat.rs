@@ -291,6 +291,10 @@ pub struct ResponseMessage {
     pub tool_calls: Option<Vec<ToolCall>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
+    /// The model's reasoning, where the upstream returns it (Anthropic's extended thinking);
+    /// the field name DeepSeek, vLLM and LiteLLM use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 /// Token counts of one call.
@@ -345,6 +349,9 @@ pub struct Delta {
     pub tool_calls: Option<Vec<ToolCallDelta>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
+    /// A piece of the model's reasoning (see [`ResponseMessage::reasoning_content`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -54,25 +54,32 @@ impl Anthropic {
         })
     }
 
-    fn post(&self, req: &ChatCompletionRequest, stream: bool) -> Result<reqwest::RequestBuilder> {
-        let body = request::translate(req, &self.upstream_model, self.default_max_tokens, stream)
-            .map_err(|e| match e {
-            request::TranslateError::Unsupported(what) => {
-                unsupported(&self.target.model, ProviderKind::Anthropic, &what)
-            }
-            request::TranslateError::Invalid { message, param } => {
-                Error::invalid(message, Some(param))
-            }
-        })?;
-        let json = serde_json::to_vec(&body)
+    /// The request, and whether its answer comes back in the `response_format` tool.
+    fn post(
+        &self,
+        req: &ChatCompletionRequest,
+        stream: bool,
+    ) -> Result<(reqwest::RequestBuilder, bool)> {
+        let translated =
+            request::translate(req, &self.upstream_model, self.default_max_tokens, stream)
+                .map_err(|e| match e {
+                    request::TranslateError::Unsupported(what) => {
+                        unsupported(&self.target.model, ProviderKind::Anthropic, &what)
+                    }
+                    request::TranslateError::Invalid { message, param } => {
+                        Error::invalid(message, Some(param))
+                    }
+                })?;
+        let json = serde_json::to_vec(&translated.body)
             .map_err(|e| Error::Internal(format!("cannot encode the request: {e}")))?;
-        Ok(self
+        let builder = self
             .client
             .post(&self.messages_url)
             .headers(self.headers.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(self.target.timeout)
-            .body(json))
+            .body(json);
+        Ok((builder, translated.json_tool))
     }
 }
 
@@ -83,13 +90,14 @@ impl Provider for Anthropic {
     }
 
     async fn chat(&self, req: &ChatCompletionRequest) -> Result<Completed> {
-        let resp = self.target.send(self.post(req, false)?).await?;
+        let (post, json_tool) = self.post(req, false)?;
+        let resp = self.target.send(post).await?;
         let body = self.target.body(resp).await?;
         let msg: MessagesResponse = serde_json::from_slice(&body).map_err(|e| {
             self.target
                 .protocol(format!("not a Messages response: {e}"))
         })?;
-        let completion = response::to_chat_completion(msg);
+        let completion = response::to_chat_completion(msg, json_tool);
         let usage = completion.usage.unwrap_or_default();
         let body = serde_json::to_vec(&completion)
             .map_err(|e| Error::Internal(format!("cannot encode the response: {e}")))?;
@@ -101,9 +109,10 @@ impl Provider for Anthropic {
     }
 
     async fn chat_stream(&self, req: &ChatCompletionRequest) -> Result<ChunkStream> {
-        let resp = self.target.send(self.post(req, true)?).await?;
+        let (post, json_tool) = self.post(req, true)?;
+        let resp = self.target.send(post).await?;
         let events = sse_events(self.target.clone(), resp);
-        Ok(stream::translate(self.target.clone(), events))
+        Ok(stream::translate(self.target.clone(), events, json_tool))
     }
 
     async fn completion(&self, _req: &CompletionRequest) -> Result<Completed> {
@@ -137,10 +146,12 @@ impl Provider for Anthropic {
     }
 }
 
-/// Anthropic's stop reasons as OpenAI finish reasons.
-fn finish_reason(stop_reason: &str) -> &'static str {
+/// Anthropic's stop reasons as OpenAI finish reasons (`json_tool`: the only tool use is the
+/// `response_format` answer, a plain stop for the client).
+fn finish_reason(stop_reason: &str, json_tool: bool) -> &'static str {
     match stop_reason {
         "max_tokens" | "model_context_window_exceeded" => "length",
+        "tool_use" if json_tool => "stop",
         "tool_use" => "tool_calls",
         "refusal" => "content_filter",
         // end_turn, stop_sequence, pause_turn

@@ -1,8 +1,17 @@
 //! OpenAI chat request -> Anthropic Messages request.
 //!
-//! System and developer messages become the top-level `system`; tool results become
+//! System and developer messages become the top-level `system` (a conversation of system
+//! messages only sends them as the user turn Anthropic requires); tool results become
 //! `tool_result` blocks in a user turn; assistant tool calls become `tool_use` blocks;
 //! consecutive turns of one role are merged (Anthropic wants alternating roles).
+//!
+//! Every parameter is translated or refused, never dropped: `response_format` becomes a
+//! forced tool whose input schema is the requested schema (the answer's tool input is
+//! returned as the message content, see [`JSON_TOOL`]); `reasoning_effort` becomes extended
+//! thinking with a budget; `top_k` passes through; `temperature` must be within Anthropic's
+//! 0–1. OpenAI parameters with no Anthropic equivalent that change the answer (`seed`,
+//! penalties, `logit_bias`, `logprobs`, `n` > 1, unknown fields) are refused; fields that
+//! only matter to OpenAI's platform ([`IGNORED`]) are not sent.
 
 use llmrr_types::anthropic as a;
 use llmrr_types::openai as o;
@@ -16,22 +25,156 @@ pub enum TranslateError {
 
 type Result<T> = std::result::Result<T, TranslateError>;
 
+/// The name of the tool that carries a `response_format` answer: forced, so the answer is its
+/// input, which the response translators return as the message content.
+pub const JSON_TOOL: &str = "json_answer";
+
+/// OpenAI fields that only concern OpenAI's platform (storage, billing tier, cache routing,
+/// abuse tracking): they do not change an answer, and are not sent.
+pub const IGNORED: &[&str] = &[
+    "store",
+    "service_tier",
+    "metadata",
+    "prompt_cache_key",
+    "safety_identifier",
+];
+
+/// Extended-thinking budgets for OpenAI's `reasoning_effort`.
+fn thinking_budget(effort: &str) -> Option<u32> {
+    match effort {
+        "minimal" | "low" => Some(1024),
+        "medium" => Some(4096),
+        "high" => Some(16384),
+        _ => None,
+    }
+}
+
+/// A translated request, and whether its answer comes back in [`JSON_TOOL`].
+pub struct Translated {
+    pub body: a::MessagesRequest,
+    pub json_tool: bool,
+}
+
+fn unsupported(what: impl Into<String>) -> TranslateError {
+    TranslateError::Unsupported(what.into())
+}
+
+fn invalid(message: impl Into<String>, param: &str) -> TranslateError {
+    TranslateError::Invalid {
+        message: message.into(),
+        param: param.into(),
+    }
+}
+
+/// Refuse what Anthropic cannot do; read what it can from the extra fields.
+struct Extras {
+    top_k: Option<u32>,
+    thinking: Option<u32>,
+}
+
+fn extras(req: &o::ChatCompletionRequest) -> Result<Extras> {
+    if req.n.is_some_and(|n| n > 1) {
+        return Err(unsupported("`n` > 1"));
+    }
+    if req.seed.is_some() {
+        return Err(unsupported("`seed`"));
+    }
+    if req.presence_penalty.is_some_and(|p| p != 0.0)
+        || req.frequency_penalty.is_some_and(|p| p != 0.0)
+    {
+        return Err(unsupported("`presence_penalty` / `frequency_penalty`"));
+    }
+    if req.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
+        return Err(unsupported("`logit_bias`"));
+    }
+    if let Some(t) = req.temperature {
+        if !(0.0..=1.0).contains(&t) {
+            return Err(invalid(
+                format!("`temperature` {t} is outside Anthropic's range 0..1"),
+                "temperature",
+            ));
+        }
+    }
+    let mut out = Extras {
+        top_k: None,
+        thinking: None,
+    };
+    for (key, value) in &req.extra {
+        match key.as_str() {
+            k if IGNORED.contains(&k) => {}
+            "logprobs" | "top_logprobs" if value.is_null() || *value == Value::Bool(false) => {}
+            "top_k" => {
+                out.top_k = Some(
+                    value
+                        .as_u64()
+                        .and_then(|k| u32::try_from(k).ok())
+                        .ok_or_else(|| invalid("`top_k` must be a positive integer", "top_k"))?,
+                )
+            }
+            "reasoning_effort" => {
+                let effort = value.as_str().unwrap_or_default();
+                out.thinking = Some(thinking_budget(effort).ok_or_else(|| {
+                    invalid(
+                        format!("`reasoning_effort` {value} is not minimal, low, medium or high"),
+                        "reasoning_effort",
+                    )
+                })?);
+            }
+            other => return Err(unsupported(format!("`{other}`"))),
+        }
+    }
+    if out.thinking.is_some() && (req.temperature.is_some_and(|t| t != 1.0) || out.top_k.is_some())
+    {
+        return Err(invalid(
+            "Anthropic's extended thinking (from `reasoning_effort`) takes no `temperature` \
+             other than 1 and no `top_k`",
+            "reasoning_effort",
+        ));
+    }
+    Ok(out)
+}
+
+/// `response_format` as a forced tool: its schema is the tool's input schema.
+fn json_tool(req: &o::ChatCompletionRequest) -> Result<Option<a::ToolDefinition>> {
+    let (description, schema) = match &req.response_format {
+        None | Some(o::ResponseFormat::Text) => return Ok(None),
+        Some(o::ResponseFormat::JsonObject) => (
+            "Answer with a JSON object.".to_owned(),
+            serde_json::json!({"type": "object"}),
+        ),
+        Some(o::ResponseFormat::JsonSchema { json_schema }) => {
+            let schema = json_schema
+                .get("schema")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({"type": "object"}));
+            let description = json_schema
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("Answer with JSON that matches this schema.")
+                .to_owned();
+            (description, schema)
+        }
+    };
+    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(unsupported(
+            "`response_format` together with `tools` (the format is answered through a tool)",
+        ));
+    }
+    Ok(Some(a::ToolDefinition {
+        name: JSON_TOOL.into(),
+        description: Some(description),
+        input_schema: schema,
+    }))
+}
+
 pub fn translate(
     req: &o::ChatCompletionRequest,
     model: &str,
     default_max_tokens: u32,
     stream: bool,
-) -> Result<a::MessagesRequest> {
-    if req.n.is_some_and(|n| n > 1) {
-        return Err(TranslateError::Unsupported("n > 1".into()));
-    }
-    if let Some(o::ResponseFormat::JsonObject | o::ResponseFormat::JsonSchema { .. }) =
-        &req.response_format
-    {
-        return Err(TranslateError::Unsupported(
-            "response_format json_object / json_schema".into(),
-        ));
-    }
+) -> Result<Translated> {
+    let extras = extras(req)?;
+    let forced = json_tool(req)?;
     let mut system: Vec<a::TextBlock> = Vec::new();
     let mut messages: Vec<a::Message> = Vec::new();
     for (i, m) in req.messages.iter().enumerate() {
@@ -74,7 +217,22 @@ pub fn translate(
             }),
         }
     }
-    let tools = req
+    if messages.is_empty() {
+        // A conversation of system messages only: Anthropic needs a user turn.
+        if system.is_empty() {
+            return Err(invalid("`messages` has no content to send", "messages"));
+        }
+        let text = system
+            .drain(..)
+            .map(|b| b.text)
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        messages.push(a::Message {
+            role: a::Role::User,
+            content: vec![a::ContentBlock::Text { text }],
+        });
+    }
+    let mut tools: Vec<a::ToolDefinition> = req
         .tools
         .iter()
         .flatten()
@@ -89,7 +247,7 @@ pub fn translate(
         })
         .collect();
     let disable_parallel = req.parallel_tool_calls.map(|p| !p).filter(|d| *d);
-    let tool_choice = req.tool_choice.as_ref().map(|c| match c {
+    let mut tool_choice = req.tool_choice.as_ref().map(|c| match c {
         o::ToolChoice::Mode(o::ToolChoiceMode::None) => a::ToolChoice::None,
         o::ToolChoice::Mode(o::ToolChoiceMode::Auto) => a::ToolChoice::Auto {
             disable_parallel_tool_use: disable_parallel,
@@ -102,19 +260,40 @@ pub fn translate(
             disable_parallel_tool_use: disable_parallel,
         },
     });
-    Ok(a::MessagesRequest {
-        model: model.to_owned(),
-        messages,
-        max_tokens: req.max_output_tokens().unwrap_or(default_max_tokens),
-        system: (!system.is_empty()).then_some(system),
-        stop_sequences: req.stop_sequences(),
-        temperature: req.temperature,
-        top_p: req.top_p,
-        top_k: None,
-        stream: stream.then_some(true),
-        tools,
-        tool_choice,
-        metadata: req.user.clone().map(|user_id| a::Metadata { user_id }),
+    let json_tool = forced.is_some();
+    if let Some(tool) = forced {
+        tools.push(tool);
+        tool_choice = Some(a::ToolChoice::Tool {
+            name: JSON_TOOL.into(),
+            disable_parallel_tool_use: None,
+        });
+    }
+    let mut max_tokens = req.max_output_tokens().unwrap_or(default_max_tokens);
+    let thinking = extras.thinking.map(|budget| {
+        // Anthropic counts thinking within max_tokens: the answer keeps what was asked for.
+        max_tokens = max_tokens.saturating_add(budget);
+        a::Thinking {
+            kind: "enabled".into(),
+            budget_tokens: budget,
+        }
+    });
+    Ok(Translated {
+        body: a::MessagesRequest {
+            model: model.to_owned(),
+            messages,
+            max_tokens,
+            system: (!system.is_empty()).then_some(system),
+            stop_sequences: req.stop_sequences(),
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: extras.top_k,
+            stream: stream.then_some(true),
+            tools,
+            tool_choice,
+            metadata: req.user.clone().map(|user_id| a::Metadata { user_id }),
+            thinking,
+        },
+        json_tool,
     })
 }
 
@@ -219,7 +398,8 @@ mod tests {
             "user": "u-1"
         }));
         let t = translate(&r, "claude-x", 4096, true).expect("translates");
-        let j = serde_json::to_value(&t).expect("json");
+        assert!(!t.json_tool);
+        let j = serde_json::to_value(&t.body).expect("json");
         assert_eq!(j["model"], "claude-x");
         assert_eq!(j["system"][0]["text"], "Be brief.");
         assert_eq!(j["max_tokens"], 50);
@@ -250,7 +430,7 @@ mod tests {
         let r =
             req(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}));
         assert_eq!(
-            translate(&r, "m", 1234, false).expect("ok").max_tokens,
+            translate(&r, "m", 1234, false).expect("ok").body.max_tokens,
             1234
         );
         let r = req(
@@ -268,7 +448,96 @@ mod tests {
             Err(TranslateError::Invalid { param, .. }) => {
                 assert_eq!(param, "messages[0].tool_calls[0].function.arguments")
             }
-            other => panic!("{other:?}"),
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("translated"),
         }
+    }
+
+    fn body(json: serde_json::Value) -> serde_json::Value {
+        let t = translate(&req(json), "m", 100, false).expect("translates");
+        serde_json::to_value(&t.body).expect("json")
+    }
+
+    fn refused(json: serde_json::Value) -> String {
+        match translate(&req(json), "m", 100, false) {
+            Err(TranslateError::Unsupported(what)) => what,
+            Err(TranslateError::Invalid { param, .. }) => param,
+            Ok(_) => panic!("translated"),
+        }
+    }
+
+    #[test]
+    fn issue16_every_parameter_is_translated_or_refused() {
+        let hi = serde_json::json!([{"role": "user", "content": "hi"}]);
+        // response_format: a forced tool whose input schema is the requested schema.
+        let schema =
+            serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}});
+        let r = req(serde_json::json!({"model": "m", "messages": hi,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "place", "schema": schema}}}));
+        let t = translate(&r, "m", 100, false).expect("translates");
+        assert!(t.json_tool);
+        let j = serde_json::to_value(&t.body).expect("json");
+        assert_eq!(j["tools"][0]["name"], JSON_TOOL);
+        assert_eq!(j["tools"][0]["input_schema"], schema);
+        assert_eq!(
+            j["tool_choice"],
+            serde_json::json!({"type": "tool", "name": JSON_TOOL})
+        );
+        // reasoning_effort: thinking with a budget, on top of the answer's max_tokens.
+        let j = body(
+            serde_json::json!({"model": "m", "messages": hi, "max_tokens": 50,
+            "reasoning_effort": "high"}),
+        );
+        assert_eq!(
+            j["thinking"],
+            serde_json::json!({"type": "enabled", "budget_tokens": 16384})
+        );
+        assert_eq!(j["max_tokens"], 50 + 16384);
+        // top_k passes; platform-only fields are not sent; user -> metadata.user_id.
+        let j = body(
+            serde_json::json!({"model": "m", "messages": hi, "top_k": 5, "store": false,
+            "user": "u-2"}),
+        );
+        assert_eq!(
+            (j["top_k"].clone(), j["metadata"]["user_id"].clone()),
+            (5.into(), "u-2".into())
+        );
+        assert!(j.get("store").is_none());
+        // A system-only conversation still sends a user turn.
+        let j = body(
+            serde_json::json!({"model": "m", "messages": [{"role": "system", "content": "Say hi."}]}),
+        );
+        assert_eq!(j["messages"][0]["content"][0]["text"], "Say hi.");
+        assert!(j.get("system").is_none());
+        // Refused, never dropped.
+        assert_eq!(
+            refused(serde_json::json!({"model": "m", "messages": hi, "temperature": 1.5})),
+            "temperature"
+        );
+        assert!(
+            refused(serde_json::json!({"model": "m", "messages": hi, "seed": 7})).contains("seed")
+        );
+        assert!(refused(
+            serde_json::json!({"model": "m", "messages": hi, "frequency_penalty": 0.5})
+        )
+        .contains("penalty"));
+        assert!(
+            refused(serde_json::json!({"model": "m", "messages": hi, "logit_bias": {"1": 2}}))
+                .contains("logit_bias")
+        );
+        assert!(
+            refused(serde_json::json!({"model": "m", "messages": hi, "logprobs": true}))
+                .contains("logprobs")
+        );
+        assert!(
+            refused(serde_json::json!({"model": "m", "messages": hi, "mystery": 1}))
+                .contains("mystery")
+        );
+        assert_eq!(
+            refused(
+                serde_json::json!({"model": "m", "messages": hi, "reasoning_effort": "high", "temperature": 0.2})
+            ),
+            "reasoning_effort"
+        );
     }
 }

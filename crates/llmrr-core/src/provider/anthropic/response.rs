@@ -3,12 +3,21 @@
 use llmrr_types::anthropic as a;
 use llmrr_types::openai as o;
 
-pub fn to_chat_completion(msg: a::MessagesResponse) -> o::ChatCompletion {
+/// `json_tool`: the request's `response_format` was answered through the forced tool, whose
+/// input becomes the message content.
+pub fn to_chat_completion(msg: a::MessagesResponse, json_tool: bool) -> o::ChatCompletion {
     let mut text = String::new();
+    let mut reasoning = String::new();
     let mut tool_calls = Vec::new();
     for block in msg.content {
         match block {
             a::ContentBlock::Text { text: t } => text.push_str(&t),
+            a::ContentBlock::Thinking { thinking, .. } => reasoning.push_str(&thinking),
+            a::ContentBlock::ToolUse { name, input, .. }
+                if json_tool && name == super::request::JSON_TOOL =>
+            {
+                text = input.to_string();
+            }
             a::ContentBlock::ToolUse { id, name, input } => tool_calls.push(o::ToolCall {
                 id,
                 kind: o::ToolKind::Function,
@@ -17,14 +26,13 @@ pub fn to_chat_completion(msg: a::MessagesResponse) -> o::ChatCompletion {
                     arguments: input.to_string(),
                 },
             }),
-            // Thinking is not part of OpenAI's chat completion.
             _ => {}
         }
     }
     let finish_reason = msg
         .stop_reason
         .as_deref()
-        .map(super::finish_reason)
+        .map(|r| super::finish_reason(r, json_tool))
         .map(str::to_owned);
     o::ChatCompletion {
         id: msg.id,
@@ -38,6 +46,7 @@ pub fn to_chat_completion(msg: a::MessagesResponse) -> o::ChatCompletion {
                 content: (!text.is_empty() || tool_calls.is_empty()).then_some(text),
                 tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
                 refusal: None,
+                reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
             },
             finish_reason,
             logprobs: None,
@@ -70,7 +79,7 @@ mod tests {
             "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 4}
         }))
         .expect("valid");
-        let c = to_chat_completion(msg);
+        let c = to_chat_completion(msg, false);
         let choice = &c.choices[0];
         assert_eq!(choice.finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(choice.message.content.as_deref(), Some("Let me check."));

@@ -3,7 +3,9 @@
 //! `message_start` opens the answer (role chunk; input usage remembered), text deltas become
 //! content deltas, a `tool_use` block start becomes a tool call with its id and name and its
 //! `input_json_delta`s become argument deltas, `message_delta` carries the finish reason and
-//! output usage, `message_stop` ends the stream with a usage-only chunk. `ping` is dropped;
+//! output usage, `message_stop` ends the stream with a usage-only chunk. Thinking deltas become
+//! `reasoning_content` deltas; the forced `response_format` tool's input deltas become content
+//! deltas. `ping` is dropped;
 //! an `error` event, or an end without `message_stop`, ends the stream with an error.
 
 use super::super::http::Target;
@@ -26,6 +28,10 @@ struct Translator {
     /// Anthropic block index -> OpenAI tool call index.
     tool_index: HashMap<u32, u32>,
     finished: bool,
+    /// The request's `response_format` is answered through the forced tool: its input is
+    /// streamed as content, and its block index is this.
+    json_tool: bool,
+    json_block: Option<u32>,
 }
 
 impl Translator {
@@ -70,6 +76,12 @@ impl Translator {
             }
             a::StreamEvent::ContentBlockStart {
                 index,
+                content_block: a::ContentBlock::ToolUse { name, .. },
+            } if self.json_tool && name == super::request::JSON_TOOL => {
+                self.json_block = Some(index);
+            }
+            a::StreamEvent::ContentBlockStart {
+                index,
                 content_block: a::ContentBlock::ToolUse { id, name, .. },
             } => {
                 let tool = self.tool_index.len() as u32;
@@ -106,6 +118,15 @@ impl Translator {
                     };
                     out.push(encode(&self.chunk(delta, None), true, None)?);
                 }
+                a::BlockDelta::InputJsonDelta { partial_json }
+                    if self.json_block == Some(index) =>
+                {
+                    let delta = o::Delta {
+                        content: Some(partial_json),
+                        ..Default::default()
+                    };
+                    out.push(encode(&self.chunk(delta, None), true, None)?);
+                }
                 a::BlockDelta::InputJsonDelta { partial_json } => {
                     let tool = self.tool_index.get(&index).copied().unwrap_or(0);
                     let delta = o::Delta {
@@ -122,8 +143,15 @@ impl Translator {
                     };
                     out.push(encode(&self.chunk(delta, None), true, None)?);
                 }
-                // Thinking is not part of OpenAI's chat completion stream.
-                a::BlockDelta::ThinkingDelta { .. } | a::BlockDelta::SignatureDelta { .. } => {}
+                // Reasoning, as DeepSeek and vLLM stream it; it counts as output.
+                a::BlockDelta::ThinkingDelta { thinking } => {
+                    let delta = o::Delta {
+                        reasoning_content: Some(thinking),
+                        ..Default::default()
+                    };
+                    out.push(encode(&self.chunk(delta, None), true, None)?);
+                }
+                a::BlockDelta::SignatureDelta { .. } => {}
             },
             a::StreamEvent::MessageDelta { delta, usage } => {
                 if let Some(u) = usage {
@@ -133,7 +161,7 @@ impl Translator {
                     }
                 }
                 if let Some(reason) = delta.stop_reason {
-                    let finish = super::finish_reason(&reason).to_owned();
+                    let finish = super::finish_reason(&reason, self.json_tool).to_owned();
                     out.push(encode(
                         &self.chunk(o::Delta::default(), Some(finish)),
                         false,
@@ -184,7 +212,12 @@ fn encode(
     })
 }
 
-pub fn translate(target: Target, events: BoxStream<'static, Result<SseEvent>>) -> ChunkStream {
+/// `json_tool`: the request's `response_format` is answered through the forced tool.
+pub fn translate(
+    target: Target,
+    events: BoxStream<'static, Result<SseEvent>>,
+    json_tool: bool,
+) -> ChunkStream {
     struct State {
         events: BoxStream<'static, Result<SseEvent>>,
         tr: Translator,
@@ -194,7 +227,10 @@ pub fn translate(target: Target, events: BoxStream<'static, Result<SseEvent>>) -
     }
     let state = State {
         events,
-        tr: Translator::default(),
+        tr: Translator {
+            json_tool,
+            ..Translator::default()
+        },
         ready: Default::default(),
         target,
         over: false,
