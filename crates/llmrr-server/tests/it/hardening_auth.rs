@@ -5,18 +5,7 @@
 use super::*;
 use llmrr_core::auth::NewKey;
 use serde_json::json;
-use sqlx::Executor;
 use std::time::{Duration, Instant};
-
-async fn sql(gw: &TestGateway, statement: &str) {
-    gw.state
-        .gateway
-        .store()
-        .pool()
-        .execute(statement)
-        .await
-        .unwrap_or_else(|e| panic!("{statement}: {e}"));
-}
 
 async fn chat(gw: &TestGateway, key: &str, model: &str) -> reqwest::Response {
     post(
@@ -271,43 +260,32 @@ async fn issue15_upstream_text_never_carries_our_secrets() {
 async fn issue15_without_a_master_key_cross_site_requests_are_refused() {
     let (gw, _mock) = start_with("", &[("UPSTREAM_KEY", "sk-upstream-secret")]).await;
     let url = format!("{}/v1/chat/completions", gw.url);
-    let body = chat_body("o-ok", "hi").to_string();
+    let send = |headers: &[(&'static str, &'static str)]| {
+        let mut req = client()
+            .post(&url)
+            .body(chat_body("o-ok", "hi").to_string());
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send()
+    };
+    const JSON: (&str, &str) = ("content-type", "application/json");
     // A cross-site form post: `text/plain` needs no CORS preflight.
-    let resp = client()
-        .post(&url)
-        .header("content-type", "text/plain")
-        .body(body.clone())
-        .send()
+    let resp = send(&[("content-type", "text/plain")])
         .await
         .expect("answers");
     error_body(resp, 415).await;
     // DNS rebinding: the page's own host name, resolved to 127.0.0.1.
-    let resp = client()
-        .post(&url)
-        .header("host", "attacker.example")
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
+    let resp = send(&[("host", "attacker.example"), JSON])
         .await
         .expect("answers");
     error_body(resp, 403).await;
-    let resp = client()
-        .post(&url)
-        .header("origin", "https://attacker.example")
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
+    let resp = send(&[("origin", "https://attacker.example"), JSON])
         .await
         .expect("answers");
     error_body(resp, 403).await;
     // A local client is served as before.
-    let resp = client()
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("answers");
+    let resp = send(&[JSON]).await.expect("answers");
     assert_eq!(resp.status(), 200);
     gw.stop().await;
 }

@@ -4,7 +4,6 @@
 use super::*;
 use llmrr_testkit::harness::StoreChoice;
 use serde_json::json;
-use sqlx::Executor;
 use std::time::{Duration, Instant};
 
 /// A small queue, so that a writer that stalls would block (or drop) within a few requests.
@@ -46,16 +45,6 @@ async fn rows(gw: &TestGateway) -> Vec<llmrr_core::store::LogRow> {
         .recent_requests(10_000)
         .await
         .expect("rows")
-}
-
-async fn sql(gw: &TestGateway, statement: &str) {
-    gw.state
-        .gateway
-        .store()
-        .pool()
-        .execute(statement)
-        .await
-        .unwrap_or_else(|e| panic!("{statement}: {e}"));
 }
 
 #[tokio::test]

@@ -94,6 +94,18 @@ pub async fn start_routed(extra: &str) -> (TestGateway, MockProvider) {
     )
 }
 
+/// Run one SQL statement on the gateway's store (fault injection: triggers, renamed tables).
+pub async fn sql(gw: &TestGateway, statement: &str) {
+    use sqlx::Executor;
+    gw.state
+        .gateway
+        .store()
+        .pool()
+        .execute(statement)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
 /// A virtual key made directly through the gateway's authenticator.
 pub async fn create_key(
     gw: &TestGateway,
