@@ -128,6 +128,17 @@ pub struct UpstreamError {
     pub retry_after: Option<Duration>,
 }
 
+impl UpstreamError {
+    /// A 401, or a 403 that is not a content-policy refusal: the upstream refused the gateway's
+    /// own credentials (our key, our account's permissions), which the client cannot fix.
+    pub fn refused_gateway_credentials(&self) -> bool {
+        let text =
+            format!("{} {}", self.code.as_deref().unwrap_or(""), self.message).to_lowercase();
+        self.status == 401
+            || (self.status == 403 && !crate::routing::classify::is_content_policy(&text))
+    }
+}
+
 /// One failed attempt, as listed in [`Error::AllFailed`].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AttemptFailure {
@@ -177,7 +188,7 @@ impl Error {
                 // Anthropic's "overloaded" is not a standard status; clients know 503.
                 529 => 503,
                 // The upstream refused the gateway's own credentials: not the client's fault.
-                401 | 403 => 502,
+                _ if e.refused_gateway_credentials() => 502,
                 s if (400..600).contains(&s) => s,
                 _ => 502,
             },
@@ -204,7 +215,7 @@ impl Error {
             Error::Throttled { .. } => "rate_limit_error",
             Error::Unavailable { .. } => "server_error",
             Error::ModelNotAllowed { .. } | Error::Forbidden { .. } => "permission_error",
-            Error::Upstream(e) if matches!(e.status, 401 | 403) => "upstream_error",
+            Error::Upstream(e) if e.refused_gateway_credentials() => "upstream_error",
             Error::Upstream(e) => &e.kind,
             Error::AllFailed { attempts, .. } => match all_failed_status(attempts) {
                 429 => "rate_limit_error",
@@ -234,7 +245,7 @@ impl Error {
             Error::Throttled { .. } => Some("rate_limit_exceeded"),
             Error::Unavailable { .. } => Some("service_unavailable"),
             Error::Unsupported { .. } => Some("unsupported_parameter"),
-            Error::Upstream(e) if matches!(e.status, 401 | 403) => Some("upstream_auth_failed"),
+            Error::Upstream(e) if e.refused_gateway_credentials() => Some("upstream_auth_failed"),
             Error::Upstream(e) => e.code.as_deref(),
             Error::UpstreamTimeout { .. } => Some("upstream_timeout"),
             Error::UpstreamUnreachable { .. } => Some("upstream_unreachable"),
@@ -356,7 +367,7 @@ impl Error {
         match self {
             Error::Store(_) => "the gateway's store failed; see the server log".into(),
             Error::Internal(_) => "internal error; see the server log".into(),
-            Error::Upstream(e) if matches!(e.status, 401 | 403) => format!(
+            Error::Upstream(e) if e.refused_gateway_credentials() => format!(
                 "the {} provider refused the gateway's credentials for `{}` (HTTP {}): \
                  check the upstream API key in llmrr's configuration; upstream said: {}",
                 e.provider, e.model, e.status, e.message

@@ -228,12 +228,13 @@ pub(crate) fn context_params(spec: &LocalModelSpec) -> LlamaContextParams {
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
     match spec.pooling {
-        // Embeddings: each input is read whole in one step.
+        // Embeddings: each input is read whole in one step, alone (embed.rs says why), so
+        // one sequence has the whole context.
         Some(pooling) => base
             .with_n_ctx(NonZeroU32::new(spec.context_size))
             .with_n_batch(spec.context_size)
             .with_n_ubatch(spec.context_size)
-            .with_n_seq_max(spec.parallel)
+            .with_n_seq_max(1)
             .with_embeddings(true)
             .with_pooling_type(match pooling {
                 Pooling::Mean => LlamaPoolingType::Mean,

@@ -59,7 +59,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let key = if is_public(&state, req.uri().path()) {
         Ok(Default::default())
     } else if !auth.has_master_key() {
-        let allowed = |origin: &str| crate::cors::allows(&state.server, origin);
+        let allowed = |origin: &str| crate::cors::lists(&state.server, origin);
         match crate::local_guard::check(req.method(), req.uri(), req.headers(), allowed) {
             Ok(()) => {
                 auth.authenticate(presented_key(req.headers()), client)

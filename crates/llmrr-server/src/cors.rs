@@ -58,10 +58,12 @@ pub fn layer(server: &ServerConfig) -> Option<CorsLayer> {
     )
 }
 
-/// Whether a browser `Origin` is one the CORS setting allows.
-pub fn allows(server: &ServerConfig, origin: &str) -> bool {
+/// Whether a browser `Origin` is listed by name in the CORS setting — for the keyless guard,
+/// which `*` never opens: without a key, "every site" would mean any page the operator visits
+/// could spend their upstream credit.
+pub fn lists(server: &ServerConfig, origin: &str) -> bool {
     server
         .cors_origins
         .iter()
-        .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+        .any(|o| o != "*" && o.eq_ignore_ascii_case(origin))
 }

@@ -569,7 +569,8 @@ fn cors_origins(list: &[String]) -> Result<Vec<String>> {
             ));
         }
     }
-    Ok(list.to_vec())
+    // Browsers send origins in lower case; tower-http matches them exactly.
+    Ok(list.iter().map(|o| o.to_ascii_lowercase()).collect())
 }
 
 pub(crate) fn seconds(path: &str, v: f64) -> Result<Duration> {

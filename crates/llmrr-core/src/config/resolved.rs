@@ -145,14 +145,12 @@ impl ProviderKind {
         let checks: &[(bool, &'static str)] = match self {
             ProviderKind::OpenAi => &[],
             // `response_format` is emulated through a forced tool, so not with tools.
-            ProviderKind::Anthropic => &[
-                (n.seed, "seed"),
-                (n.penalties, "frequency_penalty"),
-                (n.logit_bias, "logit_bias"),
-                (n.logprobs, "logprobs"),
-                (n.several_choices, "n"),
-                (f.json && f.tools, "response_format"),
-            ],
+            ProviderKind::Anthropic => {
+                if let Some(param) = n.anthropic_refusal {
+                    return Some(param);
+                }
+                &[(f.json && f.tools, "response_format")]
+            }
             ProviderKind::Local => &[
                 (f.tools, "tools"),
                 (n.json_schema, "response_format"),

@@ -16,12 +16,15 @@ pub(super) struct Attempts {
     pub(super) retry_after: Option<Duration>,
     /// Models skipped without a call, and why (for the error when nothing was called).
     pub(super) skipped: Vec<String>,
+    /// One of them was skipped for an open breaker (else all for rate limits).
+    pub(super) skipped_open: bool,
 }
 
 impl Attempts {
     pub(super) fn new() -> Self {
         Attempts {
             skipped: Vec::new(),
+            skipped_open: false,
             failures: Vec::new(),
             last_error: None,
             failed_models: Vec::new(),
@@ -57,17 +60,28 @@ impl Attempts {
     pub(super) fn into_error(self, requested: &str) -> Error {
         match (self.failed_models.len(), self.last_error) {
             (1, Some(e)) => e,
-            (0, _) => Error::NoCandidate {
-                requested: requested.to_owned(),
-                reasons: if self.skipped.is_empty() {
-                    vec!["every candidate was skipped".into()]
+            (0, _) => {
+                // As at planning: 429 when only rate limits stood in the way, else 503; the
+                // wait capped the same way.
+                let (status, cap) = if self.skipped_open || self.skipped.is_empty() {
+                    (503, crate::routing::BREAKER_RETRY_AFTER_CAP)
                 } else {
-                    self.skipped
-                },
-                status: 503,
-                retry_after: self.retry_after,
-                cause: crate::error::NoCandidateCause::Unavailable,
-            },
+                    (429, crate::routing::RATE_LIMIT_RETRY_AFTER_CAP)
+                };
+                Error::NoCandidate {
+                    requested: requested.to_owned(),
+                    reasons: if self.skipped.is_empty() {
+                        vec!["every candidate was skipped".into()]
+                    } else {
+                        self.skipped
+                    },
+                    status,
+                    retry_after: self
+                        .retry_after
+                        .map(|d| d.clamp(Duration::from_secs(1), cap)),
+                    cause: crate::error::NoCandidateCause::Unavailable,
+                }
+            }
             _ => Error::AllFailed {
                 attempts: self.failures,
                 retry_after: self.retry_after,
@@ -141,6 +155,7 @@ impl Gateway {
         stream: bool,
         deadline: Instant,
     ) -> Result<Outcome> {
+        call_scope::reset();
         let started = Instant::now();
         let timeout = |limit: Instant| Error::UpstreamTimeout {
             model: entry.spec.name.to_string(),
@@ -220,6 +235,7 @@ impl Gateway {
                 let probe = match entry.breaker.admit() {
                     Admission::Allowed { probe } => probe,
                     Admission::Refused { .. } => {
+                        attempts.skipped_open = true;
                         attempts
                             .skipped
                             .push(format!("{}: circuit open", entry.spec.name));
@@ -259,17 +275,23 @@ impl Gateway {
                 // Waiting again on a model that just used its whole share would only spend
                 // the fallbacks' time.
                 let timed_out = matches!(e, Error::UpstreamTimeout { .. });
-                self.observe(
-                    plan,
-                    &entry,
-                    probe,
-                    Sample {
-                        success: false,
-                        latency: Some(took),
-                        ..Default::default()
-                    },
-                    Some((class, e.label())),
-                );
+                if matches!(e, Error::Unsupported { .. } | Error::InvalidRequest { .. }) {
+                    // Refused here (a translation), no upstream called: nothing about the
+                    // model's health, latency or rollout; only a probe's place is given back.
+                    entry.breaker.record(false, false, probe);
+                } else {
+                    self.observe(
+                        plan,
+                        &entry,
+                        probe,
+                        Sample {
+                            success: false,
+                            latency: Some(took),
+                            ..Default::default()
+                        },
+                        Some((class, e.label())),
+                    );
+                }
                 attempts.fail(&entry, e);
                 match class {
                     FailureClass::Retryable if tries < policy.max_attempts && !timed_out => {

@@ -68,6 +68,16 @@ pub fn record(headers: &reqwest::header::HeaderMap) {
     });
 }
 
+/// A new attempt starts: forget what an earlier attempt's upstream said (a local model, which
+/// sends no headers, must not answer with a failed remote attempt's ids).
+pub fn reset() {
+    let _ = CALL.try_with(|c| {
+        if let Ok(mut m) = c.upstream.lock() {
+            *m = UpstreamMeta::default();
+        }
+    });
+}
+
 /// What the answering attempt's upstream said.
 pub fn upstream() -> UpstreamMeta {
     CALL.try_with(|c| c.upstream.lock().map(|m| m.clone()).unwrap_or_default())

@@ -96,17 +96,21 @@ impl Target {
             // Connection refused, reset, TLS failure, a body cut mid-transfer. The client is
             // told the class; the full chain (with the upstream's URL) is for the log.
             let mut detail = e.to_string();
+            // The causes alone (reqwest's own text names the URL, whose host could hold "tls").
+            let mut causes = String::new();
             let mut io_kind = None;
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
                 detail.push_str(": ");
                 detail.push_str(&s.to_string());
+                causes.push_str(&s.to_string().to_lowercase());
+                causes.push(' ');
                 if let Some(io) = s.downcast_ref::<std::io::Error>() {
                     io_kind = Some(io.kind());
                 }
                 source = s.source();
             }
-            let lower = detail.to_lowercase();
+            let lower = causes;
             let class = match io_kind {
                 Some(std::io::ErrorKind::ConnectionRefused) => "connection refused",
                 Some(std::io::ErrorKind::ConnectionReset) => "connection reset by the upstream",

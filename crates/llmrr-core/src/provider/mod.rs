@@ -9,6 +9,9 @@
 
 mod anthropic;
 pub mod call_scope;
+
+/// The parameter of a chat request no Anthropic model can honour (for routing).
+pub use anthropic::refusal as anthropic_refusal;
 mod http;
 mod openai_compat;
 pub mod sse;

@@ -66,14 +66,21 @@ impl Writer {
                         let _ = ack.send(self.pending.len());
                     }
                     Some(Command::Close(ack)) => {
-                        // Shutdown: what the queue still holds, then one last write.
-                        while let Ok(Command::Row(row)) = rx.try_recv() {
-                            self.keep(*row);
+                        // Shutdown: every row the queue still holds (whatever else is queued
+                        // between them), then one last write; every waiter gets its answer.
+                        let mut acks = vec![ack];
+                        while let Ok(cmd) = rx.try_recv() {
+                            match cmd {
+                                Command::Row(row) => self.keep(*row),
+                                Command::Flush(ack) | Command::Close(ack) => acks.push(ack),
+                            }
                         }
                         self.write().await;
                         let left = self.pending.len();
                         self.drop_pending("shutdown");
-                        let _ = ack.send(left);
+                        for ack in acks {
+                            let _ = ack.send(left);
+                        }
                         return;
                     }
                     None => {

@@ -58,7 +58,7 @@ fn is_context_length(text: &str) -> bool {
     .any(|p| text.contains(p))
 }
 
-fn is_content_policy(text: &str) -> bool {
+pub(crate) fn is_content_policy(text: &str) -> bool {
     [
         "content_filter",
         "content_policy",

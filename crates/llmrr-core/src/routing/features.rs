@@ -26,6 +26,8 @@ pub struct Needs {
     pub logit_bias: bool,
     pub logprobs: bool,
     pub several_choices: bool,
+    /// What no Anthropic model can honour in this request (see `anthropic::refusal`).
+    pub anthropic_refusal: Option<&'static str>,
 }
 
 impl Features {
@@ -79,12 +81,12 @@ impl Features {
                 penalties: req.presence_penalty.is_some_and(|p| p != 0.0)
                     || req.frequency_penalty.is_some_and(|p| p != 0.0),
                 logit_bias: req.logit_bias.as_ref().is_some_and(|b| !b.is_empty()),
-                logprobs: ["logprobs", "top_logprobs"].iter().any(|k| {
-                    req.extra
-                        .get(*k)
-                        .is_some_and(|v| !v.is_null() && *v != serde_json::Value::Bool(false))
-                }),
+                logprobs: req
+                    .extra
+                    .get("logprobs")
+                    .is_some_and(|v| !v.is_null() && *v != serde_json::Value::Bool(false)),
                 several_choices: req.n.is_some_and(|n| n > 1),
+                anthropic_refusal: crate::provider::anthropic_refusal(req),
             },
         }
     }

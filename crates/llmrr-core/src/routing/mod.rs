@@ -366,14 +366,34 @@ impl Router {
         }
         // Fallbacks that can serve now: tried after the ranked models, and instead of them
         // when every one of them is left out (a dead primary must not fail the request).
-        let usable_fallbacks: Vec<Arc<ModelEntry>> = extra
-            .iter()
-            .filter(|e| {
-                access(e, allowed(&e.spec.name), tier, &req.features).is_none()
-                    && health(e).is_none()
-            })
-            .cloned()
-            .collect();
+        // When they replace the ranked models they meet the same constraints, and a fallback
+        // left out says why, like any candidate.
+        let mut usable_fallbacks: Vec<Arc<ModelEntry>> = Vec::new();
+        for e in &extra {
+            let why =
+                if let Some((why, cause)) = access(e, allowed(&e.spec.name), tier, &req.features) {
+                    Some((why, cause))
+                } else if let Some(h) = health(e) {
+                    transient.push((h.rate_limited, h.retry_in));
+                    Some((h.reason, Cause::Other))
+                } else if candidates.is_empty() {
+                    let est = (constraints.max_cost_usd.is_some())
+                        .then(|| estimate_cost(e, req.features.prompt_tokens, out_tokens));
+                    let stats = e.stats.live();
+                    constraint(e, &constraints, est, &stats, req.features.stream)
+                        .map(|why| (why, Cause::Other))
+                } else {
+                    None
+                };
+            match why {
+                None => usable_fallbacks.push(e.clone()),
+                Some((why, cause)) if candidates.is_empty() => {
+                    reasons.push(format!("fallback {}: {why}", e.spec.name));
+                    causes.push(cause);
+                }
+                Some(_) => {}
+            }
+        }
         if candidates.is_empty() && usable_fallbacks.is_empty() {
             return Err(no_candidate(req.name, reasons, &causes, &transient));
         }

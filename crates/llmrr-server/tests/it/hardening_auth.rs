@@ -258,7 +258,9 @@ async fn issue15_upstream_text_never_carries_our_secrets() {
 
 #[tokio::test]
 async fn issue15_without_a_master_key_cross_site_requests_are_refused() {
-    let (gw, _mock) = start_with("", &[("UPSTREAM_KEY", "sk-upstream-secret")]).await;
+    // Even with CORS open to every origin: `*` never opens the keyless server to every site.
+    let cors = "[server.cors]\nallowed_origins = [\"*\"]\n";
+    let (gw, _mock) = start_with(cors, &[("UPSTREAM_KEY", "sk-upstream-secret")]).await;
     let url = format!("{}/v1/chat/completions", gw.url);
     let send = |headers: &[(&'static str, &'static str)]| {
         let mut req = client()

@@ -6,6 +6,8 @@ mod request;
 mod response;
 mod stream;
 
+pub use request::refusal;
+
 use super::http::{sse_events, Target};
 use super::{unsupported, ChunkStream, Completed, Provider};
 use crate::config::{ModelSpec, ProviderKind};
@@ -21,6 +23,8 @@ pub struct Anthropic {
     target: Target,
     upstream_model: String,
     default_max_tokens: u32,
+    /// The model's configured output limit, if any.
+    max_output_tokens: Option<u32>,
     headers: HeaderMap,
     messages_url: String,
     models_url: String,
@@ -48,6 +52,7 @@ impl Anthropic {
             default_max_tokens: spec
                 .max_output_tokens
                 .unwrap_or(crate::config::ANTHROPIC_MAX_TOKENS),
+            max_output_tokens: spec.max_output_tokens,
             headers,
             messages_url: format!("{}/messages", spec.base_url),
             models_url: format!("{}/models", spec.base_url),
@@ -60,16 +65,21 @@ impl Anthropic {
         req: &ChatCompletionRequest,
         stream: bool,
     ) -> Result<(reqwest::RequestBuilder, bool)> {
-        let translated =
-            request::translate(req, &self.upstream_model, self.default_max_tokens, stream)
-                .map_err(|e| match e {
-                    request::TranslateError::Unsupported(what) => {
-                        unsupported(&self.target.model, ProviderKind::Anthropic, &what)
-                    }
-                    request::TranslateError::Invalid { message, param } => {
-                        Error::invalid(message, Some(param))
-                    }
-                })?;
+        let translated = request::translate(
+            req,
+            &self.upstream_model,
+            self.default_max_tokens,
+            self.max_output_tokens,
+            stream,
+        )
+        .map_err(|e| match e {
+            request::TranslateError::Unsupported(what) => {
+                unsupported(&self.target.model, ProviderKind::Anthropic, &what)
+            }
+            request::TranslateError::Invalid { message, param } => {
+                Error::invalid(message, Some(param))
+            }
+        })?;
         let json = serde_json::to_vec(&translated.body)
             .map_err(|e| Error::Internal(format!("cannot encode the request: {e}")))?;
         let builder = self

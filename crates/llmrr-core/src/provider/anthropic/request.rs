@@ -39,6 +39,9 @@ pub const IGNORED: &[&str] = &[
     "safety_identifier",
 ];
 
+/// Anthropic's smallest thinking budget.
+const MIN_THINKING_BUDGET: u32 = 1024;
+
 /// Extended-thinking budgets for OpenAI's `reasoning_effort`.
 fn thinking_budget(effort: &str) -> Option<u32> {
     match effort {
@@ -72,64 +75,120 @@ struct Extras {
     thinking: Option<u32>,
 }
 
-fn extras(req: &o::ChatCompletionRequest) -> Result<Extras> {
+/// Extra fields Anthropic models take (translated) besides [`IGNORED`].
+const TRANSLATED: &[&str] = &["top_k", "reasoning_effort"];
+
+fn asks(value: &Value) -> bool {
+    !value.is_null() && *value != Value::Bool(false)
+}
+
+/// The parameter of `req` that no Anthropic model can honour, if any: routing skips Anthropic
+/// models for it (no attempt wasted), and [`translate`] refuses it with a precise message.
+pub fn refusal(req: &o::ChatCompletionRequest) -> Option<&'static str> {
     if req.n.is_some_and(|n| n > 1) {
-        return Err(unsupported("`n` > 1"));
+        return Some("n");
     }
     if req.seed.is_some() {
-        return Err(unsupported("`seed`"));
+        return Some("seed");
     }
     if req.presence_penalty.is_some_and(|p| p != 0.0)
         || req.frequency_penalty.is_some_and(|p| p != 0.0)
     {
-        return Err(unsupported("`presence_penalty` / `frequency_penalty`"));
+        return Some("frequency_penalty");
     }
     if req.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
-        return Err(unsupported("`logit_bias`"));
+        return Some("logit_bias");
     }
-    if let Some(t) = req.temperature {
-        if !(0.0..=1.0).contains(&t) {
-            return Err(invalid(
-                format!("`temperature` {t} is outside Anthropic's range 0..1"),
-                "temperature",
-            ));
+    if req.temperature.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+        return Some("temperature");
+    }
+    for (key, value) in &req.extra {
+        let key = key.as_str();
+        if IGNORED.contains(&key) || TRANSLATED.contains(&key) {
+            continue;
         }
+        if matches!(key, "logprobs" | "top_logprobs") {
+            if asks(value) {
+                return Some("logprobs");
+            }
+            continue;
+        }
+        return Some("an unknown field");
+    }
+    if req.extra.contains_key("reasoning_effort") {
+        let forced_choice = matches!(
+            req.tool_choice,
+            Some(o::ToolChoice::Mode(o::ToolChoiceMode::Required) | o::ToolChoice::Named(_))
+        );
+        let forced_format = matches!(
+            req.response_format,
+            Some(o::ResponseFormat::JsonObject | o::ResponseFormat::JsonSchema { .. })
+        );
+        let tool_history = req
+            .messages
+            .iter()
+            .any(|m| m.tool_calls.as_ref().is_some_and(|c| !c.is_empty()));
+        let sampling = req.temperature.is_some_and(|t| t != 1.0) || req.extra.contains_key("top_k");
+        if forced_choice || forced_format || tool_history || sampling {
+            return Some("reasoning_effort");
+        }
+    }
+    None
+}
+
+fn extras(req: &o::ChatCompletionRequest) -> Result<Extras> {
+    if let Some(param) = refusal(req) {
+        return Err(match param {
+            "temperature" => invalid(
+                format!(
+                    "`temperature` {} is outside Anthropic's range 0..1",
+                    req.temperature.unwrap_or_default()
+                ),
+                "temperature",
+            ),
+            "an unknown field" => {
+                let name = req
+                    .extra
+                    .keys()
+                    .find(|k| {
+                        !IGNORED.contains(&k.as_str())
+                            && !TRANSLATED.contains(&k.as_str())
+                            && !matches!(k.as_str(), "logprobs" | "top_logprobs")
+                    })
+                    .map(String::as_str)
+                    .unwrap_or("?");
+                unsupported(format!("`{name}`"))
+            }
+            "reasoning_effort" => invalid(
+                "extended thinking (from `reasoning_effort`) works on Anthropic models only \
+                 without a forced tool choice or `response_format`, without tool calls in the \
+                 conversation (thinking signatures are not carried between turns), with no \
+                 `temperature` other than 1 and no `top_k`",
+                "reasoning_effort",
+            ),
+            other => unsupported(format!("`{other}`")),
+        });
     }
     let mut out = Extras {
         top_k: None,
         thinking: None,
     };
-    for (key, value) in &req.extra {
-        match key.as_str() {
-            k if IGNORED.contains(&k) => {}
-            "logprobs" | "top_logprobs" if value.is_null() || *value == Value::Bool(false) => {}
-            "top_k" => {
-                out.top_k = Some(
-                    value
-                        .as_u64()
-                        .and_then(|k| u32::try_from(k).ok())
-                        .ok_or_else(|| invalid("`top_k` must be a positive integer", "top_k"))?,
-                )
-            }
-            "reasoning_effort" => {
-                let effort = value.as_str().unwrap_or_default();
-                out.thinking = Some(thinking_budget(effort).ok_or_else(|| {
-                    invalid(
-                        format!("`reasoning_effort` {value} is not minimal, low, medium or high"),
-                        "reasoning_effort",
-                    )
-                })?);
-            }
-            other => return Err(unsupported(format!("`{other}`"))),
-        }
+    if let Some(value) = req.extra.get("top_k") {
+        out.top_k = Some(
+            value
+                .as_u64()
+                .and_then(|k| u32::try_from(k).ok())
+                .ok_or_else(|| invalid("`top_k` must be a positive integer", "top_k"))?,
+        );
     }
-    if out.thinking.is_some() && (req.temperature.is_some_and(|t| t != 1.0) || out.top_k.is_some())
-    {
-        return Err(invalid(
-            "Anthropic's extended thinking (from `reasoning_effort`) takes no `temperature` \
-             other than 1 and no `top_k`",
-            "reasoning_effort",
-        ));
+    if let Some(value) = req.extra.get("reasoning_effort") {
+        let effort = value.as_str().unwrap_or_default();
+        out.thinking = Some(thinking_budget(effort).ok_or_else(|| {
+            invalid(
+                format!("`reasoning_effort` {value} is not minimal, low, medium or high"),
+                "reasoning_effort",
+            )
+        })?);
     }
     Ok(out)
 }
@@ -167,10 +226,13 @@ fn json_tool(req: &o::ChatCompletionRequest) -> Result<Option<a::ToolDefinition>
     }))
 }
 
+/// `default_max_tokens`: when the client gives none; `model_max`: the model's configured
+/// output limit, which thinking plus the answer must fit.
 pub fn translate(
     req: &o::ChatCompletionRequest,
     model: &str,
     default_max_tokens: u32,
+    model_max: Option<u32>,
     stream: bool,
 ) -> Result<Translated> {
     let extras = extras(req)?;
@@ -269,14 +331,31 @@ pub fn translate(
         });
     }
     let mut max_tokens = req.max_output_tokens().unwrap_or(default_max_tokens);
-    let thinking = extras.thinking.map(|budget| {
-        // Anthropic counts thinking within max_tokens: the answer keeps what was asked for.
+    let mut thinking = None;
+    if let Some(mut budget) = extras.thinking {
+        // Anthropic counts thinking within max_tokens: the answer keeps what was asked for,
+        // within the model's limit; a budget that does not fit shrinks (1024 at least).
         max_tokens = max_tokens.saturating_add(budget);
-        a::Thinking {
+        if let Some(limit) = model_max {
+            max_tokens = max_tokens.min(limit);
+        }
+        if budget >= max_tokens {
+            budget = max_tokens / 2;
+        }
+        if budget < MIN_THINKING_BUDGET {
+            return Err(invalid(
+                format!(
+                    "`max_tokens` {max_tokens} leaves no room for extended thinking (at least \
+                     {MIN_THINKING_BUDGET} tokens) and an answer"
+                ),
+                "reasoning_effort",
+            ));
+        }
+        thinking = Some(a::Thinking {
             kind: "enabled".into(),
             budget_tokens: budget,
-        }
-    });
+        });
+    }
     Ok(Translated {
         body: a::MessagesRequest {
             model: model.to_owned(),
@@ -397,7 +476,7 @@ mod tests {
             "max_tokens": 50,
             "user": "u-1"
         }));
-        let t = translate(&r, "claude-x", 4096, true).expect("translates");
+        let t = translate(&r, "claude-x", 4096, None, true).expect("translates");
         assert!(!t.json_tool);
         let j = serde_json::to_value(&t.body).expect("json");
         assert_eq!(j["model"], "claude-x");
@@ -430,21 +509,24 @@ mod tests {
         let r =
             req(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}));
         assert_eq!(
-            translate(&r, "m", 1234, false).expect("ok").body.max_tokens,
+            translate(&r, "m", 1234, None, false)
+                .expect("ok")
+                .body
+                .max_tokens,
             1234
         );
         let r = req(
             serde_json::json!({"model": "m", "n": 2, "messages": [{"role": "user", "content": "hi"}]}),
         );
         assert!(matches!(
-            translate(&r, "m", 1, false),
+            translate(&r, "m", 1, None, false),
             Err(TranslateError::Unsupported(_))
         ));
         let r = req(
             serde_json::json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [
             {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{not json"}}]}]}),
         );
-        match translate(&r, "m", 1, false) {
+        match translate(&r, "m", 1, None, false) {
             Err(TranslateError::Invalid { param, .. }) => {
                 assert_eq!(param, "messages[0].tool_calls[0].function.arguments")
             }
@@ -454,12 +536,12 @@ mod tests {
     }
 
     fn body(json: serde_json::Value) -> serde_json::Value {
-        let t = translate(&req(json), "m", 100, false).expect("translates");
+        let t = translate(&req(json), "m", 100, None, false).expect("translates");
         serde_json::to_value(&t.body).expect("json")
     }
 
     fn refused(json: serde_json::Value) -> String {
-        match translate(&req(json), "m", 100, false) {
+        match translate(&req(json), "m", 100, None, false) {
             Err(TranslateError::Unsupported(what)) => what,
             Err(TranslateError::Invalid { param, .. }) => param,
             Ok(_) => panic!("translated"),
@@ -474,7 +556,7 @@ mod tests {
             serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}});
         let r = req(serde_json::json!({"model": "m", "messages": hi,
             "response_format": {"type": "json_schema", "json_schema": {"name": "place", "schema": schema}}}));
-        let t = translate(&r, "m", 100, false).expect("translates");
+        let t = translate(&r, "m", 100, None, false).expect("translates");
         assert!(t.json_tool);
         let j = serde_json::to_value(&t.body).expect("json");
         assert_eq!(j["tools"][0]["name"], JSON_TOOL);

@@ -118,6 +118,8 @@ impl Translator {
                     };
                     out.push(encode(&self.chunk(delta, None), true, None)?);
                 }
+                // Anthropic's first input delta is often empty: nothing to send, no output yet.
+                a::BlockDelta::InputJsonDelta { partial_json } if partial_json.is_empty() => {}
                 a::BlockDelta::InputJsonDelta { partial_json }
                     if self.json_block == Some(index) =>
                 {
