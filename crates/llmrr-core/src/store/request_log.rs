@@ -1,6 +1,6 @@
 //! The append-only request log: one row per model call, inserted in batches.
 
-use super::Store;
+use super::{Backend, Store};
 use crate::error::Result;
 use sqlx::Row;
 use std::time::Duration;
@@ -91,7 +91,11 @@ pub fn sanitize(text: &mut String) {
     *text = clean;
 }
 
-fn insert_sql(rows: usize) -> String {
+/// SQLite gets anonymous `?` placeholders: binding a statement with named ones (`$N`) looks
+/// each name up in a list as long as the statement's parameters (`sqlite3_bind_parameter_name`
+/// is a linear scan), quadratic in the row count — measured at 35% of the gateway's CPU under
+/// load with 64-row statements. Postgres needs `$N`.
+fn insert_sql(rows: usize, backend: Backend) -> String {
     let mut sql = format!("INSERT INTO request_log ({COLUMNS}) VALUES ");
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
@@ -99,7 +103,10 @@ fn insert_sql(rows: usize) -> String {
             if c > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", r * COLUMN_COUNT + c + 1));
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => sql.push_str(&format!("${}", r * COLUMN_COUNT + c + 1)),
+            }
         }
         sql.push(')');
     }
@@ -127,7 +134,8 @@ impl Store {
         let mut conn = tokio::time::timeout_at(until, self.pool.acquire())
             .await
             .map_err(|_| timed_out())??;
-        match tokio::time::timeout_at(until, insert_in_transaction(&mut conn, rows)).await {
+        let insert = insert_in_transaction(&mut conn, rows, self.backend);
+        match tokio::time::timeout_at(until, insert).await {
             Ok(Ok(n)) => Ok(n),
             Ok(Err(e)) => {
                 drop(conn.detach());
@@ -141,11 +149,15 @@ impl Store {
     }
 }
 
-async fn insert_in_transaction(conn: &mut sqlx::AnyConnection, rows: &[LogRow]) -> Result<u64> {
+async fn insert_in_transaction(
+    conn: &mut sqlx::AnyConnection,
+    rows: &[LogRow],
+    backend: Backend,
+) -> Result<u64> {
     let mut tx = sqlx::Connection::begin(conn).await?;
     let mut written = 0;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = insert_sql(chunk.len());
+        let sql = insert_sql(chunk.len(), backend);
         let mut q = sqlx::query(&sql);
         for r in chunk {
             q = q
