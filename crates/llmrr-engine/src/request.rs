@@ -111,6 +111,9 @@ pub(crate) fn chat(
             return Err(unsupported(name, &format!("`{key}`")));
         }
     }
+    if let Some(field) = llmrr_core::provider::local_unknown_field(req) {
+        return Err(unsupported(name, &format!("`{field}`")));
+    }
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         return Err(unsupported(name, "tool calling"));
     }

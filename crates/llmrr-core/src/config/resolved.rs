@@ -156,6 +156,7 @@ impl ProviderKind {
                 (n.json_schema, "response_format"),
                 (n.logprobs, "logprobs"),
                 (n.several_choices, "n"),
+                (n.unknown_for_local, "an unknown field"),
             ],
         };
         checks.iter().find(|(needed, _)| *needed).map(|(_, p)| *p)

@@ -12,6 +12,35 @@ pub mod call_scope;
 
 /// The parameter of a chat request no Anthropic model can honour (for routing).
 pub use anthropic::refusal as anthropic_refusal;
+
+/// Chat fields beyond OpenAI's typed ones that the local engine reads (llama.cpp sampling);
+/// `logprobs`/`top_logprobs` are read to be refused when asked for.
+pub const LOCAL_CHAT_FIELDS: &[&str] = &[
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "ignore_eos",
+    "logprobs",
+    "top_logprobs",
+];
+
+/// OpenAI fields that only concern OpenAI's platform (storage, billing tier, cache routing,
+/// abuse tracking): they change no answer, and providers that have no use for them ignore them.
+pub const PLATFORM_FIELDS: &[&str] = &[
+    "store",
+    "service_tier",
+    "metadata",
+    "prompt_cache_key",
+    "safety_identifier",
+];
+
+/// The first chat field the local engine would not read (refused rather than ignored).
+pub fn local_unknown_field(req: &ChatCompletionRequest) -> Option<&str> {
+    req.extra
+        .keys()
+        .map(String::as_str)
+        .find(|k| !LOCAL_CHAT_FIELDS.contains(k) && !PLATFORM_FIELDS.contains(k))
+}
 mod http;
 mod openai_compat;
 pub mod sse;

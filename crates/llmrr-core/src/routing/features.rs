@@ -28,6 +28,8 @@ pub struct Needs {
     pub several_choices: bool,
     /// What no Anthropic model can honour in this request (see `anthropic::refusal`).
     pub anthropic_refusal: Option<&'static str>,
+    /// A field the local engine does not read.
+    pub unknown_for_local: bool,
 }
 
 impl Features {
@@ -87,6 +89,7 @@ impl Features {
                     .is_some_and(|v| !v.is_null() && *v != serde_json::Value::Bool(false)),
                 several_choices: req.n.is_some_and(|n| n > 1),
                 anthropic_refusal: crate::provider::anthropic_refusal(req),
+                unknown_for_local: crate::provider::local_unknown_field(req).is_some(),
             },
         }
     }

@@ -313,7 +313,9 @@ impl Router {
             let est_cost = (constraints.max_cost_usd.is_some() || req.explain)
                 .then(|| estimate_cost(entry, req.features.prompt_tokens, out_tokens));
             let stats = entry.stats.live();
-            let excluded = if let Some((why, cause)) = access(entry, true, tier, &req.features) {
+            let excluded = if let Some((why, cause)) =
+                access(entry, true, route.is_some(), tier, &req.features)
+            {
                 causes.push(cause);
                 Some(why)
             } else if let Some(h) = health(entry) {
@@ -370,21 +372,22 @@ impl Router {
         // left out says why, like any candidate.
         let mut usable_fallbacks: Vec<Arc<ModelEntry>> = Vec::new();
         for e in &extra {
-            let why =
-                if let Some((why, cause)) = access(e, allowed(&e.spec.name), tier, &req.features) {
-                    Some((why, cause))
-                } else if let Some(h) = health(e) {
-                    transient.push((h.rate_limited, h.retry_in));
-                    Some((h.reason, Cause::Other))
-                } else if candidates.is_empty() {
-                    let est = (constraints.max_cost_usd.is_some())
-                        .then(|| estimate_cost(e, req.features.prompt_tokens, out_tokens));
-                    let stats = e.stats.live();
-                    constraint(e, &constraints, est, &stats, req.features.stream)
-                        .map(|why| (why, Cause::Other))
-                } else {
-                    None
-                };
+            let why = if let Some((why, cause)) =
+                access(e, allowed(&e.spec.name), true, tier, &req.features)
+            {
+                Some((why, cause))
+            } else if let Some(h) = health(e) {
+                transient.push((h.rate_limited, h.retry_in));
+                Some((h.reason, Cause::Other))
+            } else if candidates.is_empty() {
+                let est = (constraints.max_cost_usd.is_some())
+                    .then(|| estimate_cost(e, req.features.prompt_tokens, out_tokens));
+                let stats = e.stats.live();
+                constraint(e, &constraints, est, &stats, req.features.stream)
+                    .map(|why| (why, Cause::Other))
+            } else {
+                None
+            };
             match why {
                 None => usable_fallbacks.push(e.clone()),
                 Some((why, cause)) if candidates.is_empty() => {
@@ -420,7 +423,7 @@ impl Router {
         let content_fallback = route
             .and_then(|r| r.spec.content_fallback.as_ref())
             .and_then(|n| models.get(n))
-            .filter(|e| access(e, allowed(&e.spec.name), tier, &req.features).is_none())
+            .filter(|e| access(e, allowed(&e.spec.name), true, tier, &req.features).is_none())
             .cloned();
         let decision = Decision {
             route: route.map(|r| r.spec.name.to_string()),
@@ -543,10 +546,12 @@ enum Cause {
 }
 
 /// Whether the caller may use the model (`allowed`: by its key) and the model can serve the
-/// request.
+/// request. `kind_check`: also what its provider kind can honour — skipped for a model named
+/// directly, whose provider then refuses with the exact parameter named.
 fn access(
     e: &ModelEntry,
     allowed: bool,
+    kind_check: bool,
     tier: Option<&TierSpec>,
     f: &Features,
 ) -> Option<(String, Cause)> {
@@ -568,7 +573,10 @@ fn access(
     if f.json && !caps.json {
         return Some(("no JSON mode".into(), Cause::Capability("response_format")));
     }
-    if let Some(param) = e.spec.provider.cannot_serve(f) {
+    if let Some(param) = kind_check
+        .then(|| e.spec.provider.cannot_serve(f))
+        .flatten()
+    {
         return Some((
             format!(
                 "{} models cannot honour `{param}`",

@@ -612,8 +612,23 @@ async fn issue16_logprobs_on_a_local_model_is_refused_not_answered_null() {
             "{v}"
         );
     }
+    // A field the engine would not read is refused too; OpenAI-platform fields are not.
+    let mut body = chat_body("tiny", "hi");
+    body["reasoning_effort"] = json!("high");
+    let v = error_body(
+        post(&gw, "/v1/chat/completions", Some(MASTER), body).await,
+        400,
+    )
+    .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("reasoning_effort")),
+        "{v}"
+    );
     let mut body = chat_body("tiny", "hi");
     body["logprobs"] = json!(false);
+    body["store"] = json!(false);
     body["max_tokens"] = json!(2);
     let resp = post(&gw, "/v1/chat/completions", Some(MASTER), body).await;
     assert_eq!(resp.status(), 200, "`logprobs: false` asks for nothing");

@@ -29,15 +29,8 @@ type Result<T> = std::result::Result<T, TranslateError>;
 /// input, which the response translators return as the message content.
 pub const JSON_TOOL: &str = "json_answer";
 
-/// OpenAI fields that only concern OpenAI's platform (storage, billing tier, cache routing,
-/// abuse tracking): they do not change an answer, and are not sent.
-pub const IGNORED: &[&str] = &[
-    "store",
-    "service_tier",
-    "metadata",
-    "prompt_cache_key",
-    "safety_identifier",
-];
+/// OpenAI-platform fields: they do not change an answer, and are not sent.
+pub const IGNORED: &[&str] = crate::provider::PLATFORM_FIELDS;
 
 /// Anthropic's smallest thinking budget.
 const MIN_THINKING_BUDGET: u32 = 1024;
