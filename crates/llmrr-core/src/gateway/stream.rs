@@ -211,8 +211,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                         // rollout — only the error event and the row.
                         let e = shutting_down();
                         out.result = Err((e.status_code(), e.label()));
-                        let body = serde_json::to_vec(&e.to_body()).unwrap_or_default();
-                        let _ = frames.send(sse_frame(&body)).await;
+                        let _ = frames.send(error_frame(&e)).await;
                         return out;
                     }
                     // The client left while the upstream was quiet: stop now.
@@ -238,8 +237,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                 tracing::warn!(request_id = %ctx.id, error = %e, "upstream stream failed");
                 out.result = Err((e.status_code(), e.label()));
                 out.error_class = Some(classify(&e));
-                let body = serde_json::to_vec(&e.to_body()).unwrap_or_default();
-                if frames.send(sse_frame(&body)).await.is_err() {
+                if frames.send(error_frame(&e)).await.is_err() {
                     out.result = client_gone;
                 }
                 return out;
@@ -269,6 +267,11 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
             return out;
         }
     }
+}
+
+/// The one error event that ends a stream.
+fn error_frame(e: &Error) -> Bytes {
+    sse_frame(&serde_json::to_vec(&e.to_body()).unwrap_or_default())
 }
 
 pub(super) fn sse_frame(data: &[u8]) -> Bytes {

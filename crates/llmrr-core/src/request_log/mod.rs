@@ -35,25 +35,21 @@ pub struct RequestLog {
     health: Arc<WriterHealth>,
 }
 
-/// Whether the writer's last write failed, since when and why; read by readiness.
+/// Whether the writer's last write failed, and why; read by readiness.
 #[derive(Debug, Default)]
 pub struct WriterHealth {
-    /// Unix ms of the first failure of the current run of failures; 0 while writes succeed.
-    failing_since_ms: AtomicI64,
+    /// The failing write's error label; `None` while writes succeed (touched once a batch).
+    failing: Mutex<Option<&'static str>>,
     /// Unix ms of the last "row dropped" warning, to log at most one a second.
     last_drop_warning_ms: AtomicI64,
     dropped: AtomicU64,
-    last_error: Mutex<Option<String>>,
 }
 
 impl WriterHealth {
     /// `Some(why)` while the writer cannot write.
     pub fn failing(&self) -> Option<String> {
-        if self.failing_since_ms.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
-        let why = self.last_error.lock().ok().and_then(|e| e.clone());
-        Some(why.unwrap_or_else(|| "the store refuses writes".into()))
+        let label = (*self.failing.lock().ok()?)?;
+        Some(format!("the request log cannot be written ({label})"))
     }
 
     /// Rows dropped since the start, for every reason.
@@ -62,18 +58,16 @@ impl WriterHealth {
     }
 
     fn succeeded(&self) {
-        if self.failing_since_ms.swap(0, Ordering::Relaxed) != 0 {
-            tracing::info!("request log: the store accepts writes again");
+        if let Ok(mut f) = self.failing.lock() {
+            if f.take().is_some() {
+                tracing::info!("request log: the store accepts writes again");
+            }
         }
     }
 
     fn failed(&self, label: &'static str) {
-        let now = crate::store::now_ms();
-        let _ =
-            self.failing_since_ms
-                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-        if let Ok(mut e) = self.last_error.lock() {
-            *e = Some(format!("the request log cannot be written ({label})"));
+        if let Ok(mut f) = self.failing.lock() {
+            *f = Some(label);
         }
     }
 

@@ -21,9 +21,6 @@ pub struct Features {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Needs {
     pub json_schema: bool,
-    pub seed: bool,
-    pub penalties: bool,
-    pub logit_bias: bool,
     pub logprobs: bool,
     pub several_choices: bool,
     /// What no Anthropic model can honour in this request (see `anthropic::refusal`).
@@ -79,10 +76,6 @@ impl Features {
             stream: req.is_stream(),
             needs: Needs {
                 json_schema: matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. })),
-                seed: req.seed.is_some(),
-                penalties: req.presence_penalty.is_some_and(|p| p != 0.0)
-                    || req.frequency_penalty.is_some_and(|p| p != 0.0),
-                logit_bias: req.logit_bias.as_ref().is_some_and(|b| !b.is_empty()),
                 logprobs: req
                     .extra
                     .get("logprobs")

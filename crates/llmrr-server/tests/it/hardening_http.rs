@@ -214,16 +214,7 @@ async fn issue15_a_stalled_primary_fails_over_within_its_share_of_the_time() {
 }
 
 async fn only_row(gw: &TestGateway) -> llmrr_core::store::LogRow {
-    // The call's task records its row once it sees the client gone.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    gw.flush_log().await;
-    let rows = gw
-        .state
-        .gateway
-        .store()
-        .recent_requests(10)
-        .await
-        .expect("rows");
+    let rows = rows_once(gw, 1).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     rows.into_iter().next().expect("a row")
 }

@@ -38,15 +38,6 @@ async fn ready(gw: &TestGateway) -> (u16, Value) {
     (status, resp.json().await.expect("json"))
 }
 
-async fn rows(gw: &TestGateway) -> Vec<llmrr_core::store::LogRow> {
-    gw.state
-        .gateway
-        .store()
-        .recent_requests(10_000)
-        .await
-        .expect("rows")
-}
-
 #[tokio::test]
 async fn issue15_a_nul_in_a_model_name_never_stops_the_gateway_on_postgres() {
     let (gw, _mock) = gateway(StoreChoice::Postgres).await;

@@ -447,12 +447,7 @@ async fn embeddings_from_a_pooling_model_are_normalised_and_batched() {
     .await;
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.expect("json");
-    let vecs: Vec<Vec<f64>> = v["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .map(|d| serde_json::from_value(d["embedding"].clone()).expect("floats"))
-        .collect();
+    let vecs = embed_vectors(&v);
     assert_eq!(vecs.len(), 3);
     assert_eq!(vecs[0].len(), 64);
     for e in &vecs {

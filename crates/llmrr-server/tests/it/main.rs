@@ -106,6 +106,30 @@ pub async fn sql(gw: &TestGateway, statement: &str) {
         .unwrap_or_else(|e| panic!("{statement}: {e}"));
 }
 
+/// Every request-log row, newest first.
+pub async fn rows(gw: &TestGateway) -> Vec<llmrr_core::store::LogRow> {
+    gw.state
+        .gateway
+        .store()
+        .recent_requests(10_000)
+        .await
+        .expect("rows")
+}
+
+/// The log once it holds `n` rows: a call's task may still be recording its row (a client
+/// that hung up), so flush and look again, for at most 5 s.
+pub async fn rows_once(gw: &TestGateway, n: usize) -> Vec<llmrr_core::store::LogRow> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        gw.flush_log().await;
+        let rows = rows(gw).await;
+        if rows.len() >= n || std::time::Instant::now() > until {
+            return rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A virtual key made directly through the gateway's authenticator.
 pub async fn create_key(
     gw: &TestGateway,

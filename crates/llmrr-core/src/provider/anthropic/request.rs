@@ -75,6 +75,15 @@ fn asks(value: &Value) -> bool {
     !value.is_null() && *value != Value::Bool(false)
 }
 
+/// The first extra field Anthropic models have no use for.
+fn unknown_field(req: &o::ChatCompletionRequest) -> Option<&str> {
+    req.extra.keys().map(String::as_str).find(|k| {
+        !IGNORED.contains(k)
+            && !TRANSLATED.contains(k)
+            && !matches!(*k, "logprobs" | "top_logprobs")
+    })
+}
+
 /// The parameter of `req` that no Anthropic model can honour, if any: routing skips Anthropic
 /// models for it (no attempt wasted), and [`translate`] refuses it with a precise message.
 pub fn refusal(req: &o::ChatCompletionRequest) -> Option<&'static str> {
@@ -95,17 +104,13 @@ pub fn refusal(req: &o::ChatCompletionRequest) -> Option<&'static str> {
     if req.temperature.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
         return Some("temperature");
     }
-    for (key, value) in &req.extra {
-        let key = key.as_str();
-        if IGNORED.contains(&key) || TRANSLATED.contains(&key) {
-            continue;
-        }
-        if matches!(key, "logprobs" | "top_logprobs") {
-            if asks(value) {
-                return Some("logprobs");
-            }
-            continue;
-        }
+    if ["logprobs", "top_logprobs"]
+        .iter()
+        .any(|k| req.extra.get(*k).is_some_and(asks))
+    {
+        return Some("logprobs");
+    }
+    if unknown_field(req).is_some() {
         return Some("an unknown field");
     }
     if req.extra.contains_key("reasoning_effort") {
@@ -139,19 +144,7 @@ fn extras(req: &o::ChatCompletionRequest) -> Result<Extras> {
                 ),
                 "temperature",
             ),
-            "an unknown field" => {
-                let name = req
-                    .extra
-                    .keys()
-                    .find(|k| {
-                        !IGNORED.contains(&k.as_str())
-                            && !TRANSLATED.contains(&k.as_str())
-                            && !matches!(k.as_str(), "logprobs" | "top_logprobs")
-                    })
-                    .map(String::as_str)
-                    .unwrap_or("?");
-                unsupported(format!("`{name}`"))
-            }
+            "an unknown field" => unsupported(format!("`{}`", unknown_field(req).unwrap_or("?"))),
             "reasoning_effort" => invalid(
                 "extended thinking (from `reasoning_effort`) works on Anthropic models only \
                  without a forced tool choice or `response_format`, without tool calls in the \
