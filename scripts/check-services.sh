@@ -29,3 +29,21 @@ if [[ -z ${LLMRR_TEST_POSTGRES_URL:-} ]] && ! port_open "$pg_host" "$pg_port"; t
     exit 1
 fi
 echo "check-services: Postgres at ${pg_url%%\?*} — ok"
+
+# Redis: the shared-state tests (budgets across replicas) use a real server, each test under
+# its own key prefix.
+redis_url=${LLMRR_TEST_REDIS_URL:-redis://127.0.0.1:6379}
+if [[ -z ${LLMRR_TEST_REDIS_URL:-} ]] && ! port_open 127.0.0.1 6379; then
+    if command -v redis-server >/dev/null 2>&1; then
+        echo "check-services: starting redis-server"
+        redis-server --daemonize yes --save "" --appendonly no >/dev/null || true
+        for _ in $(seq 1 30); do port_open 127.0.0.1 6379 && break; sleep 0.2; done
+    fi
+fi
+if [[ -z ${LLMRR_TEST_REDIS_URL:-} ]] && ! port_open 127.0.0.1 6379; then
+    echo "check-services: Redis is not reachable on 127.0.0.1:6379." >&2
+    echo "  The shared-state tests run against a real Redis. Start one, or set" >&2
+    echo "  LLMRR_TEST_REDIS_URL=redis://host:port to a server they may use." >&2
+    exit 1
+fi
+echo "check-services: Redis at $redis_url — ok"

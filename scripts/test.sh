@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/ensure-build-deps.sh
 ./scripts/check-services.sh
+# The servers the tests use (defaults: the local ones).
+export LLMRR_TEST_POSTGRES_URL=${LLMRR_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+export LLMRR_TEST_REDIS_URL=${LLMRR_TEST_REDIS_URL:-redis://127.0.0.1:6379}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

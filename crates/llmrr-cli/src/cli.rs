@@ -80,6 +80,111 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The built-in price catalog (USD per million tokens, with the date of each price).
+    Prices {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Budgets: spend limits per scope and period (directly in the configured store).
+    Budgets {
+        #[command(subcommand)]
+        command: BudgetsCommand,
+    },
+    /// Users (keys belong to them; budgets and reports are about them).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Teams (users belong to them).
+    Teams {
+        #[command(subcommand)]
+        command: TeamsCommand,
+    },
+    /// Where the money went: totals, a breakdown, savings, and a forecast.
+    Spend(SpendArgs),
+}
+
+#[derive(Subcommand)]
+pub enum BudgetsCommand {
+    /// Create or update the budget of a scope and period.
+    Set {
+        /// global, team:T, user:U, key:K, model:M, key:K/model:M or team:T/model:M.
+        #[arg(long)]
+        scope: String,
+        /// hour, day, week, month or lifetime.
+        #[arg(long, default_value = "month")]
+        period: String,
+        #[arg(long)]
+        limit_usd: Option<String>,
+        #[arg(long)]
+        limit_tokens: Option<u64>,
+        /// reject, downgrade or alert.
+        #[arg(long)]
+        action: Option<String>,
+        /// Alert thresholds in percent, e.g. 50,80,90,100.
+        #[arg(long, value_delimiter = ',')]
+        alert_percent: Option<Vec<u32>>,
+        /// Caps the output a request without max_tokens reserves (and is sent with).
+        #[arg(long)]
+        default_max_tokens: Option<u32>,
+    },
+    /// Every budget with its spend, remaining, reset time and projected exhaustion.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a budget by id, or every budget of a scope.
+    Rm { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    Set {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        team: Option<String>,
+    },
+    List,
+    Rm {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TeamsCommand {
+    Set {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    List,
+    Rm {
+        id: String,
+    },
+}
+
+#[derive(Args)]
+pub struct SpendArgs {
+    /// Start: 2026-11-01, RFC 3339, Unix ms, or an age (24h, 7d).
+    #[arg(long, default_value = "30d")]
+    pub from: String,
+    #[arg(long)]
+    pub to: Option<String>,
+    /// model, provider, key, user, team, route, category, hour or day.
+    #[arg(long)]
+    pub by: Option<String>,
+    #[arg(long, default_value = "global")]
+    pub scope: String,
+    /// table, json or csv.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Add the 24 h / 7 d / 30 d forecast (table format).
+    #[arg(long)]
+    pub forecast: bool,
 }
 
 #[derive(Args)]

@@ -6,6 +6,7 @@ mod chat;
 mod cli;
 mod keys;
 mod models;
+mod money;
 mod serve;
 
 use anyhow::Result;
@@ -70,5 +71,10 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Keys { command } => keys::run(&cli.global, command).await,
+        Command::Prices { json } => money::prices(*json),
+        Command::Budgets { command } => money::budgets(&cli.global, command).await,
+        Command::Users { command } => money::users(&cli.global, command).await,
+        Command::Teams { command } => money::teams(&cli.global, command).await,
+        Command::Spend(args) => money::spend(&cli.global, args).await,
     }
 }

@@ -99,6 +99,16 @@ pub enum Error {
     Store(#[from] sqlx::Error),
     #[error("not found: {0}")]
     NotFound(String),
+    /// A hard budget has no room for the request (429, `insufficient_quota`); the message
+    /// names the budget, its limit, its spend and when it resets.
+    #[error("{message}")]
+    BudgetExceeded {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The shared-state server (Redis) failed and the feature's policy is to refuse.
+    #[error("shared state: {0}")]
+    Shared(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -182,8 +192,8 @@ impl Error {
             Error::ModelNotFound { .. } | Error::NotFound(_) => 404,
             Error::ModelNotAllowed { .. } | Error::Forbidden { .. } => 403,
             Error::Unauthorized { .. } => 401,
-            Error::Throttled { .. } => 429,
-            Error::Unavailable { .. } => 503,
+            Error::Throttled { .. } | Error::BudgetExceeded { .. } => 429,
+            Error::Unavailable { .. } | Error::Shared(_) => 503,
             Error::Upstream(e) => match e.status {
                 // Anthropic's "overloaded" is not a standard status; clients know 503.
                 529 => 503,
@@ -213,7 +223,8 @@ impl Error {
             | Error::NotFound(_) => "invalid_request_error",
             Error::Unauthorized { .. } => "authentication_error",
             Error::Throttled { .. } => "rate_limit_error",
-            Error::Unavailable { .. } => "server_error",
+            Error::BudgetExceeded { .. } => "insufficient_quota",
+            Error::Unavailable { .. } | Error::Shared(_) => "server_error",
             Error::ModelNotAllowed { .. } | Error::Forbidden { .. } => "permission_error",
             Error::Upstream(e) if e.refused_gateway_credentials() => "upstream_error",
             Error::Upstream(e) => &e.kind,
@@ -243,7 +254,8 @@ impl Error {
             Error::PayloadTooLarge { .. } => Some("payload_too_large"),
             Error::Unauthorized { .. } => Some("invalid_api_key"),
             Error::Throttled { .. } => Some("rate_limit_exceeded"),
-            Error::Unavailable { .. } => Some("service_unavailable"),
+            Error::Unavailable { .. } | Error::Shared(_) => Some("service_unavailable"),
+            Error::BudgetExceeded { .. } => Some("budget_exceeded"),
             Error::Unsupported { .. } => Some("unsupported_parameter"),
             Error::Upstream(e) if e.refused_gateway_credentials() => Some("upstream_auth_failed"),
             Error::Upstream(e) => e.code.as_deref(),
@@ -283,6 +295,7 @@ impl Error {
             Error::NoCandidate { retry_after, .. }
             | Error::AllFailed { retry_after, .. }
             | Error::Throttled { retry_after, .. }
+            | Error::BudgetExceeded { retry_after, .. }
             | Error::Unavailable { retry_after, .. } => *retry_after,
             _ => None,
         }
@@ -320,6 +333,8 @@ impl Error {
             Error::Config { .. } => "config",
             Error::Store(_) => "store",
             Error::NotFound(_) => "not_found",
+            Error::BudgetExceeded { .. } => "budget_exceeded",
+            Error::Shared(_) => "shared_state",
             Error::Internal(_) => "internal",
         }
     }

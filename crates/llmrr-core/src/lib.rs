@@ -10,7 +10,8 @@
 //! - [`models`]: the configured models and what is kept per model
 //! - [`validate`]: request values the wire types cannot check
 //! - [`provider`]: how a model is reached (OpenAI-compatible, Anthropic)
-//! - [`cost`]: prices and usage -> USD, exactly (`Decimal`)
+//! - [`money`]: prices, exact cost, the spend ledger, budgets, alerts, spend analytics
+//! - [`shared`]: state several replicas share (in-process or Redis)
 //! - [`request_log`]: the batched, off-path writer of the append-only request log
 //! - [`store`]: SQLite / Postgres: migrations, request-log rows, keys
 //! - [`telemetry`]: metric names and recording
@@ -18,15 +19,16 @@
 
 pub mod auth;
 pub mod config;
-pub mod cost;
 pub mod error;
 pub mod gateway;
 mod health;
 pub mod models;
+pub mod money;
 pub mod provider;
 pub mod request_log;
 pub mod routing;
 pub mod secret;
+pub mod shared;
 pub mod store;
 pub mod telemetry;
 pub mod validate;

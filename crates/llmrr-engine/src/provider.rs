@@ -86,7 +86,7 @@ fn usage(prompt: u32, completion: u32) -> Usage {
         prompt_tokens: prompt.into(),
         completion_tokens: completion.into(),
         total_tokens: u64::from(prompt) + u64::from(completion),
-        prompt_tokens_details: None,
+        ..Default::default()
     }
 }
 

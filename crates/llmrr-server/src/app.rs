@@ -48,6 +48,28 @@ pub fn router(state: AppState) -> Router {
             post(routes::admin::create_key).get(routes::admin::list_keys),
         )
         .route("/admin/keys/{id}", delete(routes::admin::revoke_key))
+        .route(
+            "/admin/budgets",
+            post(routes::money::set_budget).get(routes::money::list_budgets),
+        )
+        .route("/admin/budgets/{id}", delete(routes::money::remove_budget))
+        .route(
+            "/admin/teams",
+            post(routes::money::set_team).get(routes::money::list_teams),
+        )
+        .route("/admin/teams/{id}", delete(routes::money::remove_team))
+        .route(
+            "/admin/users",
+            post(routes::money::set_user).get(routes::money::list_users),
+        )
+        .route("/admin/users/{id}", delete(routes::money::remove_user))
+        .route("/admin/spend", get(routes::money::spend))
+        .route("/admin/spend/forecast", get(routes::money::forecast))
+        .route(
+            "/admin/spend/recommendations",
+            get(routes::money::recommendations),
+        )
+        .route("/admin/prices", get(routes::money::prices))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -110,6 +110,37 @@ impl TestGateway {
     }
 }
 
+/// The Redis server tests use (`LLMRR_TEST_REDIS_URL` overrides it); each test keeps its keys
+/// under its own prefix ([`unique_prefix`]).
+pub fn redis_url() -> String {
+    std::env::var("LLMRR_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS.to_owned())
+}
+
+pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
+
+/// A key prefix no other test uses.
+pub fn unique_prefix() -> String {
+    format!("llmrr-test-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A Postgres database several gateways share (multi-replica tests): `url` goes into each
+/// gateway's `[store]`, started with [`StoreChoice::AsConfigured`].
+pub struct SharedDatabase {
+    pub url: String,
+    db: String,
+}
+
+impl SharedDatabase {
+    pub async fn create() -> SharedDatabase {
+        let (url, db) = fresh_postgres_database().await;
+        SharedDatabase { url, db }
+    }
+
+    pub async fn drop(self) {
+        drop_postgres_database(&self.db).await;
+    }
+}
+
 /// The Postgres server tests use.
 pub fn postgres_url() -> String {
     std::env::var("LLMRR_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned())

@@ -339,8 +339,13 @@ async fn openai_chat(
     let prompt_tokens = words(&all_text(&body["messages"]));
     let tool = mode == "tool";
     let completion_tokens = if tool { 5 } else { words(&reply) };
-    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+    let mut usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                        "total_tokens": prompt_tokens + completion_tokens});
+    if mode == "cached" {
+        // Half the prompt from the provider's cache; one output token spent reasoning.
+        usage["prompt_tokens_details"] = json!({"cached_tokens": prompt_tokens / 2});
+        usage["completion_tokens_details"] = json!({"reasoning_tokens": 1});
+    }
     if !stream {
         let message = if tool {
             json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_mock", "type": "function",
@@ -652,7 +657,13 @@ async fn anthropic_messages(
         return Json(
             json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": stop_reason, "stop_sequence": null,
-            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens}}),
+            "usage": if mode == "cached" {
+                // 100 tokens read from the prompt cache, 50 written to it.
+                json!({"input_tokens": input_tokens, "output_tokens": output_tokens,
+                       "cache_read_input_tokens": 100, "cache_creation_input_tokens": 50})
+            } else {
+                json!({"input_tokens": input_tokens, "output_tokens": output_tokens})
+            }}),
         )
         .into_response();
     }

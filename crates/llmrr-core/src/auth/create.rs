@@ -138,6 +138,13 @@ pub async fn create_key(store: &Store, rules: &KeyRules, new: NewKey) -> Result<
             Some("metadata".into()),
         ));
     }
+    // A key of a registered user belongs to the user's team unless it names its own; a key
+    // naming a user or team that is not registered keeps the names as labels (older keys).
+    let team = match (&new.team, &new.user) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(u)) => store.user(u).await?.and_then(|u| u.team_id),
+        (None, None) => None,
+    };
     let mut bytes = [0u8; 24];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let secret = format!("{KEY_PREFIX}{}", hex::encode(bytes));
@@ -149,7 +156,7 @@ pub async fn create_key(store: &Store, rules: &KeyRules, new: NewKey) -> Result<
             key_hash: &hash_key(&secret),
             key_prefix: &secret[..KEY_PREFIX.len() + 4],
             owner_user: new.user.as_deref(),
-            owner_team: new.team.as_deref(),
+            owner_team: team.as_deref(),
             tier: new.tier.as_deref(),
             allowed_models: &new.models,
             metadata: &metadata,

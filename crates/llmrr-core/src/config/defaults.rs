@@ -42,10 +42,10 @@ pub const ANTHROPIC_MAX_TOKENS: u32 = 4096;
 /// Profiles that may be named without being defined in the file.
 pub const KNOWN_PROFILES: [&str; 2] = ["development", "production"];
 
+/// A model registered when its provider's key is set; its prices come from the price catalog
+/// (`data/prices.toml`).
 pub struct CatalogEntry {
     pub name: &'static str,
-    pub input_per_mtok: &'static str,
-    pub output_per_mtok: &'static str,
     pub context_window: u32,
     pub quality: f64,
 }
@@ -58,17 +58,9 @@ pub struct CatalogProvider {
     pub models: &'static [CatalogEntry],
 }
 
-const fn entry(
-    name: &'static str,
-    input_per_mtok: &'static str,
-    output_per_mtok: &'static str,
-    context_window: u32,
-    quality: f64,
-) -> CatalogEntry {
+const fn entry(name: &'static str, context_window: u32, quality: f64) -> CatalogEntry {
     CatalogEntry {
         name,
-        input_per_mtok,
-        output_per_mtok,
         context_window,
         quality,
     }
@@ -81,13 +73,13 @@ pub const CATALOG: [CatalogProvider; 2] = [
         base_url_var: "OPENAI_BASE_URL",
         base_url: "https://api.openai.com/v1",
         models: &[
-            entry("gpt-4o-mini", "0.15", "0.60", 128_000, 0.80),
-            entry("gpt-4o", "2.50", "10.00", 128_000, 0.90),
-            entry("gpt-4.1", "2.00", "8.00", 1_047_576, 0.92),
-            entry("gpt-4.1-mini", "0.40", "1.60", 1_047_576, 0.85),
-            entry("gpt-4.1-nano", "0.10", "0.40", 1_047_576, 0.75),
-            entry("text-embedding-3-small", "0.02", "0", 8_192, 0.80),
-            entry("text-embedding-3-large", "0.13", "0", 8_192, 0.90),
+            entry("gpt-4o-mini", 128_000, 0.80),
+            entry("gpt-4o", 128_000, 0.90),
+            entry("gpt-4.1", 1_047_576, 0.92),
+            entry("gpt-4.1-mini", 1_047_576, 0.85),
+            entry("gpt-4.1-nano", 1_047_576, 0.75),
+            entry("text-embedding-3-small", 8_192, 0.80),
+            entry("text-embedding-3-large", 8_192, 0.90),
         ],
     },
     CatalogProvider {
@@ -96,9 +88,9 @@ pub const CATALOG: [CatalogProvider; 2] = [
         base_url_var: "ANTHROPIC_BASE_URL",
         base_url: "https://api.anthropic.com/v1",
         models: &[
-            entry("claude-sonnet-4-5", "3.00", "15.00", 200_000, 0.94),
-            entry("claude-haiku-4-5", "1.00", "5.00", 200_000, 0.86),
-            entry("claude-opus-4-1", "15.00", "75.00", 200_000, 0.96),
+            entry("claude-sonnet-4-5", 200_000, 0.94),
+            entry("claude-haiku-4-5", 200_000, 0.86),
+            entry("claude-opus-4-1", 200_000, 0.96),
         ],
     },
 ];

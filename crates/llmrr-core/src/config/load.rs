@@ -254,6 +254,8 @@ fn resolve(
         )? as usize,
     };
 
+    let money = super::money::money(raw.money, server.request_timeout, env)?;
+    let shared = super::money::shared(raw.shared, env)?;
     let local = super::load_local::local_config(&raw.local)?;
     let mut raw_models = if from_defaults {
         catalog_models(env)
@@ -292,6 +294,8 @@ fn resolve(
         routes,
         routing,
         local,
+        money,
+        shared,
     })
 }
 
@@ -352,14 +356,8 @@ fn resolve_model(i: usize, m: RawModel, env: &Env, request_timeout: Duration) ->
             format!("{quality} must be between 0 and 1"),
         ));
     }
-    let pricing = Pricing {
-        input_per_mtok: money(&at("input_cost_per_mtok"), m.input_cost_per_mtok.as_ref())?,
-        output_per_mtok: money(&at("output_cost_per_mtok"), m.output_cost_per_mtok.as_ref())?,
-        per_compute_second: money(
-            &at("cost_per_compute_second"),
-            m.cost_per_compute_second.as_ref(),
-        )?,
-    };
+    let upstream_model = m.upstream_model.clone().unwrap_or_else(|| m.name.clone());
+    let pricing = super::load_price::pricing(&at, &m, provider, &upstream_model)?;
     let mut headers = Vec::with_capacity(m.headers.len());
     for (name, value) in m.headers {
         let key = at(&format!("headers.{name}"));
@@ -437,7 +435,7 @@ fn resolve_model(i: usize, m: RawModel, env: &Env, request_timeout: Duration) ->
         ));
     }
     Ok(ModelSpec {
-        upstream_model: m.upstream_model.unwrap_or_else(|| m.name.clone()),
+        upstream_model,
         owned_by: m.owned_by.unwrap_or_else(|| provider.as_str().to_owned()),
         name: Arc::from(m.name),
         provider,
@@ -481,8 +479,6 @@ fn catalog_models(env: &Env) -> Vec<RawModel> {
                 base_url: Some(base_url.clone()),
                 api_key: Some(format!("env:{}", p.key_var)),
                 upstream_model: None,
-                input_cost_per_mtok: Some(toml::Value::String(m.input_per_mtok.to_owned())),
-                output_cost_per_mtok: Some(toml::Value::String(m.output_per_mtok.to_owned())),
                 context_window: Some(m.context_window),
                 quality: Some(m.quality),
                 ..RawModel::default()
@@ -493,7 +489,7 @@ fn catalog_models(env: &Env) -> Vec<RawModel> {
 }
 
 /// Secrets are only ever references to environment variables: `env:NAME`.
-fn secret_ref(path: &str, reference: &str, env: &Env) -> Result<Secret> {
+pub(super) fn secret_ref(path: &str, reference: &str, env: &Env) -> Result<Secret> {
     let Some(var) = reference.strip_prefix("env:") else {
         return Err(Error::config(
             path,

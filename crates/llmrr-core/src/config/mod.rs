@@ -6,13 +6,16 @@
 mod defaults;
 mod load;
 mod load_local;
+mod load_price;
 mod load_routing;
+pub mod money;
 mod raw;
 mod resolved;
 pub mod routing;
 
 pub use defaults::ANTHROPIC_MAX_TOKENS;
 pub use load::{load, ConfigSource, Env};
+pub use money::{MoneyConfig, OutagePolicy, SharedConfig};
 pub use resolved::{
     Capabilities, Config, HeaderValueSpec, LocalConfig, LocalModelSpec, MemoryBudget, ModelSpec,
     Pooling, Pricing, ProviderKind, ServerConfig, StoreConfig,

@@ -22,6 +22,10 @@ pub struct RawConfig {
     pub tiers: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub local: RawLocal,
+    #[serde(default)]
+    pub money: super::money::RawMoney,
+    #[serde(default)]
+    pub shared: super::money::RawShared,
 }
 
 /// `[local]`: the in-process engine: a models directory, the memory budget, and the defaults
@@ -97,6 +101,10 @@ pub struct RawModel {
     pub upstream_model: Option<String>,
     pub input_cost_per_mtok: Option<toml::Value>,
     pub output_cost_per_mtok: Option<toml::Value>,
+    /// A prompt-cache read; default: the catalog's, else the input price.
+    pub cached_input_cost_per_mtok: Option<toml::Value>,
+    /// A prompt-cache write; default: the catalog's, else the input price.
+    pub cache_write_cost_per_mtok: Option<toml::Value>,
     /// USD per second of compute (local models, which report their compute time).
     pub cost_per_compute_second: Option<toml::Value>,
     pub context_window: Option<u32>,

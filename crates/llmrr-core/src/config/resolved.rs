@@ -21,6 +21,8 @@ pub struct Config {
     pub routes: Vec<RouteSpec>,
     pub routing: RoutingConfig,
     pub local: LocalConfig,
+    pub money: super::money::MoneyConfig,
+    pub shared: super::money::SharedConfig,
 }
 
 impl Config {
@@ -38,6 +40,8 @@ impl Config {
                 .master_key
                 .iter()
                 .chain(self.models.iter().filter_map(|m| m.api_key.as_ref()))
+                .chain(self.money.alert_webhook_secret.iter())
+                .chain(self.shared.redis_url.iter())
                 .chain(headers),
         )
     }
@@ -172,12 +176,27 @@ impl ProviderKind {
 }
 
 /// Price of a model in USD per million tokens.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Pricing {
     pub input_per_mtok: Decimal,
     pub output_per_mtok: Decimal,
+    /// A prompt-cache read (OpenAI's cached tokens, Anthropic's cache read).
+    pub cached_input_per_mtok: Decimal,
+    /// A prompt-cache write (Anthropic's cache creation).
+    pub cache_write_per_mtok: Decimal,
     /// USD per second of compute (local models report it; others: 0).
     pub per_compute_second: Decimal,
+    /// Where the prices come from: `config`, `catalog:<date>`, `config+catalog:<date>`, or
+    /// `unpriced` (a remote model with no price anywhere: its cost is unknown, never $0).
+    pub version: String,
+}
+
+impl Pricing {
+    pub const UNPRICED: &'static str = "unpriced";
+
+    pub fn is_priced(&self) -> bool {
+        self.version != Self::UNPRICED
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -64,9 +64,87 @@ impl Call {
     }
 }
 
-/// A request that passed validation and has its plan.
+/// A request that passed validation and has its plan (and its budget reservation).
 pub(super) struct Prepared {
     pub(super) plan: Plan,
     pub(super) options: RequestOptions,
     pub(super) prompt_estimate: u64,
+    pub(super) reservation: Option<Reservation>,
+}
+
+impl Call {
+    /// What budgets need to know: the output cap and the number of choices.
+    pub(super) fn money_need(&self, features: &Features) -> Need {
+        let (max_output, choices) = match self {
+            Call::Chat(r) => (
+                r.max_completion_tokens.or(r.max_tokens).map(u64::from),
+                r.n.unwrap_or(1),
+            ),
+            Call::Completion(r) => (r.max_tokens.map(u64::from), 1),
+            Call::Embeddings(_) => (Some(0), 1),
+        };
+        Need {
+            prompt_tokens: features.prompt_tokens.max(match self {
+                Call::Embeddings(r) => r.input.to_string().len() as u64 / 4 + 1,
+                Call::Completion(r) => r.prompt.to_string().len() as u64 / 4 + 1,
+                Call::Chat(_) => 0,
+            }),
+            max_output,
+            choices: u64::from(choices.max(1)),
+            images: features.vision,
+        }
+    }
+
+    /// A budget caps a request that set no output limit.
+    pub(super) fn cap_output(&mut self, cap: u32) {
+        match self {
+            Call::Chat(r) if r.max_tokens.is_none() && r.max_completion_tokens.is_none() => {
+                r.max_tokens = Some(cap)
+            }
+            Call::Completion(r) if r.max_tokens.is_none() => r.max_tokens = Some(cap),
+            _ => {}
+        }
+    }
+
+    /// The text that says what the request is about (the last user message, the prompt).
+    pub(super) fn topic(&self) -> Option<String> {
+        match self {
+            Call::Chat(r) => r
+                .messages
+                .iter()
+                .rev()
+                .find(|m| m.role == llmrr_types::openai::Role::User)
+                .and_then(|m| m.content.as_ref())
+                .map(|c| match c {
+                    llmrr_types::openai::MessageContent::Text(t) => t.clone(),
+                    llmrr_types::openai::MessageContent::Parts(parts) => parts
+                        .iter()
+                        .filter_map(|p| match p {
+                            llmrr_types::openai::ContentPart::Text { text } => Some(text.as_str()),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                }),
+            Call::Completion(r) => Some(match &r.prompt {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
+            Call::Embeddings(_) => None,
+        }
+    }
+
+    /// blake3 of what the request asks (model and messages or prompt): repeated prompts share
+    /// it.
+    pub(super) fn prompt_hash(&self) -> Option<String> {
+        let mut h = blake3::Hasher::new();
+        h.update(self.model().as_bytes());
+        h.update(b"\0");
+        let ok = match self {
+            Call::Chat(r) => serde_json::to_writer(&mut h, &r.messages).is_ok(),
+            Call::Completion(r) => serde_json::to_writer(&mut h, &r.prompt).is_ok(),
+            Call::Embeddings(_) => false,
+        };
+        ok.then(|| h.finalize().to_hex()[..32].to_owned())
+    }
 }

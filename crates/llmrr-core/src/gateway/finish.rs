@@ -1,6 +1,11 @@
-//! Step 4: usage -> cost -> request-log row, metrics.
+//! Step 4: usage -> cost -> request-log row, metrics; then (off the answer's path, tracked)
+//! the ledger row and the budget settlement.
 
 use super::*;
+use crate::money::budget::nanos_up;
+use crate::money::category::categorize;
+use crate::money::Spent;
+use crate::store::{LedgerRow, PICOS_PER_USD};
 
 /// What `finish` records about one request.
 pub(super) struct Finish<'a> {
@@ -16,6 +21,11 @@ pub(super) struct Finish<'a> {
     pub(super) compute: Option<Duration>,
     pub(super) ttft: Option<Duration>,
     pub(super) upstream: Option<Duration>,
+    /// The budget reservation, settled (or released) once the ledger row is written.
+    pub(super) reservation: Option<Reservation>,
+    /// The route the request named, if it named one.
+    pub(super) route: Option<Arc<str>>,
+    pub(super) call: &'a Call,
 }
 
 impl<'a> Finish<'a> {
@@ -33,6 +43,9 @@ impl<'a> Finish<'a> {
             compute: None,
             ttft: None,
             upstream: None,
+            reservation: None,
+            route: None,
+            call,
         }
     }
 
@@ -45,12 +58,14 @@ impl<'a> Finish<'a> {
 
 impl Gateway {
     /// Step 4: cost, metrics, request-log row. Returns the cost.
-    pub(super) async fn finish(&self, f: Finish<'_>) -> Decimal {
+    pub(super) async fn finish(&self, mut f: Finish<'_>) -> Decimal {
         let total = f.ctx.started.elapsed();
+        let priced = f.entry.is_none_or(|e| e.spec.pricing.is_priced());
         let cost = f
             .entry
             .map(|e| cost_of(&e.spec.pricing, &f.usage, f.compute))
             .unwrap_or(Decimal::ZERO);
+        self.spend(&mut f, cost);
         let (status, error) = match f.result {
             Ok(()) => (200, None),
             Err((status, label)) => (status, Some(label)),
@@ -77,6 +92,19 @@ impl Gateway {
             }
             e.metrics.input_tokens.increment(f.usage.prompt_tokens);
             e.metrics.output_tokens.increment(f.usage.completion_tokens);
+            let labels = [
+                ("model", e.spec.name.to_string()),
+                ("provider", e.spec.provider.as_str().to_owned()),
+            ];
+            if !priced {
+                metrics::counter!(telemetry::UNPRICED_REQUESTS, &labels).increment(1);
+            } else if let Some(usd) = rust_decimal::prelude::ToPrimitive::to_f64(&cost) {
+                metrics::counter!(telemetry::COST_USD, &labels)
+                    .increment((usd * 1e9).round() as u64);
+            }
+            if f.usage_estimated {
+                metrics::counter!(telemetry::ESTIMATED_USAGE, &labels).increment(1);
+            }
         }
         let micros = |d: Duration| d.as_micros().min(i64::MAX as u128) as i64;
         let key = &f.ctx.key;
@@ -100,8 +128,84 @@ impl Gateway {
             ttft_us: f.ttft.map(micros),
             upstream_us: f.upstream.map(micros),
             cost_usd: cost.normalize().to_string(),
+            unpriced: !priced,
         });
         cost
+    }
+
+    /// The ledger row of a request that used a model, and the settlement of its
+    /// reservation: written by a tracked task (shutdown waits for it), off the answer's path.
+    fn spend(&self, f: &mut Finish<'_>, cost: Decimal) {
+        let reservation = f.reservation.take();
+        let used = f.usage.prompt_tokens + f.usage.completion_tokens;
+        let row = f.entry.filter(|_| used > 0 || !cost.is_zero()).map(|e| {
+            let pricing = &e.spec.pricing;
+            let pico = |d: Decimal| {
+                (d * Decimal::from(PICOS_PER_USD))
+                    .round()
+                    .try_into()
+                    .unwrap_or(i64::MAX)
+            };
+            let at = |other: &ModelEntry| pico(cost_of(&other.spec.pricing, &f.usage, f.compute));
+            let route_models = f
+                .route
+                .as_deref()
+                .and_then(|r| self.inner.router.route_models(r));
+            let baseline_max = route_models.and_then(|m| m.iter().map(|o| at(o)).max());
+            let baseline_remote = if e.spec.provider == crate::config::ProviderKind::Local {
+                route_models.and_then(|m| {
+                    m.iter()
+                        .filter(|o| o.spec.provider != crate::config::ProviderKind::Local)
+                        .map(|o| at(o))
+                        .min()
+                })
+            } else {
+                None
+            };
+            let key = &f.ctx.key;
+            LedgerRow {
+                id: f.ctx.id.clone(),
+                created_at_ms: crate::store::now_ms() - f.ctx.started.elapsed().as_millis() as i64,
+                endpoint: f.endpoint.as_str().to_owned(),
+                key_id: key.key_id.clone(),
+                user_id: key.user.clone(),
+                team_id: key.team.clone(),
+                model: e.spec.name.to_string(),
+                provider: e.spec.provider.as_str().to_owned(),
+                route: f.route.as_deref().map(str::to_owned),
+                category: f.call.topic().map(|t| categorize(&t).to_owned()),
+                prompt_hash: f.call.prompt_hash(),
+                prompt_tokens: f.usage.prompt_tokens as i64,
+                cached_tokens: f.usage.cached_tokens() as i64,
+                cache_write_tokens: f.usage.cache_creation_input_tokens as i64,
+                completion_tokens: f.usage.completion_tokens as i64,
+                reasoning_tokens: f.usage.reasoning_tokens() as i64,
+                cost_pusd: pico(cost),
+                price_version: pricing.version.clone(),
+                estimated: f.usage_estimated,
+                unpriced: !pricing.is_priced(),
+                cache_hit: false,
+                saved_pusd: 0,
+                baseline_max_pusd: baseline_max,
+                baseline_remote_pusd: baseline_remote,
+                quality: e.spec.quality,
+                local: e.spec.provider == crate::config::ProviderKind::Local,
+            }
+        });
+        if row.is_none() && reservation.is_none() {
+            return;
+        }
+        let money = self.inner.money.clone();
+        let model = f.entry.map(|e| e.spec.name.to_string());
+        let spent = Spent {
+            nanos: nanos_up(cost),
+            tokens: used.min(i64::MAX as u64) as i64,
+        };
+        self.inner.tracker.spawn(async move {
+            money
+                .record(row, reservation, model.as_deref(), spent)
+                .await;
+        });
     }
 }
 

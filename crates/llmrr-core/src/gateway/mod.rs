@@ -30,9 +30,11 @@ use finish::*;
 
 use crate::auth::{Authenticator, KeyContext, KeyRules};
 use crate::config::Config;
-use crate::cost::cost_of;
 use crate::error::{AttemptFailure, Error, Result};
 use crate::models::{Flight, ModelEntry, ModelRegistry};
+use crate::money::admit::Need;
+use crate::money::cost::cost_of;
+use crate::money::{Money, Reservation};
 use crate::provider::call_scope::{self, UpstreamMeta};
 use crate::provider::{ChunkStream, Completed, LocalBackend, Provider, StreamChunk};
 use crate::request_log::RequestLog;
@@ -103,6 +105,8 @@ pub struct Answer {
     pub provider: &'static str,
     pub usage: Usage,
     pub cost: Decimal,
+    /// False: the model has no price, `cost` is 0 because it is unknown.
+    pub priced: bool,
     /// Time spent in llmrr itself (total minus upstream).
     pub overhead: Duration,
     pub route: Option<String>,
@@ -131,6 +135,7 @@ struct Inner {
     log: RequestLog,
     auth: Authenticator,
     store: Store,
+    money: Money,
     tracker: TaskTracker,
     /// Cancelled when shutdown's grace is nearly over: calls still waiting for an upstream
     /// answer 503, open streams end with an error event; their rows are still written.
@@ -167,7 +172,15 @@ impl Gateway {
         local: Option<Arc<dyn LocalBackend>>,
     ) -> Result<Gateway> {
         let rollouts = RolloutBook::load(store.clone()).await?;
+        let money = Money::start(config, store.clone()).await?;
         let models = ModelRegistry::build(config, local.as_deref())?;
+        for m in models.all() {
+            if !m.spec.pricing.is_priced() {
+                tracing::warn!(model = %m.spec.name, upstream = %m.spec.upstream_model,
+                    "model has no price (not configured, not in the catalog): its requests are \
+                     logged as unpriced; set input_cost_per_mtok and output_cost_per_mtok");
+            }
+        }
         let router = Router::new(&config.routes, config.routing.clone(), rollouts, &models);
         let gateway = Gateway {
             inner: Arc::new(Inner {
@@ -181,6 +194,7 @@ impl Gateway {
                     config.server.key_cache,
                 ),
                 store,
+                money,
                 tracker: TaskTracker::new(),
                 stopping: CancellationToken::new(),
                 max_items: config.server.max_messages,
@@ -199,6 +213,10 @@ impl Gateway {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub fn money(&self) -> &Money {
+        &self.inner.money
     }
 
     pub fn models(&self) -> &ModelRegistry {
@@ -406,23 +424,45 @@ impl Gateway {
             .await
     }
 
-    /// Steps 1-2: validation, options and the plan. A failure is logged and counted here.
+    /// Steps 1-2: validation, options, the plan and the budget reservation. A failure is
+    /// logged and counted here.
     async fn prepare(
         &self,
         ctx: &RequestContext,
-        call: &Call,
+        call: &mut Call,
         valid: Result<()>,
         features: Features,
     ) -> Result<Prepared> {
-        let prepared = valid.and_then(|()| {
+        let planned = valid.and_then(|()| {
             let (plan, options) =
                 self.plan(&ctx.key, call.model(), features, call.llmrr(), false)?;
-            Ok(Prepared {
-                plan,
-                options,
-                prompt_estimate: features.prompt_tokens,
-            })
+            Ok((plan, options))
         });
+        let prepared = match planned {
+            Ok((mut plan, options)) => {
+                let admitted = if self.inner.money.has_budgets() {
+                    let need = call.money_need(&features);
+                    self.inner
+                        .money
+                        .admit(&ctx.id, &ctx.key, &mut plan, need)
+                        .await
+                } else {
+                    Ok(Default::default())
+                };
+                admitted.map(|a| {
+                    if let Some(cap) = a.cap_max_tokens {
+                        call.cap_output(cap);
+                    }
+                    Prepared {
+                        plan,
+                        options,
+                        prompt_estimate: features.prompt_tokens,
+                        reservation: a.reservation,
+                    }
+                })
+            }
+            Err(e) => Err(e),
+        };
         if let Err(e) = &prepared {
             self.finish(Finish::new(ctx, call, features.stream).failed(None, e))
                 .await;
@@ -433,11 +473,11 @@ impl Gateway {
     async fn run(
         &self,
         ctx: RequestContext,
-        call: Call,
+        mut call: Call,
         valid: Result<()>,
         features: Features,
     ) -> Result<Answer> {
-        let prepared = self.prepare(&ctx, &call, valid, features).await?;
+        let prepared = self.prepare(&ctx, &mut call, valid, features).await?;
         let this = self.clone();
         // Dropped with this future (the client hung up): the upstream call is cancelled at
         // once, and the call is logged as 499.
@@ -497,9 +537,14 @@ impl Gateway {
         hung_up: CancellationToken,
     ) -> Result<Answer> {
         let Prepared {
-            mut plan, options, ..
+            mut plan,
+            options,
+            reservation,
+            ..
         } = prepared;
         let mut finish = Finish::new(&ctx, &call, false);
+        finish.reservation = reservation;
+        finish.route = plan.route.clone();
         let attempted = self
             .attempt_until(&call, &mut plan, false, hung_up.cancelled())
             .await;
@@ -538,6 +583,7 @@ impl Gateway {
         finish.usage = completed.usage;
         finish.compute = completed.compute;
         finish.upstream = Some(attempts.upstream);
+        let priced = entry.spec.pricing.is_priced();
         let cost = self.finish(finish).await;
         let body = if options.explain {
             with_explanation(completed.body, &plan.decision)
@@ -550,6 +596,7 @@ impl Gateway {
             provider: entry.spec.provider.as_str(),
             usage: completed.usage,
             cost,
+            priced,
             overhead: ctx.started.elapsed().saturating_sub(attempts.upstream),
             route: plan
                 .route

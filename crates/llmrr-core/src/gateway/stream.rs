@@ -7,11 +7,11 @@ impl Gateway {
     pub(super) async fn run_stream(
         &self,
         ctx: RequestContext,
-        call: Call,
+        mut call: Call,
         valid: Result<()>,
         features: Features,
     ) -> Result<StreamAnswer> {
-        let prepared = self.prepare(&ctx, &call, valid, features).await?;
+        let prepared = self.prepare(&ctx, &mut call, valid, features).await?;
         let (ready_tx, ready_rx) = oneshot::channel::<Result<StreamAnswer>>();
         let this = self.clone();
         self.inner
@@ -37,8 +37,11 @@ impl Gateway {
             mut plan,
             options,
             prompt_estimate,
+            reservation,
         } = prepared;
         let mut finish = Finish::new(&ctx, &call, true);
+        finish.reservation = reservation;
+        finish.route = plan.route.clone();
         // A client that hangs up before the first token cancels the upstream call at once.
         let attempted = self
             .attempt_until(&call, &mut plan, true, ready.closed())
@@ -106,7 +109,7 @@ impl Gateway {
                     prompt_tokens: prompt_estimate,
                     completion_tokens: pumped.output_chunks,
                     total_tokens: prompt_estimate + pumped.output_chunks,
-                    prompt_tokens_details: None,
+                    ..Usage::default()
                 },
                 true,
             ),
@@ -259,7 +262,11 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                 if chunk.usage_only && !include_usage {
                     continue;
                 }
-                sse_frame(&chunk.data)
+                match chunk.usage {
+                    // The usage chunk carries the cost as an extension field.
+                    Some(u) => sse_frame(&with_cost(&chunk.data, entry, &u, out.compute)),
+                    None => sse_frame(&chunk.data),
+                }
             }
         };
         if frames.send(frame).await.is_err() {
@@ -267,6 +274,21 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
             return out;
         }
     }
+}
+
+/// `data` (a JSON chunk) with `"llmrr": {"cost_usd": "…"}` (or `"unpriced": true`) added.
+fn with_cost(data: &[u8], entry: &ModelEntry, usage: &Usage, compute: Option<Duration>) -> Vec<u8> {
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice(data) else {
+        return data.to_vec();
+    };
+    let pricing = &entry.spec.pricing;
+    let ext = if pricing.is_priced() {
+        serde_json::json!({ "cost_usd": cost_of(pricing, usage, compute).normalize().to_string() })
+    } else {
+        serde_json::json!({ "cost_usd": null, "unpriced": true })
+    };
+    map.insert("llmrr".into(), ext);
+    serde_json::to_vec(&map).unwrap_or_else(|_| data.to_vec())
 }
 
 /// The one error event that ends a stream.

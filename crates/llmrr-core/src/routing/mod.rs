@@ -175,6 +175,11 @@ impl Router {
         self.routes.get(name).map(|r| &r.spec)
     }
 
+    /// A route's own models (not its fallbacks), as configured.
+    pub fn route_models(&self, name: &str) -> Option<&[Arc<ModelEntry>]> {
+        self.routes.get(name).map(|r| &r.entries[..])
+    }
+
     pub fn route_names(&self) -> &[Arc<str>] {
         &self.ordered
     }
@@ -532,9 +537,7 @@ impl Router {
     }
 }
 
+/// The router's cost estimate: the one cost function ([`crate::money::cost`]).
 pub fn estimate_cost(entry: &ModelEntry, prompt_tokens: u64, output_tokens: u64) -> Decimal {
-    let p = &entry.spec.pricing;
-    (Decimal::from(prompt_tokens) * p.input_per_mtok
-        + Decimal::from(output_tokens) * p.output_per_mtok)
-        / Decimal::from(1_000_000)
+    crate::money::cost::estimate(&entry.spec.pricing, prompt_tokens, output_tokens)
 }

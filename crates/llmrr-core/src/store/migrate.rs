@@ -60,6 +60,69 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "revocation watch",
         "CREATE INDEX api_keys_revoked ON api_keys (revoked_at_ms)",
     ),
+    (
+        4,
+        "money: users, teams, budgets, spend ledger",
+        "CREATE TABLE teams (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL
+    );
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        email TEXT,
+        team_id TEXT,
+        created_at_ms BIGINT NOT NULL
+    );
+    CREATE TABLE budgets (
+        id TEXT PRIMARY KEY,
+        scope TEXT NOT NULL,
+        period TEXT NOT NULL,
+        limit_usd TEXT,
+        limit_tokens BIGINT,
+        action TEXT NOT NULL,
+        alert_percent TEXT NOT NULL,
+        default_max_tokens BIGINT,
+        created_at_ms BIGINT NOT NULL,
+        updated_at_ms BIGINT NOT NULL,
+        UNIQUE (scope, period)
+    );
+    CREATE TABLE spend_ledger (
+        id TEXT PRIMARY KEY,
+        created_at_ms BIGINT NOT NULL,
+        endpoint TEXT NOT NULL,
+        key_id TEXT,
+        user_id TEXT,
+        team_id TEXT,
+        model TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        route TEXT,
+        category TEXT,
+        prompt_hash TEXT,
+        prompt_tokens BIGINT NOT NULL,
+        cached_tokens BIGINT NOT NULL,
+        cache_write_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        reasoning_tokens BIGINT NOT NULL,
+        cost_pusd BIGINT NOT NULL,
+        price_version TEXT NOT NULL,
+        estimated BIGINT NOT NULL,
+        unpriced BIGINT NOT NULL,
+        cache_hit BIGINT NOT NULL,
+        saved_pusd BIGINT NOT NULL,
+        baseline_max_pusd BIGINT,
+        baseline_remote_pusd BIGINT,
+        quality DOUBLE PRECISION NOT NULL,
+        local BIGINT NOT NULL
+    );
+    CREATE INDEX spend_ledger_time ON spend_ledger (created_at_ms);
+    CREATE INDEX spend_ledger_key ON spend_ledger (key_id, created_at_ms);
+    CREATE INDEX spend_ledger_user ON spend_ledger (user_id, created_at_ms);
+    CREATE INDEX spend_ledger_team ON spend_ledger (team_id, created_at_ms);
+    CREATE INDEX spend_ledger_model ON spend_ledger (model, created_at_ms);
+    ALTER TABLE request_log ADD COLUMN unpriced BIGINT NOT NULL DEFAULT 0",
+    ),
 ];
 
 /// Postgres: an advisory lock so that replicas starting together migrate one at a time.

@@ -2,13 +2,20 @@
 //! through one `sqlx` Any pool and the same SQL (numbered `$N` placeholders work on both).
 //! Migrations run on connect. The request log is append-only; keys are stored hashed.
 
+mod budgets;
+mod entities;
 mod keys;
+mod ledger;
 mod migrate;
 mod request_log;
 mod rollouts;
+mod spend;
 
+pub use entities::{check_id, TeamRow, UserRow};
 pub use keys::{KeyRow, NewKeyRow};
+pub use ledger::{LedgerRow, PICOS_PER_USD};
 pub use request_log::{LogRow, MAX_TEXT_BYTES};
+pub use spend::{Breakdown, GroupBy, SpendQuery, SpendTotals};
 
 use crate::error::{Error, Result};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -30,15 +30,17 @@ pub struct LogRow {
     pub upstream_us: Option<i64>,
     /// Exact decimal text, in USD.
     pub cost_usd: String,
+    /// The model has no price: `cost_usd` is 0 because the cost is unknown.
+    pub unpriced: bool,
 }
 
 const COLUMNS: &str = "id, created_at_ms, endpoint, key_id, user_id, team_id, requested_model, \
      model, provider, stream, status, error_type, prompt_tokens, completion_tokens, \
-     usage_estimated, latency_us, ttft_us, upstream_us, cost_usd";
+     usage_estimated, latency_us, ttft_us, upstream_us, cost_usd, unpriced";
 
-/// Columns per row, and rows per statement: 19 x 64 = 1216 parameters, well under SQLite's
+/// Columns per row, and rows per statement: 20 x 64 = 1280 parameters, well under SQLite's
 /// (32766) and Postgres's (65535) limits.
-const COLUMN_COUNT: usize = 19;
+const COLUMN_COUNT: usize = 20;
 const ROWS_PER_STATEMENT: usize = 64;
 
 /// Longest text kept in a column of the log (bytes, cut on a char boundary). A model name or
@@ -179,7 +181,8 @@ async fn insert_in_transaction(
                 .bind(r.latency_us)
                 .bind(r.ttft_us)
                 .bind(r.upstream_us)
-                .bind(&r.cost_usd);
+                .bind(&r.cost_usd)
+                .bind(r.unpriced as i64);
         }
         written += q.execute(&mut *tx).await?.rows_affected();
     }
@@ -218,6 +221,7 @@ impl Store {
                     ttft_us: r.try_get("ttft_us")?,
                     upstream_us: r.try_get("upstream_us")?,
                     cost_usd: r.try_get("cost_usd")?,
+                    unpriced: r.try_get::<i64, _>("unpriced")? != 0,
                 })
             })
             .collect()
@@ -249,6 +253,7 @@ mod tests {
             ttft_us: None,
             upstream_us: Some(5),
             cost_usd: "0.000001".into(),
+            unpriced: false,
         }
     }
 

@@ -11,7 +11,7 @@ use llmrr_core::auth::NewKey;
 use llmrr_core::{Error, RequestContext};
 use serde_json::json;
 
-fn require_master(state: &AppState, ctx: &RequestContext) -> Result<(), ApiError> {
+pub(crate) fn require_master(state: &AppState, ctx: &RequestContext) -> Result<(), ApiError> {
     if ctx.key.is_master {
         return Ok(());
     }

@@ -6,6 +6,7 @@ pub mod completions;
 pub mod embeddings;
 pub mod health;
 pub mod models;
+pub mod money;
 pub mod route;
 
 use crate::error::ApiError;
@@ -78,7 +79,11 @@ pub fn json_answer(a: Answer) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(&a.cost.normalize().to_string()) {
+    if !a.priced {
+        // Unknown, not zero: no cost header, and a flag that says why.
+        r.headers_mut()
+            .insert("x-llmrr-cost-unpriced", HeaderValue::from_static("true"));
+    } else if let Ok(v) = HeaderValue::from_str(&a.cost.normalize().to_string()) {
         r.headers_mut().insert("x-llmrr-cost-usd", v);
     }
     model_headers(

@@ -11,6 +11,7 @@ mod hardening_http;
 mod hardening_log;
 mod keys;
 mod local;
+mod money;
 mod openai;
 mod postgres;
 mod request_log;

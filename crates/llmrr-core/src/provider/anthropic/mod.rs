@@ -171,7 +171,8 @@ fn finish_reason(stop_reason: &str, json_tool: bool) -> &'static str {
 
 fn usage(u: &llmrr_types::anthropic::Usage) -> llmrr_types::openai::Usage {
     let cached = u.cache_read_input_tokens.unwrap_or(0);
-    let prompt = u.input_tokens + cached + u.cache_creation_input_tokens.unwrap_or(0);
+    let written = u.cache_creation_input_tokens.unwrap_or(0);
+    let prompt = u.input_tokens + cached + written;
     llmrr_types::openai::Usage {
         prompt_tokens: prompt,
         completion_tokens: u.output_tokens,
@@ -179,5 +180,7 @@ fn usage(u: &llmrr_types::anthropic::Usage) -> llmrr_types::openai::Usage {
         prompt_tokens_details: (cached > 0).then_some(llmrr_types::openai::PromptTokensDetails {
             cached_tokens: cached,
         }),
+        completion_tokens_details: None,
+        cache_creation_input_tokens: written,
     }
 }

@@ -1,0 +1,349 @@
+//! Admission: reserve the most a request can cost on every budget it falls under, all at once,
+//! before the call. A hard limit without room rejects the request, or (action `downgrade`)
+//! narrows the plan to the candidates that fit what is left, cheapest first.
+//!
+//! The most a call can cost: every prompt token (bounded from above: a token is at least one
+//! byte of the prompt) at the dearest prompt price, plus `max_tokens` (else the budget's
+//! `default_max_tokens`, which then also caps the request, else the model's output limit) at
+//! the output price, times `n`, plus the timeout at the compute price for local models.
+
+use super::book::{self, covers, hard_nanos, hard_tokens, CounterKeys};
+use super::budget::{nanos_up, Action, Budget, Window};
+use super::cost::most;
+use super::Money;
+use crate::auth::KeyContext;
+use crate::error::{Error, Result};
+use crate::models::ModelEntry;
+use crate::routing::Plan;
+use crate::shared::{Hold, Reserve, SharedState};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Output tokens reserved for a model whose output limit is unknown (and no max_tokens).
+pub const UNKNOWN_OUTPUT_LIMIT: u64 = 4096;
+/// Attempts at reserving (each downgrade or rebuild is one).
+const MAX_ROUNDS: usize = 16;
+
+/// What a request asks for, as far as money is concerned.
+#[derive(Debug, Clone, Copy)]
+pub struct Need {
+    /// The router's estimate (4 characters a token).
+    pub prompt_tokens: u64,
+    pub max_output: Option<u64>,
+    pub choices: u64,
+    pub images: bool,
+}
+
+impl Need {
+    /// A bound no real prompt passes: the estimate is a quarter of the bytes, and a token is
+    /// at least a byte; images are bounded by a generous flat count.
+    fn prompt_bound(&self) -> u64 {
+        self.prompt_tokens.saturating_mul(4) + if self.images { 8192 } else { 0 }
+    }
+}
+
+/// The outcome of admission.
+#[derive(Debug, Default)]
+pub struct Admission {
+    pub reservation: Option<Reservation>,
+    /// Send the request with this `max_tokens` (it had none; a budget caps it).
+    pub cap_max_tokens: Option<u32>,
+    /// Why the plan was narrowed, if it was.
+    pub downgraded: Option<String>,
+}
+
+struct Line {
+    budget: Arc<Budget>,
+    window: Window,
+    keys: CounterKeys,
+    usd: i64,
+    tokens: i64,
+}
+
+/// Amounts held on budget counters; settled by `Money::record`, released when dropped.
+pub struct Reservation {
+    money: Money,
+    id: String,
+    lines: Vec<(Arc<Budget>, Window)>,
+    on_fallback: bool,
+    pub(super) done: bool,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("id", &self.id)
+            .field("budgets", &self.lines.len())
+            .finish()
+    }
+}
+
+impl Reservation {
+    pub(super) fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(super) fn lines(&self) -> &[(Arc<Budget>, Window)] {
+        &self.lines
+    }
+
+    pub(super) fn backend(&self) -> &SharedState {
+        if self.on_fallback {
+            &self.money.inner.fallback
+        } else {
+            &self.money.inner.shared
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // Dropped unsettled (a cancelled call, a panic): give the room back.
+        let release: Vec<Hold> = self
+            .lines
+            .iter()
+            .flat_map(|(b, w)| {
+                let k = book::counter_keys(b, *w);
+                [k.usd, k.tokens].map(|key| Hold {
+                    key,
+                    limit: None,
+                    amount: 0,
+                    ttl: None,
+                })
+            })
+            .collect();
+        let backend = self.backend().clone();
+        let id = std::mem::take(&mut self.id);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = backend.settle(&id, &release).await {
+                    tracing::warn!(error = %e, "a budget reservation could not be released; \
+                        it expires on its own");
+                }
+            });
+        }
+    }
+}
+
+fn candidates(plan: &Plan) -> Vec<Arc<ModelEntry>> {
+    let mut all = plan.attempts.clone();
+    if let Some(c) = &plan.content_fallback {
+        if !all.iter().any(|e| Arc::ptr_eq(e, c)) {
+            all.push(c.clone());
+        }
+    }
+    all
+}
+
+/// The output tokens reserved for `e` under `b`.
+fn output_tokens(e: &ModelEntry, b: &Budget, need: &Need) -> u64 {
+    let model_limit = e
+        .spec
+        .max_output_tokens
+        .map(u64::from)
+        .or_else(|| {
+            e.spec
+                .context_window
+                .map(|w| u64::from(w).saturating_sub(need.prompt_tokens).max(1))
+        })
+        .unwrap_or(UNKNOWN_OUTPUT_LIMIT);
+    match (need.max_output, b.default_max_tokens) {
+        (Some(m), _) => m,
+        (None, Some(cap)) => u64::from(cap).min(model_limit),
+        (None, None) => model_limit,
+    }
+}
+
+/// The most `e` can cost (nano-USD) and use (tokens) under `b`.
+fn most_of(e: &ModelEntry, b: &Budget, need: &Need) -> (i64, i64) {
+    let out = output_tokens(e, b, need);
+    let prompt = need.prompt_bound();
+    let compute = if e.spec.pricing.per_compute_second.is_zero() {
+        Duration::ZERO
+    } else {
+        e.spec.timeout
+    };
+    let usd = nanos_up(most(&e.spec.pricing, prompt, out, need.choices, compute));
+    let tokens = prompt.saturating_add(out.saturating_mul(need.choices.max(1)));
+    (usd, tokens.min(i64::MAX as u64) as i64)
+}
+
+impl Money {
+    /// Reserve for a request planned as `plan`; may narrow `plan` (downgrade).
+    pub async fn admit(
+        &self,
+        id: &str,
+        key: &KeyContext,
+        plan: &mut Plan,
+        need: Need,
+    ) -> Result<Admission> {
+        let book = self.book();
+        if book.is_empty() {
+            return Ok(Admission::default());
+        }
+        let mut downgraded: Option<String> = None;
+        let mut rebuilt = false;
+        for _ in 0..MAX_ROUNDS {
+            let entries = candidates(plan);
+            let names: Vec<&str> = entries.iter().map(|e| &*e.spec.name).collect();
+            let budgets = book.applicable(key, &names);
+            if budgets.is_empty() {
+                return Ok(Admission {
+                    downgraded,
+                    ..Admission::default()
+                });
+            }
+            let now = self.now();
+            let mut lines = Vec::with_capacity(budgets.len());
+            for b in budgets {
+                let covered = entries.iter().filter(|e| covers(&b, &e.spec.name));
+                let (usd, tokens) = covered
+                    .map(|e| most_of(e, &b, &need))
+                    .fold((0, 0), |(u, t), (u2, t2)| (u.max(u2), t.max(t2)));
+                let window = b.period.window(now, self.time_zone());
+                lines.push(Line {
+                    keys: book::counter_keys(&b, window),
+                    window,
+                    budget: b,
+                    usd,
+                    tokens,
+                });
+            }
+            let holds: Vec<Hold> = lines
+                .iter()
+                .flat_map(|l| {
+                    let ttl = book::ttl(l.window, now);
+                    [
+                        Hold {
+                            key: l.keys.usd.clone(),
+                            limit: hard_nanos(&l.budget),
+                            amount: l.usd,
+                            ttl,
+                        },
+                        Hold {
+                            key: l.keys.tokens.clone(),
+                            limit: hard_tokens(&l.budget),
+                            amount: l.tokens,
+                            ttl,
+                        },
+                    ]
+                })
+                .collect();
+            let backend = self.backend();
+            let on_fallback = std::ptr::eq(backend, &self.inner.fallback);
+            match backend.reserve(id, &holds, self.inner.hold).await {
+                Ok(Reserve::Held) => {
+                    let cap = (need.max_output.is_none())
+                        .then(|| {
+                            lines
+                                .iter()
+                                .filter_map(|l| l.budget.default_max_tokens)
+                                .min()
+                        })
+                        .flatten();
+                    return Ok(Admission {
+                        reservation: Some(Reservation {
+                            money: self.clone(),
+                            id: id.to_owned(),
+                            lines: lines.into_iter().map(|l| (l.budget, l.window)).collect(),
+                            on_fallback,
+                            done: false,
+                        }),
+                        cap_max_tokens: cap,
+                        downgraded,
+                    });
+                }
+                Ok(Reserve::Lost) if !rebuilt => {
+                    tracing::warn!(
+                        "shared state lost its data: rebuilding budgets from the ledger"
+                    );
+                    let all = book.all().to_vec();
+                    self.rebuild_on(backend, &all).await?;
+                    rebuilt = true;
+                }
+                Ok(Reserve::Lost) => {
+                    return Err(Error::Shared(
+                        "the shared state keeps losing its data".into(),
+                    ))
+                }
+                Ok(Reserve::Full { index, used }) => {
+                    let line = &lines[index / 2];
+                    let tokens = index % 2 == 1;
+                    let b = line.budget.clone();
+                    let what = book::describe(&b, used, line.window, tokens);
+                    let retry_after = line.window.end_ms.map(|end| {
+                        Duration::from_millis((end - now.as_millisecond()).max(1000) as u64)
+                    });
+                    metrics::counter!(crate::telemetry::BUDGET_REFUSALS, "action" => b.action.as_str())
+                        .increment(1);
+                    if b.action != Action::Downgrade {
+                        return Err(Error::BudgetExceeded {
+                            message: format!("{what}: this request does not fit"),
+                            retry_after,
+                        });
+                    }
+                    let limit = if tokens {
+                        hard_tokens(&b)
+                    } else {
+                        hard_nanos(&b)
+                    }
+                    .unwrap_or(i64::MAX);
+                    let left = limit.saturating_sub(used);
+                    let fits = |e: &Arc<ModelEntry>| {
+                        if !covers(&b, &e.spec.name) {
+                            return true;
+                        }
+                        let (usd, tok) = most_of(e, &b, &need);
+                        (if tokens { tok } else { usd }) <= left
+                    };
+                    let cost = |e: &Arc<ModelEntry>| most_of(e, &b, &need).0;
+                    let before = plan.attempts.len();
+                    plan.attempts.retain(fits);
+                    if plan.content_fallback.as_ref().is_some_and(|c| !fits(c)) {
+                        plan.content_fallback = None;
+                    }
+                    if plan.attempts.is_empty() {
+                        return Err(Error::BudgetExceeded {
+                            message: format!(
+                                "{what}: no model of `{}` fits what is left",
+                                plan.decision
+                                    .route
+                                    .as_deref()
+                                    .unwrap_or(&plan.decision.model)
+                            ),
+                            retry_after,
+                        });
+                    }
+                    if plan.attempts.len() == before {
+                        // Nothing changed: the budget's other counter is the one full.
+                        return Err(Error::BudgetExceeded {
+                            message: format!("{what}: this request does not fit"),
+                            retry_after,
+                        });
+                    }
+                    plan.attempts.sort_by_key(|e| cost(e));
+                    let first = plan.attempts[0].spec.name.to_string();
+                    let why = format!(
+                        "downgraded by budget {} ({}): candidates that fit what is left, \
+                         cheapest first",
+                        b.scope,
+                        b.period.as_str()
+                    );
+                    plan.decision.reason = why.clone();
+                    plan.decision.model = first;
+                    plan.decision.plan = plan
+                        .attempts
+                        .iter()
+                        .map(|e| e.spec.name.to_string())
+                        .collect();
+                    downgraded = Some(why);
+                }
+                Err(e) => self.degrade(e).await?,
+            }
+        }
+        Err(Error::Internal("budget admission did not settle".into()))
+    }
+}

@@ -1,0 +1,166 @@
+//! After the call: the ledger row first (committed), then the reservation settled to the real
+//! cost, then the alerts that the new spend crossed.
+
+use super::admit::Reservation;
+use super::alerts::AlertEvent;
+use super::book::{self, covers, iso};
+use super::budget::{usd_of_nanos, Budget, Window};
+use super::Money;
+use crate::shared::Hold;
+use crate::store::LedgerRow;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Ledger writes are retried this often before the row is given up (and counted).
+const LEDGER_RETRIES: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+];
+
+/// What a request spent, for its settlement.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spent {
+    /// Nano-USD, rounded up.
+    pub nanos: i64,
+    pub tokens: i64,
+}
+
+impl Money {
+    /// Append `row` to the ledger (when the request cost anything or used tokens), then settle
+    /// `reservation` to `spent` (of `model`), then fire the alerts it crossed.
+    pub async fn record(
+        &self,
+        row: Option<LedgerRow>,
+        reservation: Option<Reservation>,
+        model: Option<&str>,
+        spent: Spent,
+    ) {
+        if let Some(row) = row {
+            self.append(row).await;
+        }
+        if let Some(r) = reservation {
+            self.settle(r, model, spent).await;
+        }
+    }
+
+    async fn append(&self, row: LedgerRow) {
+        let mut waits = LEDGER_RETRIES.iter();
+        loop {
+            match self.inner.store.append_ledger(&row).await {
+                Ok(()) => return,
+                Err(e) => match waits.next() {
+                    Some(wait) if !self.inner.store.is_data_error(&e) => {
+                        tracing::warn!(error = %e, request_id = %row.id, "ledger write failed; retrying");
+                        tokio::time::sleep(*wait).await;
+                    }
+                    _ => {
+                        metrics::counter!(crate::telemetry::LEDGER_WRITE_FAILURES).increment(1);
+                        tracing::error!(error = %e, request_id = %row.id, cost_pusd = row.cost_pusd,
+                            "ledger row lost: the spend is counted in budgets but not recorded");
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    async fn settle(&self, mut r: Reservation, model: Option<&str>, spent: Spent) {
+        let now = self.now();
+        let actual: Vec<Hold> = r
+            .lines()
+            .iter()
+            .flat_map(|(b, w)| {
+                let counts = model.is_some_and(|m| covers(b, m));
+                let keys = book::counter_keys(b, *w);
+                let ttl = book::ttl(*w, now);
+                [
+                    Hold {
+                        key: keys.usd,
+                        limit: None,
+                        amount: if counts { spent.nanos } else { 0 },
+                        ttl,
+                    },
+                    Hold {
+                        key: keys.tokens,
+                        limit: None,
+                        amount: if counts { spent.tokens } else { 0 },
+                        ttl,
+                    },
+                ]
+            })
+            .collect();
+        let after = match r.backend().settle(r.id(), &actual).await {
+            Ok(after) => after,
+            Err(e) => {
+                // The hold expires on its own; the ledger has the spend for the next rebuild.
+                tracing::warn!(error = %e, "a budget reservation could not be settled");
+                r.done = true;
+                return;
+            }
+        };
+        r.done = true;
+        let lines: Vec<(Arc<Budget>, Window)> = r.lines().to_vec();
+        for (i, (b, w)) in lines.iter().enumerate() {
+            let usd = after.get(2 * i).map_or(0, |u| u.spent);
+            let tokens = after.get(2 * i + 1).map_or(0, |u| u.spent);
+            self.check_alerts(b, *w, usd, tokens).await;
+        }
+    }
+
+    /// Fire the highest threshold that spend has newly crossed (once per period each).
+    async fn check_alerts(&self, b: &Budget, w: Window, spent_nanos: i64, tokens: i64) {
+        let percent = match (b.limit_usd, b.limit_tokens) {
+            (Some(limit), _) if !limit.is_zero() => {
+                usd_of_nanos(spent_nanos) * rust_decimal::Decimal::from(100) / limit
+            }
+            (_, Some(limit)) if limit > 0 => {
+                rust_decimal::Decimal::from(tokens) * rust_decimal::Decimal::from(100)
+                    / rust_decimal::Decimal::from(limit)
+            }
+            _ => return,
+        };
+        let mut crossed: Option<u32> = None;
+        let mut thresholds = b.alert_percent.clone();
+        thresholds.sort_unstable();
+        let ttl = w
+            .end_ms
+            .map(|end| Duration::from_millis((end - self.now().as_millisecond()).max(0) as u64))
+            .unwrap_or(Duration::from_secs(10 * 365 * 86_400))
+            + Duration::from_secs(3600);
+        for t in thresholds {
+            if percent < rust_decimal::Decimal::from(t) {
+                break;
+            }
+            let key = format!("alert:{}:{}:{t}", b.id, w.start_ms);
+            let first = match self.backend().claim_once(&key, ttl).await {
+                Ok(first) => first,
+                Err(e) => {
+                    tracing::warn!(error = %e, "budget alert state unavailable");
+                    false
+                }
+            };
+            if first {
+                crossed = Some(t);
+            }
+        }
+        if let Some(t) = crossed {
+            self.inner.alerts.fire(AlertEvent {
+                kind: "budget.threshold",
+                budget_id: b.id.clone(),
+                scope: b.scope.to_string(),
+                period: b.period.as_str(),
+                threshold_percent: t,
+                spent_usd: usd_of_nanos(spent_nanos).to_string(),
+                limit_usd: b.limit_usd.map(|l| l.normalize().to_string()),
+                spent_tokens: tokens,
+                limit_tokens: b.limit_tokens,
+                action: b.action.as_str(),
+                period_start: iso(w.start_ms),
+                resets_at: w.end_ms.map(iso),
+                at: self.now().to_string(),
+            });
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! In-process shared state: one replica, one lock. The same semantics as the Redis scripts.
+
+use super::{Hold, Reserve, Usage};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct Counter {
+    spent: i64,
+    held: i64,
+    /// Reservation id -> (amount, expiry).
+    holds: HashMap<String, (i64, Instant)>,
+    /// Dropped after this (the end of its period).
+    expires: Option<Instant>,
+}
+
+impl Counter {
+    fn purge(&mut self, now: Instant) {
+        let held = &mut self.held;
+        self.holds.retain(|_, (amount, until)| {
+            let keep = *until > now;
+            if !keep {
+                *held -= *amount;
+            }
+            keep
+        });
+    }
+}
+
+#[derive(Default)]
+struct State {
+    counters: HashMap<String, Counter>,
+    claims: HashMap<String, Instant>,
+}
+
+impl State {
+    /// The live counter at `key` (an expired one starts again from zero).
+    fn counter(&mut self, key: &str, now: Instant) -> &mut Counter {
+        let c = self.counters.entry(key.to_owned()).or_default();
+        if c.expires.is_some_and(|t| t <= now) {
+            *c = Counter::default();
+        }
+        c.purge(now);
+        c
+    }
+
+    fn forget_expired(&mut self, now: Instant) {
+        self.counters
+            .retain(|_, c| c.expires.is_none_or(|t| t > now) || !c.holds.is_empty());
+        self.claims.retain(|_, t| *t > now);
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Memory {
+    state: Arc<Mutex<State>>,
+}
+
+impl Memory {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain numbers behind: still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn reserve(&self, id: &str, holds: &[Hold], hold: Duration) -> Reserve {
+        let now = Instant::now();
+        let mut s = self.lock();
+        for (index, h) in holds.iter().enumerate() {
+            let c = s.counter(&h.key, now);
+            let used = c.spent + c.held;
+            if h.limit.is_some_and(|limit| used + h.amount > limit) {
+                return Reserve::Full { index, used };
+            }
+        }
+        for h in holds {
+            let c = s.counter(&h.key, now);
+            c.held += h.amount;
+            if let Some((old, _)) = c.holds.insert(id.to_owned(), (h.amount, now + hold)) {
+                c.held -= old;
+            }
+            if let Some(ttl) = h.ttl {
+                c.expires = Some(now + ttl);
+            }
+        }
+        if s.counters.len() > 4096 {
+            s.forget_expired(now);
+        }
+        Reserve::Held
+    }
+
+    pub fn settle(&self, id: &str, actual: &[Hold]) -> Vec<Usage> {
+        let now = Instant::now();
+        let mut s = self.lock();
+        actual
+            .iter()
+            .map(|h| {
+                let c = s.counter(&h.key, now);
+                if let Some((amount, _)) = c.holds.remove(id) {
+                    c.held -= amount;
+                }
+                c.spent += h.amount;
+                if let Some(ttl) = h.ttl {
+                    c.expires = Some(now + ttl);
+                }
+                Usage {
+                    spent: c.spent,
+                    held: c.held,
+                }
+            })
+            .collect()
+    }
+
+    pub fn read(&self, keys: &[String]) -> Vec<Usage> {
+        let now = Instant::now();
+        let mut s = self.lock();
+        keys.iter()
+            .map(|k| {
+                let c = s.counter(k, now);
+                Usage {
+                    spent: c.spent,
+                    held: c.held,
+                }
+            })
+            .collect()
+    }
+
+    pub fn rebuild(&self, spent: &[Hold]) {
+        let now = Instant::now();
+        let mut s = self.lock();
+        for h in spent {
+            let c = s.counter(&h.key, now);
+            c.spent = h.amount;
+            if let Some(ttl) = h.ttl {
+                c.expires = Some(now + ttl);
+            }
+        }
+    }
+
+    pub fn claim_once(&self, key: &str, ttl: Duration) -> bool {
+        let now = Instant::now();
+        let mut s = self.lock();
+        match s.claims.get(key) {
+            Some(until) if *until > now => false,
+            _ => {
+                s.claims.insert(key.to_owned(), now + ttl);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hold(key: &str, limit: i64, amount: i64) -> Hold {
+        Hold {
+            key: key.into(),
+            limit: Some(limit),
+            amount,
+            ttl: None,
+        }
+    }
+
+    #[test]
+    fn all_or_none_within_every_limit() {
+        let m = Memory::default();
+        let h = Duration::from_secs(60);
+        assert_eq!(
+            m.reserve("a", &[hold("k", 10, 6), hold("t", 100, 6)], h),
+            Reserve::Held
+        );
+        // The second counter has room, the first does not: nothing is held.
+        assert_eq!(
+            m.reserve("b", &[hold("t", 100, 6), hold("k", 10, 6)], h),
+            Reserve::Full { index: 1, used: 6 }
+        );
+        assert_eq!(m.read(&["t".into()])[0], Usage { spent: 0, held: 6 });
+        // Settle to less than held: the rest is free again.
+        let after = m.settle("a", &[hold("k", 10, 2), hold("t", 100, 2)]);
+        assert_eq!(after[0], Usage { spent: 2, held: 0 });
+        assert_eq!(m.reserve("b", &[hold("k", 10, 8)], h), Reserve::Held);
+        assert!(matches!(
+            m.reserve("c", &[hold("k", 10, 1)], h),
+            Reserve::Full { .. }
+        ));
+        // A release is a settle to zero.
+        m.settle("b", &[hold("k", 10, 0)]);
+        assert_eq!(m.read(&["k".into()])[0], Usage { spent: 2, held: 0 });
+    }
+
+    #[test]
+    fn expired_holds_and_counters_free_their_room() {
+        let m = Memory::default();
+        assert_eq!(
+            m.reserve("a", &[hold("k", 10, 10)], Duration::from_millis(1)),
+            Reserve::Held
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(
+            m.reserve("b", &[hold("k", 10, 10)], Duration::from_secs(9)),
+            Reserve::Held
+        );
+        let short = Hold {
+            ttl: Some(Duration::from_millis(1)),
+            ..hold("p", 5, 0)
+        };
+        m.settle(
+            "x",
+            &[Hold {
+                amount: 5,
+                ..short.clone()
+            }],
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(m.read(&["p".into()])[0], Usage::default());
+        assert!(m.claim_once("alert", Duration::from_secs(9)));
+        assert!(!m.claim_once("alert", Duration::from_secs(9)));
+    }
+}

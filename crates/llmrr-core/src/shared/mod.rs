@@ -1,0 +1,129 @@
+//! Shared state: what several replicas must agree on (budget counters today; rate limits and
+//! the L3 cache build on the same layer), behind one small interface with two backends:
+//!
+//! - [`memory`]: in-process (the embedded default: one replica, no server);
+//! - [`redis`]: `[shared] redis_url`; every check-and-update is one Lua script, atomic across
+//!   replicas, through a `redis` connection manager (reconnects on its own).
+//!
+//! Redis is a cache of truth, never its only copy: a sentinel key marks its data as complete;
+//! when it is missing (a flush, a restart without persistence) a reserve answers
+//! [`Reserve::Lost`] and the caller rebuilds the counters from its ledger. A Redis outage is
+//! an `Err(Error::Shared)`: the caller decides (per feature) whether to fall back to
+//! per-replica state or to refuse.
+//!
+//! Counters: a reservation (`id`) holds an amount on several counters at once, all or none,
+//! only while every counter stays within its limit; it expires after `hold` (a replica that
+//! died cannot hold it forever). Settling replaces the held amount with the real one.
+
+pub mod memory;
+pub mod redis;
+
+use crate::error::Result;
+use std::time::Duration;
+
+/// One counter of a reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub key: String,
+    /// Spent + held + `amount` may not pass it; `None`: counted, never refused.
+    pub limit: Option<i64>,
+    pub amount: i64,
+    /// The counter is dropped this long after its last change (the end of its period);
+    /// `None`: kept.
+    pub ttl: Option<Duration>,
+}
+
+/// What a reserve found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserve {
+    /// Held on every counter.
+    Held,
+    /// The counter at this index has no room: `used` is its spent + held amount.
+    Full { index: usize, used: i64 },
+    /// The shared data was lost (see the module docs): rebuild, then try again.
+    Lost,
+}
+
+/// A counter after a settle or as read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub spent: i64,
+    pub held: i64,
+}
+
+/// The backend in use.
+#[derive(Clone)]
+pub enum SharedState {
+    Memory(memory::Memory),
+    Redis(redis::RedisState),
+}
+
+impl std::fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+impl SharedState {
+    pub fn memory() -> Self {
+        SharedState::Memory(memory::Memory::default())
+    }
+
+    /// Connect to Redis (`url`), every key under `prefix`.
+    pub async fn redis(url: &str, prefix: &str) -> Result<Self> {
+        Ok(SharedState::Redis(
+            redis::RedisState::connect(url, prefix).await?,
+        ))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SharedState::Memory(_) => "memory",
+            SharedState::Redis(_) => "redis",
+        }
+    }
+
+    /// Hold `holds` under `id` for at most `hold`, all or none.
+    pub async fn reserve(&self, id: &str, holds: &[Hold], hold: Duration) -> Result<Reserve> {
+        match self {
+            SharedState::Memory(m) => Ok(m.reserve(id, holds, hold)),
+            SharedState::Redis(r) => r.reserve(id, holds, hold).await,
+        }
+    }
+
+    /// Replace what `id` holds on each counter by the real amount (0: a release). Returns
+    /// each counter after it.
+    pub async fn settle(&self, id: &str, actual: &[Hold]) -> Result<Vec<Usage>> {
+        match self {
+            SharedState::Memory(m) => Ok(m.settle(id, actual)),
+            SharedState::Redis(r) => r.settle(id, actual).await,
+        }
+    }
+
+    pub async fn read(&self, keys: &[String]) -> Result<Vec<Usage>> {
+        match self {
+            SharedState::Memory(m) => Ok(m.read(keys)),
+            SharedState::Redis(r) => r.read(keys).await,
+        }
+    }
+
+    /// Set each counter's spent amount (a rebuild from the ledger), keeping what is held, and
+    /// mark the data complete.
+    pub async fn rebuild(&self, spent: &[Hold]) -> Result<()> {
+        match self {
+            SharedState::Memory(m) => {
+                m.rebuild(spent);
+                Ok(())
+            }
+            SharedState::Redis(r) => r.rebuild(spent).await,
+        }
+    }
+
+    /// True the first time `key` is claimed within `ttl` (once-per-period alerts).
+    pub async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool> {
+        match self {
+            SharedState::Memory(m) => Ok(m.claim_once(key, ttl)),
+            SharedState::Redis(r) => r.claim_once(key, ttl).await,
+        }
+    }
+}

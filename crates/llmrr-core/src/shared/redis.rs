@@ -1,0 +1,231 @@
+//! Shared state in Redis: every check-and-update is one Lua script (atomic across replicas).
+//!
+//! Keys, all under the configured prefix: `{p}:intact` (the data is complete: set by a
+//! rebuild), and per counter `{p}:c:{key}` (a hash: `spent`, `held`), `{p}:c:{key}:h`
+//! (reservation id -> amount) and `{p}:c:{key}:e` (reservation id by expiry, so that holds of a
+//! replica that died are freed). Amounts are integers; Lua compares them as doubles, exact
+//! below 2^53 (counters of money are in nano-USD: $9 million).
+
+use super::{Hold, Reserve, Usage};
+use crate::error::{Error, Result};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Per counter: 3 keys (counter, holds, expiries) and 3 args (limit or -1, amount, ttl ms or 0).
+const RESERVE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
+local now = tonumber(ARGV[1])
+local id = ARGV[2]
+local expiry = ARGV[3]
+local n = (#KEYS - 1) / 3
+for i = 0, n - 1 do
+  local c, h, e = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
+  local gone = redis.call('ZRANGEBYSCORE', e, '-inf', now)
+  for _, rid in ipairs(gone) do
+    local amount = redis.call('HGET', h, rid)
+    if amount then
+      redis.call('HINCRBY', c, 'held', -tonumber(amount))
+      redis.call('HDEL', h, rid)
+    end
+    redis.call('ZREM', e, rid)
+  end
+  local limit = tonumber(ARGV[4 + 3 * i])
+  local amount = tonumber(ARGV[5 + 3 * i])
+  local used = tonumber(redis.call('HGET', c, 'spent') or '0')
+    + tonumber(redis.call('HGET', c, 'held') or '0')
+  if limit >= 0 and used + amount > limit then return {i + 1, used} end
+end
+for i = 0, n - 1 do
+  local c, h, e = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
+  local amount = ARGV[5 + 3 * i]
+  local old = redis.call('HGET', h, id)
+  if old then redis.call('HINCRBY', c, 'held', -tonumber(old)) end
+  redis.call('HINCRBY', c, 'held', amount)
+  redis.call('HSET', h, id, amount)
+  redis.call('ZADD', e, expiry, id)
+  local ttl = tonumber(ARGV[6 + 3 * i])
+  if ttl > 0 then
+    redis.call('PEXPIRE', c, ttl)
+    redis.call('PEXPIRE', h, ttl)
+    redis.call('PEXPIRE', e, ttl)
+  end
+end
+return {0, 0}
+";
+
+/// Per counter: 3 keys and 2 args (actual amount, ttl ms or 0). Returns spent, held pairs.
+const SETTLE: &str = r"
+local id = ARGV[1]
+local out = {}
+local n = #KEYS / 3
+for i = 0, n - 1 do
+  local c, h, e = KEYS[1 + 3 * i], KEYS[2 + 3 * i], KEYS[3 + 3 * i]
+  local old = redis.call('HGET', h, id)
+  if old then
+    redis.call('HINCRBY', c, 'held', -tonumber(old))
+    redis.call('HDEL', h, id)
+    redis.call('ZREM', e, id)
+  end
+  local spent = redis.call('HINCRBY', c, 'spent', ARGV[2 + 2 * i])
+  local ttl = tonumber(ARGV[3 + 2 * i])
+  if ttl > 0 then redis.call('PEXPIRE', c, ttl) end
+  out[#out + 1] = spent
+  out[#out + 1] = tonumber(redis.call('HGET', c, 'held') or '0')
+end
+return out
+";
+
+/// Per counter: 1 key and 2 args (spent, ttl ms or 0); then marks the data complete.
+const REBUILD: &str = r"
+local n = #KEYS - 1
+for i = 1, n do
+  redis.call('HSET', KEYS[i + 1], 'spent', ARGV[2 * i - 1])
+  local ttl = tonumber(ARGV[2 * i])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[i + 1], ttl) end
+end
+redis.call('SET', KEYS[1], '1')
+return 1
+";
+
+#[derive(Clone)]
+pub struct RedisState {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    scripts: Arc<Scripts>,
+}
+
+struct Scripts {
+    reserve: Script,
+    settle: Script,
+    rebuild: Script,
+}
+
+fn shared(e: redis::RedisError) -> Error {
+    Error::Shared(format!("redis: {e}"))
+}
+
+fn ms(d: Option<Duration>) -> i64 {
+    d.map_or(0, |d| d.as_millis().clamp(1, i64::MAX as u128) as i64)
+}
+
+impl RedisState {
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
+        let client = redis::Client::open(url).map_err(shared)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(2))
+            .set_number_of_retries(2);
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(shared)?;
+        Ok(RedisState {
+            conn,
+            prefix: prefix.into(),
+            scripts: Arc::new(Scripts {
+                reserve: Script::new(RESERVE),
+                settle: Script::new(SETTLE),
+                rebuild: Script::new(REBUILD),
+            }),
+        })
+    }
+
+    fn counter(&self, key: &str) -> [String; 3] {
+        let c = format!("{}:c:{key}", self.prefix);
+        [format!("{c}:h"), format!("{c}:e"), c].map(|s| s.to_owned())
+    }
+
+    pub async fn reserve(&self, id: &str, holds: &[Hold], hold: Duration) -> Result<Reserve> {
+        let now = crate::store::now_ms();
+        let mut inv = self.scripts.reserve.prepare_invoke();
+        inv.key(format!("{}:intact", self.prefix));
+        inv.arg(now).arg(id).arg(now + hold.as_millis() as i64);
+        for h in holds {
+            let [holds_key, exp_key, c] = self.counter(&h.key);
+            inv.key(c).key(holds_key).key(exp_key);
+            inv.arg(h.limit.unwrap_or(-1)).arg(h.amount).arg(ms(h.ttl));
+        }
+        let (code, used): (i64, i64) = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(shared)?;
+        Ok(match code {
+            0 => Reserve::Held,
+            -1 => Reserve::Lost,
+            i => Reserve::Full {
+                index: (i - 1) as usize,
+                used,
+            },
+        })
+    }
+
+    pub async fn settle(&self, id: &str, actual: &[Hold]) -> Result<Vec<Usage>> {
+        let mut inv = self.scripts.settle.prepare_invoke();
+        inv.arg(id);
+        for h in actual {
+            let [holds_key, exp_key, c] = self.counter(&h.key);
+            inv.key(c).key(holds_key).key(exp_key);
+            inv.arg(h.amount).arg(ms(h.ttl));
+        }
+        let flat: Vec<i64> = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(shared)?;
+        Ok(flat
+            .chunks(2)
+            .map(|p| Usage {
+                spent: p[0],
+                held: p.get(1).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    pub async fn read(&self, keys: &[String]) -> Result<Vec<Usage>> {
+        let mut pipe = redis::pipe();
+        for k in keys {
+            let [_, _, c] = self.counter(k);
+            pipe.cmd("HMGET").arg(c).arg("spent").arg("held");
+        }
+        let rows: Vec<(Option<i64>, Option<i64>)> = pipe
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(shared)?;
+        Ok(rows
+            .into_iter()
+            .map(|(spent, held)| Usage {
+                spent: spent.unwrap_or(0),
+                held: held.unwrap_or(0),
+            })
+            .collect())
+    }
+
+    pub async fn rebuild(&self, spent: &[Hold]) -> Result<()> {
+        let mut inv = self.scripts.rebuild.prepare_invoke();
+        inv.key(format!("{}:intact", self.prefix));
+        for h in spent {
+            let [_, _, c] = self.counter(&h.key);
+            inv.key(c);
+            inv.arg(h.amount).arg(ms(h.ttl));
+        }
+        let _: i64 = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(shared)?;
+        Ok(())
+    }
+
+    pub async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("{}:once:{key}", self.prefix))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ms(Some(ttl)))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(shared)?;
+        Ok(set.is_some())
+    }
+}
