@@ -84,7 +84,21 @@ const QUESTION_STARTS: &[&str] = &[
 pub fn categorize(text: &str) -> &'static str {
     // The head is enough, and bounds the work on huge prompts.
     let head: String = text.chars().take(4000).collect::<String>().to_lowercase();
-    let has = |words: &[&str]| words.iter().any(|w| head.contains(w));
+    let words: std::collections::HashSet<&str> = head
+        .split(|c: char| !c.is_alphanumeric() && c != '+')
+        .filter(|w| !w.is_empty())
+        .collect();
+    // A cue of one plain word matches whole words only ("sql" is not in "mysql"); a cue with
+    // a space or a symbol matches anywhere.
+    let has = |cues: &[&str]| {
+        cues.iter().any(|c| {
+            if c.chars().all(char::is_alphanumeric) {
+                words.contains(c)
+            } else {
+                head.contains(c)
+            }
+        })
+    };
     if has(CODE) {
         "code"
     } else if has(TRANSLATION) {
