@@ -6,7 +6,6 @@ use anyhow::{bail, Context, Result};
 use llmrr_core::config::Config;
 use llmrr_core::money::budget::{BudgetSpec, Scope};
 use llmrr_core::money::{self, price, Money};
-use llmrr_core::shared::SharedState;
 use llmrr_core::store::{GroupBy, SpendQuery, Store};
 
 async fn open(global: &Global) -> Result<(Config, Store)> {
@@ -17,9 +16,9 @@ async fn open(global: &Global) -> Result<(Config, Store)> {
     Ok((config, store))
 }
 
-/// The ledger is the truth: reports and budget status need no shared state.
+/// The money layer on the configured shared state (what is reserved lives there).
 async fn money(config: &Config, store: Store) -> Result<Money> {
-    Ok(Money::with_shared(config, store, SharedState::memory()).await?)
+    Ok(Money::start(config, store).await?)
 }
 
 pub fn prices(json: bool) -> Result<()> {

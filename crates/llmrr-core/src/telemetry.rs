@@ -25,7 +25,7 @@ pub const MODEL_LATENCY_EWMA: &str = "llmrr_model_latency_ewma_seconds";
 pub const MODEL_TTFT_EWMA: &str = "llmrr_model_ttft_ewma_seconds";
 pub const MODEL_ERROR_RATE: &str = "llmrr_model_error_rate";
 pub const MODEL_TOKENS_PER_SECOND: &str = "llmrr_model_output_tokens_per_second";
-pub const COST_USD: &str = "llmrr_cost_usd_total";
+pub const COST_NANO_USD: &str = "llmrr_cost_nano_usd_total";
 pub const UNPRICED_REQUESTS: &str = "llmrr_unpriced_requests_total";
 pub const ESTIMATED_USAGE: &str = "llmrr_estimated_usage_requests_total";
 pub const BUDGET_REFUSALS: &str = "llmrr_budget_refusals_total";
@@ -113,6 +113,34 @@ pub fn describe() {
     describe_counter!(
         LOG_ROWS_DROPPED,
         "Request log rows not written, by reason: queue_full (the request path never waits), store_unavailable (kept rows past the bound while the store was down), refused_by_store (a value the database refuses), shutdown, writer_stopped"
+    );
+    describe_counter!(
+        COST_NANO_USD,
+        "Cost of priced requests in nano-USD (1e-9 USD), by model and provider"
+    );
+    describe_counter!(
+        UNPRICED_REQUESTS,
+        "Requests to models without a price (their cost is unknown), by model and provider"
+    );
+    describe_counter!(
+        ESTIMATED_USAGE,
+        "Requests priced from counted tokens (no usage from the upstream), by model and provider"
+    );
+    describe_counter!(
+        BUDGET_REFUSALS,
+        "Requests that did not fit a hard budget, by the budget's action (reject, downgrade)"
+    );
+    describe_counter!(
+        BUDGET_ALERTS,
+        "Budget alerts fired, by period and threshold percent"
+    );
+    describe_counter!(
+        LEDGER_WRITE_FAILURES,
+        "Spend ledger rows that could not be written after retries"
+    );
+    describe_gauge!(
+        SHARED_STATE_DEGRADED,
+        "1 while the shared state (Redis) is down and budgets are enforced per replica"
     );
 }
 

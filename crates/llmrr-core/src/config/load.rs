@@ -254,7 +254,6 @@ fn resolve(
         )? as usize,
     };
 
-    let money = super::money::money(raw.money, server.request_timeout, env)?;
     let shared = super::money::shared(raw.shared, env)?;
     let local = super::load_local::local_config(&raw.local)?;
     let mut raw_models = if from_defaults {
@@ -285,6 +284,13 @@ fn resolve(
         &models,
         server.request_timeout,
     )?;
+    let longest_call = models
+        .iter()
+        .map(|m| m.timeout)
+        .chain([server.request_timeout, routing.retry.max_total])
+        .max()
+        .unwrap_or(server.request_timeout);
+    let money = super::money::money(raw.money, longest_call, env)?;
     Ok(Config {
         profile,
         source,

@@ -57,7 +57,9 @@ pub struct SharedConfig {
     pub key_prefix: String,
 }
 
-pub(super) fn money(raw: RawMoney, request_timeout: Duration, env: &Env) -> Result<MoneyConfig> {
+/// `longest_call`: the longest a request can run (the request timeout, the longest model
+/// timeout, all attempts together): an unsettled reservation outlives it.
+pub(super) fn money(raw: RawMoney, longest_call: Duration, env: &Env) -> Result<MoneyConfig> {
     let timezone = raw.timezone.unwrap_or_else(|| "UTC".into());
     if jiff::tz::TimeZone::get(&timezone).is_err() {
         return Err(Error::config(
@@ -75,7 +77,7 @@ pub(super) fn money(raw: RawMoney, request_timeout: Duration, env: &Env) -> Resu
     }
     let hold = match raw.reservation_hold_secs {
         Some(v) => seconds("money.reservation_hold_secs", v)?,
-        None => request_timeout + Duration::from_secs(60),
+        None => longest_call + Duration::from_secs(60),
     };
     Ok(MoneyConfig {
         timezone,

@@ -73,41 +73,81 @@ pub(super) struct Prepared {
 }
 
 impl Call {
-    /// What budgets need to know: the output cap and the number of choices.
-    pub(super) fn money_need(&self, features: &Features) -> Need {
-        let (max_output, choices) = match self {
-            Call::Chat(r) => (
-                r.max_completion_tokens.or(r.max_tokens).map(u64::from),
-                r.n.unwrap_or(1),
-            ),
-            Call::Completion(r) => (r.max_tokens.map(u64::from), 1),
-            Call::Embeddings(_) => (Some(0), 1),
-        };
-        Need {
-            prompt_tokens: features.prompt_tokens.max(match self {
-                Call::Embeddings(r) => r.input.to_string().len() as u64 / 4 + 1,
-                Call::Completion(r) => r.prompt.to_string().len() as u64 / 4 + 1,
-                Call::Chat(_) => 0,
-            }),
-            max_output,
-            choices: u64::from(choices.max(1)),
-            images: features.vision,
+    /// What budgets need to know: a bound on the prompt, the output cap, the number of
+    /// outputs.
+    pub(super) fn money_need(&self) -> Need {
+        match self {
+            Call::Chat(r) => {
+                let images = r
+                    .messages
+                    .iter()
+                    .filter_map(|m| match &m.content {
+                        Some(llmrr_types::openai::MessageContent::Parts(p)) => Some(p),
+                        _ => None,
+                    })
+                    .flatten()
+                    .filter(|p| matches!(p, llmrr_types::openai::ContentPart::ImageUrl { .. }))
+                    .count() as u64;
+                Need {
+                    prompt_bytes: json_len(&**r),
+                    images,
+                    max_output: r.max_output_tokens().map(u64::from),
+                    // Anthropic adds the thinking budget of `reasoning_effort` to max_tokens.
+                    reasoning_extra: if r.extra.contains_key("reasoning_effort") {
+                        16_384
+                    } else {
+                        0
+                    },
+                    choices: u64::from(r.n.unwrap_or(1).max(1)),
+                }
+            }
+            Call::Completion(r) => {
+                let count = |k: &str| r.extra.get(k).and_then(serde_json::Value::as_u64);
+                let prompts = match &r.prompt {
+                    serde_json::Value::Array(a) if a.iter().all(|p| !p.is_number()) => {
+                        a.len().max(1) as u64
+                    }
+                    _ => 1,
+                };
+                let per_prompt = count("n").unwrap_or(1).max(count("best_of").unwrap_or(1));
+                Need {
+                    prompt_bytes: json_len(&r.prompt),
+                    images: 0,
+                    max_output: r.max_tokens.map(u64::from),
+                    reasoning_extra: 0,
+                    choices: prompts.saturating_mul(per_prompt.max(1)),
+                }
+            }
+            Call::Embeddings(r) => Need {
+                prompt_bytes: json_len(&r.input),
+                images: 0,
+                max_output: Some(0),
+                reasoning_extra: 0,
+                choices: 1,
+            },
         }
     }
 
-    /// A budget caps a request that set no output limit.
+    /// A budget caps a request that set no output limit (`max_completion_tokens`: the field
+    /// every OpenAI model takes, reasoning models included; Anthropic reads it too).
     pub(super) fn cap_output(&mut self, cap: u32) {
         match self {
             Call::Chat(r) if r.max_tokens.is_none() && r.max_completion_tokens.is_none() => {
-                r.max_tokens = Some(cap)
+                r.max_completion_tokens = Some(cap)
             }
             Call::Completion(r) if r.max_tokens.is_none() => r.max_tokens = Some(cap),
             _ => {}
         }
     }
 
-    /// The text that says what the request is about (the last user message, the prompt).
+    /// The text that says what the request is about (the start of the last user message, or
+    /// of the prompt): enough to categorize it.
     pub(super) fn topic(&self) -> Option<String> {
+        self.whole_topic()
+            .map(|t| t.chars().take(crate::money::category::HEAD_CHARS).collect())
+    }
+
+    fn whole_topic(&self) -> Option<String> {
         match self {
             Call::Chat(r) => r
                 .messages
@@ -116,7 +156,9 @@ impl Call {
                 .find(|m| m.role == llmrr_types::openai::Role::User)
                 .and_then(|m| m.content.as_ref())
                 .map(|c| match c {
-                    llmrr_types::openai::MessageContent::Text(t) => t.clone(),
+                    llmrr_types::openai::MessageContent::Text(t) => {
+                        t.chars().take(crate::money::category::HEAD_CHARS).collect()
+                    }
                     llmrr_types::openai::MessageContent::Parts(parts) => parts
                         .iter()
                         .filter_map(|p| match p {
@@ -147,4 +189,22 @@ impl Call {
         };
         ok.then(|| h.finalize().to_hex()[..32].to_owned())
     }
+}
+
+/// The length of a value serialized as JSON, without keeping the bytes.
+fn json_len<T: serde::Serialize + ?Sized>(v: &T) -> u64 {
+    struct Counter(u64);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, v);
+    counter.0
 }

@@ -99,7 +99,7 @@ impl Gateway {
             if !priced {
                 metrics::counter!(telemetry::UNPRICED_REQUESTS, &labels).increment(1);
             } else if let Some(usd) = rust_decimal::prelude::ToPrimitive::to_f64(&cost) {
-                metrics::counter!(telemetry::COST_USD, &labels)
+                metrics::counter!(telemetry::COST_NANO_USD, &labels)
                     .increment((usd * 1e9).round() as u64);
             }
             if f.usage_estimated {

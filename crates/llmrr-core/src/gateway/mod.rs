@@ -441,7 +441,7 @@ impl Gateway {
         let prepared = match planned {
             Ok((mut plan, options)) => {
                 let admitted = if self.inner.money.has_budgets() {
-                    let need = call.money_need(&features);
+                    let need = call.money_need();
                     self.inner
                         .money
                         .admit(&ctx.id, &ctx.key, &mut plan, need)

@@ -2,16 +2,20 @@
 //! before the call. A hard limit without room rejects the request, or (action `downgrade`)
 //! narrows the plan to the candidates that fit what is left, cheapest first.
 //!
-//! The most a call can cost: every prompt token (bounded from above: a token is at least one
-//! byte of the prompt) at the dearest prompt price, plus `max_tokens` (else the budget's
-//! `default_max_tokens`, which then also caps the request, else the model's output limit) at
-//! the output price, times `n`, plus the timeout at the compute price for local models.
+//! The most a call can cost: every prompt token — bounded from above by the bytes of the
+//! request as JSON (a token is at least one byte), plus 1024 for what providers add (tool-use
+//! system prompts), plus 40,000 per image — at the dearest prompt price; plus the output
+//! (`max_tokens`; else the budget's `default_max_tokens` or, for a model whose output limit is
+//! unknown, 4096 — both then also sent upstream as the request's cap — else the model's output
+//! limit), plus the thinking budget `reasoning_effort` may add, times the number of outputs;
+//! plus the timeout at the compute price for local models.
 
 use super::book::{self, covers, hard_nanos, hard_tokens, CounterKeys};
 use super::budget::{nanos_up, Action, Budget, Window};
 use super::cost::most;
 use super::Money;
 use crate::auth::KeyContext;
+use crate::config::ProviderKind;
 use crate::error::{Error, Result};
 use crate::models::ModelEntry;
 use crate::routing::Plan;
@@ -19,26 +23,36 @@ use crate::shared::{Hold, Reserve, SharedState};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Output tokens reserved for a model whose output limit is unknown (and no max_tokens).
+/// Output tokens reserved (and sent as the cap) for a model whose output limit is unknown,
+/// when the request sets none.
 pub const UNKNOWN_OUTPUT_LIMIT: u64 = 4096;
+/// Prompt tokens a provider may add to what the request holds.
+const PROVIDER_OVERHEAD_TOKENS: u64 = 1024;
+/// Prompt tokens one image may cost (a high-detail image on the dearest vision pricing).
+const IMAGE_TOKENS: u64 = 40_000;
+/// Amounts stay below 2^53: exact in Redis's Lua numbers, and far from overflowing.
+pub const MAX_AMOUNT: i64 = 1 << 53;
 /// Attempts at reserving (each downgrade or rebuild is one).
 const MAX_ROUNDS: usize = 16;
 
 /// What a request asks for, as far as money is concerned.
 #[derive(Debug, Clone, Copy)]
 pub struct Need {
-    /// The router's estimate (4 characters a token).
-    pub prompt_tokens: u64,
+    /// The request (or its prompt, or its input) serialized as JSON.
+    pub prompt_bytes: u64,
+    pub images: u64,
     pub max_output: Option<u64>,
+    /// Output tokens a provider may add (Anthropic's thinking budget).
+    pub reasoning_extra: u64,
+    /// Outputs: `n` (times `best_of` and the prompts of a legacy completion).
     pub choices: u64,
-    pub images: bool,
 }
 
 impl Need {
-    /// A bound no real prompt passes: the estimate is a quarter of the bytes, and a token is
-    /// at least a byte; images are bounded by a generous flat count.
     fn prompt_bound(&self) -> u64 {
-        self.prompt_tokens.saturating_mul(4) + if self.images { 8192 } else { 0 }
+        self.prompt_bytes
+            .saturating_add(PROVIDER_OVERHEAD_TOKENS)
+            .saturating_add(self.images.saturating_mul(IMAGE_TOKENS))
     }
 }
 
@@ -138,37 +152,57 @@ fn candidates(plan: &Plan) -> Vec<Arc<ModelEntry>> {
     all
 }
 
-/// The output tokens reserved for `e` under `b`.
-fn output_tokens(e: &ModelEntry, b: &Budget, need: &Need) -> u64 {
-    let model_limit = e
-        .spec
-        .max_output_tokens
-        .map(u64::from)
-        .or_else(|| {
-            e.spec
-                .context_window
-                .map(|w| u64::from(w).saturating_sub(need.prompt_tokens).max(1))
-        })
-        .unwrap_or(UNKNOWN_OUTPUT_LIMIT);
-    match (need.max_output, b.default_max_tokens) {
-        (Some(m), _) => m,
-        (None, Some(cap)) => u64::from(cap).min(model_limit),
-        (None, None) => model_limit,
+/// The output tokens reserved for `e` under `b`, and whether the request must be sent with
+/// that cap (it set none and the model's own limit is not what bounds it).
+fn output_tokens(e: &ModelEntry, b: &Budget, need: &Need) -> (u64, bool) {
+    if let Some(m) = need.max_output {
+        return (m.saturating_add(need.reasoning_extra), false);
     }
+    let model_limit = match (e.spec.max_output_tokens, e.spec.provider) {
+        (Some(m), _) => Some(u64::from(m)),
+        // What the Anthropic provider sends when the client gives none.
+        (None, ProviderKind::Anthropic) => Some(u64::from(crate::config::ANTHROPIC_MAX_TOKENS)),
+        (None, _) => None,
+    };
+    let (out, capped) = match (b.default_max_tokens, model_limit) {
+        (Some(cap), Some(limit)) => (u64::from(cap).min(limit), u64::from(cap) < limit),
+        (Some(cap), None) => (u64::from(cap), true),
+        (None, Some(limit)) => (limit, false),
+        (None, None) => (UNKNOWN_OUTPUT_LIMIT, true),
+    };
+    (out.saturating_add(need.reasoning_extra), capped)
 }
 
 /// The most `e` can cost (nano-USD) and use (tokens) under `b`.
 fn most_of(e: &ModelEntry, b: &Budget, need: &Need) -> (i64, i64) {
-    let out = output_tokens(e, b, need);
+    let (out, _) = output_tokens(e, b, need);
     let prompt = need.prompt_bound();
     let compute = if e.spec.pricing.per_compute_second.is_zero() {
         Duration::ZERO
     } else {
         e.spec.timeout
     };
-    let usd = nanos_up(most(&e.spec.pricing, prompt, out, need.choices, compute));
-    let tokens = prompt.saturating_add(out.saturating_mul(need.choices.max(1)));
-    (usd, tokens.min(i64::MAX as u64) as i64)
+    let choices = need.choices.clamp(1, 1 << 20);
+    let usd = nanos_up(most(&e.spec.pricing, prompt, out, choices, compute));
+    let tokens = prompt.saturating_add(out.saturating_mul(choices));
+    (usd.min(MAX_AMOUNT), tokens.min(MAX_AMOUNT as u64) as i64)
+}
+
+/// The output cap to send: the smallest that a reservation assumed, if one did.
+fn cap(entries: &[Arc<ModelEntry>], lines: &[Line], need: &Need) -> Option<u32> {
+    lines
+        .iter()
+        .flat_map(|l| {
+            entries
+                .iter()
+                .filter(|e| covers(&l.budget, &e.spec.name))
+                .filter_map(|e| match output_tokens(e, &l.budget, need) {
+                    (out, true) => Some(out.saturating_sub(need.reasoning_extra)),
+                    _ => None,
+                })
+        })
+        .min()
+        .map(|c| c.clamp(1, u64::from(u32::MAX)) as u32)
 }
 
 impl Money {
@@ -236,14 +270,7 @@ impl Money {
             let on_fallback = std::ptr::eq(backend, &self.inner.fallback);
             match backend.reserve(id, &holds, self.inner.hold).await {
                 Ok(Reserve::Held) => {
-                    let cap = (need.max_output.is_none())
-                        .then(|| {
-                            lines
-                                .iter()
-                                .filter_map(|l| l.budget.default_max_tokens)
-                                .min()
-                        })
-                        .flatten();
+                    let cap = cap(&entries, &lines, &need);
                     return Ok(Admission {
                         reservation: Some(Reservation {
                             money: self.clone(),
@@ -261,7 +288,7 @@ impl Money {
                         "shared state lost its data: rebuilding budgets from the ledger"
                     );
                     let all = book.all().to_vec();
-                    self.rebuild_on(backend, &all).await?;
+                    self.rebuild_on(backend, &all, true).await?;
                     rebuilt = true;
                 }
                 Ok(Reserve::Lost) => {
@@ -279,7 +306,10 @@ impl Money {
                     });
                     metrics::counter!(crate::telemetry::BUDGET_REFUSALS, "action" => b.action.as_str())
                         .increment(1);
-                    if b.action != Action::Downgrade {
+                    // A model's budget that is full leaves the other candidates of the plan.
+                    let model_scoped = b.scope.model().is_some()
+                        && plan.attempts.iter().any(|e| !covers(&b, &e.spec.name));
+                    if b.action != Action::Downgrade && !model_scoped {
                         return Err(Error::BudgetExceeded {
                             message: format!("{what}: this request does not fit"),
                             retry_after,
@@ -295,6 +325,9 @@ impl Money {
                     let fits = |e: &Arc<ModelEntry>| {
                         if !covers(&b, &e.spec.name) {
                             return true;
+                        }
+                        if b.action != Action::Downgrade {
+                            return false;
                         }
                         let (usd, tok) = most_of(e, &b, &need);
                         (if tokens { tok } else { usd }) <= left
@@ -324,14 +357,22 @@ impl Money {
                             retry_after,
                         });
                     }
-                    plan.attempts.sort_by_key(|e| cost(e));
+                    let why = if b.action == Action::Downgrade {
+                        plan.attempts.sort_by_key(|e| cost(e));
+                        format!(
+                            "downgraded by budget {} ({}): candidates that fit what is left, \
+                             cheapest first",
+                            b.scope,
+                            b.period.as_str()
+                        )
+                    } else {
+                        format!(
+                            "budget {} ({}) is spent: its model is left out",
+                            b.scope,
+                            b.period.as_str()
+                        )
+                    };
                     let first = plan.attempts[0].spec.name.to_string();
-                    let why = format!(
-                        "downgraded by budget {} ({}): candidates that fit what is left, \
-                         cheapest first",
-                        b.scope,
-                        b.period.as_str()
-                    );
                     plan.decision.reason = why.clone();
                     plan.decision.model = first;
                     plan.decision.plan = plan
@@ -341,7 +382,16 @@ impl Money {
                         .collect();
                     downgraded = Some(why);
                 }
-                Err(e) => self.degrade(e).await?,
+                Err(e) => {
+                    // The script may have run before the error (a timeout): free its holds.
+                    let (backend, id, holds) = (backend.clone(), id.to_owned(), holds.clone());
+                    tokio::spawn(async move {
+                        let zero: Vec<Hold> =
+                            holds.into_iter().map(|h| Hold { amount: 0, ..h }).collect();
+                        let _ = backend.settle(&id, &zero).await;
+                    });
+                    self.degrade(e).await?
+                }
             }
         }
         Err(Error::Internal("budget admission did not settle".into()))

@@ -210,9 +210,8 @@ pub(super) fn hard_nanos(b: &Budget) -> Option<i64> {
         return None;
     }
     b.limit_usd.map(|l| {
-        (l * Decimal::from(NANOS_PER_USD))
-            .floor()
-            .try_into()
+        l.checked_mul(Decimal::from(NANOS_PER_USD))
+            .and_then(|n| n.floor().try_into().ok())
             .unwrap_or(i64::MAX)
     })
 }

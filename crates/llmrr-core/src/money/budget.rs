@@ -232,6 +232,10 @@ fn as_text<S: serde::Serializer>(scope: &Scope, s: S) -> std::result::Result<S::
     s.collect_str(scope)
 }
 
+/// The largest limits a budget takes (counters stay exact below 2^53 nano-USD or tokens).
+pub const MAX_LIMIT_USD: i64 = 1_000_000;
+pub const MAX_LIMIT_TOKENS: u64 = 1 << 50;
+
 pub const DEFAULT_ALERT_PERCENT: [u32; 4] = [50, 80, 90, 100];
 
 /// Nano-USD: the unit of budget counters (exact for every price with up to 3 decimals per
@@ -353,10 +357,17 @@ impl BudgetSpec {
                     .trim_start_matches('$')
                     .parse::<Decimal>()
                     .ok()
-                    .filter(|d| !d.is_sign_negative() && d.scale() <= 9)
+                    .filter(|d| {
+                        !d.is_sign_negative()
+                            && d.scale() <= 9
+                            && *d <= Decimal::from(MAX_LIMIT_USD)
+                    })
                     .ok_or_else(|| {
                         Error::invalid(
-                            format!("`{text}` is not an amount of USD (at most 9 decimals)"),
+                            format!(
+                                "`{text}` is not an amount of USD from 0 to {MAX_LIMIT_USD} \
+                                 (at most 9 decimals)"
+                            ),
                             Some("limit_usd".into()),
                         )
                     })?;
@@ -376,6 +387,18 @@ impl BudgetSpec {
             return Err(Error::invalid(
                 "alert percentages must be between 1 and 1000",
                 Some("alert_percent".into()),
+            ));
+        }
+        if self.default_max_tokens == Some(0) {
+            return Err(Error::invalid(
+                "default_max_tokens must be at least 1",
+                Some("default_max_tokens".into()),
+            ));
+        }
+        if self.limit_tokens.is_some_and(|t| t > MAX_LIMIT_TOKENS) {
+            return Err(Error::invalid(
+                format!("limit_tokens must be at most {MAX_LIMIT_TOKENS}"),
+                Some("limit_tokens".into()),
             ));
         }
         let now = crate::store::now_ms();

@@ -81,9 +81,16 @@ const QUESTION_STARTS: &[&str] = &[
     "does ", "do ", "should ",
 ];
 
+/// Characters of a prompt read to categorize it: the head is enough, and bounds the work on
+/// huge prompts.
+pub const HEAD_CHARS: usize = 4000;
+
 pub fn categorize(text: &str) -> &'static str {
-    // The head is enough, and bounds the work on huge prompts.
-    let head: String = text.chars().take(4000).collect::<String>().to_lowercase();
+    let head: String = text
+        .chars()
+        .take(HEAD_CHARS)
+        .collect::<String>()
+        .to_lowercase();
     let words: std::collections::HashSet<&str> = head
         .split(|c: char| !c.is_alphanumeric() && c != '+')
         .filter(|w| !w.is_empty())

@@ -20,6 +20,7 @@ pub struct Forecast {
 struct Fit {
     n: usize,
     first_weekday: u32,
+    first_hour: u32,
     factor: [f64; 7],
     intercept: f64,
     slope: f64,
@@ -32,7 +33,7 @@ struct Fit {
 
 impl Fit {
     fn weekday(&self, i: usize) -> usize {
-        (self.first_weekday as usize + i / 24) % 7
+        (self.first_weekday as usize + (self.first_hour as usize + i) / 24) % 7
     }
 
     /// Hour `h` after the series: (expected, variance).
@@ -48,11 +49,13 @@ impl Fit {
 }
 
 /// `series`: USD per hour, oldest first, the last entry the hour that just ended (missing
-/// hours are zeros). `first_weekday`: 0 = Monday, of `series[0]`, in the report's time zone.
-fn fit(series: &[f64], first_weekday: u32) -> Fit {
+/// hours are zeros). `first`: the weekday (0 = Monday) and hour of day (0-23) of `series[0]`,
+/// in the report's time zone.
+fn fit(series: &[f64], first: (u32, u32)) -> Fit {
+    let (first_weekday, first_hour) = (first.0, first.1 % 24);
     let n = series.len();
     let seasonal = n >= 14 * 24;
-    let weekday = |i: usize| (first_weekday as usize + i / 24) % 7;
+    let weekday = |i: usize| (first_weekday as usize + (first_hour as usize + i) / 24) % 7;
     // Weekday factors: each weekday's mean over the overall mean.
     let mut factor = [1.0f64; 7];
     let overall = series.iter().sum::<f64>() / n.max(1) as f64;
@@ -105,6 +108,7 @@ fn fit(series: &[f64], first_weekday: u32) -> Fit {
     Fit {
         n,
         first_weekday,
+        first_hour,
         factor,
         intercept,
         slope,
@@ -117,8 +121,8 @@ fn fit(series: &[f64], first_weekday: u32) -> Fit {
 }
 
 /// The total over the next `hours`, with a 95% prediction interval.
-pub fn forecast(series: &[f64], first_weekday: u32, hours: u32) -> Forecast {
-    let fit = fit(series, first_weekday);
+pub fn forecast(series: &[f64], first: (u32, u32), hours: u32) -> Forecast {
+    let fit = fit(series, first);
     let (mut expected, mut variance) = (0.0, 0.0);
     for h in 0..hours as usize {
         let (e, v) = fit.at(h);
@@ -137,8 +141,8 @@ pub fn forecast(series: &[f64], first_weekday: u32, hours: u32) -> Forecast {
 }
 
 /// The expected cost of each of the next `hours` hours (for run-out dates).
-pub fn hourly_path(series: &[f64], first_weekday: u32, hours: u32) -> Vec<f64> {
-    let fit = fit(series, first_weekday);
+pub fn hourly_path(series: &[f64], first: (u32, u32), hours: u32) -> Vec<f64> {
+    let fit = fit(series, first);
     (0..hours as usize).map(|h| fit.at(h).0).collect()
 }
 
@@ -148,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_flat_series_forecasts_its_level_with_no_spread() {
-        let f = forecast(&[2.0; 48], 0, 24);
+        let f = forecast(&[2.0; 48], (0, 0), 24);
         assert!((f.expected_usd - 48.0).abs() < 1e-9, "{f:?}");
         assert!((f.high_usd - f.low_usd).abs() < 1e-9);
     }
@@ -157,7 +161,7 @@ mod tests {
     fn a_trend_is_extrapolated() {
         // 1, 2, 3, … 48 per hour: the next 24 hours are 49 … 72, summing to 1452.
         let series: Vec<f64> = (1..=48).map(f64::from).collect();
-        let f = forecast(&series, 0, 24);
+        let f = forecast(&series, (0, 0), 24);
         assert!((f.expected_usd - 1452.0).abs() < 1e-6, "{f:?}");
         assert!((f.slope_usd_per_hour2 - 1.0).abs() < 1e-9);
     }
@@ -167,7 +171,7 @@ mod tests {
         let noisy: Vec<f64> = (0..96)
             .map(|i| if i % 2 == 0 { 1.0 } else { 3.0 })
             .collect();
-        let f = forecast(&noisy, 0, 24);
+        let f = forecast(&noisy, (0, 0), 24);
         assert!((f.expected_usd - 48.0).abs() < 1.0, "{f:?}");
         assert!(f.low_usd < 48.0 && f.high_usd > 48.0);
         // Three weeks: weekdays cost 1/hour, weekends 0. Starting on a Monday, the next
@@ -175,8 +179,15 @@ mod tests {
         let weeks: Vec<f64> = (0..21 * 24)
             .map(|i| if (i / 24) % 7 >= 5 { 0.0 } else { 1.0 })
             .collect();
-        let f = forecast(&weeks, 0, 24);
+        let f = forecast(&weeks, (0, 0), 24);
         assert!(f.weekday_seasonality);
+        assert!((f.expected_usd - 24.0).abs() < 0.5, "{f:?}");
+        // The same weeks seen from noon on a Monday: the next 24 hours are Monday noon to
+        // Tuesday noon, weekdays again.
+        let from_noon: Vec<f64> = (0..21 * 24)
+            .map(|i| if ((12 + i) / 24) % 7 >= 5 { 0.0 } else { 1.0 })
+            .collect();
+        let f = forecast(&from_noon, (0, 12), 24);
         assert!((f.expected_usd - 24.0).abs() < 0.5, "{f:?}");
     }
 }

@@ -71,6 +71,7 @@ struct Inner {
     /// Per-replica counters while Redis is down (policy `local`).
     fallback: SharedState,
     degraded: AtomicBool,
+    degrading: tokio::sync::Mutex<()>,
     policy: OutagePolicy,
     book: RwLock<Arc<Book>>,
     book_version: RwLock<(i64, i64)>,
@@ -99,6 +100,7 @@ impl Money {
                 shared,
                 fallback: SharedState::Memory(Memory::default()),
                 degraded: AtomicBool::new(false),
+                degrading: tokio::sync::Mutex::new(()),
                 policy: config.money.on_shared_outage,
                 book: RwLock::new(Arc::new(Book::default())),
                 book_version: RwLock::new((-1, -1)),
@@ -186,7 +188,8 @@ impl Money {
             .filter(|b| old.get(&b.id).is_none_or(|o| o.as_ref() != b.as_ref()))
             .cloned()
             .collect();
-        self.rebuild_on(self.backend(), &changed).await?;
+        // New budgets get their counters from the ledger; live counters are kept.
+        self.rebuild_on(self.backend(), &changed, false).await?;
         *self.inner.book.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(book);
         *self
             .inner
@@ -197,7 +200,7 @@ impl Money {
     }
 
     /// The counters in use: the shared ones, or this replica's while Redis is down.
-    fn backend(&self) -> &SharedState {
+    pub(crate) fn backend(&self) -> &SharedState {
         if self.inner.degraded.load(Ordering::Relaxed) {
             &self.inner.fallback
         } else {
@@ -210,6 +213,7 @@ impl Money {
         &self,
         target: &SharedState,
         budgets: &[Arc<budget::Budget>],
+        overwrite: bool,
     ) -> Result<()> {
         if budgets.is_empty() {
             return Ok(());
@@ -236,31 +240,36 @@ impl Money {
                 ttl,
             });
         }
-        target.rebuild(&holds).await
+        target.rebuild(&holds, overwrite).await
     }
 
     /// Redis failed: refuse (policy `reject`) or continue on this replica's counters, rebuilt
     /// from the ledger, until Redis answers again.
-    async fn degrade(&self, e: crate::error::Error) -> Result<()> {
+    pub(crate) async fn degrade(&self, e: crate::error::Error) -> Result<()> {
         if self.inner.policy == OutagePolicy::Reject {
             return Err(crate::error::Error::Unavailable {
                 message: "budgets cannot be checked: the shared state (Redis) is down".into(),
                 retry_after: Some(RECONNECT_EVERY),
             });
         }
-        if !self.inner.degraded.swap(true, Ordering::Relaxed) {
-            tracing::error!(error = %e, "shared state is down: budgets are enforced per replica \
-                from the ledger until it is back");
-            metrics::gauge!(crate::telemetry::SHARED_STATE_DEGRADED).set(1.0);
-            let all = self.book().all().to_vec();
-            self.rebuild_on(&self.inner.fallback, &all).await?;
+        // One rebuild at a time; requests that fail meanwhile wait for it, then use it.
+        let _one = self.inner.degrading.lock().await;
+        if self.inner.degraded.load(Ordering::Relaxed) {
+            return Ok(());
         }
+        tracing::error!(error = %e, "shared state is down: budgets are enforced per replica \
+            from the ledger until it is back");
+        let all = self.book().all().to_vec();
+        self.rebuild_on(&self.inner.fallback, &all, true).await?;
+        // Only now: no request reserves on counters that are not rebuilt yet.
+        self.inner.degraded.store(true, Ordering::Relaxed);
+        metrics::gauge!(crate::telemetry::SHARED_STATE_DEGRADED).set(1.0);
         Ok(())
     }
 
     async fn try_recover(&self) {
         let all = self.book().all().to_vec();
-        match self.rebuild_on(&self.inner.shared, &all).await {
+        match self.rebuild_on(&self.inner.shared, &all, true).await {
             Ok(()) => {
                 self.inner.degraded.store(false, Ordering::Relaxed);
                 metrics::gauge!(crate::telemetry::SHARED_STATE_DEGRADED).set(0.0);

@@ -184,8 +184,8 @@ impl Money {
     }
 
     /// The hourly series of `scope` over the last `HISTORY_DAYS`, ending with the hour that
-    /// just ended; and the weekday (0 = Monday) of its first hour.
-    async fn hourly_series(&self, scope: &Scope) -> Result<(Vec<f64>, u32)> {
+    /// just ended; and the weekday (0 = Monday) and hour of day of its first hour.
+    async fn hourly_series(&self, scope: &Scope) -> Result<(Vec<f64>, (u32, u32))> {
         let now = self.now().as_millisecond();
         let to = now - now.rem_euclid(3_600_000);
         let from = to - HISTORY_DAYS * 86_400_000;
@@ -216,11 +216,10 @@ impl Money {
         }
         let weekday = jiff::Timestamp::from_millisecond(first)
             .map(|t| {
-                t.to_zoned(self.time_zone().clone())
-                    .weekday()
-                    .to_monday_zero_offset() as u32
+                let z = t.to_zoned(self.time_zone().clone());
+                (z.weekday().to_monday_zero_offset() as u32, z.hour() as u32)
             })
-            .unwrap_or(0);
+            .unwrap_or((0, 0));
         Ok((series, weekday))
     }
 

@@ -6,7 +6,7 @@ use super::alerts::AlertEvent;
 use super::book::{self, covers, iso};
 use super::budget::{usd_of_nanos, Budget, Window};
 use super::Money;
-use crate::shared::Hold;
+use crate::shared::{Hold, Usage};
 use crate::store::LedgerRow;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,16 +91,10 @@ impl Money {
                 ]
             })
             .collect();
-        let after = match r.backend().settle(r.id(), &actual).await {
-            Ok(after) => after,
-            Err(e) => {
-                // The hold expires on its own; the ledger has the spend for the next rebuild.
-                tracing::warn!(error = %e, "a budget reservation could not be settled");
-                r.done = true;
-                return;
-            }
-        };
         r.done = true;
+        let Some(after) = self.settle_somewhere(&r, &actual).await else {
+            return;
+        };
         let lines: Vec<(Arc<Budget>, Window)> = r.lines().to_vec();
         for (i, (b, w)) in lines.iter().enumerate() {
             let usd = after.get(2 * i).map_or(0, |u| u.spent);
@@ -109,17 +103,57 @@ impl Money {
         }
     }
 
+    /// Settle on the counters in use now (a reservation made before an outage settles on
+    /// this replica's counters, one made during it on Redis once it is back: the hold it
+    /// leaves behind expires), retrying; Redis still failing degrades to this replica's.
+    async fn settle_somewhere(&self, r: &Reservation, actual: &[Hold]) -> Option<Vec<Usage>> {
+        let mut last = None;
+        for wait in [
+            Duration::ZERO,
+            Duration::from_millis(100),
+            Duration::from_millis(500),
+        ] {
+            tokio::time::sleep(wait).await;
+            let backend = if r.backend().kind() == self.backend().kind() {
+                r.backend()
+            } else {
+                self.backend()
+            };
+            match backend.settle(r.id(), actual).await {
+                Ok(after) => return Some(after),
+                Err(e) => last = Some(e),
+            }
+        }
+        let e = last?;
+        tracing::warn!(error = %e, "a budget reservation could not be settled on the shared state");
+        if self.degrade(e).await.is_ok() {
+            if let Ok(after) = self.backend().settle(r.id(), actual).await {
+                return Some(after);
+            }
+        }
+        tracing::error!(
+            request_id = r.id(),
+            "a budget settlement is lost until the next \
+            rebuild from the ledger; its hold expires on its own"
+        );
+        None
+    }
+
     /// Fire the highest threshold that spend has newly crossed (once per period each).
     async fn check_alerts(&self, b: &Budget, w: Window, spent_nanos: i64, tokens: i64) {
-        let percent = match (b.limit_usd, b.limit_tokens) {
-            (Some(limit), _) if !limit.is_zero() => {
-                usd_of_nanos(spent_nanos) * rust_decimal::Decimal::from(100) / limit
-            }
-            (_, Some(limit)) if limit > 0 => {
-                rust_decimal::Decimal::from(tokens) * rust_decimal::Decimal::from(100)
-                    / rust_decimal::Decimal::from(limit)
-            }
-            _ => return,
+        use rust_decimal::Decimal;
+        let hundred = Decimal::from(100);
+        // The fuller of the two limits decides.
+        let usd = b
+            .limit_usd
+            .filter(|l| !l.is_zero())
+            .map(|l| usd_of_nanos(spent_nanos) * hundred / l);
+        let tok = b
+            .limit_tokens
+            .filter(|l| *l > 0)
+            .map(|l| Decimal::from(tokens) * hundred / Decimal::from(l));
+        let Some(percent) = usd.into_iter().chain(tok).max() else {
+            return;
         };
         let mut crossed: Option<u32> = None;
         let mut thresholds = b.alert_percent.clone();
@@ -130,7 +164,7 @@ impl Money {
             .unwrap_or(Duration::from_secs(10 * 365 * 86_400))
             + Duration::from_secs(3600);
         for t in thresholds {
-            if percent < rust_decimal::Decimal::from(t) {
+            if percent < Decimal::from(t) {
                 break;
             }
             let key = format!("alert:{}:{}:{t}", b.id, w.start_ms);

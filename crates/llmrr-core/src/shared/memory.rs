@@ -68,16 +68,18 @@ impl Memory {
         let mut s = self.lock();
         for (index, h) in holds.iter().enumerate() {
             let c = s.counter(&h.key, now);
-            let used = c.spent + c.held;
-            if h.limit.is_some_and(|limit| used + h.amount > limit) {
+            let used = c.spent.saturating_add(c.held);
+            if h.limit
+                .is_some_and(|limit| used.saturating_add(h.amount) > limit)
+            {
                 return Reserve::Full { index, used };
             }
         }
         for h in holds {
             let c = s.counter(&h.key, now);
-            c.held += h.amount;
+            c.held = c.held.saturating_add(h.amount);
             if let Some((old, _)) = c.holds.insert(id.to_owned(), (h.amount, now + hold)) {
-                c.held -= old;
+                c.held = c.held.saturating_sub(old);
             }
             if let Some(ttl) = h.ttl {
                 c.expires = Some(now + ttl);
@@ -95,11 +97,15 @@ impl Memory {
         actual
             .iter()
             .map(|h| {
+                if h.amount == 0 && !s.counters.contains_key(&h.key) {
+                    // Releasing on a counter that is gone: nothing to do, nothing to create.
+                    return Usage::default();
+                }
                 let c = s.counter(&h.key, now);
                 if let Some((amount, _)) = c.holds.remove(id) {
                     c.held -= amount;
                 }
-                c.spent += h.amount;
+                c.spent = c.spent.saturating_add(h.amount);
                 if let Some(ttl) = h.ttl {
                     c.expires = Some(now + ttl);
                 }
@@ -125,11 +131,15 @@ impl Memory {
             .collect()
     }
 
-    pub fn rebuild(&self, spent: &[Hold]) {
+    pub fn rebuild(&self, spent: &[Hold], overwrite: bool) {
         let now = Instant::now();
         let mut s = self.lock();
         for h in spent {
+            let fresh = !s.counters.contains_key(&h.key);
             let c = s.counter(&h.key, now);
+            if !(overwrite || fresh) {
+                continue;
+            }
             c.spent = h.amount;
             if let Some(ttl) = h.ttl {
                 c.expires = Some(now + ttl);

@@ -108,14 +108,15 @@ impl SharedState {
     }
 
     /// Set each counter's spent amount (a rebuild from the ledger), keeping what is held, and
-    /// mark the data complete.
-    pub async fn rebuild(&self, spent: &[Hold]) -> Result<()> {
+    /// mark the data complete. Without `overwrite`, counters that exist are kept (they are
+    /// live: overwriting them could lose a settle that lands meanwhile).
+    pub async fn rebuild(&self, spent: &[Hold], overwrite: bool) -> Result<()> {
         match self {
             SharedState::Memory(m) => {
-                m.rebuild(spent);
+                m.rebuild(spent, overwrite);
                 Ok(())
             }
-            SharedState::Redis(r) => r.rebuild(spent).await,
+            SharedState::Redis(r) => r.rebuild(spent, overwrite).await,
         }
     }
 

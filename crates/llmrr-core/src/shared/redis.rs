@@ -68,21 +68,34 @@ for i = 0, n - 1 do
     redis.call('HDEL', h, id)
     redis.call('ZREM', e, id)
   end
-  local spent = redis.call('HINCRBY', c, 'spent', ARGV[2 + 2 * i])
-  local ttl = tonumber(ARGV[3 + 2 * i])
-  if ttl > 0 then redis.call('PEXPIRE', c, ttl) end
-  out[#out + 1] = spent
-  out[#out + 1] = tonumber(redis.call('HGET', c, 'held') or '0')
+  local amount = tonumber(ARGV[2 + 2 * i])
+  if amount == 0 and redis.call('EXISTS', c) == 0 then
+    -- A release on a counter that is gone: nothing to create.
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+  else
+    local spent = redis.call('HINCRBY', c, 'spent', amount)
+    local ttl = tonumber(ARGV[3 + 2 * i])
+    if ttl > 0 then redis.call('PEXPIRE', c, ttl) end
+    out[#out + 1] = spent
+    out[#out + 1] = tonumber(redis.call('HGET', c, 'held') or '0')
+  end
 end
 return out
 ";
 
-/// Per counter: 1 key and 2 args (spent, ttl ms or 0); then marks the data complete.
+/// ARGV[1]: overwrite (1) or only set missing counters (0); per counter: 1 key and 2 args
+/// (spent, ttl ms or 0). Then marks the data complete.
 const REBUILD: &str = r"
 local n = #KEYS - 1
+local overwrite = ARGV[1] == '1'
 for i = 1, n do
-  redis.call('HSET', KEYS[i + 1], 'spent', ARGV[2 * i - 1])
-  local ttl = tonumber(ARGV[2 * i])
+  if overwrite then
+    redis.call('HSET', KEYS[i + 1], 'spent', ARGV[2 * i])
+  else
+    redis.call('HSETNX', KEYS[i + 1], 'spent', ARGV[2 * i])
+  end
+  local ttl = tonumber(ARGV[2 * i + 1])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[i + 1], ttl) end
 end
 redis.call('SET', KEYS[1], '1')
@@ -201,9 +214,10 @@ impl RedisState {
             .collect())
     }
 
-    pub async fn rebuild(&self, spent: &[Hold]) -> Result<()> {
+    pub async fn rebuild(&self, spent: &[Hold], overwrite: bool) -> Result<()> {
         let mut inv = self.scripts.rebuild.prepare_invoke();
         inv.key(format!("{}:intact", self.prefix));
+        inv.arg(if overwrite { "1" } else { "0" });
         for h in spent {
             let [_, _, c] = self.counter(&h.key);
             inv.key(c);

@@ -49,7 +49,8 @@ impl Store {
              limit_tokens = excluded.limit_tokens, action = excluded.action, \
              alert_percent = excluded.alert_percent, \
              default_max_tokens = excluded.default_max_tokens, \
-             updated_at_ms = excluded.updated_at_ms",
+             updated_at_ms = CASE WHEN excluded.updated_at_ms > budgets.updated_at_ms \
+             THEN excluded.updated_at_ms ELSE budgets.updated_at_ms + 1 END",
         )
         .bind(&b.id)
         .bind(b.scope.to_string())
@@ -91,12 +92,15 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Changes anywhere in the budgets table: (rows, last update). Replicas poll it.
+    /// Changes anywhere in the budgets table: (rows, sum of update times; every update moves
+    /// its row's time forward, whatever the writer's clock). Replicas poll it.
     pub async fn budgets_version(&self) -> Result<(i64, i64)> {
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n, COALESCE(MAX(updated_at_ms), 0) AS at FROM budgets")
-                .fetch_one(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(updated_at_ms), 0) AS BIGINT) AS at \
+             FROM budgets",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok((row.try_get("n")?, row.try_get("at")?))
     }
 }

@@ -40,6 +40,14 @@ input_cost_per_mtok = 0
 output_cost_per_mtok = 1000
 
 [[models]]
+name = "meter-drip"
+provider = "openai"
+base_url = "{url}"
+upstream_model = "mock-drip-300"
+input_cost_per_mtok = 0
+output_cost_per_mtok = 1000
+
+[[models]]
 name = "dear"
 provider = "openai"
 base_url = "{url}"
@@ -316,6 +324,20 @@ async fn issue8_streams_report_cost_in_the_usage_chunk_and_a_cut_stream_is_estim
     let rows = ledger_once(&gw, 1).await;
     assert_eq!(rows[0].cost_pusd, 4_000_000_000);
     assert!(!rows[0].estimated);
+    // A client that leaves after the first token: priced from what was counted, marked.
+    let mut body = metered("meter-drip");
+    body["stream"] = true.into();
+    let mut resp = post(&gw, "/v1/chat/completions", Some(MASTER), body).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.chunk().await.expect("chunk").is_some());
+    drop(resp);
+    let rows = ledger_once(&gw, 2).await;
+    let cut = rows
+        .iter()
+        .find(|r| r.model == "meter-drip")
+        .expect("the cut stream's row");
+    assert!(cut.estimated, "{cut:?}");
+    assert!(cut.completion_tokens >= 1 && cut.cost_pusd == cut.completion_tokens * 1_000_000_000);
     gw.stop().await;
 }
 

@@ -1,0 +1,122 @@
+//! The same behaviour suite on both shared-state backends: in-process and a real Redis
+//! (`LLMRR_TEST_REDIS_URL`, default redis://127.0.0.1:6379; each run under its own prefix).
+
+#![expect(clippy::expect_used, reason = "tests fail loudly")]
+
+use llmrr_core::shared::{Hold, Reserve, SharedState, Usage};
+use std::time::Duration;
+
+fn hold(key: &str, limit: i64, amount: i64) -> Hold {
+    Hold {
+        key: key.into(),
+        limit: Some(limit),
+        amount,
+        ttl: Some(Duration::from_secs(60)),
+    }
+}
+
+async fn behaviour(s: SharedState) {
+    let h = Duration::from_secs(60);
+    s.rebuild(&[], false).await.expect("mark complete");
+    // All or none, within every limit.
+    assert_eq!(
+        s.reserve("a", &[hold("k", 10, 6), hold("t", 100, 6)], h)
+            .await
+            .expect("reserve"),
+        Reserve::Held
+    );
+    assert_eq!(
+        s.reserve("b", &[hold("t", 100, 6), hold("k", 10, 6)], h)
+            .await
+            .expect("reserve"),
+        Reserve::Full { index: 1, used: 6 }
+    );
+    assert_eq!(
+        s.read(&["t".into()]).await.expect("read")[0],
+        Usage { spent: 0, held: 6 }
+    );
+    // Settling replaces the held amount by the real one.
+    let after = s
+        .settle("a", &[hold("k", 10, 2), hold("t", 100, 2)])
+        .await
+        .expect("settle");
+    assert_eq!(after[0], Usage { spent: 2, held: 0 });
+    assert_eq!(
+        s.reserve("b", &[hold("k", 10, 8)], h)
+            .await
+            .expect("reserve"),
+        Reserve::Held
+    );
+    assert!(matches!(
+        s.reserve("c", &[hold("k", 10, 1)], h)
+            .await
+            .expect("reserve"),
+        Reserve::Full { index: 0, used: 10 }
+    ));
+    // A release is a settle to zero.
+    s.settle("b", &[hold("k", 10, 0)]).await.expect("release");
+    assert_eq!(
+        s.read(&["k".into()]).await.expect("read")[0],
+        Usage { spent: 2, held: 0 }
+    );
+    // A hold of a replica that died expires.
+    assert_eq!(
+        s.reserve("x", &[hold("e", 10, 10)], Duration::from_millis(50))
+            .await
+            .expect("reserve"),
+        Reserve::Held
+    );
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(
+        s.reserve("y", &[hold("e", 10, 10)], h)
+            .await
+            .expect("reserve"),
+        Reserve::Held
+    );
+    // Counted but never refused.
+    let counted = Hold {
+        limit: None,
+        ..hold("n", 0, 1_000)
+    };
+    assert_eq!(
+        s.reserve("z", &[counted], h).await.expect("reserve"),
+        Reserve::Held
+    );
+    // Once per key.
+    assert!(s.claim_once("alert-1", h).await.expect("claim"));
+    assert!(!s.claim_once("alert-1", h).await.expect("claim"));
+    // A rebuild keeps live counters unless it overwrites; it never touches what is held.
+    s.rebuild(&[hold("k", 0, 7)], false).await.expect("rebuild");
+    assert_eq!(
+        s.read(&["k".into()]).await.expect("read")[0],
+        Usage { spent: 2, held: 0 }
+    );
+    s.rebuild(&[hold("k", 0, 7)], true).await.expect("rebuild");
+    assert_eq!(
+        s.read(&["k".into()]).await.expect("read")[0],
+        Usage { spent: 7, held: 0 }
+    );
+}
+
+#[tokio::test]
+async fn in_process() {
+    behaviour(SharedState::memory()).await;
+}
+
+#[tokio::test]
+async fn redis_and_lost_data() {
+    let url = std::env::var("LLMRR_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let prefix = format!("llmrr-test-{}", uuid::Uuid::now_v7().simple());
+    let s = SharedState::redis(&url, &prefix)
+        .await
+        .unwrap_or_else(|e| panic!("Redis is not reachable at {url}: {e}"));
+    // Nothing there yet: the data is not known to be complete.
+    assert_eq!(
+        s.reserve("a", &[hold("k", 10, 1)], Duration::from_secs(1))
+            .await
+            .expect("reserve"),
+        Reserve::Lost
+    );
+    behaviour(s).await;
+}
