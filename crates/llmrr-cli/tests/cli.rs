@@ -340,3 +340,66 @@ async fn issue16_the_cli_is_friendlier() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn issue8_prices_teams_users_budgets_and_spend_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockProvider::start().await;
+    write_config(dir.path(), &mock);
+    let env = [("UPSTREAM_KEY", "sk-upstream")];
+    let prices = run(dir.path(), &["prices"], &env).await;
+    assert!(prices.status.success(), "{}", text(&prices.stderr));
+    let out = text(&prices.stdout);
+    assert!(
+        out.contains("gpt-4o-mini") && out.contains("claude-sonnet-4-5"),
+        "{out}"
+    );
+    for args in [
+        &["teams", "set", "eng"][..],
+        &["users", "set", "alice", "--team", "eng"],
+        &[
+            "budgets",
+            "set",
+            "--scope",
+            "team:eng",
+            "--period",
+            "month",
+            "--limit-usd",
+            "50",
+            "--action",
+            "downgrade",
+        ],
+    ] {
+        let o = run(dir.path(), args, &env).await;
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+    }
+    let list = run(dir.path(), &["budgets", "list", "--json"], &env).await;
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    assert_eq!(v[0]["scope"], "team:eng");
+    assert_eq!(v[0]["limit_usd"], "50");
+    assert_eq!(v[0]["spent_usd"], "0");
+    assert_eq!(v[0]["action"], "downgrade");
+    // A bad scope is a clear error, not a panic.
+    let bad = run(
+        dir.path(),
+        &["budgets", "set", "--scope", "org:x", "--limit-usd", "1"],
+        &env,
+    )
+    .await;
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("not a budget scope"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let spend = run(
+        dir.path(),
+        &["spend", "--by", "model", "--format", "csv"],
+        &env,
+    )
+    .await;
+    assert!(spend.status.success(), "{}", text(&spend.stderr));
+    assert!(text(&spend.stdout).starts_with("group,requests,"));
+    let rm = run(dir.path(), &["budgets", "rm", "team:eng"], &env).await;
+    assert!(rm.status.success(), "{}", text(&rm.stderr));
+}

@@ -237,7 +237,7 @@ impl Money {
                 let (usd, tokens) = covered
                     .map(|e| most_of(e, &b, &need))
                     .fold((0, 0), |(u, t), (u2, t2)| (u.max(u2), t.max(t2)));
-                let window = b.period.window(now, self.time_zone());
+                let window = self.window(b.period, now);
                 lines.push(Line {
                     keys: book::counter_keys(&b, window),
                     window,

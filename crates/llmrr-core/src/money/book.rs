@@ -133,7 +133,7 @@ pub(super) async fn status(money: &Money) -> Result<Vec<BudgetStatus>> {
     let book = money.book();
     let mut out = Vec::with_capacity(book.all.len());
     for b in book.all() {
-        let window = b.period.window(now, money.time_zone());
+        let window = money.window(b.period, now);
         let keys = counter_keys(b, window);
         // The counters may be on Redis; the ledger is the truth for what was spent.
         let (pico, tokens) = money.store().ledger_spent(&b.scope, window).await?;

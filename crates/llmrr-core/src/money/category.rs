@@ -1,33 +1,9 @@
 //! Request categories from cheap prompt features (keywords and shape of the last user
 //! message): summarization, translation, question, generation, analysis, code, chat.
 
-const CODE: &[&str] = &[
-    "```",
-    "fn ",
-    "def ",
-    "class ",
-    "function",
-    "compile",
-    "stack trace",
-    "traceback",
-    "regex",
-    "sql",
-    "python",
-    "javascript",
-    "typescript",
-    "rust",
-    "golang",
-    "java ",
-    "c++",
-    "bug",
-    "refactor",
-    "unit test",
-    "snippet",
-    "code",
-];
-const TRANSLATION: &[&str] = &[
-    "translate",
-    "translation",
+/// Cues of more than one word, or with symbols, found anywhere in the text.
+const CODE_PHRASES: &[&str] = &["```", "stack trace", "unit test", "c++"];
+const TRANSLATION_PHRASES: &[&str] = &[
     "in french",
     "in spanish",
     "in german",
@@ -39,88 +15,81 @@ const TRANSLATION: &[&str] = &[
     "into german",
     "into english",
 ];
-const SUMMARY: &[&str] = &[
-    "summarize",
-    "summarise",
-    "summary",
-    "tl;dr",
-    "tldr",
-    "sum up",
-    "key points",
-    "in short",
-];
-const ANALYSIS: &[&str] = &[
-    "analyze",
-    "analyse",
-    "analysis",
-    "compare",
-    "evaluate",
-    "pros and cons",
-    "assess",
-    "critique",
-    "explain why",
-    "trade-off",
-    "tradeoff",
-];
-const GENERATION: &[&str] = &[
-    "write ",
-    "generate",
-    "draft",
-    "compose",
-    "create ",
-    "story",
-    "poem",
-    "essay",
-    "email",
-    "blog post",
-    "slogan",
-    "come up with",
-];
+const SUMMARY_PHRASES: &[&str] = &["tl;dr", "sum up", "key points", "in short"];
+const ANALYSIS_PHRASES: &[&str] = &["pros and cons", "explain why", "trade-off"];
+const GENERATION_PHRASES: &[&str] = &["blog post", "come up with"];
 const QUESTION_STARTS: &[&str] = &[
     "what", "who", "when", "where", "why", "how", "which", "is ", "are ", "can ", "could ",
     "does ", "do ", "should ",
+];
+
+/// The category a single word is a cue of (whole words only: "sql" is not in "mysql").
+fn word_cue(w: &str) -> Option<usize> {
+    Some(match w {
+        "fn" | "def" | "class" | "function" | "compile" | "traceback" | "regex" | "sql"
+        | "python" | "javascript" | "typescript" | "rust" | "golang" | "java" | "bug"
+        | "refactor" | "snippet" | "code" => CODE,
+        "translate" | "translation" => TRANSLATION,
+        "summarize" | "summarise" | "summary" | "tldr" => SUMMARY,
+        "analyze" | "analyse" | "analysis" | "compare" | "evaluate" | "assess" | "critique"
+        | "tradeoff" => ANALYSIS,
+        "write" | "generate" | "draft" | "compose" | "create" | "story" | "poem" | "essay"
+        | "email" | "slogan" => GENERATION,
+        _ => return None,
+    })
+}
+
+const CODE: usize = 0;
+const TRANSLATION: usize = 1;
+const SUMMARY: usize = 2;
+const ANALYSIS: usize = 3;
+const GENERATION: usize = 4;
+const NAMES: [&str; 5] = [
+    "code",
+    "translation",
+    "summarization",
+    "analysis",
+    "generation",
 ];
 
 /// Characters of a prompt read to categorize it: the head is enough, and bounds the work on
 /// huge prompts.
 pub const HEAD_CHARS: usize = 4000;
 
+/// One pass over the words, a few phrase searches; the first category in priority order
+/// (code, translation, summarization, analysis, generation) that has a cue wins, then
+/// questions, then chat.
 pub fn categorize(text: &str) -> &'static str {
     let head: String = text
         .chars()
         .take(HEAD_CHARS)
         .collect::<String>()
         .to_lowercase();
-    let words: std::collections::HashSet<&str> = head
-        .split(|c: char| !c.is_alphanumeric() && c != '+')
+    let mut found = [false; 5];
+    for w in head
+        .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .collect();
-    // A cue of one plain word matches whole words only ("sql" is not in "mysql"); a cue with
-    // a space or a symbol matches anywhere.
-    let has = |cues: &[&str]| {
-        cues.iter().any(|c| {
-            if c.chars().all(char::is_alphanumeric) {
-                words.contains(c)
-            } else {
-                head.contains(c)
-            }
-        })
-    };
-    if has(CODE) {
-        "code"
-    } else if has(TRANSLATION) {
-        "translation"
-    } else if has(SUMMARY) {
-        "summarization"
-    } else if has(ANALYSIS) {
-        "analysis"
-    } else if has(GENERATION) {
-        "generation"
-    } else if head.trim_end().ends_with('?')
-        || QUESTION_STARTS
-            .iter()
-            .any(|w| head.trim_start().starts_with(w))
     {
+        if let Some(c) = word_cue(w) {
+            found[c] = true;
+        }
+    }
+    for (c, phrases) in [
+        (CODE, CODE_PHRASES),
+        (TRANSLATION, TRANSLATION_PHRASES),
+        (SUMMARY, SUMMARY_PHRASES),
+        (ANALYSIS, ANALYSIS_PHRASES),
+        (GENERATION, GENERATION_PHRASES),
+    ] {
+        if !found[c] && phrases.iter().any(|p| head.contains(p)) {
+            found[c] = true;
+        }
+    }
+    if let Some(c) = found.iter().position(|f| *f) {
+        return NAMES[c];
+    }
+    let t = head.trim();
+    if t.ends_with('?') || QUESTION_STARTS.iter().any(|w| t.starts_with(w)) {
         "question"
     } else {
         "chat"

@@ -27,6 +27,7 @@ pub mod budget;
 pub mod category;
 pub mod cost;
 pub mod forecast;
+mod ledger;
 pub mod price;
 pub mod recommend;
 pub mod report;
@@ -78,8 +79,11 @@ struct Inner {
     tz: TimeZone,
     hold: Duration,
     alerts: alerts::Alerts,
+    ledger: ledger::LedgerWriter,
     /// Tests move the clock (Unix ms; 0: the real one).
     clock_ms: AtomicI64,
+    /// The current window of each period (calendar arithmetic in a time zone is not free).
+    windows: std::sync::Mutex<[Option<budget::Window>; 5]>,
 }
 
 impl Money {
@@ -96,7 +100,7 @@ impl Money {
         let tz = TimeZone::get(&config.money.timezone).unwrap_or(TimeZone::UTC);
         let money = Money {
             inner: Arc::new(Inner {
-                store,
+                store: store.clone(),
                 shared,
                 fallback: SharedState::Memory(Memory::default()),
                 degraded: AtomicBool::new(false),
@@ -107,7 +111,9 @@ impl Money {
                 tz,
                 hold: config.money.reservation_hold,
                 alerts: alerts::Alerts::new(&config.money),
+                ledger: ledger::LedgerWriter::start(store.clone()),
                 clock_ms: AtomicI64::new(0),
+                windows: std::sync::Mutex::new([None; 5]),
             }),
         };
         money.reload().await?;
@@ -152,6 +158,21 @@ impl Money {
         self.inner
             .clock_ms
             .store(at.as_millisecond(), Ordering::Relaxed);
+    }
+
+    /// The window of `period` that holds `now` (cached until it ends).
+    pub fn window(&self, period: budget::Period, now: Timestamp) -> budget::Window {
+        let ms = now.as_millisecond();
+        let mut cache = self.inner.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = &mut cache[period as usize];
+        match slot {
+            Some(w) if w.start_ms <= ms && w.end_ms.is_none_or(|end| ms < end) => *w,
+            _ => {
+                let w = period.window(now, &self.inner.tz);
+                *slot = Some(w);
+                w
+            }
+        }
     }
 
     pub fn has_budgets(&self) -> bool {
@@ -221,7 +242,7 @@ impl Money {
         let now = self.now();
         let mut holds = Vec::with_capacity(budgets.len() * 2);
         for b in budgets {
-            let window = b.period.window(now, &self.inner.tz);
+            let window = self.window(b.period, now);
             let (pico, tokens) = self.inner.store.ledger_spent(&b.scope, window).await?;
             let keys = book::counter_keys(b, window);
             let ttl = book::ttl(window, now);

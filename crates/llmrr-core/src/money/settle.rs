@@ -11,14 +11,6 @@ use crate::store::LedgerRow;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Ledger writes are retried this often before the row is given up (and counted).
-const LEDGER_RETRIES: [Duration; 4] = [
-    Duration::from_millis(100),
-    Duration::from_millis(500),
-    Duration::from_secs(2),
-    Duration::from_secs(5),
-];
-
 /// What a request spent, for its settlement.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Spent {
@@ -38,31 +30,10 @@ impl Money {
         spent: Spent,
     ) {
         if let Some(row) = row {
-            self.append(row).await;
+            self.inner.ledger.append(row).await;
         }
         if let Some(r) = reservation {
             self.settle(r, model, spent).await;
-        }
-    }
-
-    async fn append(&self, row: LedgerRow) {
-        let mut waits = LEDGER_RETRIES.iter();
-        loop {
-            match self.inner.store.append_ledger(&row).await {
-                Ok(()) => return,
-                Err(e) => match waits.next() {
-                    Some(wait) if !self.inner.store.is_data_error(&e) => {
-                        tracing::warn!(error = %e, request_id = %row.id, "ledger write failed; retrying");
-                        tokio::time::sleep(*wait).await;
-                    }
-                    _ => {
-                        metrics::counter!(crate::telemetry::LEDGER_WRITE_FAILURES).increment(1);
-                        tracing::error!(error = %e, request_id = %row.id, cost_pusd = row.cost_pusd,
-                            "ledger row lost: the spend is counted in budgets but not recorded");
-                        return;
-                    }
-                },
-            }
         }
     }
 

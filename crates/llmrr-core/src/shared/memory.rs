@@ -37,7 +37,12 @@ struct State {
 impl State {
     /// The live counter at `key` (an expired one starts again from zero).
     fn counter(&mut self, key: &str, now: Instant) -> &mut Counter {
-        let c = self.counters.entry(key.to_owned()).or_default();
+        if !self.counters.contains_key(key) {
+            self.counters.insert(key.to_owned(), Counter::default());
+        }
+        let Some(c) = self.counters.get_mut(key) else {
+            unreachable!("inserted above")
+        };
         if c.expires.is_some_and(|t| t <= now) {
             *c = Counter::default();
         }

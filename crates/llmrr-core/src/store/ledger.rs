@@ -53,6 +53,10 @@ const COLUMNS: &str = "id, created_at_ms, endpoint, key_id, user_id, team_id, mo
      completion_tokens, reasoning_tokens, cost_pusd, price_version, estimated, unpriced, \
      cache_hit, saved_pusd, baseline_max_pusd, baseline_remote_pusd, quality, local";
 
+const COLUMN_COUNT: usize = 26;
+/// 26 x 64 = 1664 parameters a statement, well under SQLite's and Postgres's limits.
+const ROWS_PER_STATEMENT: usize = 64;
+
 /// `WHERE` text and its binds for rows of `scope` inside `window`.
 pub(crate) fn scope_filter(scope: &Scope, window: Window) -> (String, Vec<String>, i64, i64) {
     let (mut sql, binds): (Vec<&str>, Vec<String>) = match scope {
@@ -80,42 +84,52 @@ pub(crate) fn scope_filter(scope: &Scope, window: Window) -> (String, Vec<String
 }
 
 impl Store {
-    /// Append one row, committed when this returns. A row already there (a retried write
+    /// Append rows in one transaction, committed when this returns (group commit: the
+    /// ledger writer batches what arrives together). A row already there (a retried write
     /// whose first commit was not acknowledged) is not an error.
-    pub async fn append_ledger(&self, r: &LedgerRow) -> Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO spend_ledger ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, \
-             $26) ON CONFLICT (id) DO NOTHING"
-        ))
-        .bind(&r.id)
-        .bind(r.created_at_ms)
-        .bind(&r.endpoint)
-        .bind(&r.key_id)
-        .bind(&r.user_id)
-        .bind(&r.team_id)
-        .bind(&r.model)
-        .bind(&r.provider)
-        .bind(&r.route)
-        .bind(&r.category)
-        .bind(&r.prompt_hash)
-        .bind(r.prompt_tokens)
-        .bind(r.cached_tokens)
-        .bind(r.cache_write_tokens)
-        .bind(r.completion_tokens)
-        .bind(r.reasoning_tokens)
-        .bind(r.cost_pusd)
-        .bind(&r.price_version)
-        .bind(i64::from(r.estimated))
-        .bind(i64::from(r.unpriced))
-        .bind(i64::from(r.cache_hit))
-        .bind(r.saved_pusd)
-        .bind(r.baseline_max_pusd)
-        .bind(r.baseline_remote_pusd)
-        .bind(r.quality)
-        .bind(i64::from(r.local))
-        .execute(&self.pool)
-        .await?;
+    pub async fn append_ledger(&self, rows: &[LedgerRow]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = super::multi_insert_sql(
+                "spend_ledger",
+                COLUMNS,
+                COLUMN_COUNT,
+                chunk.len(),
+                self.backend,
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(r.id.clone())
+                    .bind(r.created_at_ms)
+                    .bind(r.endpoint.clone())
+                    .bind(r.key_id.clone())
+                    .bind(r.user_id.clone())
+                    .bind(r.team_id.clone())
+                    .bind(r.model.clone())
+                    .bind(r.provider.clone())
+                    .bind(r.route.clone())
+                    .bind(r.category.clone())
+                    .bind(r.prompt_hash.clone())
+                    .bind(r.prompt_tokens)
+                    .bind(r.cached_tokens)
+                    .bind(r.cache_write_tokens)
+                    .bind(r.completion_tokens)
+                    .bind(r.reasoning_tokens)
+                    .bind(r.cost_pusd)
+                    .bind(r.price_version.clone())
+                    .bind(i64::from(r.estimated))
+                    .bind(i64::from(r.unpriced))
+                    .bind(i64::from(r.cache_hit))
+                    .bind(r.saved_pusd)
+                    .bind(r.baseline_max_pusd)
+                    .bind(r.baseline_remote_pusd)
+                    .bind(r.quality)
+                    .bind(i64::from(r.local));
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

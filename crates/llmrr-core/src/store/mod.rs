@@ -79,6 +79,9 @@ impl Store {
                         conn.execute("PRAGMA journal_mode=WAL").await?;
                         conn.execute("PRAGMA busy_timeout=5000").await?;
                         conn.execute("PRAGMA synchronous=NORMAL").await?;
+                        // 16 MiB of page cache (default 2 MiB): the log's and the ledger's
+                        // indexes stay in memory instead of being read back for every insert.
+                        conn.execute("PRAGMA cache_size=-16384").await?;
                     }
                     Ok(())
                 })
@@ -128,6 +131,39 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// `INSERT INTO table (columns) VALUES (…), (…) ON CONFLICT (id) DO NOTHING` for `rows` rows.
+///
+/// SQLite gets anonymous `?` placeholders: binding a statement with named ones (`$N`) looks
+/// each name up in a list as long as the statement's parameters (`sqlite3_bind_parameter_name`
+/// is a linear scan), quadratic in the row count — measured at 35% of the gateway's CPU under
+/// load with 64-row statements. Postgres needs `$N`. A row whose earlier insert committed but
+/// whose acknowledgement was lost is written again on retry: the conflict must not fail (and so
+/// poison) the whole batch.
+pub(crate) fn multi_insert_sql(
+    table: &str,
+    columns: &str,
+    column_count: usize,
+    rows: usize,
+    backend: Backend,
+) -> String {
+    let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..column_count {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => sql.push_str(&format!("${}", r * column_count + c + 1)),
+            }
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    sql
 }
 
 pub fn now_ms() -> i64 {

@@ -93,29 +93,8 @@ pub fn sanitize(text: &mut String) {
     *text = clean;
 }
 
-/// SQLite gets anonymous `?` placeholders: binding a statement with named ones (`$N`) looks
-/// each name up in a list as long as the statement's parameters (`sqlite3_bind_parameter_name`
-/// is a linear scan), quadratic in the row count — measured at 35% of the gateway's CPU under
-/// load with 64-row statements. Postgres needs `$N`.
 fn insert_sql(rows: usize, backend: Backend) -> String {
-    let mut sql = format!("INSERT INTO request_log ({COLUMNS}) VALUES ");
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 0..COLUMN_COUNT {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => sql.push_str(&format!("${}", r * COLUMN_COUNT + c + 1)),
-            }
-        }
-        sql.push(')');
-    }
-    // A row whose earlier insert committed but whose acknowledgement was lost is written again
-    // on retry: the conflict must not fail (and so poison) the whole batch.
-    sql.push_str(" ON CONFLICT (id) DO NOTHING");
-    sql
+    super::multi_insert_sql("request_log", COLUMNS, COLUMN_COUNT, rows, backend)
 }
 
 impl Store {

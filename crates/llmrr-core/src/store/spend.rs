@@ -146,6 +146,17 @@ fn totals(r: &sqlx::any::AnyRow) -> Result<SpendTotals> {
     })
 }
 
+/// Rows of `q` (its range and scope) for `sql`, where `{filter}` stands for the condition.
+async fn rows_of(store: &Store, q: &SpendQuery, sql: &str) -> Result<Vec<sqlx::any::AnyRow>> {
+    let (filter, binds, from, to) = scope_filter(&q.scope, window(q));
+    let sql = sql.replace("{filter}", &filter);
+    let mut query = sqlx::query(&sql).bind(from).bind(to);
+    for b in binds {
+        query = query.bind(b);
+    }
+    Ok(query.fetch_all(&store.pool).await?)
+}
+
 fn window(q: &SpendQuery) -> Window {
     Window {
         start_ms: q.from_ms,
@@ -155,31 +166,25 @@ fn window(q: &SpendQuery) -> Window {
 
 impl Store {
     pub async fn spend_totals(&self, q: &SpendQuery) -> Result<SpendTotals> {
-        let (filter, binds, from, to) = scope_filter(&q.scope, window(q));
-        let sql = format!("SELECT {SUMS} FROM spend_ledger WHERE {filter}");
-        let mut query = sqlx::query(&sql).bind(from).bind(to);
-        for b in binds {
-            query = query.bind(b);
+        let sql = format!("SELECT {SUMS} FROM spend_ledger WHERE {{filter}}");
+        match rows_of(self, q, &sql).await?.first() {
+            Some(r) => totals(r),
+            None => Ok(SpendTotals::default()),
         }
-        totals(&query.fetch_one(&self.pool).await?)
     }
 
     /// Groups by `q.group_by` (the most expensive first; time groups in time order).
     pub async fn spend_breakdown(&self, q: &SpendQuery, by: GroupBy) -> Result<Vec<Breakdown>> {
-        let (filter, binds, from, to) = scope_filter(&q.scope, window(q));
         let order = if by.is_time() { "g" } else { "cost DESC, g" };
         let sql = format!(
-            "SELECT {} AS g, {SUMS} FROM spend_ledger WHERE {filter} GROUP BY g \
+            "SELECT {} AS g, {SUMS} FROM spend_ledger WHERE {{filter}} GROUP BY g \
              ORDER BY {order} LIMIT {}",
             by.expr(q.tz_offset_ms),
             q.limit.max(1)
         );
-        let mut query = sqlx::query(&sql).bind(from).bind(to);
-        for b in binds {
-            query = query.bind(b);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
+        rows_of(self, q, &sql)
+            .await?
+            .iter()
             .map(|r| {
                 Ok(Breakdown {
                     group: r.try_get("g")?,
@@ -191,35 +196,27 @@ impl Store {
 
     /// The cost of the request at rank `nth` (0-based, cheapest first).
     pub async fn spend_cost_at_rank(&self, q: &SpendQuery, nth: i64) -> Result<Option<i64>> {
-        let (filter, binds, from, to) = scope_filter(&q.scope, window(q));
         let sql = format!(
-            "SELECT cost_pusd FROM spend_ledger WHERE {filter} ORDER BY cost_pusd \
+            "SELECT cost_pusd FROM spend_ledger WHERE {{filter}} ORDER BY cost_pusd \
              LIMIT 1 OFFSET {}",
             nth.max(0)
         );
-        let mut query = sqlx::query_scalar(&sql).bind(from).bind(to);
-        for b in binds {
-            query = query.bind(b);
+        match rows_of(self, q, &sql).await?.first() {
+            Some(r) => Ok(Some(r.try_get("cost_pusd")?)),
+            None => Ok(None),
         }
-        Ok(query.fetch_optional(&self.pool).await?)
     }
 
     /// Prompts sent more than once without a cache hit: (hash, times, total pico-USD), the
     /// most expensive first.
     pub async fn repeated_prompts(&self, q: &SpendQuery) -> Result<Vec<(String, i64, i64)>> {
-        let (filter, binds, from, to) = scope_filter(&q.scope, window(q));
-        let sql = format!(
-            "SELECT prompt_hash AS h, COUNT(*) AS n, \
+        let sql = "SELECT prompt_hash AS h, COUNT(*) AS n, \
              CAST(COALESCE(SUM(cost_pusd), 0) AS BIGINT) AS cost FROM spend_ledger \
              WHERE {filter} AND prompt_hash IS NOT NULL AND cache_hit = 0 \
-             GROUP BY prompt_hash HAVING COUNT(*) > 1 ORDER BY cost DESC LIMIT 100"
-        );
-        let mut query = sqlx::query(&sql).bind(from).bind(to);
-        for b in binds {
-            query = query.bind(b);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
+             GROUP BY prompt_hash HAVING COUNT(*) > 1 ORDER BY cost DESC LIMIT 100";
+        rows_of(self, q, sql)
+            .await?
+            .iter()
             .map(|r| Ok((r.try_get("h")?, r.try_get("n")?, r.try_get("cost")?)))
             .collect()
     }
@@ -231,21 +228,16 @@ impl Store {
         q: &SpendQuery,
         max_prompt_tokens: i64,
     ) -> Result<Vec<(String, String, i64, i64, i64, i64)>> {
-        let (filter, binds, from, to) = scope_filter(&q.scope, window(q));
         let sql = format!(
             "SELECT route, model, COUNT(*) AS n, \
              CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS p, \
              CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS c, \
              CAST(COALESCE(SUM(cost_pusd), 0) AS BIGINT) AS cost FROM spend_ledger \
-             WHERE {filter} AND route IS NOT NULL AND prompt_tokens <= {max_prompt_tokens} \
+             WHERE {{filter}} AND route IS NOT NULL AND prompt_tokens <= {max_prompt_tokens} \
              AND category IN ('question', 'chat', 'translation', 'summarization') \
              GROUP BY route, model ORDER BY cost DESC LIMIT 100"
         );
-        let mut query = sqlx::query(&sql).bind(from).bind(to);
-        for b in binds {
-            query = query.bind(b);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = rows_of(self, q, &sql).await?;
         rows.iter()
             .map(|r| {
                 Ok((

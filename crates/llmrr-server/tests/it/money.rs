@@ -697,12 +697,12 @@ async fn issue8_analytics_savings_forecast_and_recommendations_on_a_seeded_ledge
     for h in 1..=48 {
         let at = hour - h * 3_600_000 + 60_000;
         store
-            .append_ledger(&seeded(&format!("r{h}"), at, "dear", 1_000_000_000_000))
+            .append_ledger(&[seeded(&format!("r{h}"), at, "dear", 1_000_000_000_000)])
             .await
             .expect("seed");
     }
     store
-        .append_ledger(&seeded("c1", hour - 3_000_000, "cheap", 500_000_000_000))
+        .append_ledger(&[seeded("c1", hour - 3_000_000, "cheap", 500_000_000_000)])
         .await
         .expect("seed");
     let report = get_json(&gw, "/admin/spend?from=3d&group_by=model").await;
@@ -760,5 +760,77 @@ async fn issue8_analytics_savings_forecast_and_recommendations_on_a_seeded_ledge
         .collect();
     assert!(kinds.contains(&"cheaper_model"), "{recs}");
     assert!(kinds.contains(&"enable_cache"), "{recs}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn issue8_a_full_model_budget_leaves_the_routes_other_models() {
+    let (gw, _mock) = start_money("").await;
+    set_budget(
+        &gw,
+        serde_json::json!({"scope": "model:dear", "period": "day", "limit_usd": "0.000001"}),
+    )
+    .await;
+    let resp = post(&gw, "/v1/chat/completions", Some(MASTER), metered("smart")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-llmrr-model"], "cheap");
+    let route = resp.headers()["x-llmrr-route"].to_str().expect("ascii");
+    assert!(
+        route.contains("budget model:dear (day) is spent"),
+        "{route}"
+    );
+    // Named directly, nothing else can serve it: refused, naming the budget.
+    let v = error_body(
+        post(&gw, "/v1/chat/completions", Some(MASTER), metered("dear")).await,
+        429,
+    )
+    .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("model:dear"),
+        "{v}"
+    );
+    // Bad budgets are clear 400s.
+    for (body, param) in [
+        (
+            serde_json::json!({"scope": "model:x", "period": "fortnight", "limit_usd": 1}),
+            "period",
+        ),
+        (
+            serde_json::json!({"scope": "model:x", "period": "day", "limit_usd": "-1"}),
+            "limit_usd",
+        ),
+        (
+            serde_json::json!({"scope": "model:x", "period": "day", "limit_usd": "1e30"}),
+            "limit_usd",
+        ),
+        (
+            serde_json::json!({"scope": "model:x", "period": "day"}),
+            "limit_usd",
+        ),
+        (
+            serde_json::json!({"scope": "x", "period": "day", "limit_usd": 1}),
+            "scope",
+        ),
+        (
+            serde_json::json!({"scope": "model:x", "period": "day", "limit_usd": 1,
+                "default_max_tokens": 0}),
+            "default_max_tokens",
+        ),
+    ] {
+        let v = error_body(post(&gw, "/admin/budgets", Some(MASTER), body).await, 400).await;
+        assert_eq!(v["error"]["param"], param, "{v}");
+    }
+    // Only the master key manages money.
+    let (key, _) = key_for(&gw, None, None).await;
+    let resp = client()
+        .get(format!("{}/admin/spend", gw.url))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("answers");
+    error_body(resp, 403).await;
     gw.stop().await;
 }
