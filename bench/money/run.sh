@@ -5,6 +5,8 @@
 #   llmrr-plain   a virtual key of team `bench`, no budget
 #   llmrr-budget  the same, with a budget on the key and one on its team (in-process counters)
 #   llmrr-redis   the same budgets, counters in Redis ([shared] redis_url)
+#   llmrr-before  (with BASE_BIN=path: an older llmrr binary, e.g. one without the money layer,
+#                 same config and key, to measure what the ledger itself costs)
 # Every gateway has the SQLite request log and the spend ledger on. Needs nginx + wrk (the
 # harness's setup.sh) and Redis on 127.0.0.1:6379. Settings go to the harness (CONCURRENCY,
 # ROUNDS, DURATION…); results land in RES_DIR (default /tmp/llmrr-bench/money).
@@ -38,8 +40,8 @@ output_cost_per_mtok = 0.60
 TOML
 }
 
-peer() { # name port budgets? shared?
-    local name=$1 port=$2
+peer() { # name port budgets? shared? binary?
+    local name=$1 port=$2 serve_bin=${5:-$bin}
     config "$name" "$port" "${4:-}"
     "$bin" --config "$work/$name.toml" teams set bench >/dev/null
     local key id
@@ -50,17 +52,22 @@ peer() { # name port budgets? shared?
         "$bin" --config "$work/$name.toml" budgets set --scope team:bench --period month --limit-usd 1000000 >/dev/null
     fi
     local var=${name//-/_}
-    export "PEER_CMD_$var=$bin serve --config $work/$name.toml"
+    export "PEER_CMD_$var=$serve_bin serve --config $work/$name.toml"
     export "PEER_HEADERS_$var=Authorization: Bearer $key"
 }
 
 peer llmrr-plain 18094 none
 peer llmrr-budget 18095 budgets
 peer llmrr-redis 18096 budgets shared
+extra=()
+if [[ -n ${BASE_BIN:-} ]]; then
+    peer llmrr-before 18097 none "" "$BASE_BIN"
+    extra+=(llmrr-before=http://127.0.0.1:18097/v1)
+fi
 
 export RES_DIR=${RES_DIR:-$work/results} PEERS=${PEERS-""} ISOLATE=0
 "$peers/run.sh" llmrr-plain=http://127.0.0.1:18094/v1 llmrr-budget=http://127.0.0.1:18095/v1 \
-    llmrr-redis=http://127.0.0.1:18096/v1 "$@"
+    llmrr-redis=http://127.0.0.1:18096/v1 "${extra[@]}" "$@"
 # The budgets counted every request: their spend is the ledger's.
 for n in llmrr-budget llmrr-redis; do
     echo "== $n budgets after the run"

@@ -84,7 +84,9 @@ impl Money {
             Duration::from_millis(100),
             Duration::from_millis(500),
         ] {
-            tokio::time::sleep(wait).await;
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             let backend = if r.backend().kind() == self.backend().kind() {
                 r.backend()
             } else {
