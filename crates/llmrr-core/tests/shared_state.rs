@@ -17,7 +17,7 @@ fn hold(key: &str, limit: i64, amount: i64) -> Hold {
 
 async fn behaviour(s: SharedState) {
     let h = Duration::from_secs(60);
-    s.rebuild(&[], false).await.expect("mark complete");
+    s.rebuild(&[], true).await.expect("mark complete");
     // All or none, within every limit.
     assert_eq!(
         s.reserve("a", &[hold("k", 10, 6), hold("t", 100, 6)], h)

@@ -78,19 +78,31 @@ impl Call {
     pub(super) fn money_need(&self) -> Need {
         match self {
             Call::Chat(r) => {
-                let images = r
-                    .messages
-                    .iter()
-                    .filter_map(|m| match &m.content {
-                        Some(llmrr_types::openai::MessageContent::Parts(p)) => Some(p),
-                        _ => None,
-                    })
-                    .flatten()
+                let parts = || {
+                    r.messages
+                        .iter()
+                        .filter_map(|m| match &m.content {
+                            Some(llmrr_types::openai::MessageContent::Parts(p)) => Some(p),
+                            _ => None,
+                        })
+                        .flatten()
+                };
+                let images = parts()
                     .filter(|p| matches!(p, llmrr_types::openai::ContentPart::ImageUrl { .. }))
+                    .count() as u64;
+                let opaque_parts = parts()
+                    .filter(|p| {
+                        matches!(
+                            p,
+                            llmrr_types::openai::ContentPart::File { .. }
+                                | llmrr_types::openai::ContentPart::InputAudio { .. }
+                        )
+                    })
                     .count() as u64;
                 Need {
                     prompt_bytes: json_len(&**r),
                     images,
+                    opaque_parts,
                     max_output: r.max_output_tokens().map(u64::from),
                     // Anthropic adds the thinking budget of `reasoning_effort` to max_tokens.
                     reasoning_extra: if r.extra.contains_key("reasoning_effort") {
@@ -111,8 +123,10 @@ impl Call {
                 };
                 let per_prompt = count("n").unwrap_or(1).max(count("best_of").unwrap_or(1));
                 Need {
-                    prompt_bytes: json_len(&r.prompt),
+                    // The whole request: `suffix` and the like count too.
+                    prompt_bytes: json_len(r),
                     images: 0,
+                    opaque_parts: 0,
                     max_output: r.max_tokens.map(u64::from),
                     reasoning_extra: 0,
                     choices: prompts.saturating_mul(per_prompt.max(1)),
@@ -121,6 +135,7 @@ impl Call {
             Call::Embeddings(r) => Need {
                 prompt_bytes: json_len(&r.input),
                 images: 0,
+                opaque_parts: 0,
                 max_output: Some(0),
                 reasoning_extra: 0,
                 choices: 1,

@@ -30,6 +30,9 @@ pub const UNKNOWN_OUTPUT_LIMIT: u64 = 4096;
 const PROVIDER_OVERHEAD_TOKENS: u64 = 1024;
 /// Prompt tokens one image may cost (a high-detail image on the dearest vision pricing).
 const IMAGE_TOKENS: u64 = 40_000;
+/// Prompt tokens assumed for a request with files or audio by reference, when the model's
+/// context window is unknown.
+const OPAQUE_PROMPT_TOKENS: u64 = 1_000_000;
 /// Amounts stay below 2^53: exact in Redis's Lua numbers, and far from overflowing.
 pub const MAX_AMOUNT: i64 = 1 << 53;
 /// Attempts at reserving (each downgrade or rebuild is one).
@@ -41,6 +44,8 @@ pub struct Need {
     /// The request (or its prompt, or its input) serialized as JSON.
     pub prompt_bytes: u64,
     pub images: u64,
+    /// Parts whose size the request does not show (files and audio by reference).
+    pub opaque_parts: u64,
     pub max_output: Option<u64>,
     /// Output tokens a provider may add (Anthropic's thinking budget).
     pub reasoning_extra: u64,
@@ -142,6 +147,36 @@ impl Drop for Reservation {
     }
 }
 
+/// Frees what a reserve may have held, unless disarmed.
+struct PendingRelease {
+    backend: SharedState,
+    id: String,
+    holds: Vec<Hold>,
+    armed: bool,
+}
+
+impl Drop for PendingRelease {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let zero: Vec<Hold> = std::mem::take(&mut self.holds)
+            .into_iter()
+            .map(|h| Hold {
+                amount: 0,
+                limit: None,
+                ..h
+            })
+            .collect();
+        let (backend, id) = (self.backend.clone(), std::mem::take(&mut self.id));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = backend.settle(&id, &zero).await;
+            });
+        }
+    }
+}
+
 fn candidates(plan: &Plan) -> Vec<Arc<ModelEntry>> {
     let mut all = plan.attempts.clone();
     if let Some(c) = &plan.content_fallback {
@@ -176,7 +211,15 @@ fn output_tokens(e: &ModelEntry, b: &Budget, need: &Need) -> (u64, bool) {
 /// The most `e` can cost (nano-USD) and use (tokens) under `b`.
 fn most_of(e: &ModelEntry, b: &Budget, need: &Need) -> (i64, i64) {
     let (out, _) = output_tokens(e, b, need);
-    let prompt = need.prompt_bound();
+    // A billed prompt fits the model's context window: a tighter bound where it is known, and
+    // the only one for parts whose size the request does not show.
+    let window = e.spec.context_window.map(u64::from);
+    let prompt = match (need.opaque_parts, window) {
+        (0, Some(w)) => need.prompt_bound().min(w),
+        (0, None) => need.prompt_bound(),
+        (_, Some(w)) => w,
+        (_, None) => need.prompt_bound().max(OPAQUE_PROMPT_TOKENS),
+    };
     let compute = if e.spec.pricing.per_compute_second.is_zero() {
         Duration::ZERO
     } else {
@@ -188,19 +231,24 @@ fn most_of(e: &ModelEntry, b: &Budget, need: &Need) -> (i64, i64) {
     (usd.min(MAX_AMOUNT), tokens.min(MAX_AMOUNT as u64) as i64)
 }
 
-/// The output cap to send: the smallest that a reservation assumed, if one did.
+/// The output cap to send when a reservation assumed one: the smallest output reserved for
+/// any candidate (the cap goes to every attempt, so it must fit each of them).
 fn cap(entries: &[Arc<ModelEntry>], lines: &[Line], need: &Need) -> Option<u32> {
-    lines
+    let outputs: Vec<(u64, bool)> = lines
         .iter()
         .flat_map(|l| {
             entries
                 .iter()
                 .filter(|e| covers(&l.budget, &e.spec.name))
-                .filter_map(|e| match output_tokens(e, &l.budget, need) {
-                    (out, true) => Some(out.saturating_sub(need.reasoning_extra)),
-                    _ => None,
-                })
+                .map(|e| output_tokens(e, &l.budget, need))
         })
+        .collect();
+    if !outputs.iter().any(|(_, capped)| *capped) {
+        return None;
+    }
+    outputs
+        .iter()
+        .map(|(out, _)| out.saturating_sub(need.reasoning_extra))
         .min()
         .map(|c| c.clamp(1, u64::from(u32::MAX)) as u32)
 }
@@ -268,7 +316,20 @@ impl Money {
                 .collect();
             let backend = self.backend();
             let on_fallback = std::ptr::eq(backend, &self.inner.fallback);
-            match backend.reserve(id, &holds, self.inner.hold).await {
+            // Armed while the reserve is in flight: a caller that goes away (the client hung
+            // up) or an error after the script ran must not leave the holds behind.
+            let mut pending = PendingRelease {
+                backend: backend.clone(),
+                id: id.to_owned(),
+                holds: holds.clone(),
+                armed: true,
+            };
+            let reserved = backend.reserve(id, &holds, self.inner.hold).await;
+            if reserved.is_ok() {
+                // Held: the reservation owns it now; full or lost: nothing was held.
+                pending.armed = false;
+            }
+            match reserved {
                 Ok(Reserve::Held) => {
                     let cap = cap(&entries, &lines, &need);
                     return Ok(Admission {
@@ -288,7 +349,9 @@ impl Money {
                         "shared state lost its data: rebuilding budgets from the ledger"
                     );
                     let all = book.all().to_vec();
-                    self.rebuild_on(backend, &all, true).await?;
+                    if let Err(e) = self.rebuild_on(backend, &all, true).await {
+                        self.degrade(e).await?;
+                    }
                     rebuilt = true;
                 }
                 Ok(Reserve::Lost) => {
@@ -335,8 +398,10 @@ impl Money {
                     let cost = |e: &Arc<ModelEntry>| most_of(e, &b, &need).0;
                     let before = plan.attempts.len();
                     plan.attempts.retain(fits);
+                    let mut dropped_fallback = false;
                     if plan.content_fallback.as_ref().is_some_and(|c| !fits(c)) {
                         plan.content_fallback = None;
+                        dropped_fallback = true;
                     }
                     if plan.attempts.is_empty() {
                         return Err(Error::BudgetExceeded {
@@ -350,7 +415,7 @@ impl Money {
                             retry_after,
                         });
                     }
-                    if plan.attempts.len() == before {
+                    if plan.attempts.len() == before && !dropped_fallback {
                         // Nothing changed: the budget's other counter is the one full.
                         return Err(Error::BudgetExceeded {
                             message: format!("{what}: this request does not fit"),
@@ -384,12 +449,7 @@ impl Money {
                 }
                 Err(e) => {
                     // The script may have run before the error (a timeout): free its holds.
-                    let (backend, id, holds) = (backend.clone(), id.to_owned(), holds.clone());
-                    tokio::spawn(async move {
-                        let zero: Vec<Hold> =
-                            holds.into_iter().map(|h| Hold { amount: 0, ..h }).collect();
-                        let _ = backend.settle(&id, &zero).await;
-                    });
+                    drop(pending);
                     self.degrade(e).await?
                 }
             }

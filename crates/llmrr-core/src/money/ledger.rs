@@ -1,8 +1,8 @@
 //! The ledger writer: group commit. Each request's row is acknowledged only once the
 //! transaction holding it has committed (its reservation is settled after that), and rows that
 //! arrive while a batch is being written go together in the next one: one commit for many
-//! requests instead of one each (measured: a commit per request cost 3x the gateway's
-//! throughput on SQLite).
+//! requests instead of one each (measured: a commit per request cut the gateway's throughput
+//! to 0.29x on SQLite; group commit brought it to 0.68x of the build without a ledger).
 
 use crate::store::{LedgerRow, Store};
 use tokio::sync::{mpsc, oneshot};

@@ -209,8 +209,14 @@ impl Money {
             .filter(|b| old.get(&b.id).is_none_or(|o| o.as_ref() != b.as_ref()))
             .cloned()
             .collect();
-        // New budgets get their counters from the ledger; live counters are kept.
-        self.rebuild_on(self.backend(), &changed, false).await?;
+        // New budgets get their counters from the ledger; live counters are kept. Redis down:
+        // the outage policy decides (the fallback is rebuilt with every budget).
+        if let Err(e) = self.rebuild_on(self.backend(), &changed, false).await {
+            if !matches!(e, crate::error::Error::Shared(_)) {
+                return Err(e);
+            }
+            self.degrade(e).await?;
+        }
         *self.inner.book.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(book);
         *self
             .inner

@@ -108,8 +108,9 @@ impl SharedState {
     }
 
     /// Set each counter's spent amount (a rebuild from the ledger), keeping what is held, and
-    /// mark the data complete. Without `overwrite`, counters that exist are kept (they are
-    /// live: overwriting them could lose a settle that lands meanwhile).
+    /// with `overwrite`, mark the data complete (callers overwrite with every budget). Without
+    /// it, counters that exist are kept (they are live: overwriting them could lose a settle
+    /// that lands meanwhile), and data that was lost stays known as lost.
     pub async fn rebuild(&self, spent: &[Hold], overwrite: bool) -> Result<()> {
         match self {
             SharedState::Memory(m) => {

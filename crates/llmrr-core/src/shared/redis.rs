@@ -85,7 +85,7 @@ return out
 ";
 
 /// ARGV[1]: overwrite (1) or only set missing counters (0); per counter: 1 key and 2 args
-/// (spent, ttl ms or 0). Then marks the data complete.
+/// (spent, ttl ms or 0). An overwrite (a full rebuild) then marks the data complete.
 const REBUILD: &str = r"
 local n = #KEYS - 1
 local overwrite = ARGV[1] == '1'
@@ -98,7 +98,8 @@ for i = 1, n do
   local ttl = tonumber(ARGV[2 * i + 1])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[i + 1], ttl) end
 end
-redis.call('SET', KEYS[1], '1')
+-- Only a full rebuild marks the data complete: a partial one must not hide a loss.
+if overwrite then redis.call('SET', KEYS[1], '1') end
 return 1
 ";
 
