@@ -105,7 +105,13 @@ return 1
 
 #[derive(Clone)]
 pub struct RedisState {
-    conn: ConnectionManager,
+    client: redis::Client,
+    /// Made on first use, so that a replica starts while Redis is down (its outage policy
+    /// then applies) and connects once Redis answers.
+    conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    /// When the last failed connection attempt was (ms since the Unix epoch): attempts are
+    /// at most one every `RECONNECT_EVERY`, and fail fast between them.
+    last_attempt_ms: Arc<std::sync::atomic::AtomicI64>,
     prefix: Arc<str>,
     scripts: Arc<Scripts>,
 }
@@ -116,6 +122,9 @@ struct Scripts {
     rebuild: Script,
 }
 
+/// Connection attempts while Redis has never answered: at most one this often.
+const RECONNECT_EVERY: Duration = Duration::from_secs(2);
+
 fn shared(e: redis::RedisError) -> Error {
     Error::Shared(format!("redis: {e}"))
 }
@@ -125,25 +134,51 @@ fn ms(d: Option<Duration>) -> i64 {
 }
 
 impl RedisState {
+    /// A malformed URL is an error here; an unreachable server is not (see `conn`): the first
+    /// operation reports it, and the caller's outage policy applies.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
         let client = redis::Client::open(url).map_err(shared)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(2))
-            .set_number_of_retries(2);
-        let conn = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(shared)?;
-        Ok(RedisState {
-            conn,
+        let state = RedisState {
+            client,
+            conn: Arc::new(tokio::sync::OnceCell::new()),
+            last_attempt_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
             prefix: prefix.into(),
             scripts: Arc::new(Scripts {
                 reserve: Script::new(RESERVE),
                 settle: Script::new(SETTLE),
                 rebuild: Script::new(REBUILD),
             }),
-        })
+        };
+        if let Err(e) = state.conn().await {
+            tracing::error!(error = %e, "shared state: Redis does not answer yet");
+        }
+        Ok(state)
+    }
+
+    /// The connection manager (it reconnects by itself once made).
+    async fn conn(&self) -> Result<ConnectionManager> {
+        use std::sync::atomic::Ordering;
+        if let Some(c) = self.conn.get() {
+            return Ok(c.clone());
+        }
+        let now = crate::store::now_ms();
+        let last = self.last_attempt_ms.load(Ordering::Relaxed);
+        if now - last < RECONNECT_EVERY.as_millis() as i64 {
+            return Err(Error::Shared("redis: not connected".into()));
+        }
+        self.last_attempt_ms.store(now, Ordering::Relaxed);
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(2))
+            .set_number_of_retries(2);
+        let init = self
+            .conn
+            .get_or_try_init(|| self.client.get_connection_manager_with_config(config));
+        match tokio::time::timeout(RECONNECT_EVERY, init).await {
+            Ok(Ok(c)) => Ok(c.clone()),
+            Ok(Err(e)) => Err(shared(e)),
+            Err(_) => Err(Error::Shared("redis: connecting timed out".into())),
+        }
     }
 
     fn counter(&self, key: &str) -> [String; 3] {
@@ -162,7 +197,7 @@ impl RedisState {
             inv.arg(h.limit.unwrap_or(-1)).arg(h.amount).arg(ms(h.ttl));
         }
         let (code, used): (i64, i64) = inv
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn().await?)
             .await
             .map_err(shared)?;
         Ok(match code {
@@ -184,7 +219,7 @@ impl RedisState {
             inv.arg(h.amount).arg(ms(h.ttl));
         }
         let flat: Vec<i64> = inv
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn().await?)
             .await
             .map_err(shared)?;
         Ok(flat
@@ -203,7 +238,7 @@ impl RedisState {
             pipe.cmd("HMGET").arg(c).arg("spent").arg("held");
         }
         let rows: Vec<(Option<i64>, Option<i64>)> = pipe
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await
             .map_err(shared)?;
         Ok(rows
@@ -225,7 +260,7 @@ impl RedisState {
             inv.arg(h.amount).arg(ms(h.ttl));
         }
         let _: i64 = inv
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn().await?)
             .await
             .map_err(shared)?;
         Ok(())
@@ -238,7 +273,7 @@ impl RedisState {
             .arg("NX")
             .arg("PX")
             .arg(ms(Some(ttl)))
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await
             .map_err(shared)?;
         Ok(set.is_some())

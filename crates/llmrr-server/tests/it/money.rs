@@ -834,3 +834,30 @@ async fn issue8_a_full_model_budget_leaves_the_routes_other_models() {
     error_body(resp, 403).await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn issue8_redis_down_degrades_to_this_replicas_counters_from_the_ledger() {
+    let mock = MockProvider::start().await;
+    // Nothing listens on port 1: the replica starts anyway and enforces budgets alone.
+    let toml = format!(
+        "[shared]\nredis_url = \"redis://127.0.0.1:1\"\nkey_prefix = \"{}\"\n{}",
+        unique_prefix(),
+        money_models(&mock)
+    );
+    let gw = TestGateway::start(&toml, ENV, StoreChoice::Sqlite).await;
+    let (key, key_id) = key_for(&gw, None, None).await;
+    set_budget(
+        &gw,
+        serde_json::json!({"scope": format!("key:{key_id}"), "period": "day",
+            "limit_usd": "0.004"}),
+    )
+    .await;
+    let resp = post(&gw, "/v1/chat/completions", Some(&key), metered("meter")).await;
+    assert_eq!(resp.status(), 200);
+    error_body(
+        post(&gw, "/v1/chat/completions", Some(&key), metered("meter")).await,
+        429,
+    )
+    .await;
+    gw.stop().await;
+}
