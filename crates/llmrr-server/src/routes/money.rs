@@ -26,6 +26,15 @@ fn query(raw: Option<String>) -> HashMap<String, String> {
         .collect()
 }
 
+/// `{"id", "deleted": true}`, or 404 naming what was not found.
+fn deleted(found: bool, what: &str, id: String) -> Reply {
+    if found {
+        Ok(Json(json!({"id": id, "deleted": true})).into_response())
+    } else {
+        Err(ApiError(Error::NotFound(format!("no {what} `{id}`"))))
+    }
+}
+
 fn list<T: serde::Serialize>(data: T) -> Response {
     Json(json!({"object": "list", "data": data})).into_response()
 }
@@ -98,11 +107,8 @@ pub async fn remove_team(
     Path(id): Path<String>,
 ) -> Reply {
     require_master(&state, &ctx)?;
-    if state.gateway.store().delete_team(&id).await? {
-        Ok(Json(json!({"id": id, "deleted": true})).into_response())
-    } else {
-        Err(ApiError(Error::NotFound(format!("no team `{id}`"))))
-    }
+    let found = state.gateway.store().delete_team(&id).await?;
+    deleted(found, "team", id)
 }
 
 #[derive(serde::Deserialize)]
@@ -143,11 +149,8 @@ pub async fn remove_user(
     Path(id): Path<String>,
 ) -> Reply {
     require_master(&state, &ctx)?;
-    if state.gateway.store().delete_user(&id).await? {
-        Ok(Json(json!({"id": id, "deleted": true})).into_response())
-    } else {
-        Err(ApiError(Error::NotFound(format!("no user `{id}`"))))
-    }
+    let found = state.gateway.store().delete_user(&id).await?;
+    deleted(found, "user", id)
 }
 
 /// `from`, `to` (see `parse_time`; default: the last 30 days), `scope`, `group_by`, `limit`.
