@@ -364,6 +364,13 @@ fn resolve_model(i: usize, m: RawModel, env: &Env, request_timeout: Duration) ->
     }
     let upstream_model = m.upstream_model.clone().unwrap_or_else(|| m.name.clone());
     let pricing = super::load_price::pricing(&at, &m, provider, &upstream_model)?;
+    let output_limit = m
+        .max_output_tokens
+        .or(super::load_price::catalog_output_limit(
+            &m,
+            provider,
+            &upstream_model,
+        ));
     let mut headers = Vec::with_capacity(m.headers.len());
     for (name, value) in m.headers {
         let key = at(&format!("headers.{name}"));
@@ -450,6 +457,7 @@ fn resolve_model(i: usize, m: RawModel, env: &Env, request_timeout: Duration) ->
         pricing,
         context_window: local.as_ref().map(|l| l.context_size).or(m.context_window),
         max_output_tokens: m.max_output_tokens,
+        output_limit,
         quality,
         headers,
         organization: m.organization,

@@ -64,3 +64,17 @@ pub(super) fn pricing(
         version,
     })
 }
+
+/// The catalog's output limit of a remote model, if it lists one.
+pub(super) fn catalog_output_limit(
+    m: &RawModel,
+    provider: ProviderKind,
+    upstream: &str,
+) -> Option<u32> {
+    match provider {
+        ProviderKind::Local => None,
+        _ => price::lookup(upstream)
+            .or_else(|| price::lookup(&m.name))
+            .and_then(|p| p.max_output),
+    }
+}

@@ -226,6 +226,9 @@ pub struct ModelSpec {
     pub pricing: Pricing,
     pub context_window: Option<u32>,
     pub max_output_tokens: Option<u32>,
+    /// The most output tokens one answer can have: `max_output_tokens`, else the price
+    /// catalog's (budgets reserve it for a request without max_tokens).
+    pub output_limit: Option<u32>,
     pub quality: f64,
     pub headers: Vec<(String, HeaderValueSpec)>,
     pub organization: Option<String>,

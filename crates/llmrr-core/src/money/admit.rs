@@ -197,7 +197,8 @@ fn output_tokens(e: &ModelEntry, b: &Budget, need: &Need) -> (u64, bool) {
         (Some(m), _) => Some(u64::from(m)),
         // What the Anthropic provider sends when the client gives none.
         (None, ProviderKind::Anthropic) => Some(u64::from(crate::config::ANTHROPIC_MAX_TOKENS)),
-        (None, _) => None,
+        // The model's own limit bounds its answer (from the price catalog).
+        (None, _) => e.spec.output_limit.map(u64::from),
     };
     let (out, capped) = match (b.default_max_tokens, model_limit) {
         (Some(cap), Some(limit)) => (u64::from(cap).min(limit), u64::from(cap) < limit),

@@ -24,6 +24,9 @@ pub struct CatalogPrice {
     pub cache_write: Option<Decimal>,
     /// The day the price was taken from the provider's price page.
     pub as_of: String,
+    /// The most output tokens one answer can have, where known.
+    #[serde(default)]
+    pub max_output: Option<u32>,
     #[serde(default)]
     pub aliases: Vec<String>,
 }
@@ -143,6 +146,7 @@ mod tests {
             Some("claude-opus-4-0")
         );
         assert!(lookup("my-finetune").is_none());
+        assert_eq!(lookup("gpt-4o").and_then(|p| p.max_output), Some(16_384));
         assert!(lookup("gpt-4o-mini-2024").is_none());
     }
 }
