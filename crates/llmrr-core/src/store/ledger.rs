@@ -87,8 +87,36 @@ impl Store {
     /// Append rows in one transaction, committed when this returns (group commit: the
     /// ledger writer batches what arrives together). A row already there (a retried write
     /// whose first commit was not acknowledged) is not an error.
+    ///
+    /// A failed write closes its connection instead of returning it to the pool (a SQLite
+    /// connection whose write failed mid-transaction — disk full — could hold the write lock
+    /// for good and stop the request log too); a write over 30 s fails the same way.
     pub async fn append_ledger(&self, rows: &[LedgerRow]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let limit = std::time::Duration::from_secs(30);
+        let mut conn = tokio::time::timeout(limit, self.pool.acquire())
+            .await
+            .map_err(|_| crate::error::Error::Internal("a ledger write waited 30 s".into()))??;
+        match tokio::time::timeout(limit, self.append_ledger_on(&mut conn, rows)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                drop(conn.detach());
+                Err(e)
+            }
+            Err(_) => {
+                drop(conn.detach());
+                Err(crate::error::Error::Internal(
+                    "a ledger write took longer than 30 s".into(),
+                ))
+            }
+        }
+    }
+
+    async fn append_ledger_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        rows: &[LedgerRow],
+    ) -> Result<()> {
+        let mut tx = sqlx::Connection::begin(conn).await?;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let sql = super::multi_insert_sql(
                 "spend_ledger",
