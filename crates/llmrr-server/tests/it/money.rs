@@ -529,17 +529,23 @@ async fn issue8_reservations_are_released_on_upstream_failure_and_hang_up() {
     gw.stop().await;
 }
 
-/// A webhook receiver: every alert body, with its signature checked.
-async fn webhook(secret: &'static str) -> (String, Arc<Mutex<Vec<Value>>>) {
+/// A webhook receiver: every alert body, with its signature checked. It answers 503 to its
+/// first `fail_first` posts (the sender must retry).
+async fn webhook(secret: &'static str, fail_first: usize) -> (String, Arc<Mutex<Vec<Value>>>) {
     use axum::routing::post as on_post;
     let got: Arc<Mutex<Vec<Value>>> = Arc::default();
     let store = got.clone();
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let app = axum::Router::new().route(
         "/hook",
         on_post(
             move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                 let store = store.clone();
+                let refused = refused.clone();
                 async move {
+                    if refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < fail_first {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
                     let ts = headers["x-llmrr-timestamp"].to_str().expect("ts");
                     let sig = headers["x-llmrr-signature"].to_str().expect("sig");
                     assert_eq!(sig, llmrr_core::money::alerts::signature(secret, ts, &body));
@@ -547,7 +553,7 @@ async fn webhook(secret: &'static str) -> (String, Arc<Mutex<Vec<Value>>>) {
                         .lock()
                         .expect("lock")
                         .push(serde_json::from_slice(&body).expect("json"));
-                    "ok"
+                    axum::http::StatusCode::OK
                 }
             },
         ),
@@ -562,7 +568,8 @@ async fn webhook(secret: &'static str) -> (String, Arc<Mutex<Vec<Value>>>) {
 
 #[tokio::test]
 async fn issue8_downgrade_then_alerts_once_per_period() {
-    let (hook, got) = webhook("whsec-test-secret").await;
+    // The receiver refuses the first post: the alert arrives on a retry, once.
+    let (hook, got) = webhook("whsec-test-secret", 1).await;
     let extra = format!(
         "[money]\nalert_webhook_url = \"{hook}\"\nalert_webhook_secret = \"env:HOOK_SECRET\"\n"
     );
@@ -595,17 +602,19 @@ async fn issue8_downgrade_then_alerts_once_per_period() {
         let resp = post(&gw, "/v1/chat/completions", Some(MASTER), metered("meter")).await;
         assert_eq!(resp.status(), 200);
     }
-    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let until = std::time::Instant::now() + Duration::from_secs(10);
     while got.lock().expect("lock").len() < 2 && std::time::Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let alerts = got.lock().expect("lock").clone();
-    let thresholds: Vec<u64> = alerts
+    // Each threshold once (the refused one arrives later, on its retry).
+    let mut thresholds: Vec<u64> = alerts
         .iter()
         .filter(|a| a["scope"] == "model:meter")
         .map(|a| a["threshold_percent"].as_u64().expect("n"))
         .collect();
+    thresholds.sort_unstable();
     assert_eq!(thresholds, vec![50, 100], "{alerts:?}");
     assert!(alerts.iter().all(|a| a["type"] == "budget.threshold"));
     gw.stop().await;
