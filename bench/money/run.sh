@@ -15,6 +15,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 peers=${PEERS_HARNESS:-$root/../shared/bench/peers}
 [[ -x $peers/run.sh ]] || { echo "no harness at $peers (set PEERS_HARNESS)" >&2; exit 2; }
+# The harness needs nginx (its echo module) and wrk; its setup.sh installs them (and the other
+# peers). Only this benchmark needs them: the build and the tests do not.
+for tool in nginx wrk; do
+    command -v "$tool" >/dev/null || { echo "$tool not found: run $peers/setup.sh first" >&2; exit 2; }
+done
+[[ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ]] \
+    || { echo "nginx's echo module is missing: run $peers/setup.sh first" >&2; exit 2; }
 work=/tmp/llmrr-bench/money
 rm -rf "$work" && mkdir -p "$work/results"
 cargo build --release -p llmrr-cli --manifest-path "$root/Cargo.toml"

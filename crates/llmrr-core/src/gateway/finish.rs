@@ -4,8 +4,9 @@
 use super::*;
 use crate::money::budget::nanos_up;
 use crate::money::category::categorize;
+use crate::money::cost::picos;
 use crate::money::Spent;
-use crate::store::{LedgerRow, PICOS_PER_USD};
+use crate::store::LedgerRow;
 
 /// What `finish` records about one request.
 pub(super) struct Finish<'a> {
@@ -140,13 +141,7 @@ impl Gateway {
         let used = f.usage.prompt_tokens + f.usage.completion_tokens;
         let row = f.entry.filter(|_| used > 0 || !cost.is_zero()).map(|e| {
             let pricing = &e.spec.pricing;
-            let pico = |d: Decimal| {
-                (d * Decimal::from(PICOS_PER_USD))
-                    .round()
-                    .try_into()
-                    .unwrap_or(i64::MAX)
-            };
-            let at = |other: &ModelEntry| pico(cost_of(&other.spec.pricing, &f.usage, f.compute));
+            let at = |other: &ModelEntry| picos(cost_of(&other.spec.pricing, &f.usage, f.compute));
             let route_models = f
                 .route
                 .as_deref()
@@ -165,7 +160,9 @@ impl Gateway {
             let key = &f.ctx.key;
             LedgerRow {
                 id: f.ctx.id.clone(),
-                created_at_ms: crate::store::now_ms() - f.ctx.started.elapsed().as_millis() as i64,
+                // The request's start by the money clock: the period its reservation was in.
+                created_at_ms: self.inner.money.now().as_millisecond()
+                    - f.ctx.started.elapsed().as_millis() as i64,
                 endpoint: f.endpoint.as_str().to_owned(),
                 key_id: key.key_id.clone(),
                 user_id: key.user.clone(),
@@ -180,7 +177,7 @@ impl Gateway {
                 cache_write_tokens: f.usage.cache_creation_input_tokens as i64,
                 completion_tokens: f.usage.completion_tokens as i64,
                 reasoning_tokens: f.usage.reasoning_tokens() as i64,
-                cost_pusd: pico(cost),
+                cost_pusd: picos(cost),
                 price_version: pricing.version.clone(),
                 estimated: f.usage_estimated,
                 unpriced: !pricing.is_priced(),

@@ -143,26 +143,26 @@ pub(super) async fn status(money: &Money) -> Result<Vec<BudgetStatus>> {
             .await
             .map(|u| u[0].held)
             .unwrap_or(0);
-        let spent = Decimal::new(pico, 12).normalize();
+        let spent = super::cost::usd_of_picos(pico);
         let remaining = b.limit_usd.map(|l| (l - spent).max(Decimal::ZERO));
         let exceeded = b.limit_usd.is_some_and(|l| spent >= l)
             || b.limit_tokens.is_some_and(|l| tokens >= l as i64);
-        let projected = b.limit_usd.and_then(|limit| {
-            let elapsed = (now.as_millisecond() - window.start_ms).max(1) as f64;
-            let start = if window.start_ms == 0 {
-                return None;
-            } else {
-                window.start_ms
-            };
-            let rate = pico as f64 / 1e12 / elapsed;
-            let limit = limit.to_string().parse::<f64>().ok()?;
-            if rate <= 0.0 {
-                return None;
-            }
-            let at = start as f64 + limit / rate;
-            let at = at.min(i64::MAX as f64) as i64;
-            (window.end_ms.is_none_or(|end| at < end)).then(|| iso(at.max(now.as_millisecond())))
-        });
+        // At the period's average rate so far (a lifetime budget has no period to average).
+        let projected = b
+            .limit_usd
+            .filter(|_| window.end_ms.is_some())
+            .and_then(|limit| {
+                let elapsed = (now.as_millisecond() - window.start_ms).max(1) as f64;
+                let rate = pico as f64 / 1e12 / elapsed;
+                let limit = limit.to_string().parse::<f64>().ok()?;
+                if rate <= 0.0 {
+                    return None;
+                }
+                let at = window.start_ms as f64 + limit / rate;
+                let at = at.min(i64::MAX as f64) as i64;
+                (window.end_ms.is_none_or(|end| at < end))
+                    .then(|| iso(at.max(now.as_millisecond())))
+            });
         out.push(BudgetStatus {
             budget: b.as_ref().clone(),
             period_start: iso(window.start_ms),

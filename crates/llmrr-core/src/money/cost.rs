@@ -61,6 +61,18 @@ pub fn most(
     tokens + Decimal::new(compute.as_micros() as i64, 6) * pricing.per_compute_second
 }
 
+/// USD as whole pico-USD (the ledger's unit), rounded to the nearest.
+pub fn picos(usd: Decimal) -> i64 {
+    usd.checked_mul(Decimal::from(crate::store::PICOS_PER_USD))
+        .and_then(|p| p.round().try_into().ok())
+        .unwrap_or(i64::MAX)
+}
+
+/// Pico-USD as USD, exactly.
+pub fn usd_of_picos(picos: i64) -> Decimal {
+    Decimal::new(picos, 12).normalize()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +161,7 @@ mod tests {
         };
         assert!(cost_of(&p, &u, None) <= most(&p, 100, 50, 2, Duration::ZERO));
         assert_eq!(estimate(&p, 1000, 100), d("0.0045"));
+        assert_eq!(picos(d("0.0000375")), 37_500_000);
+        assert_eq!(usd_of_picos(37_500_000), d("0.0000375"));
     }
 }

@@ -4,12 +4,12 @@
 //! model without a price.
 
 use super::budget::Scope;
-use super::cost::estimate;
+use super::cost::{estimate, picos};
 use super::report::usd;
 use super::Money;
 use crate::config::Pricing;
 use crate::error::Result;
-use crate::store::{SpendQuery, PICOS_PER_USD};
+use crate::store::SpendQuery;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -39,13 +39,6 @@ pub struct Recommendation {
     pub message: String,
     pub estimated_monthly_saving_usd: String,
     pub detail: serde_json::Value,
-}
-
-fn pico(d: Decimal) -> i64 {
-    (d * Decimal::from(PICOS_PER_USD))
-        .round()
-        .try_into()
-        .unwrap_or(i64::MAX)
 }
 
 impl Money {
@@ -85,7 +78,7 @@ impl Money {
                 .map(|m| {
                     (
                         m,
-                        pico(estimate(&m.pricing, prompt as u64, completion as u64)),
+                        picos(estimate(&m.pricing, prompt as u64, completion as u64)),
                     )
                 })
                 .filter(|(_, c)| *c < cost)

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 /// USD text from pico-USD, exactly.
 pub fn usd(pico: i64) -> String {
-    Decimal::new(pico, 12).normalize().to_string()
+    super::cost::usd_of_picos(pico).to_string()
 }
 
 fn usd_f64(pico: i64) -> f64 {

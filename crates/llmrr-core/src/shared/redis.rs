@@ -183,7 +183,7 @@ impl RedisState {
 
     fn counter(&self, key: &str) -> [String; 3] {
         let c = format!("{}:c:{key}", self.prefix);
-        [format!("{c}:h"), format!("{c}:e"), c].map(|s| s.to_owned())
+        [format!("{c}:h"), format!("{c}:e"), c]
     }
 
     pub async fn reserve(&self, id: &str, holds: &[Hold], hold: Duration) -> Result<Reserve> {

@@ -2,7 +2,6 @@
 //! gateways on Redis), alerts, analytics.
 
 use super::*;
-use llmrr_core::money::budget::{Period, Scope};
 use llmrr_core::store::LedgerRow;
 use llmrr_testkit::harness::{redis_url, unique_prefix, SharedDatabase};
 use std::sync::{Arc, Mutex};
@@ -657,11 +656,19 @@ async fn issue8_period_rollover_and_restart_rebuild_from_the_ledger() {
     money.set_clock(jiff::Timestamp::from_millisecond(next).expect("time"));
     let resp = post(&gw, "/v1/chat/completions", Some(&key), metered("meter")).await;
     assert_eq!(resp.status(), 200);
-    let w = Period::Hour.window(money.now(), money.time_zone());
-    assert!(w.start_ms > next - 3_600_000);
-    let _ = Scope::Global;
+    // The new hour's counter holds that one request; the old hour's is untouched.
+    let b = settled(&gw, &scope).await;
+    assert_eq!(b["spent_usd"], "0.004", "{b}");
+    assert_eq!(b["period_start"], iso_hour(next));
     gw.stop().await;
     drop(dir);
+}
+
+/// The start of the UTC hour holding `ms`, as the budget status writes it.
+fn iso_hour(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms - ms.rem_euclid(3_600_000))
+        .expect("time")
+        .to_string()
 }
 
 fn seeded(id: &str, at: i64, model: &str, cost_pusd: i64) -> LedgerRow {
