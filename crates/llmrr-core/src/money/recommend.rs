@@ -10,7 +10,6 @@ use super::Money;
 use crate::config::Pricing;
 use crate::error::Result;
 use crate::store::SpendQuery;
-use rust_decimal::Decimal;
 use serde::Serialize;
 
 /// Quality within this of the current model's counts as "similar".

@@ -7,7 +7,6 @@ use super::forecast::{self, Forecast};
 use super::Money;
 use crate::error::Result;
 use crate::store::{Breakdown, GroupBy, SpendQuery, SpendTotals, PICOS_PER_USD};
-use rust_decimal::Decimal;
 use serde::Serialize;
 
 /// USD text from pico-USD, exactly.
