@@ -106,6 +106,25 @@ pub enum Error {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// A rate limit, quota or concurrency limit has no room (429, `rate_limit_exceeded`); the
+    /// message names the limit, Retry-After says when it has room again.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Shed by admission: a full queue (429), a deadline that cannot be met or the global cap
+    /// (503). `code`: `queue_full`, `deadline_unreachable`, `overloaded`.
+    #[error("{message}")]
+    Overloaded {
+        message: String,
+        status: u16,
+        code: &'static str,
+        retry_after: Option<Duration>,
+    },
+    /// A guardrail rule denied the request or withheld the answer (400).
+    #[error("{message}")]
+    Guardrail { message: String },
     /// The shared-state server (Redis) failed and the feature's policy is to refuse.
     #[error("shared state: {0}")]
     Shared(String),
@@ -187,7 +206,11 @@ impl Error {
     /// The HTTP status this error is answered with.
     pub fn status_code(&self) -> u16 {
         match self {
-            Error::InvalidRequest { .. } | Error::Unsupported { .. } => 400,
+            Error::InvalidRequest { .. } | Error::Unsupported { .. } | Error::Guardrail { .. } => {
+                400
+            }
+            Error::RateLimited { .. } => 429,
+            Error::Overloaded { status, .. } => *status,
             Error::PayloadTooLarge { .. } => 413,
             Error::ModelNotFound { .. } | Error::NotFound(_) => 404,
             Error::ModelNotAllowed { .. } | Error::Forbidden { .. } => 403,
@@ -222,7 +245,10 @@ impl Error {
             | Error::ModelNotFound { .. }
             | Error::NotFound(_) => "invalid_request_error",
             Error::Unauthorized { .. } => "authentication_error",
-            Error::Throttled { .. } => "rate_limit_error",
+            Error::Throttled { .. } | Error::RateLimited { .. } => "rate_limit_error",
+            Error::Overloaded { status: 429, .. } => "rate_limit_error",
+            Error::Overloaded { .. } => "server_error",
+            Error::Guardrail { .. } => "invalid_request_error",
             Error::BudgetExceeded { .. } => "insufficient_quota",
             Error::Unavailable { .. } | Error::Shared(_) => "server_error",
             Error::ModelNotAllowed { .. } | Error::Forbidden { .. } => "permission_error",
@@ -253,7 +279,9 @@ impl Error {
             Error::ModelNotAllowed { .. } => Some("model_not_allowed"),
             Error::PayloadTooLarge { .. } => Some("payload_too_large"),
             Error::Unauthorized { .. } => Some("invalid_api_key"),
-            Error::Throttled { .. } => Some("rate_limit_exceeded"),
+            Error::Throttled { .. } | Error::RateLimited { .. } => Some("rate_limit_exceeded"),
+            Error::Overloaded { code, .. } => Some(code),
+            Error::Guardrail { .. } => Some("guardrail_denied"),
             Error::Unavailable { .. } | Error::Shared(_) => Some("service_unavailable"),
             Error::BudgetExceeded { .. } => Some("budget_exceeded"),
             Error::Unsupported { .. } => Some("unsupported_parameter"),
@@ -295,6 +323,8 @@ impl Error {
             Error::NoCandidate { retry_after, .. }
             | Error::AllFailed { retry_after, .. }
             | Error::Throttled { retry_after, .. }
+            | Error::RateLimited { retry_after, .. }
+            | Error::Overloaded { retry_after, .. }
             | Error::BudgetExceeded { retry_after, .. }
             | Error::Unavailable { retry_after, .. } => *retry_after,
             _ => None,
@@ -311,6 +341,9 @@ impl Error {
             Error::Unauthorized { .. } => "unauthorized",
             Error::Forbidden { .. } => "forbidden",
             Error::Throttled { .. } => "throttled",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::Overloaded { .. } => "shed",
+            Error::Guardrail { .. } => "guardrail",
             Error::Unavailable { .. } => "unavailable",
             Error::Unsupported { .. } => "unsupported",
             Error::Upstream(e) => match e.status {

@@ -10,6 +10,8 @@
 //! - [`models`]: the configured models and what is kept per model
 //! - [`validate`]: request values the wire types cannot check
 //! - [`provider`]: how a model is reached (OpenAI-compatible, Anthropic)
+//! - [`limits`]: rate limits, quotas, concurrency, admission queues, the global cap
+//! - [`guardrails`]: deny / redact rules on input and output
 //! - [`money`]: prices, exact cost, the spend ledger, budgets, alerts, spend analytics
 //! - [`shared`]: state several replicas share (in-process or Redis)
 //! - [`request_log`]: the batched, off-path writer of the append-only request log
@@ -21,7 +23,9 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod guardrails;
 mod health;
+pub mod limits;
 pub mod models;
 pub mod money;
 pub mod provider;

@@ -50,14 +50,20 @@ impl ModelEntry {
     }
 }
 
-/// A call in flight on a model, counted until dropped; owns its model so it can be kept
-/// across tasks.
-pub struct Flight(Arc<ModelEntry>);
+/// A call in flight on a model, counted until dropped; owns its model (and its admission
+/// slot, if the model has a queue) so it can be kept across tasks.
+pub struct Flight(Arc<ModelEntry>, Option<crate::limits::Slot>);
 
 impl Flight {
     pub fn start(entry: &Arc<ModelEntry>) -> Flight {
         entry.stats.enter();
-        Flight(entry.clone())
+        Flight(entry.clone(), None)
+    }
+
+    /// Keep the model's admission slot until the call ends.
+    pub fn holding(mut self, slot: Option<crate::limits::Slot>) -> Flight {
+        self.1 = slot;
+        self
     }
 }
 

@@ -36,9 +36,55 @@ pub const LOG_ROWS_WRITTEN: &str = "llmrr_request_log_rows_written_total";
 pub const LOG_WRITE_ERRORS: &str = "llmrr_request_log_write_errors_total";
 pub const LOG_ROWS_DROPPED: &str = "llmrr_request_log_rows_dropped_total";
 pub const AUTH_STORE_ERRORS: &str = "llmrr_auth_store_errors_total";
+pub const RATE_LIMITED: &str = "llmrr_rate_limited_total";
+pub const UPSTREAM_LIMIT_SKIPS: &str = "llmrr_upstream_limit_skips_total";
+pub const LIMITS_OUTAGES: &str = "llmrr_limits_shared_errors_total";
+pub const LIMITS_DEGRADED: &str = "llmrr_limits_degraded";
+pub const QUEUE_DEPTH: &str = "llmrr_queue_depth";
+pub const QUEUE_WAIT: &str = "llmrr_queue_wait_seconds";
+pub const QUEUE_SHED: &str = "llmrr_queue_shed_total";
+pub const SHED: &str = "llmrr_shed_total";
+pub const GUARDRAIL_HITS: &str = "llmrr_guardrail_denials_total";
 
 /// Register help texts; call once after the recorder is installed.
 pub fn describe() {
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused by a rate limit, quota or concurrency limit"
+    );
+    describe_counter!(
+        UPSTREAM_LIMIT_SKIPS,
+        "Attempts skipped because the model was at its configured rpm/tpm, by model"
+    );
+    describe_counter!(
+        LIMITS_OUTAGES,
+        "Rate-limit operations that found Redis down (the outage policy applied)"
+    );
+    describe_gauge!(
+        LIMITS_DEGRADED,
+        "1 while limits are enforced per replica because Redis is down"
+    );
+    describe_gauge!(
+        QUEUE_DEPTH,
+        "Requests waiting for a slot of a model, by model and priority class"
+    );
+    describe_histogram!(
+        QUEUE_WAIT,
+        Unit::Seconds,
+        "Time a request waited for a model slot, by model and class"
+    );
+    describe_counter!(
+        QUEUE_SHED,
+        "Requests refused by a model's admission queue, by model, class and reason"
+    );
+    describe_counter!(
+        SHED,
+        "Requests shed by the global cap on requests or bytes in flight, by reason"
+    );
+    describe_counter!(
+        GUARDRAIL_HITS,
+        "Requests refused or answers withheld by a guardrail deny rule"
+    );
     describe_counter!(
         REQUESTS,
         "Model calls answered, by endpoint, model, provider and status"

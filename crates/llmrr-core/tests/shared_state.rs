@@ -3,7 +3,7 @@
 
 #![expect(clippy::expect_used, reason = "tests fail loudly")]
 
-use llmrr_core::shared::{Hold, Reserve, SharedState, Usage};
+use llmrr_core::shared::{Hold, Rate, Reserve, SharedState, Usage};
 use std::time::Duration;
 
 fn hold(key: &str, limit: i64, amount: i64) -> Hold {
@@ -15,7 +15,54 @@ fn hold(key: &str, limit: i64, amount: i64) -> Hold {
     }
 }
 
+fn rate(key: &str, limit: u64, cost: i64) -> Rate {
+    Rate {
+        key: key.into(),
+        limit,
+        period: Duration::from_secs(60),
+        cost,
+    }
+}
+
+/// GCRA limits: a full burst, then refused with the time to wait; all or none across limits;
+/// a settle gives units back.
+async fn rates(s: &SharedState) {
+    for i in 0..3 {
+        let c = s.rate(&[rate("rpm", 3, 1)]).await.expect("rate");
+        assert_eq!(c.refused, None, "request {i}");
+        assert_eq!(c.states[0].remaining, 2 - i);
+    }
+    let refused = s.rate(&[rate("rpm", 3, 1)]).await.expect("rate");
+    assert_eq!(refused.refused, Some(0));
+    let wait = refused.retry_after.expect("a retry");
+    assert!(wait > Duration::from_secs(19) && wait <= Duration::from_secs(20), "{wait:?}");
+    assert!(refused.states[0].reset > Duration::from_secs(59));
+    // The second limit refuses: the first takes nothing.
+    assert_eq!(
+        s.rate(&[rate("wide", 5, 1), rate("rpm", 3, 1)])
+            .await
+            .expect("rate")
+            .refused,
+        Some(1)
+    );
+    assert_eq!(
+        s.rate(&[rate("wide", 5, 5)]).await.expect("rate").refused,
+        None
+    );
+    // Tokens: reserve 800 of 1000, settle at 300 -> 700 free.
+    assert_eq!(s.rate(&[rate("tpm", 1000, 800)]).await.expect("rate").refused, None);
+    assert_eq!(s.rate(&[rate("tpm", 1000, 700)]).await.expect("rate").refused, Some(0));
+    s.rate_adjust(&rate("tpm", 1000, -500)).await.expect("adjust");
+    let c = s.rate(&[rate("tpm", 1000, 700)]).await.expect("rate");
+    assert_eq!(c.refused, None);
+    assert_eq!(c.states[0].remaining, 0);
+    // A cost above the limit never fits.
+    let never = s.rate(&[rate("small", 10, 11)]).await.expect("rate");
+    assert_eq!((never.refused, never.retry_after), (Some(0), None));
+}
+
 async fn behaviour(s: SharedState) {
+    rates(&s).await;
     let h = Duration::from_secs(60);
     s.rebuild(&[], true).await.expect("mark complete");
     // All or none, within every limit.

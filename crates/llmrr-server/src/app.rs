@@ -3,15 +3,17 @@
 //! 0. the accept loop (`serve`): connection cap, header-read timeout, client address.
 //! 1. `cors` (only with `server.cors.allowed_origins`): answers preflights without a key and
 //!    adds the CORS headers for allowed origins.
-//! 2. `DefaultBodyLimit` — bodies over `server.max_body_bytes` are refused with 413 (by the
+//! 2. `limits::shed` (model calls, `/v1/…`): the global cap on requests and request bytes in
+//!    flight; past it, 503 with Retry-After before the body is read.
+//! 3. `DefaultBodyLimit` — bodies over `server.max_body_bytes` are refused with 413 (by the
 //!    JSON extractor, in OpenAI's error format, which also times the body's arrival out).
-//! 3. `auth::authenticate` — assigns the request id (`x-llmrr-request-id` on every
+//! 4. `auth::authenticate` — assigns the request id (`x-llmrr-request-id` on every
 //!    response); without a master key, refuses what a browser could send cross-site (a
 //!    foreign `Host` or `Origin`, a body that is not JSON); checks the API key (except on
 //!    `auth::PUBLIC_PATHS`, and `/metrics` when `server.metrics_public`), slowing down a client
 //!    address that fails too often; and puts the `RequestContext` (id, key, start time) in
 //!    the request's extensions.
-//! 4. the handler: parse + validate, then `Gateway`.
+//! 5. the handler: parse + validate, then `Gateway`.
 //!
 //! Public routes (no key): `GET /health/live`, `GET /health/ready`. Everything else needs a
 //! key when a master key is configured; the admin API and `/metrics` need the master key
@@ -20,7 +22,7 @@
 use crate::routes;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 pub fn router(state: AppState) -> Router {
@@ -47,7 +49,17 @@ pub fn router(state: AppState) -> Router {
             "/admin/keys",
             post(routes::admin::create_key).get(routes::admin::list_keys),
         )
-        .route("/admin/keys/{id}", delete(routes::admin::revoke_key))
+        .route(
+            "/admin/keys/{id}",
+            delete(routes::admin::revoke_key).patch(routes::admin::update_key),
+        )
+        .route("/admin/keys/{id}/rotate", post(routes::admin::rotate_key))
+        .route("/admin/limits", get(routes::limits::list))
+        .route(
+            "/admin/limits/{scope}",
+            put(routes::limits::set).delete(routes::limits::remove),
+        )
+        .route("/admin/queues", get(routes::limits::queues))
         .route(
             "/admin/budgets",
             post(routes::money::set_budget).get(routes::money::list_budgets),
@@ -77,6 +89,10 @@ pub fn router(state: AppState) -> Router {
             crate::auth::authenticate,
         ))
         .layer(DefaultBodyLimit::max(state.server.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::shed,
+        ))
         .layer(tower::util::option_layer(crate::cors::layer(&state.server)))
         .with_state(state)
 }

@@ -48,6 +48,37 @@ fn is_public(state: &AppState, path: &str) -> bool {
     PUBLIC_PATHS.contains(&path) || (path == "/metrics" && state.server.metrics_public)
 }
 
+/// The request's context: its key, and what it asks of admission (`x-llmrr-priority`,
+/// `x-llmrr-deadline-ms`).
+fn context(
+    key: std::sync::Arc<llmrr_core::auth::KeyContext>,
+    started: tokio::time::Instant,
+    headers: &HeaderMap,
+) -> llmrr_core::Result<RequestContext> {
+    let mut ctx = RequestContext::new(key);
+    ctx.started = started;
+    let text = |name: &str| {
+        headers.get(name).map(|v| {
+            v.to_str().map_err(|_| {
+                llmrr_core::Error::invalid(format!("{name} is not text"), Some(name.to_owned()))
+            })
+        })
+    };
+    if let Some(v) = text(crate::limits::PRIORITY).transpose()? {
+        ctx.priority = Some(llmrr_core::limits::Priority::parse(v)?);
+    }
+    if let Some(v) = text(crate::limits::DEADLINE).transpose()? {
+        let ms: u64 = v.trim().parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
+            llmrr_core::Error::invalid(
+                format!("{} must be a positive number of milliseconds (got `{v}`)", crate::limits::DEADLINE),
+                Some(crate::limits::DEADLINE.into()),
+            )
+        })?;
+        ctx.deadline = Some(started + std::time::Duration::from_millis(ms.min(86_400_000)));
+    }
+    Ok(ctx)
+}
+
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = tokio::time::Instant::now();
     let client_id = client_request_id(req.headers());
@@ -71,13 +102,16 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         auth.authenticate(presented_key(req.headers()), client)
             .await
     };
-    let (id, mut resp) = match key {
-        Ok(key) => {
-            let mut ctx = RequestContext::new(key);
-            ctx.started = started;
+    let (id, mut resp) = match key.and_then(|key| context(key, started, req.headers())) {
+        Ok(ctx) => {
             let id = ctx.id.clone();
+            let rate = ctx.rate.clone();
             req.extensions_mut().insert(ctx);
-            (id, next.run(req).await)
+            let mut resp = next.run(req).await;
+            if let Some(h) = rate.get() {
+                crate::limits::rate_headers(resp.headers_mut(), h);
+            }
+            (id, resp)
         }
         Err(e) => {
             let id = RequestContext::new(Default::default()).id;

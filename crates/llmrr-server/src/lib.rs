@@ -20,6 +20,7 @@ mod auth;
 mod cors;
 mod error;
 mod extract;
+mod limits;
 mod local_guard;
 pub mod metrics;
 mod routes;

@@ -122,9 +122,22 @@ fn list(names: &BTreeSet<String>) -> String {
         .join(", ")
 }
 
+/// A fresh secret: 192 random bits.
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{KEY_PREFIX}{}", hex::encode(bytes))
+}
+
+/// The part of a secret stored for display.
+pub fn display_prefix(secret: &str) -> &str {
+    &secret[..KEY_PREFIX.len() + 4]
+}
+
 /// Create a key directly in the store (the CLI does this without a running server).
 pub async fn create_key(store: &Store, rules: &KeyRules, new: NewKey) -> Result<CreatedKey> {
     rules.check(&new)?;
+    let expires_at_ms = new.expires_at_ms(crate::store::now_ms())?;
     let metadata = new.metadata.unwrap_or_else(|| serde_json::json!({}));
     if !metadata.is_object() {
         return Err(Error::invalid(
@@ -145,22 +158,28 @@ pub async fn create_key(store: &Store, rules: &KeyRules, new: NewKey) -> Result<
         (None, Some(u)) => store.user(u).await?.and_then(|u| u.team_id),
         (None, None) => None,
     };
-    let mut bytes = [0u8; 24];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let secret = format!("{KEY_PREFIX}{}", hex::encode(bytes));
+    if let Some(limits) = &new.limits {
+        limits.check("limits")?;
+    }
+    let secret = new_secret();
     let id = format!("key_{}", uuid::Uuid::now_v7().simple());
     let row = store
         .insert_key(&NewKeyRow {
             id: &id,
             name: new.name.trim(),
             key_hash: &hash_key(&secret),
-            key_prefix: &secret[..KEY_PREFIX.len() + 4],
+            key_prefix: display_prefix(&secret),
             owner_user: new.user.as_deref(),
             owner_team: team.as_deref(),
             tier: new.tier.as_deref(),
             allowed_models: &new.models,
             metadata: &metadata,
+            expires_at_ms,
         })
         .await?;
+    if let Some(limits) = &new.limits {
+        limits.check("limits")?;
+        store.set_limits(&format!("key:{}", row.id), limits).await?;
+    }
     Ok(CreatedKey { row, key: secret })
 }

@@ -5,15 +5,20 @@
 //!
 //! Layout: this file has the key types and [`Authenticator::authenticate`]; `cache` what is
 //! remembered between requests (fresh, stale-on-error, unknown keys, failures per client);
-//! `create` the checks a new key must pass; `revocation` the watch that makes a revoke made
-//! anywhere (another replica, the CLI) effective here within [`REVOCATION_POLL`].
+//! `create` the checks a new key must pass; `revocation` the watch that makes a revoke (or a
+//! rotation, an expiry change) made anywhere (another replica, the CLI) effective here within
+//! [`REVOCATION_POLL`], and that records when keys were last used.
+//!
+//! Lifecycle: a key may expire (`expires_at_ms`); a rotation gives it a new secret while the
+//! old one keeps working until the grace period ends; both are checked at every use, cached
+//! or not.
 
 mod cache;
 mod create;
 mod revocation;
 
 pub use cache::{FAILURE_WINDOW, MAX_FAILURES_PER_MINUTE, STALE_TTL};
-pub use create::{create_key, KeyRules, MAX_NAME_CHARS};
+pub use create::{create_key, display_prefix, new_secret, KeyRules, MAX_NAME_CHARS};
 pub use revocation::REVOCATION_POLL;
 
 use crate::error::{Error, Result};
@@ -42,6 +47,8 @@ pub struct KeyContext {
     /// `None`: every model.
     pub allowed_models: Option<HashSet<String>>,
     pub is_master: bool,
+    /// The secret used stops working at this time (expiry, or a rotation's grace).
+    pub valid_until_ms: Option<i64>,
 }
 
 impl KeyContext {
@@ -51,7 +58,19 @@ impl KeyContext {
             .is_none_or(|m| m.contains(model))
     }
 
-    fn from_row(row: KeyRow) -> Self {
+    fn from_row(row: KeyRow, via_previous: bool) -> Self {
+        let grace = row.previous_valid_until_ms.filter(|_| via_previous);
+        let valid_until_ms = match (row.expires_at_ms, grace) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        KeyContext {
+            valid_until_ms,
+            ..Self::from_row_unchecked(row)
+        }
+    }
+
+    fn from_row_unchecked(row: KeyRow) -> Self {
         if row.allowed_models_unreadable {
             // Fail closed: a key whose model list cannot be read may use no model at all.
             tracing::error!(key_id = %row.id, "the key's allowed_models cannot be read; it may use no model");
@@ -63,6 +82,7 @@ impl KeyContext {
                 team: row.owner_team,
                 tier: row.tier,
                 is_master: false,
+                valid_until_ms: None,
             };
         }
         KeyContext {
@@ -74,6 +94,7 @@ impl KeyContext {
             allowed_models: (!row.allowed_models.is_empty())
                 .then(|| row.allowed_models.into_iter().collect()),
             is_master: false,
+            valid_until_ms: None,
         }
     }
 }
@@ -95,6 +116,61 @@ pub struct NewKey {
     pub models: Vec<String>,
     #[serde(default)]
     pub metadata: Option<serde_json::Value>,
+    /// RFC 3339 time at which the key stops working…
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// …or seconds from now.
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+    /// Rate limits, quotas, concurrency and priority of the key (a `key:ID` limit rule).
+    #[serde(default)]
+    pub limits: Option<crate::limits::LimitSet>,
+}
+
+/// An RFC 3339 time or seconds from `now_ms` as Unix ms; in the past is refused.
+pub fn expiry_ms(at: Option<&str>, in_secs: Option<u64>, now_ms: i64) -> Result<Option<i64>> {
+    let ms = match (at, in_secs) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                "give `expires_at` or `expires_in_secs`, not both",
+                Some("expires_at".into()),
+            ))
+        }
+        (Some(t), None) => Some(
+            t.parse::<jiff::Timestamp>()
+                .map_err(|e| {
+                    Error::invalid(
+                        format!("`expires_at` must be an RFC 3339 time ({e})"),
+                        Some("expires_at".into()),
+                    )
+                })?
+                .as_millisecond(),
+        ),
+        (None, Some(s)) => Some(now_ms.saturating_add(s.min(1 << 40).saturating_mul(1000) as i64)),
+        (None, None) => None,
+    };
+    if ms.is_some_and(|ms| ms <= now_ms) {
+        return Err(Error::invalid(
+            "the expiry is in the past",
+            Some("expires_at".into()),
+        ));
+    }
+    Ok(ms)
+}
+
+impl NewKey {
+    pub fn expires_at_ms(&self, now_ms: i64) -> Result<Option<i64>> {
+        expiry_ms(self.expires_at.as_deref(), self.expires_in_secs, now_ms)
+    }
+}
+
+/// A rotated key: its id and its new secret (shown once).
+#[derive(Debug, serde::Serialize)]
+pub struct RotatedKey {
+    pub id: String,
+    pub key: String,
+    /// The previous secret works until then.
+    pub previous_valid_until_ms: i64,
 }
 
 /// A created key: the row, and the secret, which is never available again.
@@ -122,6 +198,8 @@ struct Inner {
     rules: KeyRules,
     anonymous: Arc<KeyContext>,
     master_ctx: Arc<KeyContext>,
+    /// Key id -> when it was last used, written to the store by the watch.
+    used: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl Authenticator {
@@ -140,6 +218,7 @@ impl Authenticator {
                     key_name: Some("master".into()),
                     ..Default::default()
                 }),
+                used: Default::default(),
             }),
         };
         revocation::spawn_watch(&auth);
@@ -192,14 +271,73 @@ impl Authenticator {
                     })
                 }
             },
-            None => self.look_up(hash).await?,
+            None => self.look_up(hash.clone()).await?,
         };
-        found.ok_or_else(|| {
+        let key = found.ok_or_else(|| {
             inner.cache.failed(client);
             Error::Unauthorized {
                 message: "invalid API key".into(),
             }
-        })
+        })?;
+        let now = crate::store::now_ms();
+        if key.valid_until_ms.is_some_and(|until| until <= now) {
+            // The cached copy stays: it is refused again without a store query.
+            inner.cache.failed(client);
+            return Err(Error::Unauthorized {
+                message: "this API key has expired (or was rotated and its grace period is over)"
+                    .into(),
+            });
+        }
+        if let Some(id) = &key.key_id {
+            let mut used = inner.used.lock().unwrap_or_else(|p| p.into_inner());
+            match used.get_mut(id) {
+                Some(at) => *at = now,
+                None => {
+                    used.insert(id.clone(), now);
+                }
+            }
+        }
+        Ok(key)
+    }
+
+    /// The keys used since the last call, with when (the watch writes them to the store).
+    pub(crate) fn take_used(&self) -> Vec<(String, i64)> {
+        let mut used = self.inner.used.lock().unwrap_or_else(|p| p.into_inner());
+        used.drain().collect()
+    }
+
+    /// A new secret for key `id`; the old one works for `grace` more.
+    pub async fn rotate_key(&self, id: &str, grace: Duration) -> Result<Option<RotatedKey>> {
+        let secret = new_secret();
+        let until = crate::store::now_ms()
+            .saturating_add(grace.as_millis().min(i64::MAX as u128) as i64);
+        let store = &self.inner.store;
+        let old = store.key_hash(id).await?;
+        if !store
+            .rotate_key(id, &hash_key(&secret), display_prefix(&secret), until)
+            .await?
+        {
+            return Ok(None);
+        }
+        if let Some(hash) = old {
+            // Read again: its copy here must learn the grace period.
+            self.inner.cache.forget(&hash);
+        }
+        self.inner.cache.forget_unknown();
+        Ok(Some(RotatedKey {
+            id: id.to_owned(),
+            key: secret,
+            previous_valid_until_ms: until,
+        }))
+    }
+
+    /// Set or clear key `id`'s expiry.
+    pub async fn set_key_expiry(&self, id: &str, expires_at_ms: Option<i64>) -> Result<bool> {
+        let done = self.inner.store.set_key_expiry(id, expires_at_ms).await?;
+        if let Some(hash) = self.inner.store.key_hash(id).await? {
+            self.inner.cache.forget(&hash);
+        }
+        Ok(done)
     }
 
     async fn look_up(&self, hash: String) -> Result<Option<Arc<KeyContext>>> {
@@ -209,7 +347,7 @@ impl Authenticator {
             .unwrap_or_else(|_| Err(Error::Internal("the key lookup timed out".into())));
         match looked_up {
             Ok(row) => {
-                let key = row.map(|row| Arc::new(KeyContext::from_row(row)));
+                let key = row.map(|(row, previous)| Arc::new(KeyContext::from_row(row, previous)));
                 inner.cache.found(hash, key.clone());
                 Ok(key)
             }

@@ -1,5 +1,6 @@
 //! A revoke reaches every running server within [`REVOCATION_POLL`]: each server asks the
-//! store, once a poll, for the keys revoked since its last look, and forgets them. A revoke
+//! store, once a poll, for the keys revoked (or rotated, or given a new expiry) since its last
+//! look, and forgets them. The same watch writes when keys were last used. A revoke
 //! through this server's admin API clears its cache at once; one made elsewhere (another
 //! replica, `llmrr keys revoke`) is seen at the next poll.
 
@@ -22,6 +23,15 @@ pub(super) fn spawn_watch(auth: &Authenticator) {
             tick.tick().await;
             let Some(inner) = weak.upgrade() else { return };
             let now = crate::store::now_ms();
+            let used = (super::Authenticator {
+                inner: inner.clone(),
+            })
+            .take_used();
+            if !used.is_empty() {
+                if let Err(e) = inner.store.touch_keys(&used).await {
+                    tracing::debug!(error = %e, "keys: last-used times not written");
+                }
+            }
             match inner.store.revoked_since(since).await {
                 Ok(hashes) => {
                     for hash in &hashes {

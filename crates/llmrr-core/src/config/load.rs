@@ -291,6 +291,7 @@ fn resolve(
         .max()
         .unwrap_or(server.request_timeout);
     let money = super::money::money(raw.money, longest_call, env)?;
+    let limits = super::limits::limits(raw.limits)?;
     Ok(Config {
         profile,
         source,
@@ -302,6 +303,7 @@ fn resolve(
         local,
         money,
         shared,
+        limits,
     })
 }
 
@@ -469,11 +471,32 @@ fn resolve_model(i: usize, m: RawModel, env: &Env, request_timeout: Duration) ->
         anthropic_version: m
             .anthropic_version
             .unwrap_or_else(|| d::ANTHROPIC_VERSION.to_owned()),
+        limits: ModelLimits {
+            rpm: positive_opt(&at("rpm"), m.rpm)?,
+            tpm: positive_opt(&at("tpm"), m.tpm)?,
+            max_concurrent: match m.max_concurrent {
+                Some(0) => return Err(Error::config(at("max_concurrent"), "must be at least 1")),
+                Some(n) => Some(n),
+                None => local.as_ref().map(|l| l.parallel),
+            },
+            max_queue: m.max_queue.unwrap_or(crate::limits::queue::DEFAULT_MAX_QUEUE),
+        },
+        guardrails: m
+            .guardrails
+            .map(|g| super::guardrails::compile(&at("guardrails"), g))
+            .transpose()?,
         capabilities,
         ttft_timeout,
         idle_timeout,
         local,
     })
+}
+
+fn positive_opt(path: &str, v: Option<u64>) -> Result<Option<u64>> {
+    match v {
+        Some(0) => Err(Error::config(path, "must be at least 1")),
+        v => Ok(v),
+    }
 }
 
 /// The built-in catalog, for each provider whose key variable is set.

@@ -259,6 +259,10 @@ pub(super) fn resolve(
                 .unwrap_or(RouteSpec::DEFAULT_EXPECTED_OUTPUT),
             content_fallback,
             balanced,
+            guardrails: r
+                .guardrails
+                .map(|g| super::guardrails::compile(&at("guardrails"), g))
+                .transpose()?,
         });
     }
     Ok((config, out))

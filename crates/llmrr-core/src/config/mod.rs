@@ -4,6 +4,8 @@
 //! error names the key path and the bad value. The environment is read once, here.
 
 mod defaults;
+pub mod guardrails;
+pub mod limits;
 mod load;
 mod load_local;
 mod load_price;
@@ -17,7 +19,8 @@ pub use defaults::ANTHROPIC_MAX_TOKENS;
 pub use load::{load, ConfigSource, Env};
 pub use money::{MoneyConfig, OutagePolicy, SharedConfig};
 pub use resolved::{
-    Capabilities, Config, HeaderValueSpec, LocalConfig, LocalModelSpec, MemoryBudget, ModelSpec,
+    Capabilities, Config, HeaderValueSpec, LocalConfig, LocalModelSpec, MemoryBudget, ModelLimits,
+    ModelSpec,
     Pooling, Pricing, ProviderKind, ServerConfig, StoreConfig,
 };
 pub use routing::{RouteSpec, RoutingConfig, StrategyKind};

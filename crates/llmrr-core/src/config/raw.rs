@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub money: super::money::RawMoney,
     #[serde(default)]
     pub shared: super::money::RawShared,
+    #[serde(default)]
+    pub limits: super::limits::RawLimits,
 }
 
 /// `[local]`: the in-process engine: a models directory, the memory budget, and the defaults
@@ -135,6 +137,16 @@ pub struct RawModel {
     pub prefill_chunk: Option<u32>,
     /// `mean`, `cls` or `last`: load the model for `/v1/embeddings` with that pooling.
     pub pooling: Option<String>,
+    /// The provider's requests per minute for our account: routing skips the model at it.
+    pub rpm: Option<u64>,
+    /// The provider's tokens per minute for our account.
+    pub tpm: Option<u64>,
+    /// Calls in flight at once (default: a local model's `parallel`, else unlimited).
+    pub max_concurrent: Option<u32>,
+    /// Requests waiting for a slot, at most (default 256): past it the lowest is shed.
+    pub max_queue: Option<u32>,
+    /// Guardrails of requests naming this model (see `[routes.guardrails]`).
+    pub guardrails: Option<super::guardrails::RawGuardrails>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +166,8 @@ pub struct RawRoute {
     pub expected_output_tokens: Option<u32>,
     pub content_fallback: Option<String>,
     pub balanced: Option<RawBalanced>,
+    /// Input and output rules of requests naming this route (off unless given).
+    pub guardrails: Option<super::guardrails::RawGuardrails>,
 }
 
 #[derive(Debug, Deserialize)]

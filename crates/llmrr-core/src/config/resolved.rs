@@ -23,6 +23,7 @@ pub struct Config {
     pub local: LocalConfig,
     pub money: super::money::MoneyConfig,
     pub shared: super::money::SharedConfig,
+    pub limits: super::limits::LimitsConfig,
 }
 
 impl Config {
@@ -247,6 +248,21 @@ pub struct ModelSpec {
     pub idle_timeout: Option<Duration>,
     /// `provider = "local"` only.
     pub local: Option<LocalModelSpec>,
+    /// The provider's limits for our account, and the admission queue.
+    pub limits: ModelLimits,
+    /// Guardrails of requests naming this model.
+    #[serde(skip)]
+    pub guardrails: Option<Arc<crate::guardrails::Guardrails>>,
+}
+
+/// `rpm`, `tpm`, `max_concurrent`, `max_queue` of `[[models]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ModelLimits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    /// Calls at once; `None`: no queue.
+    pub max_concurrent: Option<u32>,
+    pub max_queue: u32,
 }
 
 /// What a model can do, for capability filtering.

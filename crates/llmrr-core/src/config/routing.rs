@@ -100,6 +100,9 @@ pub struct RouteSpec {
     pub expected_output_tokens: u32,
     pub content_fallback: Option<Arc<str>>,
     pub balanced: BalancedWeights,
+    /// Input and output rules of requests naming this route.
+    #[serde(skip)]
+    pub guardrails: Option<Arc<crate::guardrails::Guardrails>>,
 }
 
 impl RouteSpec {

@@ -2,6 +2,7 @@
 //! feeding each outcome to the live stats, the breaker and the rollout.
 
 use super::*;
+use crate::limits::Refusal;
 
 /// An attempt gets at least 1/MAX_SHARERS of the time left.
 const MAX_SHARERS: u32 = 3;
@@ -18,6 +19,8 @@ pub(super) struct Attempts {
     pub(super) skipped: Vec<String>,
     /// One of them was skipped for an open breaker (else all for rate limits).
     pub(super) skipped_open: bool,
+    /// The error of the last model whose admission queue refused the request.
+    pub(super) shed: Option<Error>,
 }
 
 impl Attempts {
@@ -25,6 +28,7 @@ impl Attempts {
         Attempts {
             skipped: Vec::new(),
             skipped_open: false,
+            shed: None,
             failures: Vec::new(),
             last_error: None,
             failed_models: Vec::new(),
@@ -60,6 +64,7 @@ impl Attempts {
     pub(super) fn into_error(self, requested: &str) -> Error {
         match (self.failed_models.len(), self.last_error) {
             (1, Some(e)) => e,
+            (0, _) if self.shed.is_some() => self.shed.unwrap_or(Error::Internal(String::new())),
             (0, _) => {
                 // As at planning: 429 when only rate limits stood in the way, else 503; the
                 // wait capped the same way.
@@ -105,12 +110,48 @@ pub(super) struct Success {
     pub(super) flight: Flight,
     pub(super) outcome: Outcome,
     pub(super) attempts: Attempts,
+    /// What the answering model's own account limits took (settled at the end).
+    pub(super) grant: Ticket,
 }
 
 /// Every attempt failed.
 pub(super) struct Failed {
     pub(super) error: Error,
     pub(super) last_entry: Option<Arc<ModelEntry>>,
+}
+
+fn queue_reason(r: Refusal) -> String {
+    match r {
+        Refusal::Full => "its queue is full".into(),
+        Refusal::Evicted => "a higher-priority request took its place in the queue".into(),
+        Refusal::Deadline { wait } => format!(
+            "cannot start before the deadline (estimated wait {:.1}s)",
+            wait.as_secs_f64()
+        ),
+        Refusal::TooSlow { wait } => format!(
+            "its queue wait ({:.1}s) is above the latency constraint",
+            wait.as_secs_f64()
+        ),
+    }
+}
+
+/// What the client gets when a model's queue refused it and nothing else was tried.
+fn shed_error(model: &str, r: Refusal) -> Error {
+    let message = format!("`{model}` is overloaded: {}", queue_reason(r));
+    match r {
+        Refusal::Full | Refusal::Evicted => Error::Overloaded {
+            message,
+            status: 429,
+            code: "queue_full",
+            retry_after: Some(Duration::from_secs(1)),
+        },
+        Refusal::Deadline { wait } | Refusal::TooSlow { wait } => Error::Overloaded {
+            message,
+            status: 503,
+            code: "deadline_unreachable",
+            retry_after: Some(wait.max(Duration::from_secs(1))),
+        },
+    }
 }
 
 impl Gateway {
@@ -209,10 +250,17 @@ impl Gateway {
         &self,
         call: &Call,
         plan: &mut Plan,
+        admission: &Admitted,
         stream: bool,
     ) -> std::result::Result<Success, Failed> {
         let policy = self.inner.router.config.retry;
         let deadline = Instant::now() + policy.max_total;
+        let latency_limit = admission.latency_limit.or_else(|| {
+            plan.route
+                .as_deref()
+                .and_then(|r| self.inner.router.route(r))
+                .and_then(|r| r.constraints.max_latency)
+        });
         let mut queue: VecDeque<Arc<ModelEntry>> = std::mem::take(&mut plan.attempts).into();
         let mut attempts = Attempts::new();
         let mut min_window: Option<u32> = None;
@@ -232,9 +280,47 @@ impl Gateway {
                     ));
                     continue 'models;
                 }
+                // The model's own account limits: at them, skip it like a 429 would.
+                let grant = match self.inner.limits.upstream(&entry, admission.tokens).await {
+                    Ok(grant) => grant,
+                    Err((reason, wait)) => {
+                        let wait = wait.unwrap_or(DEFAULT_RATE_LIMIT_PAUSE);
+                        entry.rate_limit_for(wait);
+                        metrics::counter!(telemetry::UPSTREAM_LIMIT_SKIPS,
+                            "model" => entry.spec.name.to_string())
+                        .increment(1);
+                        attempts.retry_after =
+                            Some(attempts.retry_after.map_or(wait, |r| r.min(wait)));
+                        attempts.skipped.push(reason);
+                        continue 'models;
+                    }
+                };
+                // Its admission queue: wait for a slot (in class, deadline, arrival order),
+                // or fall back when the wait is too long for the request.
+                let slot = match self.inner.limits.gate(&entry.spec.name) {
+                    None => None,
+                    Some(gate) => {
+                        let until = admission.deadline.min(deadline);
+                        let limit = latency_limit.filter(|_| !queue.is_empty());
+                        match gate.acquire(admission.class, until, limit).await {
+                            Ok(slot) => Some(slot),
+                            Err(refusal) => {
+                                self.settle_ticket(grant, 0);
+                                attempts.skipped.push(format!(
+                                    "{}: {}",
+                                    entry.spec.name,
+                                    queue_reason(refusal)
+                                ));
+                                attempts.shed = Some(shed_error(&entry.spec.name, refusal));
+                                continue 'models;
+                            }
+                        }
+                    }
+                };
                 let probe = match entry.breaker.admit() {
                     Admission::Allowed { probe } => probe,
                     Admission::Refused { .. } => {
+                        self.settle_ticket(grant, 0);
                         attempts.skipped_open = true;
                         attempts
                             .skipped
@@ -245,7 +331,7 @@ impl Gateway {
                 tries += 1;
                 last_entry = Some(entry.clone());
                 let started = Instant::now();
-                let flight = Flight::start(&entry);
+                let flight = Flight::start(&entry).holding(slot);
                 let now = Instant::now();
                 // Time is shared with at most two models after this one: a long route does
                 // not cut every attempt short.
@@ -264,11 +350,13 @@ impl Gateway {
                             flight,
                             outcome,
                             attempts,
+                            grant,
                         })
                     }
                     Err(e) => e,
                 };
                 drop(flight);
+                self.settle_ticket(grant, 0);
                 let took = started.elapsed();
                 attempts.upstream += took;
                 let class = classify(&e);

@@ -70,6 +70,21 @@ pub(super) struct Prepared {
     pub(super) options: RequestOptions,
     pub(super) prompt_estimate: u64,
     pub(super) reservation: Option<Reservation>,
+    pub(super) admission: Admitted,
+    /// What the request took from its rate limits, quotas and concurrency.
+    pub(super) ticket: Ticket,
+    pub(super) guardrails: Option<Arc<Guardrails>>,
+}
+
+/// What the attempt loop needs from admission.
+pub(super) struct Admitted {
+    pub(super) class: Priority,
+    /// A call must start before this (a model's queue refuses at once when it cannot).
+    pub(super) deadline: Instant,
+    /// The request's token estimate (upstream tokens-per-minute limits).
+    pub(super) tokens: u64,
+    /// Queue waits above this fall back to the next model (the latency constraint).
+    pub(super) latency_limit: Option<Duration>,
 }
 
 impl Call {
@@ -145,6 +160,19 @@ impl Call {
 
     /// A budget caps a request that set no output limit (`max_completion_tokens`: the field
     /// every OpenAI model takes, reasoning models included; Anthropic reads it too).
+    /// The input guardrails: deny, or redact the request's text in place.
+    pub(super) fn guard_input(&mut self, g: &Guardrails) -> Result<()> {
+        let guarded = match self {
+            Call::Chat(r) => crate::guardrails::redact_chat(g, r),
+            Call::Completion(r) => crate::guardrails::redact_prompt(g, &mut r.prompt),
+            Call::Embeddings(r) => crate::guardrails::redact_prompt(g, &mut r.input),
+        };
+        if guarded.is_err() {
+            metrics::counter!(telemetry::GUARDRAIL_HITS, "side" => "input").increment(1);
+        }
+        guarded
+    }
+
     pub(super) fn cap_output(&mut self, cap: u32) {
         match self {
             Call::Chat(r) if r.max_tokens.is_none() && r.max_completion_tokens.is_none() => {

@@ -27,6 +27,8 @@ pub(super) struct Finish<'a> {
     /// The route the request named, if it named one.
     pub(super) route: Option<Arc<str>>,
     pub(super) call: &'a Call,
+    /// Rate limits, quotas and concurrency taken: settled to the tokens used.
+    pub(super) tickets: Vec<Ticket>,
 }
 
 impl<'a> Finish<'a> {
@@ -47,6 +49,7 @@ impl<'a> Finish<'a> {
             reservation: None,
             route: None,
             call,
+            tickets: Vec::new(),
         }
     }
 
@@ -67,6 +70,10 @@ impl Gateway {
             .map(|e| cost_of(&e.spec.pricing, &f.usage, f.compute))
             .unwrap_or(Decimal::ZERO);
         self.spend(&mut f, cost);
+        let used = f.usage.prompt_tokens + f.usage.completion_tokens;
+        for ticket in f.tickets.drain(..) {
+            self.settle_ticket(ticket, used);
+        }
         let (status, error) = match f.result {
             Ok(()) => (200, None),
             Err((status, label)) => (status, Some(label)),

@@ -1,14 +1,17 @@
 //! THE request pipeline. Every model call — from the HTTP server or the CLI — goes through
 //! [`Gateway`]:
 //!
-//! 1. validate the request values (`validate`) and the `llmrr` options
-//! 2. plan: the [`Router`] turns the name (a model or a route) into ranked attempts
+//! 1. validate the request values (`validate`) and the `llmrr` options; input guardrails
+//! 2. plan: the [`Router`] turns the name (a model or a route) into ranked attempts; then
+//!    admission: rate limits, quotas and concurrency ([`Limits::admit`]), and budgets
+//!    ([`Money::admit`])
 //! 3. execute, inside a tracked task (what follows runs even when the client hangs up, and
 //!    shutdown waits for it): call each attempt in turn with timeouts; retry retryable
-//!    failures with backoff; skip rate-limited models (Retry-After); send context-length
+//!    failures with backoff; skip rate-limited models (Retry-After, or at their configured
+//!    rpm/tpm); wait in a model's admission queue when it has a concurrency cap; send context-length
 //!    failures to a larger window and content-policy refusals to the content fallback;
 //!    feed the live stats, the breaker and the rollout
-//! 4. finish: usage -> cost -> request-log row, metrics
+//! 4. finish: output guardrails; usage -> cost -> request-log row, metrics; settle limits
 //!
 //! Streams take the same path: an attempt has succeeded once its first token arrived (the
 //! chunks before it are held back), so a failure before the client saw a byte falls back
@@ -31,6 +34,8 @@ use finish::*;
 use crate::auth::{Authenticator, KeyContext, KeyRules};
 use crate::config::Config;
 use crate::error::{AttemptFailure, Error, Result};
+use crate::guardrails::Guardrails;
+use crate::limits::{Limits, Priority, RateHeaders, Ticket};
 use crate::models::{Flight, ModelEntry, ModelRegistry};
 use crate::money::admit::Need;
 use crate::money::cost::cost_of;
@@ -56,7 +61,7 @@ use llmrr_types::openai::{
 use rust_decimal::Decimal;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -78,12 +83,19 @@ const MIN_LOG_FLUSH: Duration = Duration::from_secs(1);
 /// How long a model that answered 429 without Retry-After is skipped.
 const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
 
-/// One call's identity: who asked, and when.
+/// One call's identity: who asked, and when; what it asked of admission; and the rate-limit
+/// state for its answer's `x-ratelimit-*` headers (set by admission, read by the server).
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub id: String,
     pub key: Arc<KeyContext>,
     pub started: Instant,
+    /// `x-llmrr-priority` (capped by what the key may ask).
+    pub priority: Option<Priority>,
+    /// `x-llmrr-deadline-ms`: the request must start before this (else the request's total
+    /// timeout).
+    pub deadline: Option<Instant>,
+    pub rate: Arc<OnceLock<RateHeaders>>,
 }
 
 impl RequestContext {
@@ -92,6 +104,9 @@ impl RequestContext {
             id: format!("req_{}", uuid::Uuid::now_v7().simple()),
             key,
             started: Instant::now(),
+            priority: None,
+            deadline: None,
+            rate: Arc::default(),
         }
     }
 }
@@ -136,6 +151,7 @@ struct Inner {
     auth: Authenticator,
     store: Store,
     money: Money,
+    limits: Limits,
     tracker: TaskTracker,
     /// Cancelled when shutdown's grace is nearly over: calls still waiting for an upstream
     /// answer 503, open streams end with an error event; their rows are still written.
@@ -172,7 +188,23 @@ impl Gateway {
         local: Option<Arc<dyn LocalBackend>>,
     ) -> Result<Gateway> {
         let rollouts = RolloutBook::load(store.clone()).await?;
-        let money = Money::start(config, store.clone()).await?;
+        let shared = match &config.shared.redis_url {
+            Some(url) => Some(
+                crate::shared::SharedState::redis(url.expose(), &config.shared.key_prefix).await?,
+            ),
+            None => None,
+        };
+        let money = match &shared {
+            Some(s) => Money::with_shared(config, store.clone(), s.clone()).await?,
+            None => Money::start(config, store.clone()).await?,
+        };
+        let limits = Limits::start(
+            config,
+            store.clone(),
+            shared.map(|s| s.scoped("limits")),
+            money.clone(),
+        )
+        .await?;
         let models = ModelRegistry::build(config, local.as_deref())?;
         for m in models.all() {
             if !m.spec.pricing.is_priced() {
@@ -195,6 +227,7 @@ impl Gateway {
                 ),
                 store,
                 money,
+                limits,
                 tracker: TaskTracker::new(),
                 stopping: CancellationToken::new(),
                 max_items: config.server.max_messages,
@@ -217,6 +250,20 @@ impl Gateway {
 
     pub fn money(&self) -> &Money {
         &self.inner.money
+    }
+
+    /// Create a key (and its limit rule, applied here at once).
+    pub async fn create_key(&self, new: crate::auth::NewKey) -> Result<crate::auth::CreatedKey> {
+        let with_limits = new.limits.is_some();
+        let created = self.inner.auth.create_key(new).await?;
+        if with_limits {
+            self.inner.limits.reload().await?;
+        }
+        Ok(created)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     pub fn models(&self) -> &ModelRegistry {
@@ -433,33 +480,61 @@ impl Gateway {
         valid: Result<()>,
         features: Features,
     ) -> Result<Prepared> {
-        let planned = valid.and_then(|()| {
-            let (plan, options) =
-                self.plan(&ctx.key, call.model(), features, call.llmrr(), false)?;
-            Ok((plan, options))
-        });
+        let guardrails = self.guardrails_of(call.model());
+        let planned = valid
+            .and_then(|()| match &guardrails {
+                Some(g) => call.guard_input(g),
+                None => Ok(()),
+            })
+            .and_then(|()| {
+                let (plan, options) =
+                    self.plan(&ctx.key, call.model(), features, call.llmrr(), false)?;
+                Ok((plan, options))
+            });
         let prepared = match planned {
             Ok((mut plan, options)) => {
-                let admitted = if self.inner.money.has_budgets() {
-                    let need = call.money_need();
-                    self.inner
-                        .money
-                        .admit(&ctx.id, &ctx.key, &mut plan, need)
-                        .await
-                } else {
-                    Ok(Default::default())
-                };
-                admitted.map(|a| {
-                    if let Some(cap) = a.cap_max_tokens {
-                        call.cap_output(cap);
+                let tokens = features.prompt_tokens + features.max_output_tokens.unwrap_or(0);
+                let limited = self
+                    .inner
+                    .limits
+                    .admit(&ctx.key, &ctx.id, call.model(), tokens, ctx.priority, &ctx.rate)
+                    .await;
+                match limited {
+                    Err(e) => Err(e),
+                    Ok(ticket) => {
+                        let admitted = if self.inner.money.has_budgets() {
+                            let need = call.money_need();
+                            self.inner
+                                .money
+                                .admit(&ctx.id, &ctx.key, &mut plan, need)
+                                .await
+                        } else {
+                            Ok(Default::default())
+                        };
+                        admitted.map(|a| {
+                            if let Some(cap) = a.cap_max_tokens {
+                                call.cap_output(cap);
+                            }
+                            let deadline = ctx.deadline.unwrap_or(
+                                ctx.started + self.inner.router.config.retry.max_total,
+                            );
+                            Prepared {
+                                plan,
+                                options,
+                                prompt_estimate: features.prompt_tokens,
+                                reservation: a.reservation,
+                                admission: Admitted {
+                                    class: ticket.class,
+                                    deadline,
+                                    tokens,
+                                    latency_limit: None,
+                                },
+                                ticket,
+                                guardrails,
+                            }
+                        })
                     }
-                    Prepared {
-                        plan,
-                        options,
-                        prompt_estimate: features.prompt_tokens,
-                        reservation: a.reservation,
-                    }
-                })
+                }
             }
             Err(e) => Err(e),
         };
@@ -493,12 +568,32 @@ impl Gateway {
         answer
     }
 
+    /// The guardrails of requests naming `name`: its route's, else its model's.
+    fn guardrails_of(&self, name: &str) -> Option<Arc<Guardrails>> {
+        match self.inner.router.route(name) {
+            Some(route) => route.guardrails.clone(),
+            None => self
+                .inner
+                .models
+                .get(name)
+                .and_then(|m| m.spec.guardrails.clone()),
+        }
+    }
+
+    /// Settle a limits ticket with the tokens used, off the answer's path.
+    fn settle_ticket(&self, ticket: Ticket, used: u64) {
+        if let Some(work) = ticket.settle(used) {
+            self.inner.tracker.spawn(work);
+        }
+    }
+
     /// Run the plan's attempts until one succeeds, the client hangs up (`hung_up`) or the
     /// server stops.
     async fn attempt_until(
         &self,
         call: &Call,
         plan: &mut Plan,
+        admission: &Admitted,
         stream: bool,
         hung_up: impl Future<Output = ()>,
     ) -> std::result::Result<Success, Failed> {
@@ -509,7 +604,7 @@ impl Gateway {
             })
         };
         tokio::select! {
-            attempted = self.attempt_plan(call, plan, stream) => attempted,
+            attempted = self.attempt_plan(call, plan, admission, stream) => attempted,
             () = hung_up => cut(Error::ClientClosed),
             () = self.inner.stopping.cancelled() => cut(shutting_down()),
         }
@@ -540,13 +635,17 @@ impl Gateway {
             mut plan,
             options,
             reservation,
+            admission,
+            ticket,
+            guardrails,
             ..
         } = prepared;
         let mut finish = Finish::new(&ctx, &call, false);
         finish.reservation = reservation;
+        finish.tickets.push(ticket);
         finish.route = plan.route.clone();
         let attempted = self
-            .attempt_until(&call, &mut plan, false, hung_up.cancelled())
+            .attempt_until(&call, &mut plan, &admission, false, hung_up.cancelled())
             .await;
         let success = match attempted {
             Ok(s) => s,
@@ -563,8 +662,10 @@ impl Gateway {
             flight,
             outcome,
             mut attempts,
+            grant,
         } = success;
         drop(flight);
+        finish.tickets.push(grant);
         let Outcome::Completed(completed) = outcome else {
             return Err(Error::Internal(
                 "a stream where an answer was expected".into(),
@@ -584,11 +685,24 @@ impl Gateway {
         finish.compute = completed.compute;
         finish.upstream = Some(attempts.upstream);
         let priced = entry.spec.pricing.is_priced();
+        let guarded = match &guardrails {
+            Some(g) => crate::guardrails::redact_answer(g, completed.body),
+            None => Ok(completed.body),
+        };
+        let body = match guarded {
+            Ok(body) => body,
+            Err(e) => {
+                metrics::counter!(telemetry::GUARDRAIL_HITS, "side" => "output").increment(1);
+                finish.result = Err((e.status_code(), e.label()));
+                self.finish(finish).await;
+                return Err(e);
+            }
+        };
         let cost = self.finish(finish).await;
         let body = if options.explain {
-            with_explanation(completed.body, &plan.decision)
+            with_explanation(body, &plan.decision)
         } else {
-            completed.body
+            body
         };
         Ok(Answer {
             body,

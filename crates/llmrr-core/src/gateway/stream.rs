@@ -38,13 +38,17 @@ impl Gateway {
             options,
             prompt_estimate,
             reservation,
+            admission,
+            ticket,
+            guardrails,
         } = prepared;
         let mut finish = Finish::new(&ctx, &call, true);
         finish.reservation = reservation;
+        finish.tickets.push(ticket);
         finish.route = plan.route.clone();
         // A client that hangs up before the first token cancels the upstream call at once.
         let attempted = self
-            .attempt_until(&call, &mut plan, true, ready.closed())
+            .attempt_until(&call, &mut plan, &admission, true, ready.closed())
             .await;
         let success = match attempted {
             Ok(s) => s,
@@ -62,7 +66,9 @@ impl Gateway {
             flight,
             outcome,
             attempts,
+            grant,
         } = success;
+        finish.tickets.push(grant);
         let Outcome::Opened(chunks, held) = outcome else {
             let _ = ready.send(Err(Error::Internal(
                 "an answer where a stream was expected".into(),
@@ -98,6 +104,7 @@ impl Gateway {
             idle: entry.spec.idle_timeout,
             entry: &entry,
             stopping: &self.inner.stopping,
+            guard: guardrails.and_then(crate::guardrails::stream::StreamGuard::new),
         })
         .await;
         drop(flight);
@@ -152,6 +159,8 @@ pub(super) struct Pump<'a> {
     pub(super) idle: Option<Duration>,
     pub(super) entry: &'a ModelEntry,
     pub(super) stopping: &'a CancellationToken,
+    /// Output guardrails, when the route has them.
+    pub(super) guard: Option<crate::guardrails::stream::StreamGuard>,
 }
 
 pub(super) struct Pumped {
@@ -176,6 +185,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
         idle,
         entry,
         stopping,
+        mut guard,
     } = p;
     let mut out = Pumped {
         usage: None,
@@ -262,10 +272,26 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                 if chunk.usage_only && !include_usage {
                     continue;
                 }
+                let data = match guard.as_mut().filter(|_| !chunk.usage_only) {
+                    None => chunk.data,
+                    Some(g) => match g.chunk(&chunk.data) {
+                        Ok(data) => data,
+                        Err(e) => {
+                            // Nothing of the match was sent: the stream ends here.
+                            metrics::counter!(telemetry::GUARDRAIL_HITS, "side" => "output")
+                                .increment(1);
+                            out.result = Err((e.status_code(), e.label()));
+                            if frames.send(error_frame(&e)).await.is_err() {
+                                out.result = client_gone;
+                            }
+                            return out;
+                        }
+                    },
+                };
                 match chunk.usage {
                     // The usage chunk carries the cost as an extension field.
-                    Some(u) => sse_frame(&with_cost(&chunk.data, entry, &u, out.compute)),
-                    None => sse_frame(&chunk.data),
+                    Some(u) => sse_frame(&with_cost(&data, entry, &u, out.compute)),
+                    None => sse_frame(&data),
                 }
             }
         };

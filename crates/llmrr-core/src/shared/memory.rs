@@ -1,6 +1,6 @@
 //! In-process shared state: one replica, one lock. The same semantics as the Redis scripts.
 
-use super::{Hold, Reserve, Usage};
+use super::{gcra, Hold, Rate, RateCheck, RateState, Reserve, Usage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -57,9 +57,30 @@ impl State {
     }
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Memory {
     state: Arc<Mutex<State>>,
+    /// Rate limits: key -> TAT (µs since `origin`). On tokio's clock, so that tests with
+    /// paused time can move it.
+    rates: Arc<Mutex<HashMap<String, i64>>>,
+    origin: tokio::time::Instant,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory {
+            state: Arc::default(),
+            rates: Arc::default(),
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+/// Past this many rate keys, the ones whose TAT has passed (whole limits) are forgotten.
+const RATE_SWEEP_AT: usize = 4096;
+
+fn micros(d: Duration) -> i64 {
+    d.as_micros().min(i64::MAX as u128) as i64
 }
 
 impl Memory {
@@ -152,6 +173,50 @@ impl Memory {
         }
     }
 
+    fn now_us(&self) -> i64 {
+        micros(tokio::time::Instant::now().saturating_duration_since(self.origin))
+    }
+
+    pub fn rate(&self, rates: &[Rate]) -> RateCheck {
+        let now = self.now_us();
+        let mut tats = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        let verdicts: Vec<gcra::Verdict> = rates
+            .iter()
+            .map(|r| {
+                let cost = r.cost.max(0) as u64;
+                gcra::check(now, tats.get(&r.key).copied(), r.limit, micros(r.period), cost)
+            })
+            .collect();
+        let refused = verdicts.iter().position(|v| !v.allowed);
+        if refused.is_none() {
+            for (r, v) in rates.iter().zip(&verdicts) {
+                if let Some(t) = tats.get_mut(&r.key) {
+                    *t = v.new_tat;
+                } else {
+                    tats.insert(r.key.clone(), v.new_tat);
+                }
+            }
+            if tats.len() > RATE_SWEEP_AT {
+                tats.retain(|_, tat| *tat > now);
+            }
+        }
+        check_of(refused, &verdicts)
+    }
+
+    pub fn rate_adjust(&self, rate: &Rate) {
+        let now = self.now_us();
+        let mut tats = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        let old = tats.get(&rate.key).copied();
+        match gcra::adjust(now, old, rate.limit, micros(rate.period), rate.cost) {
+            Some(tat) => {
+                tats.insert(rate.key.clone(), tat);
+            }
+            None => {
+                tats.remove(&rate.key);
+            }
+        }
+    }
+
     pub fn claim_once(&self, key: &str, ttl: Duration) -> bool {
         let now = Instant::now();
         let mut s = self.lock();
@@ -162,6 +227,22 @@ impl Memory {
                 true
             }
         }
+    }
+}
+
+/// The check's answer from each limit's verdict (states as before the check when refused).
+pub(super) fn check_of(refused: Option<usize>, verdicts: &[gcra::Verdict]) -> RateCheck {
+    let us = |v: i64| Duration::from_micros(v.max(0) as u64);
+    RateCheck {
+        refused,
+        retry_after: refused.and_then(|i| verdicts[i].retry_us).map(us),
+        states: verdicts
+            .iter()
+            .map(|v| RateState {
+                remaining: v.remaining,
+                reset: us(v.reset_us),
+            })
+            .collect(),
     }
 }
 
@@ -203,6 +284,33 @@ mod tests {
         // A release is a settle to zero.
         m.settle("b", &[hold("k", 10, 0)]);
         assert_eq!(m.read(&["k".into()])[0], Usage { spent: 2, held: 0 });
+    }
+
+    fn rate(key: &str, limit: u64, cost: i64) -> Rate {
+        Rate {
+            key: key.into(),
+            limit,
+            period: Duration::from_secs(60),
+            cost,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rates_refill_as_time_passes() {
+        let m = Memory::default();
+        assert_eq!(m.rate(&[rate("rpm", 2, 1)]).refused, None);
+        assert_eq!(m.rate(&[rate("rpm", 2, 1)]).refused, None);
+        let refused = m.rate(&[rate("rpm", 2, 1)]);
+        assert_eq!(refused.retry_after, Some(Duration::from_secs(30)));
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert_eq!(m.rate(&[rate("rpm", 2, 1)]).refused, Some(0));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(m.rate(&[rate("rpm", 2, 1)]).refused, None);
+        // Tokens: 1000 per minute; 900 now leaves 100; a minute later all of it is back.
+        assert_eq!(m.rate(&[rate("tpm", 1000, 900)]).states[0].remaining, 100);
+        assert_eq!(m.rate(&[rate("tpm", 1000, 200)]).refused, Some(0));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(m.rate(&[rate("tpm", 1000, 1000)]).refused, None);
     }
 
     #[test]

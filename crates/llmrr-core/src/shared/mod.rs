@@ -1,5 +1,6 @@
-//! Shared state: what several replicas must agree on (budget counters today; rate limits and
-//! the L3 cache build on the same layer), behind one small interface with two backends:
+//! Shared state: what several replicas must agree on (budget counters, rate limits, quotas and
+//! concurrency; the L3 cache builds on the same layer), behind one small interface with two
+//! backends:
 //!
 //! - [`memory`]: in-process (the embedded default: one replica, no server);
 //! - [`redis`]: `[shared] redis_url`; every check-and-update is one Lua script, atomic across
@@ -14,7 +15,11 @@
 //! Counters: a reservation (`id`) holds an amount on several counters at once, all or none,
 //! only while every counter stays within its limit; it expires after `hold` (a replica that
 //! died cannot hold it forever). Settling replaces the held amount with the real one.
+//!
+//! Rates: [`SharedState::rate`] checks several GCRA limits ([`gcra`]) at once, all or none;
+//! [`SharedState::rate_adjust`] moves one by a settled difference.
 
+pub mod gcra;
 pub mod memory;
 pub mod redis;
 
@@ -51,6 +56,36 @@ pub struct Usage {
     pub held: i64,
 }
 
+/// One rate limit of a check: `cost` units against `limit` per `period` on `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rate {
+    pub key: String,
+    pub limit: u64,
+    pub period: Duration,
+    /// Units this request takes (or, for [`SharedState::rate_adjust`], gives back when
+    /// negative).
+    pub cost: i64,
+}
+
+/// A rate limit as a check left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateState {
+    pub remaining: u64,
+    /// Until the limit is whole again.
+    pub reset: Duration,
+}
+
+/// What a rate check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateCheck {
+    /// The first limit that refused (nothing was taken), if any.
+    pub refused: Option<usize>,
+    /// Refused: when the cost would fit (`None`: never, it is above the limit).
+    pub retry_after: Option<Duration>,
+    /// Each limit, in the order given.
+    pub states: Vec<RateState>,
+}
+
 /// The backend in use.
 #[derive(Clone)]
 pub enum SharedState {
@@ -74,6 +109,15 @@ impl SharedState {
         Ok(SharedState::Redis(
             redis::RedisState::connect(url, prefix).await?,
         ))
+    }
+
+    /// The same backend with its own key space (`{prefix}:{name}` in Redis; a fresh store
+    /// in process), sharing the connection.
+    pub fn scoped(&self, name: &str) -> Self {
+        match self {
+            SharedState::Memory(_) => SharedState::memory(),
+            SharedState::Redis(r) => SharedState::Redis(r.scoped(name)),
+        }
     }
 
     pub fn kind(&self) -> &'static str {
@@ -118,6 +162,25 @@ impl SharedState {
                 Ok(())
             }
             SharedState::Redis(r) => r.rebuild(spent, overwrite).await,
+        }
+    }
+
+    /// Check every rate at once: all take their cost, or (one refuses) none does.
+    pub async fn rate(&self, rates: &[Rate]) -> Result<RateCheck> {
+        match self {
+            SharedState::Memory(m) => Ok(m.rate(rates)),
+            SharedState::Redis(r) => r.rate(rates).await,
+        }
+    }
+
+    /// Add `rate.cost` units to a limit without a check (negative: give them back).
+    pub async fn rate_adjust(&self, rate: &Rate) -> Result<()> {
+        match self {
+            SharedState::Memory(m) => {
+                m.rate_adjust(rate);
+                Ok(())
+            }
+            SharedState::Redis(r) => r.rate_adjust(rate).await,
         }
     }
 

@@ -5,8 +5,11 @@
 //! (reservation id -> amount) and `{p}:c:{key}:e` (reservation id by expiry, so that holds of a
 //! replica that died are freed). Amounts are integers; Lua compares them as doubles, exact
 //! below 2^53 (counters of money are in nano-USD: $9 million).
+//!
+//! Rate limits: `{p}:r:{key}` holds a GCRA TAT in microseconds of Redis's own clock (`TIME`),
+//! so replicas whose clocks differ still share one limit.
 
-use super::{Hold, Reserve, Usage};
+use super::{gcra, Hold, Rate, RateCheck, Reserve, Usage};
 use crate::error::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
@@ -103,6 +106,67 @@ if overwrite then redis.call('SET', KEYS[1], '1') end
 return 1
 ";
 
+/// GCRA over several limits, all or none (the same arithmetic as `gcra::check`). Per limit:
+/// 1 key and 3 args (limit, period µs, cost). Returns the refusing index (0: none), its retry
+/// (µs, -1: never), then per limit its remaining, reset µs, allowed (1/0) and new TAT.
+const RATE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local refused, retry = 0, -1
+local out = {}
+local tats = {}
+for i = 1, #KEYS do
+  local limit = tonumber(ARGV[3 * i - 2])
+  local period = tonumber(ARGV[3 * i - 1])
+  local cost = tonumber(ARGV[3 * i])
+  local interval = period / math.max(limit, 1)
+  local base = tonumber(redis.call('GET', KEYS[i]) or now)
+  if base < now then base = now end
+  local new = base + math.ceil(cost * interval)
+  local ok = cost <= limit and new - period <= now
+  if not ok and refused == 0 then
+    refused = i
+    if cost <= limit then retry = new - period - now end
+  end
+  local tat = ok and new or base
+  tats[i] = new
+  local left = math.floor((now + period - tat) / interval)
+  if left < 0 then left = 0 end
+  if left > limit then left = limit end
+  out[#out + 1] = left
+  out[#out + 1] = tat - now
+  out[#out + 1] = ok and 1 or 0
+  out[#out + 1] = 0
+end
+if refused == 0 then
+  for i = 1, #KEYS do
+    local ttl = math.max(1, math.ceil((tats[i] - now) / 1000))
+    redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX', ttl)
+  end
+end
+table.insert(out, 1, retry)
+table.insert(out, 1, refused)
+return out
+";
+
+/// One limit moved by a cost (negative: given back). 1 key; args limit, period µs, delta.
+const RATE_ADJUST: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local old = redis.call('GET', KEYS[1])
+if not old then return 0 end
+local base = tonumber(old)
+if base < now then base = now end
+local interval = tonumber(ARGV[2]) / math.max(tonumber(ARGV[1]), 1)
+local new = base + math.floor(tonumber(ARGV[3]) * interval + 0.5)
+if new <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.max(1, math.ceil((new - now) / 1000)))
+end
+return 1
+";
+
 #[derive(Clone)]
 pub struct RedisState {
     client: redis::Client,
@@ -120,6 +184,8 @@ struct Scripts {
     reserve: Script,
     settle: Script,
     rebuild: Script,
+    rate: Script,
+    rate_adjust: Script,
 }
 
 /// Connection attempts while Redis has never answered: at most one this often.
@@ -147,12 +213,21 @@ impl RedisState {
                 reserve: Script::new(RESERVE),
                 settle: Script::new(SETTLE),
                 rebuild: Script::new(REBUILD),
+                rate: Script::new(RATE),
+                rate_adjust: Script::new(RATE_ADJUST),
             }),
         };
         if let Err(e) = state.conn().await {
             tracing::error!(error = %e, "shared state: Redis does not answer yet");
         }
         Ok(state)
+    }
+
+    pub fn scoped(&self, name: &str) -> Self {
+        RedisState {
+            prefix: format!("{}:{name}", self.prefix).into(),
+            ..self.clone()
+        }
     }
 
     /// The connection manager (it reconnects by itself once made).
@@ -260,6 +335,53 @@ impl RedisState {
             inv.arg(h.amount).arg(ms(h.ttl));
         }
         let _: i64 = inv
+            .invoke_async(&mut self.conn().await?)
+            .await
+            .map_err(shared)?;
+        Ok(())
+    }
+
+    pub async fn rate(&self, rates: &[Rate]) -> Result<RateCheck> {
+        let mut inv = self.scripts.rate.prepare_invoke();
+        for r in rates {
+            inv.key(format!("{}:r:{}", self.prefix, r.key));
+            inv.arg(r.limit)
+                .arg(r.period.as_micros().min(i64::MAX as u128) as i64)
+                .arg(r.cost.max(0));
+        }
+        let flat: Vec<i64> = inv
+            .invoke_async(&mut self.conn().await?)
+            .await
+            .map_err(shared)?;
+        let refused = flat.first().copied().unwrap_or(0);
+        let retry = flat.get(1).copied().unwrap_or(-1);
+        let verdicts: Vec<gcra::Verdict> = flat
+            .get(2..)
+            .unwrap_or_default()
+            .chunks(4)
+            .map(|c| gcra::Verdict {
+                allowed: c.get(2) == Some(&1),
+                new_tat: 0,
+                remaining: c[0].max(0) as u64,
+                reset_us: c.get(1).copied().unwrap_or(0),
+                retry_us: None,
+            })
+            .collect();
+        let refused = (refused > 0).then(|| (refused - 1) as usize);
+        let mut check = super::memory::check_of(refused, &verdicts);
+        check.retry_after = (refused.is_some() && retry >= 0)
+            .then(|| Duration::from_micros(retry as u64));
+        Ok(check)
+    }
+
+    pub async fn rate_adjust(&self, rate: &Rate) -> Result<()> {
+        let _: i64 = self
+            .scripts
+            .rate_adjust
+            .key(format!("{}:r:{}", self.prefix, rate.key))
+            .arg(rate.limit)
+            .arg(rate.period.as_micros().min(i64::MAX as u128) as i64)
+            .arg(rate.cost)
             .invoke_async(&mut self.conn().await?)
             .await
             .map_err(shared)?;

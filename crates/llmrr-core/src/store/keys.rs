@@ -19,6 +19,12 @@ pub struct KeyRow {
     pub metadata: serde_json::Value,
     pub created_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
+    /// The key stops working at this time.
+    pub expires_at_ms: Option<i64>,
+    /// After a rotation: the previous secret works until this time.
+    pub previous_valid_until_ms: Option<i64>,
+    /// When the key was last used (written every few seconds, not per request).
+    pub last_used_at_ms: Option<i64>,
     /// The stored model list is not readable (corrupt): the key must fail closed.
     #[serde(skip)]
     pub allowed_models_unreadable: bool,
@@ -34,10 +40,12 @@ pub struct NewKeyRow<'a> {
     pub tier: Option<&'a str>,
     pub allowed_models: &'a [String],
     pub metadata: &'a serde_json::Value,
+    pub expires_at_ms: Option<i64>,
 }
 
 const COLUMNS: &str = "id, name, key_prefix, owner_user, owner_team, tier, allowed_models, \
-                       metadata, created_at_ms, revoked_at_ms";
+                       metadata, created_at_ms, revoked_at_ms, expires_at_ms, \
+                       previous_valid_until_ms, last_used_at_ms";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<KeyRow> {
     let models: String = row.try_get("allowed_models")?;
@@ -55,6 +63,9 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<KeyRow> {
         metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
         created_at_ms: row.try_get("created_at_ms")?,
         revoked_at_ms: row.try_get("revoked_at_ms")?,
+        expires_at_ms: row.try_get("expires_at_ms")?,
+        previous_valid_until_ms: row.try_get("previous_valid_until_ms")?,
+        last_used_at_ms: row.try_get("last_used_at_ms")?,
     })
 }
 
@@ -64,8 +75,8 @@ impl Store {
         let models = serde_json::to_string(k.allowed_models).unwrap_or_else(|_| "[]".into());
         sqlx::query(
             "INSERT INTO api_keys (id, name, key_hash, key_prefix, owner_user, owner_team, \
-             tier, allowed_models, metadata, created_at_ms, revoked_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
+             tier, allowed_models, metadata, created_at_ms, revoked_at_ms, expires_at_ms, \
+             updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $10)",
         )
         .bind(k.id)
         .bind(k.name)
@@ -77,6 +88,7 @@ impl Store {
         .bind(models)
         .bind(k.metadata.to_string())
         .bind(created)
+        .bind(k.expires_at_ms)
         .execute(&self.pool)
         .await?;
         Ok(KeyRow {
@@ -90,18 +102,90 @@ impl Store {
             metadata: k.metadata.clone(),
             created_at_ms: created,
             revoked_at_ms: None,
+            expires_at_ms: k.expires_at_ms,
+            previous_valid_until_ms: None,
+            last_used_at_ms: None,
             allowed_models_unreadable: false,
         })
     }
 
-    /// The active (not revoked) key with this hash.
-    pub async fn find_active_key(&self, key_hash: &str) -> Result<Option<KeyRow>> {
+    /// The key (not revoked) with this hash — its current secret, or its previous one within
+    /// the rotation's grace. `.1`: found by the previous secret. An expired key is returned
+    /// (the caller says "expired" rather than "invalid").
+    pub async fn find_active_key(&self, key_hash: &str) -> Result<Option<(KeyRow, bool)>> {
+        let now = now_ms();
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL"
+            "SELECT {COLUMNS}, key_hash FROM api_keys WHERE (key_hash = $1 \
+             OR (previous_hash = $1 AND previous_valid_until_ms > $2)) \
+             AND revoked_at_ms IS NULL"
         ))
         .bind(key_hash)
+        .bind(now)
         .fetch_optional(&self.pool)
         .await?;
+        let Some(row) = row else { return Ok(None) };
+        let current: String = row.try_get("key_hash")?;
+        Ok(Some((from_row(&row)?, current != key_hash)))
+    }
+
+    /// Give the key a new secret (its hash); the old one keeps working until
+    /// `previous_valid_until_ms`. `false`: no active key has that id.
+    pub async fn rotate_key(
+        &self,
+        id: &str,
+        new_hash: &str,
+        new_prefix: &str,
+        previous_valid_until_ms: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET previous_hash = key_hash, previous_valid_until_ms = $1, \
+             key_hash = $2, key_prefix = $3, updated_at_ms = $4 \
+             WHERE id = $5 AND revoked_at_ms IS NULL",
+        )
+        .bind(previous_valid_until_ms)
+        .bind(new_hash)
+        .bind(new_prefix)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Set (or clear) when the key expires.
+    pub async fn set_key_expiry(&self, id: &str, expires_at_ms: Option<i64>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET expires_at_ms = $1, updated_at_ms = $2 \
+             WHERE id = $3 AND revoked_at_ms IS NULL",
+        )
+        .bind(expires_at_ms)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Record when keys were last used.
+    pub async fn touch_keys(&self, used: &[(String, i64)]) -> Result<()> {
+        for (id, at) in used {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at_ms = $1 WHERE id = $2 \
+                 AND (last_used_at_ms IS NULL OR last_used_at_ms < $1)",
+            )
+            .bind(*at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn key(&self, id: &str) -> Result<Option<KeyRow>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -126,14 +210,24 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Hashes of the keys revoked at or after `since_ms`.
+    /// Hashes (current and previous) of the keys revoked, rotated or otherwise changed at or
+    /// after `since_ms`: a cached copy of them must be read again.
     pub async fn revoked_since(&self, since_ms: i64) -> Result<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT key_hash FROM api_keys WHERE revoked_at_ms >= $1")
-                .bind(since_ms)
-                .fetch_all(&self.pool)
-                .await?,
+        let rows = sqlx::query(
+            "SELECT key_hash, previous_hash FROM api_keys \
+             WHERE revoked_at_ms >= $1 OR updated_at_ms >= $1",
         )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(row.try_get::<String, _>("key_hash")?);
+            if let Some(previous) = row.try_get::<Option<String>, _>("previous_hash")? {
+                out.push(previous);
+            }
+        }
+        Ok(out)
     }
 
     /// The stored hash of a key, for tests that check what is at rest.

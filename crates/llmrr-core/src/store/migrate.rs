@@ -123,6 +123,22 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     CREATE INDEX spend_ledger_model ON spend_ledger (model, created_at_ms);
     ALTER TABLE request_log ADD COLUMN unpriced BIGINT NOT NULL DEFAULT 0",
     ),
+    (
+        5,
+        "limits: rate-limit rules; key expiry, rotation, last use",
+        "CREATE TABLE rate_limits (
+        scope TEXT PRIMARY KEY,
+        limits TEXT NOT NULL,
+        updated_at_ms BIGINT NOT NULL
+    );
+    ALTER TABLE api_keys ADD COLUMN expires_at_ms BIGINT;
+    ALTER TABLE api_keys ADD COLUMN previous_hash TEXT;
+    ALTER TABLE api_keys ADD COLUMN previous_valid_until_ms BIGINT;
+    ALTER TABLE api_keys ADD COLUMN last_used_at_ms BIGINT;
+    ALTER TABLE api_keys ADD COLUMN updated_at_ms BIGINT;
+    CREATE INDEX api_keys_previous ON api_keys (previous_hash);
+    CREATE INDEX api_keys_updated ON api_keys (updated_at_ms)",
+    ),
 ];
 
 /// Postgres: an advisory lock so that replicas starting together migrate one at a time.

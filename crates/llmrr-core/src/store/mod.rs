@@ -6,6 +6,7 @@ mod budgets;
 mod entities;
 mod keys;
 mod ledger;
+mod limits;
 mod migrate;
 mod request_log;
 mod rollouts;

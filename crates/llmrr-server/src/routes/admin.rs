@@ -31,7 +31,7 @@ pub async fn create_key(
     JsonBody(new): JsonBody<NewKey>,
 ) -> Result<impl IntoResponse, ApiError> {
     require_master(&state, &ctx)?;
-    let created = state.gateway.auth().create_key(new).await?;
+    let created = state.gateway.create_key(new).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -57,6 +57,81 @@ pub async fn revoke_key(
             "no active key with id `{id}`"
         ))))
     }
+}
+
+/// `POST /admin/keys/{id}/rotate` `{"grace_secs": N}`: a new secret (shown once); the old
+/// one works for N more seconds (default 0).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    #[serde(default)]
+    pub grace_secs: Option<u64>,
+}
+
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    require_master(&state, &ctx)?;
+    // The body is optional: none means no grace.
+    let rotation: Rotation = if body.iter().all(u8::is_ascii_whitespace) {
+        Rotation::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::invalid(format!("invalid rotation: {e}"), None))?
+    };
+    let grace = rotation.grace_secs.unwrap_or(0).min(366 * 86_400);
+    match state
+        .gateway
+        .auth()
+        .rotate_key(&id, std::time::Duration::from_secs(grace))
+        .await?
+    {
+        Some(rotated) => Ok(Json(rotated)),
+        None => Err(ApiError(Error::NotFound(format!(
+            "no active key with id `{id}`"
+        )))),
+    }
+}
+
+/// `PATCH /admin/keys/{id}`: `{"expires_at": RFC 3339 | null}` or `{"expires_in_secs": N}`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyUpdate {
+    #[serde(default, with = "double_option")]
+    pub expires_at: Option<Option<String>>,
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+}
+
+/// `null` and absent told apart: `Some(None)` clears.
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+pub async fn update_key(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+    JsonBody(update): JsonBody<KeyUpdate>,
+) -> Result<impl IntoResponse, ApiError> {
+    require_master(&state, &ctx)?;
+    let now = llmrr_core::store::now_ms();
+    let expires = match (update.expires_at, update.expires_in_secs) {
+        (Some(None), None) => None,
+        (at, secs) => llmrr_core::auth::expiry_ms(at.flatten().as_deref(), secs, now)?,
+    };
+    if !state.gateway.auth().set_key_expiry(&id, expires).await? {
+        return Err(ApiError(Error::NotFound(format!(
+            "no active key with id `{id}`"
+        ))));
+    }
+    Ok(Json(json!({"id": id, "expires_at_ms": expires})))
 }
 
 /// `GET /admin/models`: every model's live stats, breaker and rate-limit state, and every

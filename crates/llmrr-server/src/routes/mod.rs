@@ -5,6 +5,7 @@ pub mod chat;
 pub mod completions;
 pub mod embeddings;
 pub mod health;
+pub mod limits;
 pub mod models;
 pub mod money;
 pub mod route;

@@ -10,6 +10,7 @@ mod hardening_auth;
 mod hardening_http;
 mod hardening_log;
 mod keys;
+mod limits;
 mod local;
 mod money;
 mod openai;
@@ -136,12 +137,7 @@ pub async fn create_key(
     gw: &TestGateway,
     new: llmrr_core::auth::NewKey,
 ) -> llmrr_core::auth::CreatedKey {
-    gw.state
-        .gateway
-        .auth()
-        .create_key(new)
-        .await
-        .expect("a key")
+    gw.state.gateway.create_key(new).await.expect("a key")
 }
 
 /// `GET path` with the master key, as JSON.

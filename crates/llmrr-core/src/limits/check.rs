@@ -1,0 +1,363 @@
+//! The checks of one request: [`Limits::admit`] (the client's limits), [`Limits::upstream`]
+//! (a model's account limits), and the [`Ticket`] that settles them when the call ends.
+
+use super::{Limits, Priority};
+use crate::auth::KeyContext;
+use crate::error::{Error, Result};
+use crate::models::ModelEntry;
+use crate::money::budget::Period;
+use crate::shared::{Hold, Rate, RateCheck, Reserve, SharedState};
+use std::time::Duration;
+
+const MINUTE: Duration = Duration::from_secs(60);
+/// A quota counter outlives its period by this (clocks of replicas a little apart).
+const QUOTA_MARGIN: Duration = Duration::from_secs(3600);
+/// Retry-After of a refusal for concurrency: a slot frees when any call ends.
+const CONCURRENCY_RETRY: Duration = Duration::from_secs(1);
+
+/// One `x-ratelimit-*` trio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gauge {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset: Duration,
+}
+
+/// The tightest request and token limits of a request, for OpenAI's headers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub requests: Option<Gauge>,
+    pub tokens: Option<Gauge>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Concurrency,
+    Requests,
+    Tokens,
+}
+
+/// What a request took from its limits, settled when its call ends: the token estimate
+/// becomes the real count, its concurrency is freed, its quotas count what it used. Dropped
+/// unsettled (a panic, a cancelled task), it settles at the estimate in the background.
+#[must_use = "a ticket settles its limits when the call ends"]
+pub struct Ticket {
+    pub class: Priority,
+    pub headers: Option<RateHeaders>,
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    id: String,
+    estimate: u64,
+    rates: Option<(SharedState, Vec<Rate>)>,
+    holds: Option<(SharedState, Vec<Hold>, Vec<Kind>)>,
+}
+
+impl Pending {
+    async fn run(self, used: u64) {
+        let delta = used as i64 - self.estimate as i64;
+        if let Some((state, rates)) = self.rates.filter(|_| delta != 0) {
+            for r in rates.into_iter().filter(|r| r.key.ends_with(":tpm")) {
+                let adjust = Rate { cost: delta, ..r };
+                if let Err(e) = state.rate_adjust(&adjust).await {
+                    tracing::debug!(error = %e, "limits: a token settle was lost");
+                }
+            }
+        }
+        if let Some((state, holds, kinds)) = self.holds {
+            let actual: Vec<Hold> = holds
+                .into_iter()
+                .zip(kinds)
+                .map(|(h, kind)| Hold {
+                    amount: match kind {
+                        Kind::Concurrency => 0,
+                        Kind::Requests => 1,
+                        Kind::Tokens => used.min(i64::MAX as u64) as i64,
+                    },
+                    ..h
+                })
+                .collect();
+            if let Err(e) = state.settle(&self.id, &actual).await {
+                tracing::warn!(error = %e, "limits: a settle was lost (its holds expire)");
+            }
+        }
+    }
+}
+
+impl Ticket {
+    pub fn free(class: Priority) -> Ticket {
+        Ticket {
+            class,
+            headers: None,
+            pending: None,
+        }
+    }
+
+    /// The work that settles this ticket with `used` tokens (none when nothing was taken).
+    pub fn settle(mut self, used: u64) -> Option<impl std::future::Future<Output = ()> + Send> {
+        self.pending.take().map(|p| p.run(used))
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let estimate = p.estimate;
+                rt.spawn(p.run(estimate));
+            }
+        }
+    }
+}
+
+fn refused(message: String, retry_after: Option<Duration>) -> Error {
+    metrics::counter!(crate::telemetry::RATE_LIMITED).increment(1);
+    Error::RateLimited {
+        message,
+        retry_after,
+    }
+}
+
+fn headers(rates: &[Rate], check: &RateCheck) -> RateHeaders {
+    let tightest = |tokens: bool| {
+        rates
+            .iter()
+            .zip(&check.states)
+            .filter(|(r, _)| r.key.ends_with(":tpm") == tokens)
+            .map(|(r, s)| Gauge {
+                limit: r.limit,
+                remaining: s.remaining,
+                reset: s.reset,
+            })
+            .min_by_key(|g| g.remaining)
+    };
+    RateHeaders {
+        requests: tightest(false),
+        tokens: tightest(true),
+    }
+}
+
+fn rate_name(key: &str) -> (&str, &'static str) {
+    match key.rsplit_once(':') {
+        Some((scope, "tpm")) => (scope, "tokens per minute"),
+        Some((scope, _)) => (scope, "requests per minute"),
+        None => (key, "requests per minute"),
+    }
+}
+
+impl Limits {
+    /// Check every limit that applies to `key` asking for `requested` with an estimate of
+    /// `tokens`, all or none. `asked`: the class the request asked for.
+    pub async fn admit(
+        &self,
+        key: &KeyContext,
+        id: &str,
+        requested: &str,
+        tokens: u64,
+        asked: Option<Priority>,
+        rate_out: &std::sync::OnceLock<RateHeaders>,
+    ) -> Result<Ticket> {
+        let rules = self.rules();
+        let class = rules.priority(key, asked);
+        if rules.is_empty() {
+            return Ok(Ticket::free(class));
+        }
+        let applied = rules.applying(key, requested);
+        if applied.is_empty() {
+            return Ok(Ticket::free(class));
+        }
+        let tokens_i = tokens.min(1 << 50) as i64;
+        let mut rates = Vec::new();
+        let mut holds = Vec::new();
+        let mut kinds = Vec::new();
+        let now = self.money().now();
+        let now_ms = now.as_millisecond();
+        for a in &applied {
+            let s = a.set;
+            if let Some(limit) = s.rpm {
+                rates.push(Rate { key: format!("{}:rpm", a.scope), limit, period: MINUTE, cost: 1 });
+            }
+            if let Some(limit) = s.tpm {
+                rates.push(Rate { key: format!("{}:tpm", a.scope), limit, period: MINUTE, cost: tokens_i });
+            }
+            if let Some(limit) = s.max_concurrent {
+                holds.push(Hold { key: format!("{}:cc", a.scope), limit: Some(limit as i64), amount: 1, ttl: None });
+                kinds.push(Kind::Concurrency);
+            }
+            let quotas = [
+                (Period::Day, "rpd", s.requests_per_day, Kind::Requests),
+                (Period::Day, "tpd", s.tokens_per_day, Kind::Tokens),
+                (Period::Month, "rpmo", s.requests_per_month, Kind::Requests),
+                (Period::Month, "tpmo", s.tokens_per_month, Kind::Tokens),
+            ];
+            for (period, tag, limit, kind) in quotas {
+                let Some(limit) = limit else { continue };
+                let w = self.money().window(period, now);
+                let left = w.end_ms.map_or(Duration::from_secs(86_400 * 31), |end| {
+                    Duration::from_millis((end - now_ms).max(1) as u64)
+                });
+                holds.push(Hold {
+                    key: format!("{}:{tag}:{}", a.scope, w.start_ms),
+                    limit: Some(limit as i64),
+                    amount: if kind == Kind::Tokens { tokens_i } else { 1 },
+                    ttl: Some(left + QUOTA_MARGIN),
+                });
+                kinds.push(kind);
+            }
+        }
+        let mut ticket = Ticket::free(class);
+        let mut pending = Pending { id: id.to_owned(), estimate: tokens, rates: None, holds: None };
+        if !rates.is_empty() {
+            let Some((state, check)) = self.rate_on_backend(&rates).await? else {
+                return Ok(ticket);
+            };
+            let shown = headers(&rates, &check);
+            ticket.headers = Some(shown);
+            let _ = rate_out.set(shown);
+            if let Some(i) = check.refused {
+                let (scope, what) = rate_name(&rates[i].key);
+                let wait = check.retry_after.map_or_else(
+                    || format!("this request's {} tokens are more than the whole limit", tokens),
+                    |d| format!("try again in {:.1}s", d.as_secs_f64()),
+                );
+                return Err(refused(
+                    format!("rate limit reached: {what} of {scope} (limit {}); {wait}", rates[i].limit),
+                    check.retry_after.map(|d| d.max(Duration::from_millis(1))),
+                ));
+            }
+            pending.rates = Some((state.clone(), rates));
+        }
+        if !holds.is_empty() {
+            let (state, reserved) = match self.reserve_on_backend(id, &holds).await {
+                Ok(Some(found)) => found,
+                Ok(None) => {
+                    ticket.pending = Some(pending);
+                    return Ok(ticket);
+                }
+                Err(e) => {
+                    ticket.pending = Some(pending);
+                    return Err(e);
+                }
+            };
+            if let Reserve::Full { index, used } = reserved {
+                // Give back the rates taken: the request does not go ahead.
+                if let Some((state, rates)) = pending.rates.take() {
+                    for r in rates {
+                        let back = Rate { cost: -r.cost, ..r };
+                        let _ = state.rate_adjust(&back).await;
+                    }
+                }
+                let h = &holds[index];
+                let limit = h.limit.unwrap_or(0);
+                let scope = h.key.rsplitn(2, ':').nth(1).unwrap_or(&h.key);
+                let (message, retry) = match kinds[index] {
+                    Kind::Concurrency => (
+                        format!("concurrency limit reached: {limit} requests in flight at once for {scope}"),
+                        CONCURRENCY_RETRY,
+                    ),
+                    kind => {
+                        let scope = scope.rsplitn(2, ':').nth(1).unwrap_or(scope);
+                        let (what, period) = match (kind, h.key.contains(":rpd:") || h.key.contains(":tpd:")) {
+                            (Kind::Tokens, true) => ("daily token quota", Period::Day),
+                            (Kind::Tokens, false) => ("monthly token quota", Period::Month),
+                            (_, true) => ("daily request quota", Period::Day),
+                            (_, false) => ("monthly request quota", Period::Month),
+                        };
+                        let end = self.money().window(period, now).end_ms.unwrap_or(now_ms);
+                        (
+                            format!("{what} of {scope} reached: {used} of {limit} used; it resets in {:.0}s",
+                                (end - now_ms).max(0) as f64 / 1000.0),
+                            Duration::from_millis((end - now_ms).max(1000) as u64),
+                        )
+                    }
+                };
+                return Err(refused(message, Some(retry)));
+            }
+            pending.holds = Some((state.clone(), holds, kinds));
+        }
+        ticket.pending = Some(pending);
+        Ok(ticket)
+    }
+
+    /// A rate check on the backend in use, with the outage policy when Redis fails. `None`:
+    /// not enforced (policy `allow`).
+    async fn rate_on_backend(&self, rates: &[Rate]) -> Result<Option<(SharedState, RateCheck)>> {
+        let state = self.backend();
+        match state.rate(rates).await {
+            Ok(c) => Ok(Some((state.clone(), c))),
+            Err(e) => match self.on_outage(&e)? {
+                Some(local) => Ok(Some((local.clone(), local.rate(rates).await?))),
+                None => Ok(None),
+            },
+        }
+    }
+
+    async fn reserve_on_backend(&self, id: &str, holds: &[Hold]) -> Result<Option<(SharedState, Reserve)>> {
+        let state = self.backend();
+        let mut tried = state.reserve(id, holds, self.inner.hold).await;
+        if matches!(tried, Ok(Reserve::Lost)) {
+            // Redis lost its data: limits start again from zero.
+            let _ = state.rebuild(&[], true).await;
+            tried = state.reserve(id, holds, self.inner.hold).await;
+        }
+        match tried {
+            Ok(r) => Ok(Some((state.clone(), r))),
+            Err(e) => match self.on_outage(&e)? {
+                Some(local) => Ok(Some((local.clone(), local.reserve(id, holds, self.inner.hold).await?))),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// The model's own account limits (`rpm`, `tpm` of `[[models]]`) before an attempt with
+    /// an estimate of `tokens`. `Err((reason, wait))`: skip the model.
+    pub async fn upstream(
+        &self,
+        entry: &ModelEntry,
+        tokens: u64,
+    ) -> std::result::Result<Ticket, (String, Option<Duration>)> {
+        let spec = &entry.spec;
+        let mut rates = Vec::new();
+        if let Some(limit) = spec.limits.rpm {
+            rates.push(Rate { key: format!("upstream:{}:rpm", spec.name), limit, period: MINUTE, cost: 1 });
+        }
+        if let Some(limit) = spec.limits.tpm {
+            let cost = tokens.min(1 << 50) as i64;
+            rates.push(Rate { key: format!("upstream:{}:tpm", spec.name), limit, period: MINUTE, cost });
+        }
+        if rates.is_empty() {
+            return Ok(Ticket::free(Priority::Normal));
+        }
+        let checked = self
+            .rate_on_backend(&rates)
+            .await
+            .map_err(|e| (format!("{}: {}", spec.name, e), Some(Duration::from_secs(1))))?;
+        let Some((state, check)) = checked else {
+            return Ok(Ticket::free(Priority::Normal));
+        };
+        if let Some(i) = check.refused {
+            let (_, what) = rate_name(&rates[i].key);
+            let wait = check.retry_after;
+            return Err((
+                format!(
+                    "{}: at its configured {what} ({}){}",
+                    spec.name,
+                    rates[i].limit,
+                    wait.map_or(String::new(), |d| format!(" for {:.1}s more", d.as_secs_f64()))
+                ),
+                wait,
+            ));
+        }
+        Ok(Ticket {
+            class: Priority::Normal,
+            headers: None,
+            pending: Some(Pending {
+                id: String::new(),
+                estimate: tokens,
+                rates: Some((state, rates)),
+                holds: None,
+            }),
+        })
+    }
+}

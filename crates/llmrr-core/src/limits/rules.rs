@@ -1,0 +1,122 @@
+//! The loaded rules, and which of them apply to one request.
+
+use super::{LimitSet, Priority};
+use crate::auth::KeyContext;
+use crate::config::limits::LimitsConfig;
+use std::collections::HashMap;
+
+#[derive(Debug, Default)]
+pub(super) struct Rules {
+    global: Option<LimitSet>,
+    default_key: Option<LimitSet>,
+    /// Stored rules by scope (`key:ID`, `user:ID`, `team:ID`, `model:NAME`).
+    scopes: HashMap<String, LimitSet>,
+    models: HashMap<String, LimitSet>,
+}
+
+/// One rule that applies, and the scope name its counters are kept under.
+pub(super) struct Applied<'a> {
+    pub(super) scope: String,
+    pub(super) set: &'a LimitSet,
+}
+
+impl Rules {
+    /// Stored rules replace the config's for the same scope.
+    pub(super) fn new(config: &LimitsConfig, stored: Vec<(String, LimitSet)>) -> Rules {
+        let mut scopes: HashMap<String, LimitSet> = stored.into_iter().collect();
+        let global = scopes.remove("global").or_else(|| config.global.clone());
+        let mut models: HashMap<String, LimitSet> = config
+            .models
+            .iter()
+            .map(|(m, s)| (m.clone(), s.clone()))
+            .collect();
+        scopes.retain(|scope, set| match scope.strip_prefix("model:") {
+            Some(m) => {
+                models.insert(m.to_owned(), set.clone());
+                false
+            }
+            None => true,
+        });
+        Rules {
+            global,
+            default_key: config.default_key.clone(),
+            scopes,
+            models,
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.global.is_none()
+            && self.default_key.is_none()
+            && self.scopes.is_empty()
+            && self.models.is_empty()
+    }
+
+    fn key_rule(&self, key: &KeyContext) -> Option<(String, &LimitSet)> {
+        let id = key.key_id.as_deref()?;
+        let scope = format!("key:{id}");
+        let set = self.scopes.get(&scope).or(self.default_key.as_ref())?;
+        Some((scope, set))
+    }
+
+    fn owner_rules<'a>(&'a self, key: &KeyContext) -> impl Iterator<Item = (String, &'a LimitSet)> {
+        let user = key.user.as_deref().map(|u| format!("user:{u}"));
+        let team = key.team.as_deref().map(|t| format!("team:{t}"));
+        [user, team]
+            .into_iter()
+            .flatten()
+            .filter_map(|scope| self.scopes.get(&scope).map(|set| (scope, set)))
+    }
+
+    /// Every rule that applies to `key` asking for `requested`, with the per-model limits
+    /// inside each.
+    pub(super) fn applying<'a>(&'a self, key: &KeyContext, requested: &str) -> Vec<Applied<'a>> {
+        let mut out = Vec::new();
+        let mut push = |scope: String, set: &'a LimitSet| {
+            if let Some(inner) = set.models.get(requested) {
+                out.push(Applied {
+                    scope: format!("{scope}|model:{requested}"),
+                    set: inner,
+                });
+            }
+            out.push(Applied { scope, set });
+        };
+        if let Some(g) = &self.global {
+            push("global".to_owned(), g);
+        }
+        if let Some((scope, set)) = self.key_rule(key) {
+            push(scope, set);
+        }
+        for (scope, set) in self.owner_rules(key) {
+            push(scope, set);
+        }
+        if let Some(m) = self.models.get(requested) {
+            push(format!("model:{requested}"), m);
+        }
+        out
+    }
+
+    /// The class of a request: what it asked (`asked`), capped by what its key may ask; else
+    /// its key's (or user's, or team's) default; else normal. The master key may ask any.
+    pub(super) fn priority(&self, key: &KeyContext, asked: Option<Priority>) -> Priority {
+        let sets: Vec<&LimitSet> = self
+            .key_rule(key)
+            .map(|(_, s)| s)
+            .into_iter()
+            .chain(self.owner_rules(key).map(|(_, s)| s))
+            .collect();
+        let default = sets
+            .iter()
+            .find_map(|s| s.priority)
+            .unwrap_or(Priority::Normal);
+        let max = if key.is_master {
+            Priority::Critical
+        } else {
+            sets.iter()
+                .find_map(|s| s.max_priority)
+                .unwrap_or(default)
+                .max(default)
+        };
+        asked.map_or(default, |a| a.min(max))
+    }
+}

@@ -1,0 +1,385 @@
+//! Issue 9: rate limits and quotas (one limit across replicas on Redis), priority admission
+//! with deadlines, the global cap, key rotation and expiry, guardrails.
+
+use super::*;
+use llmrr_core::auth::NewKey;
+use llmrr_core::limits::LimitSet;
+use llmrr_testkit::harness::{redis_url, unique_prefix, SharedDatabase};
+use std::time::{Duration, Instant};
+
+async fn limited_key(gw: &TestGateway, limits: LimitSet) -> (String, String) {
+    let k = create_key(
+        gw,
+        NewKey {
+            name: "limited".into(),
+            limits: Some(limits),
+            ..Default::default()
+        },
+    )
+    .await;
+    (k.key, k.row.id)
+}
+
+fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn issue9_rpm_and_tpm_send_openai_headers_and_429_names_the_limit() {
+    let (gw, _mock) = start().await;
+    let (key, id) = limited_key(
+        &gw,
+        LimitSet {
+            rpm: Some(3),
+            tpm: Some(100_000),
+            ..Default::default()
+        },
+    )
+    .await;
+    for left in [2, 1, 0] {
+        let resp = post(&gw, "/v1/chat/completions", Some(&key), chat_body("o-ok", "hi")).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-ratelimit-limit-requests"), Some("3"));
+        assert_eq!(
+            header(&resp, "x-ratelimit-remaining-requests"),
+            Some(left.to_string().as_str())
+        );
+        assert!(header(&resp, "x-ratelimit-reset-requests").is_some());
+        assert_eq!(header(&resp, "x-ratelimit-limit-tokens"), Some("100000"));
+        assert!(header(&resp, "x-ratelimit-remaining-tokens").is_some());
+    }
+    let resp = post(&gw, "/v1/chat/completions", Some(&key), chat_body("o-ok", "hi")).await;
+    let retry: u64 = header(&resp, "retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=20).contains(&retry), "{retry}");
+    assert_eq!(header(&resp, "x-ratelimit-remaining-requests"), Some("0"));
+    let v = error_body(resp, 429).await;
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    let message = v["error"]["message"].as_str().expect("message");
+    assert!(message.contains(&format!("requests per minute of key:{id}")), "{message}");
+    // Another key is not affected.
+    let other = create_key(&gw, NewKey { name: "other".into(), ..Default::default() }).await;
+    let resp = post(&gw, "/v1/chat/completions", Some(&other.key), chat_body("o-ok", "hi")).await;
+    assert_eq!(resp.status(), 200);
+    // (What it sees is the upstream's own headers, passed through.)
+    assert_ne!(header(&resp, "x-ratelimit-limit-requests"), Some("3"));
+    let rows = rows_once(&gw, 5).await;
+    assert_eq!(rows.iter().filter(|r| r.status == 429).count(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn issue9_tokens_are_reserved_up_front_and_settled_to_the_real_count() {
+    let (gw, _mock) = start().await;
+    let (key, _) = limited_key(&gw, LimitSet { tpm: Some(300), ..Default::default() }).await;
+    let body = |max: u64| {
+        serde_json::json!({"model": "o-ok", "max_tokens": max,
+            "messages": [{"role": "user", "content": "a b c"}]})
+    };
+    // 250 reserved; the answer uses a few tokens and the rest is given back, so a second
+    // request of the same size fits. Without the settle it would not.
+    assert_eq!(post(&gw, "/v1/chat/completions", Some(&key), body(250)).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let second = post(&gw, "/v1/chat/completions", Some(&key), body(250)).await;
+    assert_eq!(second.status(), 200);
+    // A request above the whole limit never fits, and says so.
+    let v = error_body(post(&gw, "/v1/chat/completions", Some(&key), body(400)).await, 429).await;
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("tokens per minute")), "{v}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn issue9_concurrency_and_daily_quota() {
+    let (gw, _mock) = start_routed(
+        "[[models]]\nname = \"slow\"\nprovider = \"openai\"\nbase_url = \"{mock}\"\n\
+         upstream_model = \"mock-slow-400\"\ninput_cost_per_mtok = 1\noutput_cost_per_mtok = 1\n",
+    )
+    .await;
+    let (key, id) = limited_key(
+        &gw,
+        LimitSet {
+            max_concurrent: Some(1),
+            requests_per_day: Some(3),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (a, b) = tokio::join!(
+        post(&gw, "/v1/chat/completions", Some(&key), chat_body("slow", "one")),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            post(&gw, "/v1/chat/completions", Some(&key), chat_body("slow", "two")).await
+        }
+    );
+    assert_eq!(a.status(), 200);
+    let v = error_body(b, 429).await;
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("in flight")), "{v}");
+    // The refused one took nothing from the quota: two more fit, then the quota is used up.
+    for _ in 0..2 {
+        assert_eq!(post(&gw, "/v1/chat/completions", Some(&key), chat_body("o-ok", "x")).await.status(), 200);
+    }
+    let resp = post(&gw, "/v1/chat/completions", Some(&key), chat_body("o-ok", "x")).await;
+    assert!(header(&resp, "retry-after").is_some());
+    let v = error_body(resp, 429).await;
+    let m = v["error"]["message"].as_str().expect("message");
+    assert!(m.contains(&format!("daily request quota of key:{id}")) && m.contains("3 of 3"), "{m}");
+    gw.stop().await;
+}
+
+async fn replica(mock: &MockProvider, db: &str, prefix: &str) -> TestGateway {
+    let toml = format!(
+        "[store]\nurl = \"{db}\"\n[shared]\nredis_url = \"{}\"\nkey_prefix = \"{prefix}\"\n{}",
+        redis_url(),
+        models_toml(mock)
+    );
+    TestGateway::start(&toml, ENV, StoreChoice::AsConfigured).await
+}
+
+#[tokio::test]
+async fn issue9_one_limit_across_two_gateways_on_redis() {
+    let mock = MockProvider::start().await;
+    let db = SharedDatabase::create().await;
+    let prefix = unique_prefix();
+    let a = replica(&mock, &db.url, &prefix).await;
+    let b = replica(&mock, &db.url, &prefix).await;
+    let k = create_key(&a, NewKey { name: "shared".into(), ..Default::default() }).await;
+    // Set on one replica through the admin API; the other applies it within a second.
+    let resp = client()
+        .put(format!("{}/admin/limits/key:{}", a.url, k.row.id))
+        .bearer_auth(MASTER)
+        .json(&serde_json::json!({"rpm": 10}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut calls = Vec::new();
+    for i in 0..30 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        calls.push(post(gw, "/v1/chat/completions", Some(&k.key), chat_body("o-ok", "hi")));
+    }
+    let answers = futures_util::future::join_all(calls).await;
+    let ok = answers.iter().filter(|r| r.status() == 200).count();
+    let limited = answers.iter().filter(|r| r.status() == 429).count();
+    assert_eq!((ok, limited), (10, 20), "ONE limit of 10 for both replicas");
+    a.stop().await;
+    b.stop().await;
+    db.drop().await;
+}
+
+async fn queued(gw: &TestGateway, priority: &str, started: Instant) -> (String, Duration) {
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(MASTER)
+        .header("x-llmrr-priority", priority)
+        .json(&chat_body("one-slot", priority))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200, "{priority}");
+    (priority.to_owned(), started.elapsed())
+}
+
+#[tokio::test]
+async fn issue9_priority_order_and_deadlines_under_saturation() {
+    let (gw, _mock) = start_routed(
+        "[[models]]\nname = \"one-slot\"\nprovider = \"openai\"\nbase_url = \"{mock}\"\n\
+         upstream_model = \"mock-slow-300\"\ninput_cost_per_mtok = 1\noutput_cost_per_mtok = 1\n\
+         max_concurrent = 1\nmax_queue = 8\n",
+    )
+    .await;
+    let t0 = Instant::now();
+    let first = queued(&gw, "normal", t0);
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let low = queued(&gw, "low", t0);
+        let normal = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            queued(&gw, "normal", t0).await
+        };
+        let critical = async {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            queued(&gw, "critical", t0).await
+        };
+        tokio::join!(low, normal, critical)
+    };
+    let (_, (low, normal, critical)) = tokio::join!(first, later);
+    let mut order = [low, normal, critical];
+    order.sort_by_key(|(_, at)| *at);
+    let names: Vec<_> = order.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(names, ["critical", "normal", "low"]);
+    // Busy again: a request whose deadline is shorter than the wait is refused at once.
+    let busy = queued(&gw, "normal", Instant::now());
+    let hurried = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let asked = Instant::now();
+        let resp = client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(MASTER)
+            .header("x-llmrr-deadline-ms", "100")
+            .json(&chat_body("one-slot", "now"))
+            .send()
+            .await
+            .expect("answers");
+        (resp, asked.elapsed())
+    };
+    let (_, (resp, took)) = tokio::join!(busy, hurried);
+    assert!(took < Duration::from_millis(90), "refused at once, not after waiting: {took:?}");
+    assert!(header(&resp, "retry-after").is_some());
+    let v = error_body(resp, 503).await;
+    assert_eq!(v["error"]["code"], "deadline_unreachable");
+    let queues = get_json(&gw, "/admin/queues").await;
+    let m = &queues["models"][0];
+    assert_eq!((m["model"].as_str(), m["running"].as_u64()), (Some("one-slot"), Some(0)));
+    assert!(m["shed"]["normal"].as_u64() >= Some(1), "{queues}");
+    // A bad priority is the client's error.
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(MASTER)
+        .header("x-llmrr-priority", "urgent")
+        .json(&chat_body("o-ok", "x"))
+        .send()
+        .await
+        .expect("answers");
+    error_body(resp, 400).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn issue9_the_global_cap_sheds_fast_and_admin_stays_reachable() {
+    let (gw, _mock) = start_routed(
+        "[limits]\nmax_in_flight = 2\n\
+         [[models]]\nname = \"slow\"\nprovider = \"openai\"\nbase_url = \"{mock}\"\n\
+         upstream_model = \"mock-slow-400\"\ninput_cost_per_mtok = 1\noutput_cost_per_mtok = 1\n",
+    )
+    .await;
+    let held = async {
+        tokio::join!(
+            post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("slow", "a")),
+            post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("slow", "b"))
+        )
+    };
+    let shed = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let asked = Instant::now();
+        let resp = post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("o-ok", "c")).await;
+        let took = asked.elapsed();
+        let queues = get_json(&gw, "/admin/queues").await;
+        (resp, took, queues)
+    };
+    let ((a, b), (resp, took, queues)) = tokio::join!(held, shed);
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200), "admitted requests are served");
+    assert!(took < Duration::from_millis(100), "{took:?}");
+    assert_eq!(header(&resp, "retry-after"), Some("1"));
+    let v = error_body(resp, 503).await;
+    assert_eq!(v["error"]["code"], "overloaded");
+    assert_eq!(queues["global"]["in_flight"], 2, "{queues}");
+    // Room again once they are done.
+    let resp = post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("o-ok", "d")).await;
+    assert_eq!(resp.status(), 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn issue9_key_rotation_grace_expiry_and_last_use() {
+    let (gw, _mock) = start().await;
+    let k = create_key(&gw, NewKey { name: "rotating".into(), ..Default::default() }).await;
+    let call = |key: String| {
+        let gw = &gw;
+        async move { post(gw, "/v1/chat/completions", Some(&key), chat_body("o-ok", "hi")).await.status().as_u16() }
+    };
+    assert_eq!(call(k.key.clone()).await, 200);
+    let rotated: Value = client()
+        .post(format!("{}/admin/keys/{}/rotate", gw.url, k.row.id))
+        .bearer_auth(MASTER)
+        .json(&serde_json::json!({"grace_secs": 1}))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    let new = rotated["key"].as_str().expect("a new secret").to_owned();
+    assert_ne!(new, k.key);
+    // Both work during the grace period; after it, only the new one.
+    assert_eq!((call(k.key.clone()).await, call(new.clone()).await), (200, 200));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!((call(k.key.clone()).await, call(new.clone()).await), (401, 200));
+    // A key that expires.
+    let short = create_key(
+        &gw,
+        NewKey { name: "short".into(), expires_in_secs: Some(1), ..Default::default() },
+    )
+    .await;
+    assert_eq!(call(short.key.clone()).await, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let resp = post(&gw, "/v1/chat/completions", Some(&short.key), chat_body("o-ok", "hi")).await;
+    let v = error_body(resp, 401).await;
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("expired")), "{v}");
+    // Last use is recorded (within the watch's poll).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let keys = get_json(&gw, "/admin/keys").await;
+    let row = keys["data"]
+        .as_array()
+        .and_then(|d| d.iter().find(|r| r["id"] == k.row.id.as_str()))
+        .expect("the key");
+    assert!(row["last_used_at_ms"].as_i64().is_some(), "{row}");
+    assert!(row.get("key_hash").is_none());
+    gw.stop().await;
+}
+
+const GUARDED: &str = "[[routes]]\nname = \"guarded\"\nmodels = [\"o-ok\"]\n\
+    [routes.guardrails]\nmask = [\"email\", \"card\"]\nmask_on = \"input\"\n\
+    [[routes.guardrails.rules]]\nname = \"codename\"\npattern = \"(?i)project falcon\"\naction = \"deny\"\non = \"input\"\n\
+    [[routes.guardrails.rules]]\nname = \"plan\"\npattern = \"(?i)secret plan [a-z]+\"\naction = \"redact\"\non = \"output\"\nreplacement = \"[PLAN]\"\n\
+    [[routes.guardrails.rules]]\nname = \"leak\"\npattern = \"internal-only\"\naction = \"deny\"\non = \"output\"\n";
+
+#[tokio::test]
+async fn issue9_guardrails_on_streamed_and_plain_answers() {
+    let (gw, mock) = start_routed(GUARDED).await;
+    // Input: masked before the upstream sees it.
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(MASTER),
+        chat_body("guarded", "mail bob@example.com card 4111 1111 1111 1111"),
+    )
+    .await;
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["choices"][0]["message"]["content"], "echo: mail [EMAIL] card [CARD]");
+    let sent = mock.requests().last().map(|r| r.body.to_string()).unwrap_or_default();
+    assert!(!sent.contains("bob@example.com") && !sent.contains("4111"), "{sent}");
+    // Input deny; "drop table" is fine (nothing blocked unless configured).
+    let v = error_body(
+        post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("guarded", "about Project Falcon")).await,
+        400,
+    )
+    .await;
+    assert_eq!(v["error"]["code"], "guardrail_denied");
+    let ok = post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("guarded", "drop table users")).await;
+    assert_eq!(ok.status(), 200);
+    // Output redaction, plain and streamed (the mock streams one word a chunk, so the match
+    // spans three chunks).
+    let text = "the secret plan alpha is ready";
+    let v: Value = post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("guarded", text))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["choices"][0]["message"]["content"], "echo: the [PLAN] is ready");
+    let mut body = chat_body("guarded", text);
+    body["stream"] = true.into();
+    let data = sse_data(post(&gw, "/v1/chat/completions", Some(MASTER), body).await).await;
+    assert_eq!(streamed_text(&data), "echo: the [PLAN] is ready");
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    // Output deny: withheld (plain: 400; streamed: an error event, the match never sent).
+    let leak = "this is internal-only stuff";
+    error_body(post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("guarded", leak)).await, 400).await;
+    let mut body = chat_body("guarded", leak);
+    body["stream"] = true.into();
+    let data = sse_data(post(&gw, "/v1/chat/completions", Some(MASTER), body).await).await;
+    assert!(!streamed_text(&data).contains("internal"), "{data:?}");
+    assert!(data.last().is_some_and(|d| d.contains("guardrail_denied")), "{data:?}");
+    gw.stop().await;
+}
