@@ -85,6 +85,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rate limits, quotas, concurrency and priority per scope (directly in the configured
+    /// store; running servers apply a change within a second).
+    Limits {
+        #[command(subcommand)]
+        command: LimitsCommand,
+    },
     /// Budgets: spend limits per scope and period (directly in the configured store).
     Budgets {
         #[command(subcommand)]
@@ -271,11 +277,37 @@ pub enum KeysCommand {
         /// A JSON object stored with the key.
         #[arg(long)]
         metadata: Option<String>,
+        /// The key stops working this many seconds from now.
+        #[arg(long)]
+        expires_in: Option<u64>,
+        /// Its limits as JSON, e.g. '{"rpm": 60, "tpm": 100000, "max_concurrent": 4}'.
+        #[arg(long)]
+        limits: Option<String>,
     },
     /// List keys (never their secrets).
     List,
     /// Revoke a key by id.
     Revoke { id: String },
+    /// Give a key a new secret (printed once); the old one keeps working for --grace seconds.
+    Rotate {
+        id: String,
+        #[arg(long, default_value_t = 0)]
+        grace: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LimitsCommand {
+    /// Set the limits of a scope: global, key:ID, user:ID, team:ID or model:NAME.
+    Set {
+        scope: String,
+        /// JSON, e.g. '{"rpm": 60, "tpm": 100000, "requests_per_day": 1000}'.
+        limits: String,
+    },
+    /// List the stored limit rules.
+    List,
+    /// Remove a scope's stored rule.
+    Rm { scope: String },
 }
 
 #[derive(Subcommand)]

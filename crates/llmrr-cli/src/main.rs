@@ -71,6 +71,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Keys { command } => keys::run(&cli.global, command).await,
+        Command::Limits { command } => keys::limits(&cli.global, command).await,
         Command::Prices { json } => money::prices(*json),
         Command::Budgets { command } => money::budgets(&cli.global, command).await,
         Command::Users { command } => money::users(&cli.global, command).await,

@@ -35,7 +35,10 @@ async fn rates(s: &SharedState) {
     let refused = s.rate(&[rate("rpm", 3, 1)]).await.expect("rate");
     assert_eq!(refused.refused, Some(0));
     let wait = refused.retry_after.expect("a retry");
-    assert!(wait > Duration::from_secs(19) && wait <= Duration::from_secs(20), "{wait:?}");
+    assert!(
+        wait > Duration::from_secs(19) && wait <= Duration::from_secs(20),
+        "{wait:?}"
+    );
     assert!(refused.states[0].reset > Duration::from_secs(59));
     // The second limit refuses: the first takes nothing.
     assert_eq!(
@@ -50,9 +53,23 @@ async fn rates(s: &SharedState) {
         None
     );
     // Tokens: reserve 800 of 1000, settle at 300 -> 700 free.
-    assert_eq!(s.rate(&[rate("tpm", 1000, 800)]).await.expect("rate").refused, None);
-    assert_eq!(s.rate(&[rate("tpm", 1000, 700)]).await.expect("rate").refused, Some(0));
-    s.rate_adjust(&rate("tpm", 1000, -500)).await.expect("adjust");
+    assert_eq!(
+        s.rate(&[rate("tpm", 1000, 800)])
+            .await
+            .expect("rate")
+            .refused,
+        None
+    );
+    assert_eq!(
+        s.rate(&[rate("tpm", 1000, 700)])
+            .await
+            .expect("rate")
+            .refused,
+        Some(0)
+    );
+    s.rate_adjust(&rate("tpm", 1000, -500))
+        .await
+        .expect("adjust");
     let c = s.rate(&[rate("tpm", 1000, 700)]).await.expect("rate");
     assert_eq!(c.refused, None);
     assert_eq!(c.states[0].remaining, 0);

@@ -70,7 +70,10 @@ fn context(
     if let Some(v) = text(crate::limits::DEADLINE).transpose()? {
         let ms: u64 = v.trim().parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
             llmrr_core::Error::invalid(
-                format!("{} must be a positive number of milliseconds (got `{v}`)", crate::limits::DEADLINE),
+                format!(
+                    "{} must be a positive number of milliseconds (got `{v}`)",
+                    crate::limits::DEADLINE
+                ),
                 Some(crate::limits::DEADLINE.into()),
             )
         })?;

@@ -6,11 +6,11 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::Body;
+use axum::body::HttpBody;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::body::HttpBody;
 use hyper::body::{Frame, SizeHint};
 use llmrr_core::limits::{InFlightGuard, RateHeaders};
 use std::pin::Pin;
@@ -78,10 +78,17 @@ pub async fn shed(State(state): State<AppState>, req: Request, next: Next) -> Re
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    // A body of unknown length may grow to the body limit.
-    let bytes = declared
-        .unwrap_or(state.server.max_body_bytes as u64)
-        .min(state.server.max_body_bytes as u64);
+    // A body of unknown length may grow to the body limit; a GET has none.
+    let bytes = if matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) {
+        0
+    } else {
+        declared
+            .unwrap_or(state.server.max_body_bytes as u64)
+            .min(state.server.max_body_bytes as u64)
+    };
     let Some(guard) = state.gateway.limits().in_flight().try_enter(bytes) else {
         let mut resp = ApiError(llmrr_core::Error::Overloaded {
             message: "the gateway is at its cap of requests in flight; try again shortly".into(),
@@ -100,7 +107,13 @@ pub async fn shed(State(state): State<AppState>, req: Request, next: Next) -> Re
     let resp = next.run(req).await;
     let (parts, body) = resp.into_parts();
     // The share is given back when the body has been sent (or dropped).
-    Response::from_parts(parts, Body::new(Held { body, _guard: guard }))
+    Response::from_parts(
+        parts,
+        Body::new(Held {
+            body,
+            _guard: guard,
+        }),
+    )
 }
 
 /// A response body that holds its request's share of the global cap.

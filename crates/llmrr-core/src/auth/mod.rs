@@ -309,19 +309,20 @@ impl Authenticator {
     /// A new secret for key `id`; the old one works for `grace` more.
     pub async fn rotate_key(&self, id: &str, grace: Duration) -> Result<Option<RotatedKey>> {
         let secret = new_secret();
-        let until = crate::store::now_ms()
-            .saturating_add(grace.as_millis().min(i64::MAX as u128) as i64);
+        let until =
+            crate::store::now_ms().saturating_add(grace.as_millis().min(i64::MAX as u128) as i64);
         let store = &self.inner.store;
-        let old = store.key_hash(id).await?;
+        // Both hashes before: the current one (its copy must learn the grace period) and the
+        // previous one (a secret two rotations old stops at once).
+        let old = store.key_hashes(id).await?;
         if !store
             .rotate_key(id, &hash_key(&secret), display_prefix(&secret), until)
             .await?
         {
             return Ok(None);
         }
-        if let Some(hash) = old {
-            // Read again: its copy here must learn the grace period.
-            self.inner.cache.forget(&hash);
+        for hash in &old {
+            self.inner.cache.forget(hash);
         }
         self.inner.cache.forget_unknown();
         Ok(Some(RotatedKey {
@@ -334,7 +335,7 @@ impl Authenticator {
     /// Set or clear key `id`'s expiry.
     pub async fn set_key_expiry(&self, id: &str, expires_at_ms: Option<i64>) -> Result<bool> {
         let done = self.inner.store.set_key_expiry(id, expires_at_ms).await?;
-        if let Some(hash) = self.inner.store.key_hash(id).await? {
+        for hash in self.inner.store.key_hashes(id).await? {
             self.inner.cache.forget(&hash);
         }
         Ok(done)
@@ -378,8 +379,9 @@ impl Authenticator {
 
     pub async fn revoke_key(&self, id: &str) -> Result<bool> {
         let revoked = self.inner.store.revoke_key(id).await?;
-        // Only this key: the others' stale copies must survive for a later store outage.
-        if let Some(hash) = self.inner.store.key_hash(id).await? {
+        // Only this key (both its secrets): the others' stale copies must survive for a
+        // later store outage.
+        for hash in self.inner.store.key_hashes(id).await? {
             self.inner.cache.forget(&hash);
         }
         Ok(revoked)

@@ -23,15 +23,6 @@ pub(super) fn spawn_watch(auth: &Authenticator) {
             tick.tick().await;
             let Some(inner) = weak.upgrade() else { return };
             let now = crate::store::now_ms();
-            let used = (super::Authenticator {
-                inner: inner.clone(),
-            })
-            .take_used();
-            if !used.is_empty() {
-                if let Err(e) = inner.store.touch_keys(&used).await {
-                    tracing::debug!(error = %e, "keys: last-used times not written");
-                }
-            }
             match inner.store.revoked_since(since).await {
                 Ok(hashes) => {
                     for hash in &hashes {
@@ -40,6 +31,19 @@ pub(super) fn spawn_watch(auth: &Authenticator) {
                     since = now - CLOCK_MARGIN_MS;
                 }
                 Err(e) => tracing::debug!(error = %e, "revocation watch: the store did not answer"),
+            }
+            // After the revocations (they must not wait for this): when keys were last used.
+            let used = (super::Authenticator {
+                inner: inner.clone(),
+            })
+            .take_used();
+            if !used.is_empty() {
+                let write = inner.store.touch_keys(&used);
+                match tokio::time::timeout(REVOCATION_POLL, write).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(error = %e, "keys: last-used times not written"),
+                    Err(_) => tracing::debug!("keys: last-used times not written in time"),
+                }
             }
         }
     });

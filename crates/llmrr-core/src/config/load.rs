@@ -479,7 +479,9 @@ fn resolve_model(i: usize, m: RawModel, env: &Env, request_timeout: Duration) ->
                 Some(n) => Some(n),
                 None => local.as_ref().map(|l| l.parallel),
             },
-            max_queue: m.max_queue.unwrap_or(crate::limits::queue::DEFAULT_MAX_QUEUE),
+            max_queue: m
+                .max_queue
+                .unwrap_or(crate::limits::queue::DEFAULT_MAX_QUEUE),
         },
         guardrails: m
             .guardrails

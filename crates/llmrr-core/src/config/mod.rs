@@ -20,7 +20,6 @@ pub use load::{load, ConfigSource, Env};
 pub use money::{MoneyConfig, OutagePolicy, SharedConfig};
 pub use resolved::{
     Capabilities, Config, HeaderValueSpec, LocalConfig, LocalModelSpec, MemoryBudget, ModelLimits,
-    ModelSpec,
-    Pooling, Pricing, ProviderKind, ServerConfig, StoreConfig,
+    ModelSpec, Pooling, Pricing, ProviderKind, ServerConfig, StoreConfig,
 };
 pub use routing::{RouteSpec, RoutingConfig, StrategyKind};

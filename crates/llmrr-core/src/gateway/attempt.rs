@@ -283,15 +283,17 @@ impl Gateway {
                 // The model's own account limits: at them, skip it like a 429 would.
                 let grant = match self.inner.limits.upstream(&entry, admission.tokens).await {
                     Ok(grant) => grant,
-                    Err((reason, wait)) => {
-                        let wait = wait.unwrap_or(DEFAULT_RATE_LIMIT_PAUSE);
-                        entry.rate_limit_for(wait);
+                    Err(refusal) => {
+                        let wait = refusal.wait.unwrap_or(DEFAULT_RATE_LIMIT_PAUSE);
+                        if refusal.whole_model {
+                            entry.rate_limit_for(wait);
+                        }
                         metrics::counter!(telemetry::UPSTREAM_LIMIT_SKIPS,
                             "model" => entry.spec.name.to_string())
                         .increment(1);
                         attempts.retry_after =
                             Some(attempts.retry_after.map_or(wait, |r| r.min(wait)));
-                        attempts.skipped.push(reason);
+                        attempts.skipped.push(refusal.reason);
                         continue 'models;
                     }
                 };
@@ -305,7 +307,7 @@ impl Gateway {
                         match gate.acquire(admission.class, until, limit).await {
                             Ok(slot) => Some(slot),
                             Err(refusal) => {
-                                self.settle_ticket(grant, 0);
+                                self.cancel_ticket(grant);
                                 attempts.skipped.push(format!(
                                     "{}: {}",
                                     entry.spec.name,
@@ -320,7 +322,7 @@ impl Gateway {
                 let probe = match entry.breaker.admit() {
                     Admission::Allowed { probe } => probe,
                     Admission::Refused { .. } => {
-                        self.settle_ticket(grant, 0);
+                        self.cancel_ticket(grant);
                         attempts.skipped_open = true;
                         attempts
                             .skipped

@@ -257,7 +257,7 @@ impl Gateway {
         let with_limits = new.limits.is_some();
         let created = self.inner.auth.create_key(new).await?;
         if with_limits {
-            self.inner.limits.reload().await?;
+            self.inner.limits.reload_now().await?;
         }
         Ok(created)
     }
@@ -497,7 +497,14 @@ impl Gateway {
                 let limited = self
                     .inner
                     .limits
-                    .admit(&ctx.key, &ctx.id, call.model(), tokens, ctx.priority, &ctx.rate)
+                    .admit(
+                        &ctx.key,
+                        &ctx.id,
+                        call.model(),
+                        tokens,
+                        ctx.priority,
+                        &ctx.rate,
+                    )
                     .await;
                 match limited {
                     Err(e) => Err(e),
@@ -511,13 +518,23 @@ impl Gateway {
                         } else {
                             Ok(Default::default())
                         };
+                        let admitted = match admitted {
+                            Ok(a) => Ok(a),
+                            Err(e) => {
+                                // Refused by a budget: nothing of the limits is used.
+                                if let Some(undo) = ticket.cancel() {
+                                    undo.await;
+                                }
+                                return self.refused(ctx, call, features, e).await;
+                            }
+                        };
                         admitted.map(|a| {
                             if let Some(cap) = a.cap_max_tokens {
                                 call.cap_output(cap);
                             }
-                            let deadline = ctx.deadline.unwrap_or(
-                                ctx.started + self.inner.router.config.retry.max_total,
-                            );
+                            let deadline = ctx
+                                .deadline
+                                .unwrap_or(ctx.started + self.inner.router.config.retry.max_total);
                             Prepared {
                                 plan,
                                 options,
@@ -543,6 +560,19 @@ impl Gateway {
                 .await;
         }
         prepared
+    }
+
+    /// A request refused before any model was called: logged and counted, then the error.
+    async fn refused(
+        &self,
+        ctx: &RequestContext,
+        call: &Call,
+        features: Features,
+        e: Error,
+    ) -> Result<Prepared> {
+        self.finish(Finish::new(ctx, call, features.stream).failed(None, &e))
+            .await;
+        Err(e)
     }
 
     async fn run(
@@ -583,6 +613,13 @@ impl Gateway {
     /// Settle a limits ticket with the tokens used, off the answer's path.
     fn settle_ticket(&self, ticket: Ticket, used: u64) {
         if let Some(work) = ticket.settle(used) {
+            self.inner.tracker.spawn(work);
+        }
+    }
+
+    /// Give a ticket back whole (the call was not made), off the answer's path.
+    fn cancel_ticket(&self, ticket: Ticket) {
+        if let Some(work) = ticket.cancel() {
             self.inner.tracker.spawn(work);
         }
     }

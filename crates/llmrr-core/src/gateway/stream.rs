@@ -237,6 +237,23 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
         };
         let frame = match next {
             None => {
+                // What output guardrails still hold back goes out before the end.
+                match guard.as_mut().map(|g| g.finish()) {
+                    Some(Ok(Some(tail))) => {
+                        if frames.send(sse_frame(&tail)).await.is_err() {
+                            out.result = client_gone;
+                            return out;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        out.result = Err((e.status_code(), e.label()));
+                        if frames.send(error_frame(&e)).await.is_err() {
+                            out.result = client_gone;
+                        }
+                        return out;
+                    }
+                    Some(Ok(None)) | None => {}
+                }
                 if frames
                     .send(Bytes::from_static(b"data: [DONE]\n\n"))
                     .await

@@ -55,7 +55,7 @@ impl Rule {
 #[derive(Debug, Clone)]
 pub struct Guardrails {
     pub rules: Vec<Rule>,
-    /// The longest match in a stream, in bytes held back.
+    /// The longest match kept whole in a stream, in characters held back.
     pub hold: usize,
 }
 
@@ -87,7 +87,9 @@ impl Guardrails {
     pub fn redact<'t>(&self, text: &'t str, side: Side) -> Cow<'t, str> {
         let mut out = Cow::Borrowed(text);
         for r in &self.rules {
-            let Action::Redact(with) = &r.action else { continue };
+            let Action::Redact(with) = &r.action else {
+                continue;
+            };
             if !r.side.covers(side) || !r.regex.is_match(&out) {
                 continue;
             }
@@ -114,13 +116,19 @@ impl Guardrails {
         Ok(self.redact(text, side))
     }
 
-    /// The end of the longest prefix of `text` (at most `len - hold`) that no redact or deny
-    /// match crosses: what a stream may release now.
+    /// The end of the longest prefix of `text` (all but its last `hold` characters) that no
+    /// match still growing crosses: what a stream may release now. A match that began more
+    /// than `2 × hold` characters back is longer than any the stream promises to keep whole
+    /// and does not hold the text (so held text stays bounded).
     pub(crate) fn safe_cut(&self, text: &str) -> usize {
-        let mut cut = text.len().saturating_sub(self.hold);
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        let back = |chars: usize| {
+            text.char_indices()
+                .rev()
+                .nth(chars.saturating_sub(1))
+                .map_or(0, |(i, _)| i)
+        };
+        let mut cut = back(self.hold);
+        let floor = back(self.hold.saturating_mul(2));
         loop {
             let crossing = self
                 .rules
@@ -129,7 +137,7 @@ impl Guardrails {
                 .filter_map(|r| {
                     r.regex
                         .find_iter(text)
-                        .find(|m| m.start() < cut && m.end() > cut)
+                        .find(|m| m.start() < cut && m.end() > cut && m.start() >= floor)
                         .map(|m| m.start())
                 })
                 .min();

@@ -14,6 +14,9 @@ pub struct StreamGuard {
     rules: Arc<Guardrails>,
     /// Text not yet released, per choice index.
     pending: BTreeMap<u64, String>,
+    /// The last chunk seen: the shape of the chunk that releases what is left when the
+    /// stream ends without a `finish_reason`.
+    last: Option<Value>,
 }
 
 impl StreamGuard {
@@ -21,6 +24,7 @@ impl StreamGuard {
         rules.applies_to(Side::Output).then(|| StreamGuard {
             rules,
             pending: BTreeMap::new(),
+            last: None,
         })
     }
 
@@ -58,15 +62,55 @@ impl StreamGuard {
                 match slot {
                     Some(v) => *v = Value::String(release),
                     None if !release.is_empty() => {
-                        if let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) {
-                            delta.insert("content".into(), Value::String(release));
+                        if let Some(c) = choice.as_object_mut() {
+                            let delta = c
+                                .entry("delta")
+                                .or_insert_with(|| Value::Object(Default::default()));
+                            if let Some(d) = delta.as_object_mut() {
+                                d.insert("content".into(), Value::String(release));
+                            }
                         }
                     }
                     None => {}
                 }
             }
         }
-        Ok(serde_json::to_vec(&chunk).map(Bytes::from).unwrap_or_else(|_| Bytes::copy_from_slice(data)))
+        self.last = Some(chunk.clone());
+        Ok(serde_json::to_vec(&chunk)
+            .map(Bytes::from)
+            .unwrap_or_else(|_| Bytes::copy_from_slice(data)))
+    }
+}
+
+impl StreamGuard {
+    /// The stream ended: a chunk with whatever is still held back (none when nothing is).
+    pub fn finish(&mut self) -> Result<Option<Bytes>> {
+        let pending = std::mem::take(&mut self.pending);
+        let mut choices = Vec::new();
+        let completions = self
+            .last
+            .as_ref()
+            .is_some_and(|c| c["choices"][0].get("text").is_some());
+        for (index, text) in pending.into_iter().filter(|(_, t)| !t.is_empty()) {
+            if let Some(rule) = self.rules.denies(&text, Side::Output) {
+                return Err(super::denied(rule, Side::Output));
+            }
+            let text = self.rules.redact(&text, Side::Output).into_owned();
+            choices.push(if completions {
+                serde_json::json!({"index": index, "text": text, "finish_reason": null})
+            } else {
+                serde_json::json!({"index": index, "delta": {"content": text}, "finish_reason": null})
+            });
+        }
+        if choices.is_empty() {
+            return Ok(None);
+        }
+        let mut chunk = self.last.clone().unwrap_or_else(|| serde_json::json!({}));
+        if let Some(map) = chunk.as_object_mut() {
+            map.remove("usage");
+            map.insert("choices".into(), Value::Array(choices));
+        }
+        Ok(serde_json::to_vec(&chunk).ok().map(Bytes::from))
     }
 }
 
@@ -86,7 +130,10 @@ mod tests {
 
     fn text(out: &Bytes) -> String {
         let v: Value = serde_json::from_slice(out).expect("json");
-        v["choices"][0]["delta"]["content"].as_str().unwrap_or("").to_owned()
+        v["choices"][0]["delta"]["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
     }
 
     #[test]
@@ -105,6 +152,23 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_without_finish_reason_still_releases_its_tail() {
+        let rules = Arc::new(Guardrails {
+            rules: vec![Masker::Email.rule(Side::Output)],
+            hold: 8,
+        });
+        let mut g = StreamGuard::new(rules).expect("output rules");
+        let mut seen = text(
+            &g.chunk(&chunk("héllo wörld, mail a@b.io", false))
+                .expect("ok"),
+        );
+        let tail = g.finish().expect("allowed").expect("a tail");
+        seen += &text(&tail);
+        assert_eq!(seen, "héllo wörld, mail [EMAIL]");
+        assert!(g.finish().expect("ok").is_none());
+    }
+
+    #[test]
     fn a_deny_rule_stops_the_stream_before_the_match_is_sent() {
         let rules = Arc::new(Guardrails {
             rules: vec![Rule {
@@ -117,7 +181,9 @@ mod tests {
             hold: 32,
         });
         let mut g = StreamGuard::new(rules).expect("output rules");
-        let first = g.chunk(&chunk("The plan is Project Fal", false)).expect("allowed");
+        let first = g
+            .chunk(&chunk("The plan is Project Fal", false))
+            .expect("allowed");
         assert!(!text(&first).contains("Fal"), "held back: {}", text(&first));
         assert!(g.chunk(&chunk("con, of course.", true)).is_err());
     }

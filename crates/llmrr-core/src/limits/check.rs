@@ -15,6 +15,15 @@ const QUOTA_MARGIN: Duration = Duration::from_secs(3600);
 /// Retry-After of a refusal for concurrency: a slot frees when any call ends.
 const CONCURRENCY_RETRY: Duration = Duration::from_secs(1);
 
+/// Why a model's own account limits refused an attempt.
+#[derive(Debug)]
+pub struct UpstreamRefusal {
+    pub reason: String,
+    pub wait: Option<Duration>,
+    /// Every request would be refused now (skip the model for everyone until `wait`).
+    pub whole_model: bool,
+}
+
 /// One `x-ratelimit-*` trio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gauge {
@@ -55,6 +64,23 @@ struct Pending {
 }
 
 impl Pending {
+    async fn undo(mut self) {
+        if let Some((state, rates)) = self.rates.take() {
+            for r in rates {
+                let back = Rate { cost: -r.cost, ..r };
+                if let Err(e) = state.rate_adjust(&back).await {
+                    tracing::debug!(error = %e, "limits: a refund was lost");
+                }
+            }
+        }
+        if let Some((state, holds, _)) = self.holds.take() {
+            let released: Vec<Hold> = holds.into_iter().map(|h| Hold { amount: 0, ..h }).collect();
+            if let Err(e) = state.settle(&self.id, &released).await {
+                tracing::warn!(error = %e, "limits: a release was lost (its holds expire)");
+            }
+        }
+    }
+
     async fn run(self, used: u64) {
         let delta = used as i64 - self.estimate as i64;
         if let Some((state, rates)) = self.rates.filter(|_| delta != 0) {
@@ -97,6 +123,12 @@ impl Ticket {
     /// The work that settles this ticket with `used` tokens (none when nothing was taken).
     pub fn settle(mut self, used: u64) -> Option<impl std::future::Future<Output = ()> + Send> {
         self.pending.take().map(|p| p.run(used))
+    }
+
+    /// The work that gives everything back: the request did not go ahead (a budget refused
+    /// it, the model's queue or breaker did): no request, no token, no slot counted.
+    pub fn cancel(mut self) -> Option<impl std::future::Future<Output = ()> + Send> {
+        self.pending.take().map(Pending::undo)
     }
 }
 
@@ -176,13 +208,28 @@ impl Limits {
         for a in &applied {
             let s = a.set;
             if let Some(limit) = s.rpm {
-                rates.push(Rate { key: format!("{}:rpm", a.scope), limit, period: MINUTE, cost: 1 });
+                rates.push(Rate {
+                    key: format!("{}:rpm", a.scope),
+                    limit,
+                    period: MINUTE,
+                    cost: 1,
+                });
             }
             if let Some(limit) = s.tpm {
-                rates.push(Rate { key: format!("{}:tpm", a.scope), limit, period: MINUTE, cost: tokens_i });
+                rates.push(Rate {
+                    key: format!("{}:tpm", a.scope),
+                    limit,
+                    period: MINUTE,
+                    cost: tokens_i,
+                });
             }
             if let Some(limit) = s.max_concurrent {
-                holds.push(Hold { key: format!("{}:cc", a.scope), limit: Some(limit as i64), amount: 1, ttl: None });
+                holds.push(Hold {
+                    key: format!("{}:cc", a.scope),
+                    limit: Some(limit as i64),
+                    amount: 1,
+                    ttl: None,
+                });
                 kinds.push(Kind::Concurrency);
             }
             let quotas = [
@@ -207,7 +254,12 @@ impl Limits {
             }
         }
         let mut ticket = Ticket::free(class);
-        let mut pending = Pending { id: id.to_owned(), estimate: tokens, rates: None, holds: None };
+        let mut pending = Pending {
+            id: id.to_owned(),
+            estimate: tokens,
+            rates: None,
+            holds: None,
+        };
         if !rates.is_empty() {
             let Some((state, check)) = self.rate_on_backend(&rates).await? else {
                 return Ok(ticket);
@@ -218,11 +270,19 @@ impl Limits {
             if let Some(i) = check.refused {
                 let (scope, what) = rate_name(&rates[i].key);
                 let wait = check.retry_after.map_or_else(
-                    || format!("this request's {} tokens are more than the whole limit", tokens),
+                    || {
+                        format!(
+                            "this request's {} tokens are more than the whole limit",
+                            tokens
+                        )
+                    },
                     |d| format!("try again in {:.1}s", d.as_secs_f64()),
                 );
                 return Err(refused(
-                    format!("rate limit reached: {what} of {scope} (limit {}); {wait}", rates[i].limit),
+                    format!(
+                        "rate limit reached: {what} of {scope} (limit {}); {wait}",
+                        rates[i].limit
+                    ),
                     check.retry_after.map(|d| d.max(Duration::from_millis(1))),
                 ));
             }
@@ -236,28 +296,23 @@ impl Limits {
                     return Ok(ticket);
                 }
                 Err(e) => {
-                    ticket.pending = Some(pending);
+                    pending.undo().await;
                     return Err(e);
                 }
             };
             if let Reserve::Full { index, used } = reserved {
                 // Give back the rates taken: the request does not go ahead.
-                if let Some((state, rates)) = pending.rates.take() {
-                    for r in rates {
-                        let back = Rate { cost: -r.cost, ..r };
-                        let _ = state.rate_adjust(&back).await;
-                    }
-                }
+                pending.undo().await;
                 let h = &holds[index];
                 let limit = h.limit.unwrap_or(0);
-                let scope = h.key.rsplitn(2, ':').nth(1).unwrap_or(&h.key);
+                let scope = h.key.rsplit_once(':').map_or(h.key.as_str(), |x| x.0);
                 let (message, retry) = match kinds[index] {
                     Kind::Concurrency => (
                         format!("concurrency limit reached: {limit} requests in flight at once for {scope}"),
                         CONCURRENCY_RETRY,
                     ),
                     kind => {
-                        let scope = scope.rsplitn(2, ':').nth(1).unwrap_or(scope);
+                        let scope = scope.rsplit_once(':').map_or(scope, |x| x.0);
                         let (what, period) = match (kind, h.key.contains(":rpd:") || h.key.contains(":tpd:")) {
                             (Kind::Tokens, true) => ("daily token quota", Period::Day),
                             (Kind::Tokens, false) => ("monthly token quota", Period::Month),
@@ -293,7 +348,11 @@ impl Limits {
         }
     }
 
-    async fn reserve_on_backend(&self, id: &str, holds: &[Hold]) -> Result<Option<(SharedState, Reserve)>> {
+    async fn reserve_on_backend(
+        &self,
+        id: &str,
+        holds: &[Hold],
+    ) -> Result<Option<(SharedState, Reserve)>> {
         let state = self.backend();
         let mut tried = state.reserve(id, holds, self.inner.hold).await;
         if matches!(tried, Ok(Reserve::Lost)) {
@@ -304,7 +363,10 @@ impl Limits {
         match tried {
             Ok(r) => Ok(Some((state.clone(), r))),
             Err(e) => match self.on_outage(&e)? {
-                Some(local) => Ok(Some((local.clone(), local.reserve(id, holds, self.inner.hold).await?))),
+                Some(local) => Ok(Some((
+                    local.clone(),
+                    local.reserve(id, holds, self.inner.hold).await?,
+                ))),
                 None => Ok(None),
             },
         }
@@ -316,15 +378,25 @@ impl Limits {
         &self,
         entry: &ModelEntry,
         tokens: u64,
-    ) -> std::result::Result<Ticket, (String, Option<Duration>)> {
+    ) -> std::result::Result<Ticket, UpstreamRefusal> {
         let spec = &entry.spec;
         let mut rates = Vec::new();
         if let Some(limit) = spec.limits.rpm {
-            rates.push(Rate { key: format!("upstream:{}:rpm", spec.name), limit, period: MINUTE, cost: 1 });
+            rates.push(Rate {
+                key: format!("upstream:{}:rpm", spec.name),
+                limit,
+                period: MINUTE,
+                cost: 1,
+            });
         }
         if let Some(limit) = spec.limits.tpm {
             let cost = tokens.min(1 << 50) as i64;
-            rates.push(Rate { key: format!("upstream:{}:tpm", spec.name), limit, period: MINUTE, cost });
+            rates.push(Rate {
+                key: format!("upstream:{}:tpm", spec.name),
+                limit,
+                period: MINUTE,
+                cost,
+            });
         }
         if rates.is_empty() {
             return Ok(Ticket::free(Priority::Normal));
@@ -332,22 +404,32 @@ impl Limits {
         let checked = self
             .rate_on_backend(&rates)
             .await
-            .map_err(|e| (format!("{}: {}", spec.name, e), Some(Duration::from_secs(1))))?;
+            .map_err(|e| UpstreamRefusal {
+                reason: format!("{}: {}", spec.name, e),
+                wait: Some(Duration::from_secs(1)),
+                whole_model: false,
+            })?;
         let Some((state, check)) = checked else {
             return Ok(Ticket::free(Priority::Normal));
         };
         if let Some(i) = check.refused {
             let (_, what) = rate_name(&rates[i].key);
             let wait = check.retry_after;
-            return Err((
-                format!(
+            return Err(UpstreamRefusal {
+                reason: format!(
                     "{}: at its configured {what} ({}){}",
                     spec.name,
                     rates[i].limit,
-                    wait.map_or(String::new(), |d| format!(" for {:.1}s more", d.as_secs_f64()))
+                    wait.map_or(String::new(), |d| format!(
+                        " for {:.1}s more",
+                        d.as_secs_f64()
+                    ))
                 ),
                 wait,
-            ));
+                // Requests per minute: every request is refused alike, the model is at its
+                // limit. Tokens: it may be this request's size only.
+                whole_model: rates[i].key.ends_with(":rpm"),
+            });
         }
         Ok(Ticket {
             class: Priority::Normal,

@@ -22,7 +22,7 @@ mod rules;
 pub mod shed;
 pub mod spec;
 
-pub use check::{Gauge, RateHeaders, Ticket};
+pub use check::{Gauge, RateHeaders, Ticket, UpstreamRefusal};
 pub use queue::{Gate, GateSnapshot, Refusal, Slot};
 pub use shed::{InFlight, InFlightGuard, InFlightSnapshot};
 pub use spec::{check_scope, LimitSet, Priority};
@@ -92,7 +92,10 @@ impl Limits {
                     .iter()
                     .filter_map(|m| {
                         let cap = m.limits.max_concurrent?;
-                        Some((m.name.clone(), Gate::new(m.name.clone(), cap, m.limits.max_queue)))
+                        Some((
+                            m.name.clone(),
+                            Gate::new(m.name.clone(), cap, m.limits.max_queue),
+                        ))
                     })
                     .collect(),
                 in_flight: InFlight::new(
@@ -141,6 +144,13 @@ impl Limits {
         Ok(())
     }
 
+    /// Reload whatever the version says (a change here within the same millisecond as the
+    /// last one would not move it).
+    pub async fn reload_now(&self) -> Result<()> {
+        *self.inner.version.lock().unwrap_or_else(|p| p.into_inner()) = (-1, -1);
+        self.reload().await
+    }
+
     fn rules(&self) -> Arc<Rules> {
         self.inner
             .rules
@@ -168,8 +178,16 @@ impl Limits {
             .global
             .iter()
             .map(|g| ("global".to_owned(), g.clone()))
-            .chain(c.default_key.iter().map(|k| ("default_key".to_owned(), k.clone())))
-            .chain(c.models.iter().map(|(m, s)| (format!("model:{m}"), s.clone())));
+            .chain(
+                c.default_key
+                    .iter()
+                    .map(|k| ("default_key".to_owned(), k.clone())),
+            )
+            .chain(
+                c.models
+                    .iter()
+                    .map(|(m, s)| (format!("model:{m}"), s.clone())),
+            );
         out.extend(from_config.map(|(scope, set)| (scope, set, "config")));
         Ok(out)
     }
@@ -179,12 +197,12 @@ impl Limits {
         check_scope(scope)?;
         set.check(scope)?;
         self.inner.store.set_limits(scope, set).await?;
-        self.reload().await
+        self.reload_now().await
     }
 
     pub async fn remove(&self, scope: &str) -> Result<bool> {
         let removed = self.inner.store.remove_limits(scope).await?;
-        self.reload().await?;
+        self.reload_now().await?;
         Ok(removed)
     }
 
@@ -204,12 +222,12 @@ impl Limits {
         if now - last > 10_000 {
             self.inner.last_warning_ms.store(now, Ordering::Relaxed);
             tracing::error!(error = %e, policy = ?self.inner.policy,
-                "limits: Redis is down; rate limits, quotas and concurrency are {}",
-                match self.inner.policy {
-                    LimitOutage::Local => "enforced per replica",
-                    LimitOutage::Allow => "NOT enforced",
-                    LimitOutage::Reject => "refusing requests",
-                });
+            "limits: Redis is down; rate limits, quotas and concurrency are {}",
+            match self.inner.policy {
+                LimitOutage::Local => "enforced per replica",
+                LimitOutage::Allow => "NOT enforced",
+                LimitOutage::Reject => "refusing requests",
+            });
         }
         metrics::counter!(crate::telemetry::LIMITS_OUTAGES).increment(1);
         match self.inner.policy {

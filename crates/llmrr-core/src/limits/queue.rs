@@ -157,7 +157,11 @@ impl Gate {
     fn observe_hold(&self, d: Duration) {
         let us = d.as_micros().min(u64::MAX as u128) as u64;
         let old = self.hold_us.load(AtomicOrdering::Relaxed);
-        let new = if old == 0 { us.max(1) } else { (old * 7 + us) / 8 };
+        let new = if old == 0 {
+            us.max(1)
+        } else {
+            (old * 7 + us) / 8
+        };
         self.hold_us.store(new.max(1), AtomicOrdering::Relaxed);
     }
 
@@ -231,8 +235,9 @@ impl Gate {
                     .enumerate()
                     .min_by(|a, b| a.1.cmp(b.1))
                     .map(|(i, _)| i);
+                // Only a higher class takes a place: a short deadline does not evict its peers.
                 match lowest {
-                    Some(i) if all[i] < waiter => {
+                    Some(i) if all[i].class < waiter.class => {
                         // Its sender dropped: that waiter wakes up refused.
                         let evicted = all.swap_remove(i);
                         self.shed(evicted.class, Refusal::Evicted);
@@ -260,6 +265,11 @@ impl Gate {
         let waited = now.elapsed();
         let result = match got {
             Ok(Ok(slot)) => Ok(slot),
+            // Dropped from the queue: past its deadline (a freed slot skipped it), or evicted.
+            Ok(Err(_)) if Instant::now() >= deadline => {
+                self.shed(class, Refusal::Deadline { wait: waited });
+                Err(Refusal::Deadline { wait: waited })
+            }
             Ok(Err(_)) => Err(Refusal::Evicted),
             Err(_) => {
                 // Gone from the queue already: the slot came at the last moment (take it),
@@ -333,7 +343,12 @@ impl Gate {
             served: self.served.load(AtomicOrdering::Relaxed),
             shed: Priority::ALL
                 .into_iter()
-                .map(|c| (c.as_str(), self.shed[c as usize].load(AtomicOrdering::Relaxed)))
+                .map(|c| {
+                    (
+                        c.as_str(),
+                        self.shed[c as usize].load(AtomicOrdering::Relaxed),
+                    )
+                })
                 .collect(),
         }
     }
@@ -379,7 +394,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn slots_go_by_class_then_deadline_then_arrival() {
         let gate = Gate::new("m".into(), 1, 16);
-        let first = gate.acquire(Priority::Normal, far(), None).await.expect("a slot");
+        let first = gate
+            .acquire(Priority::Normal, far(), None)
+            .await
+            .expect("a slot");
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         let waiters = [
@@ -406,7 +424,13 @@ mod tests {
         }
         assert_eq!(
             *order.lock().expect("lock"),
-            ["critical", "normal-soon", "normal-late", "normal-late-2", "low"]
+            [
+                "critical",
+                "normal-soon",
+                "normal-late",
+                "normal-late-2",
+                "low"
+            ]
         );
         assert_eq!(gate.snapshot().running, 0);
     }
@@ -415,14 +439,24 @@ mod tests {
     async fn deadlines_full_queues_and_eviction() {
         let gate = Gate::new("m".into(), 1, 1);
         // Teach the gate that a call holds its slot for 1 s.
-        let held = gate.acquire(Priority::Normal, far(), None).await.expect("slot");
+        let held = gate
+            .acquire(Priority::Normal, far(), None)
+            .await
+            .expect("slot");
         tokio::time::advance(Duration::from_secs(1)).await;
         drop(held);
-        let held = gate.acquire(Priority::Normal, far(), None).await.expect("slot");
+        let held = gate
+            .acquire(Priority::Normal, far(), None)
+            .await
+            .expect("slot");
         // Cannot start within 500 ms: refused at once, not after waiting.
         let soon = Instant::now() + Duration::from_millis(500);
         let refused = gate.acquire(Priority::Normal, soon, None).await;
-        assert!(matches!(refused, Err(Refusal::Deadline { .. })), "{:?}", refused.err());
+        assert!(
+            matches!(refused, Err(Refusal::Deadline { .. })),
+            "{:?}",
+            refused.err()
+        );
         // Above the latency constraint: refused so that the route can fall back.
         let slow = gate
             .acquire(Priority::Normal, far(), Some(Duration::from_millis(100)))
@@ -430,28 +464,40 @@ mod tests {
         assert!(matches!(slow, Err(Refusal::TooSlow { .. })));
         // One waiter fills the queue; a lower newcomer is shed, a higher one evicts it.
         let g = gate.clone();
-        let normal = tokio::spawn(async move { g.acquire(Priority::Normal, far(), None).await.map(|_| ()) });
+        let normal =
+            tokio::spawn(async move { g.acquire(Priority::Normal, far(), None).await.map(|_| ()) });
         tokio::task::yield_now().await;
         assert_eq!(
             gate.acquire(Priority::Low, far(), None).await.err(),
             Some(Refusal::Full)
         );
         let g = gate.clone();
-        let high = tokio::spawn(async move { g.acquire(Priority::High, far(), None).await.map(|_| ()) });
+        let high =
+            tokio::spawn(async move { g.acquire(Priority::High, far(), None).await.map(|_| ()) });
         tokio::task::yield_now().await;
         assert_eq!(normal.await.expect("task"), Err(Refusal::Evicted));
         drop(held);
         assert_eq!(high.await.expect("task"), Ok(()));
         // A waiter whose deadline passes while queued is refused then.
-        let held = gate.acquire(Priority::Normal, far(), None).await.expect("slot");
+        let held = gate
+            .acquire(Priority::Normal, far(), None)
+            .await
+            .expect("slot");
         let g = gate.clone();
         let late = tokio::spawn(async move {
-            g.acquire(Priority::Normal, Instant::now() + Duration::from_secs(3), None)
-                .await
-                .map(|_| ())
+            g.acquire(
+                Priority::Normal,
+                Instant::now() + Duration::from_secs(3),
+                None,
+            )
+            .await
+            .map(|_| ())
         });
         tokio::time::advance(Duration::from_secs(4)).await;
-        assert!(matches!(late.await.expect("task"), Err(Refusal::Deadline { .. })));
+        assert!(matches!(
+            late.await.expect("task"),
+            Err(Refusal::Deadline { .. })
+        ));
         drop(held);
         assert_eq!(gate.snapshot().running, 0);
         assert!(gate.snapshot().waiting.values().all(|n| *n == 0));

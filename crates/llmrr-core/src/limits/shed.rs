@@ -62,7 +62,11 @@ impl InFlight {
         if count > self.max || held > self.max_bytes {
             drop(guard);
             self.shed.fetch_add(1, Ordering::Relaxed);
-            let reason = if count > self.max { "in_flight" } else { "bytes" };
+            let reason = if count > self.max {
+                "in_flight"
+            } else {
+                "bytes"
+            };
             metrics::counter!(telemetry::SHED, "reason" => reason).increment(1);
             return None;
         }

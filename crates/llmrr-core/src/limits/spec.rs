@@ -41,7 +41,9 @@ impl Priority {
             .find(|p| p.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
                 Error::invalid(
-                    format!("x-llmrr-priority must be one of critical, high, normal, low (got `{s}`)"),
+                    format!(
+                        "x-llmrr-priority must be one of critical, high, normal, low (got `{s}`)"
+                    ),
                     Some("x-llmrr-priority".into()),
                 )
             })
@@ -109,7 +111,11 @@ impl LimitSet {
         if let (Some(p), Some(max)) = (self.priority, self.max_priority) {
             if p > max {
                 return Err(Error::invalid(
-                    format!("{what}: `priority` {} is above `max_priority` {}", p.as_str(), max.as_str()),
+                    format!(
+                        "{what}: `priority` {} is above `max_priority` {}",
+                        p.as_str(),
+                        max.as_str()
+                    ),
                     Some("priority".into()),
                 ));
             }
@@ -137,14 +143,18 @@ impl LimitSet {
 /// `user:ID`, `team:ID` or `model:NAME`.
 pub fn check_scope(scope: &str) -> Result<()> {
     let ok = scope == "global"
-        || ["key:", "user:", "team:", "model:"]
-            .iter()
-            .any(|p| scope.strip_prefix(p).is_some_and(|id| !id.is_empty() && id.len() <= 256));
+        || ["key:", "user:", "team:", "model:"].iter().any(|p| {
+            scope
+                .strip_prefix(p)
+                .is_some_and(|id| !id.is_empty() && id.len() <= 256)
+        });
     if ok {
         Ok(())
     } else {
         Err(Error::invalid(
-            format!("`{scope}` is not a limit scope: global, key:ID, user:ID, team:ID or model:NAME"),
+            format!(
+                "`{scope}` is not a limit scope: global, key:ID, user:ID, team:ID or model:NAME"
+            ),
             Some("scope".into()),
         ))
     }

@@ -29,7 +29,8 @@ pub fn check(now_us: i64, tat: Option<i64>, limit: u64, period_us: i64, cost: u6
     let t = interval(limit, period_us);
     let base = tat.unwrap_or(now_us).max(now_us);
     let new_tat = base + (cost as f64 * t).ceil() as i64;
-    let left = |tat: i64| (((now_us + period_us - tat) as f64 / t).floor().max(0.0) as u64).min(limit);
+    let left =
+        |tat: i64| (((now_us + period_us - tat) as f64 / t).floor().max(0.0) as u64).min(limit);
     if cost > limit {
         return Verdict {
             allowed: false,
@@ -61,7 +62,13 @@ pub fn check(now_us: i64, tat: Option<i64>, limit: u64, period_us: i64, cost: u6
 
 /// The TAT after `delta` units were added (a settle above the estimate) or given back
 /// (below it); `None` when nothing is left to remember.
-pub fn adjust(now_us: i64, tat: Option<i64>, limit: u64, period_us: i64, delta: i64) -> Option<i64> {
+pub fn adjust(
+    now_us: i64,
+    tat: Option<i64>,
+    limit: u64,
+    period_us: i64,
+    delta: i64,
+) -> Option<i64> {
     let base = tat?.max(now_us);
     let new = base + (delta as f64 * interval(limit, period_us)).round() as i64;
     (new > now_us).then_some(new)

@@ -184,7 +184,13 @@ impl Memory {
             .iter()
             .map(|r| {
                 let cost = r.cost.max(0) as u64;
-                gcra::check(now, tats.get(&r.key).copied(), r.limit, micros(r.period), cost)
+                gcra::check(
+                    now,
+                    tats.get(&r.key).copied(),
+                    r.limit,
+                    micros(r.period),
+                    cost,
+                )
             })
             .collect();
         let refused = verdicts.iter().position(|v| !v.allowed);

@@ -369,8 +369,8 @@ impl RedisState {
             .collect();
         let refused = (refused > 0).then(|| (refused - 1) as usize);
         let mut check = super::memory::check_of(refused, &verdicts);
-        check.retry_after = (refused.is_some() && retry >= 0)
-            .then(|| Duration::from_micros(retry as u64));
+        check.retry_after =
+            (refused.is_some() && retry >= 0).then(|| Duration::from_micros(retry as u64));
         Ok(check)
     }
 

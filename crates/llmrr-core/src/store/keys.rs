@@ -230,6 +230,21 @@ impl Store {
         Ok(out)
     }
 
+    /// The stored hashes of a key: its current secret's and, after a rotation, the previous
+    /// one's (a cached copy of either must be forgotten when the key changes).
+    pub async fn key_hashes(&self, id: &str) -> Result<Vec<String>> {
+        let row = sqlx::query("SELECT key_hash, previous_hash FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Vec::new());
+        };
+        let mut out = vec![row.try_get::<String, _>("key_hash")?];
+        out.extend(row.try_get::<Option<String>, _>("previous_hash")?);
+        Ok(out)
+    }
+
     /// The stored hash of a key, for tests that check what is at rest.
     pub async fn key_hash(&self, id: &str) -> Result<Option<String>> {
         Ok(

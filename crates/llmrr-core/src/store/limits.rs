@@ -43,7 +43,9 @@ impl Store {
             let json: String = row.try_get("limits")?;
             match serde_json::from_str(&json) {
                 Ok(limits) => out.push((scope, limits)),
-                Err(e) => tracing::error!(scope, error = %e, "a limit rule cannot be read; skipped"),
+                Err(e) => {
+                    tracing::error!(scope, error = %e, "a limit rule cannot be read; skipped")
+                }
             }
         }
         Ok(out)

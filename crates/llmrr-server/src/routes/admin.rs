@@ -109,7 +109,9 @@ pub struct KeyUpdate {
 /// `null` and absent told apart: `Some(None)` clears.
 mod double_option {
     use serde::{Deserialize, Deserializer};
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(d).map(Some)
     }
 }
@@ -123,6 +125,12 @@ pub async fn update_key(
     require_master(&state, &ctx)?;
     let now = llmrr_core::store::now_ms();
     let expires = match (update.expires_at, update.expires_in_secs) {
+        (None, None) => {
+            return Err(ApiError(Error::invalid(
+                "give `expires_at` (RFC 3339, or null to never expire) or `expires_in_secs`",
+                Some("expires_at".into()),
+            )))
+        }
         (Some(None), None) => None,
         (at, secs) => llmrr_core::auth::expiry_ms(at.flatten().as_deref(), secs, now)?,
     };

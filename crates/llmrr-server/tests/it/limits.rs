@@ -37,7 +37,13 @@ async fn issue9_rpm_and_tpm_send_openai_headers_and_429_names_the_limit() {
     )
     .await;
     for left in [2, 1, 0] {
-        let resp = post(&gw, "/v1/chat/completions", Some(&key), chat_body("o-ok", "hi")).await;
+        let resp = post(
+            &gw,
+            "/v1/chat/completions",
+            Some(&key),
+            chat_body("o-ok", "hi"),
+        )
+        .await;
         assert_eq!(resp.status(), 200);
         assert_eq!(header(&resp, "x-ratelimit-limit-requests"), Some("3"));
         assert_eq!(
@@ -48,7 +54,13 @@ async fn issue9_rpm_and_tpm_send_openai_headers_and_429_names_the_limit() {
         assert_eq!(header(&resp, "x-ratelimit-limit-tokens"), Some("100000"));
         assert!(header(&resp, "x-ratelimit-remaining-tokens").is_some());
     }
-    let resp = post(&gw, "/v1/chat/completions", Some(&key), chat_body("o-ok", "hi")).await;
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(&key),
+        chat_body("o-ok", "hi"),
+    )
+    .await;
     let retry: u64 = header(&resp, "retry-after")
         .and_then(|v| v.parse().ok())
         .expect("Retry-After");
@@ -57,10 +69,26 @@ async fn issue9_rpm_and_tpm_send_openai_headers_and_429_names_the_limit() {
     let v = error_body(resp, 429).await;
     assert_eq!(v["error"]["code"], "rate_limit_exceeded");
     let message = v["error"]["message"].as_str().expect("message");
-    assert!(message.contains(&format!("requests per minute of key:{id}")), "{message}");
+    assert!(
+        message.contains(&format!("requests per minute of key:{id}")),
+        "{message}"
+    );
     // Another key is not affected.
-    let other = create_key(&gw, NewKey { name: "other".into(), ..Default::default() }).await;
-    let resp = post(&gw, "/v1/chat/completions", Some(&other.key), chat_body("o-ok", "hi")).await;
+    let other = create_key(
+        &gw,
+        NewKey {
+            name: "other".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(&other.key),
+        chat_body("o-ok", "hi"),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     // (What it sees is the upstream's own headers, passed through.)
     assert_ne!(header(&resp, "x-ratelimit-limit-requests"), Some("3"));
@@ -72,20 +100,41 @@ async fn issue9_rpm_and_tpm_send_openai_headers_and_429_names_the_limit() {
 #[tokio::test]
 async fn issue9_tokens_are_reserved_up_front_and_settled_to_the_real_count() {
     let (gw, _mock) = start().await;
-    let (key, _) = limited_key(&gw, LimitSet { tpm: Some(300), ..Default::default() }).await;
+    let (key, _) = limited_key(
+        &gw,
+        LimitSet {
+            tpm: Some(300),
+            ..Default::default()
+        },
+    )
+    .await;
     let body = |max: u64| {
         serde_json::json!({"model": "o-ok", "max_tokens": max,
             "messages": [{"role": "user", "content": "a b c"}]})
     };
     // 250 reserved; the answer uses a few tokens and the rest is given back, so a second
     // request of the same size fits. Without the settle it would not.
-    assert_eq!(post(&gw, "/v1/chat/completions", Some(&key), body(250)).await.status(), 200);
+    assert_eq!(
+        post(&gw, "/v1/chat/completions", Some(&key), body(250))
+            .await
+            .status(),
+        200
+    );
     tokio::time::sleep(Duration::from_millis(150)).await;
     let second = post(&gw, "/v1/chat/completions", Some(&key), body(250)).await;
     assert_eq!(second.status(), 200);
     // A request above the whole limit never fits, and says so.
-    let v = error_body(post(&gw, "/v1/chat/completions", Some(&key), body(400)).await, 429).await;
-    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("tokens per minute")), "{v}");
+    let v = error_body(
+        post(&gw, "/v1/chat/completions", Some(&key), body(400)).await,
+        429,
+    )
+    .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("tokens per minute")),
+        "{v}"
+    );
     gw.stop().await;
 }
 
@@ -106,24 +155,59 @@ async fn issue9_concurrency_and_daily_quota() {
     )
     .await;
     let (a, b) = tokio::join!(
-        post(&gw, "/v1/chat/completions", Some(&key), chat_body("slow", "one")),
+        post(
+            &gw,
+            "/v1/chat/completions",
+            Some(&key),
+            chat_body("slow", "one")
+        ),
         async {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            post(&gw, "/v1/chat/completions", Some(&key), chat_body("slow", "two")).await
+            post(
+                &gw,
+                "/v1/chat/completions",
+                Some(&key),
+                chat_body("slow", "two"),
+            )
+            .await
         }
     );
     assert_eq!(a.status(), 200);
     let v = error_body(b, 429).await;
-    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("in flight")), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("in flight")),
+        "{v}"
+    );
     // The refused one took nothing from the quota: two more fit, then the quota is used up.
     for _ in 0..2 {
-        assert_eq!(post(&gw, "/v1/chat/completions", Some(&key), chat_body("o-ok", "x")).await.status(), 200);
+        assert_eq!(
+            post(
+                &gw,
+                "/v1/chat/completions",
+                Some(&key),
+                chat_body("o-ok", "x")
+            )
+            .await
+            .status(),
+            200
+        );
     }
-    let resp = post(&gw, "/v1/chat/completions", Some(&key), chat_body("o-ok", "x")).await;
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(&key),
+        chat_body("o-ok", "x"),
+    )
+    .await;
     assert!(header(&resp, "retry-after").is_some());
     let v = error_body(resp, 429).await;
     let m = v["error"]["message"].as_str().expect("message");
-    assert!(m.contains(&format!("daily request quota of key:{id}")) && m.contains("3 of 3"), "{m}");
+    assert!(
+        m.contains(&format!("daily request quota of key:{id}")) && m.contains("3 of 3"),
+        "{m}"
+    );
     gw.stop().await;
 }
 
@@ -143,7 +227,14 @@ async fn issue9_one_limit_across_two_gateways_on_redis() {
     let prefix = unique_prefix();
     let a = replica(&mock, &db.url, &prefix).await;
     let b = replica(&mock, &db.url, &prefix).await;
-    let k = create_key(&a, NewKey { name: "shared".into(), ..Default::default() }).await;
+    let k = create_key(
+        &a,
+        NewKey {
+            name: "shared".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     // Set on one replica through the admin API; the other applies it within a second.
     let resp = client()
         .put(format!("{}/admin/limits/key:{}", a.url, k.row.id))
@@ -157,7 +248,12 @@ async fn issue9_one_limit_across_two_gateways_on_redis() {
     let mut calls = Vec::new();
     for i in 0..30 {
         let gw = if i % 2 == 0 { &a } else { &b };
-        calls.push(post(gw, "/v1/chat/completions", Some(&k.key), chat_body("o-ok", "hi")));
+        calls.push(post(
+            gw,
+            "/v1/chat/completions",
+            Some(&k.key),
+            chat_body("o-ok", "hi"),
+        ));
     }
     let answers = futures_util::future::join_all(calls).await;
     let ok = answers.iter().filter(|r| r.status() == 200).count();
@@ -225,13 +321,19 @@ async fn issue9_priority_order_and_deadlines_under_saturation() {
         (resp, asked.elapsed())
     };
     let (_, (resp, took)) = tokio::join!(busy, hurried);
-    assert!(took < Duration::from_millis(90), "refused at once, not after waiting: {took:?}");
+    assert!(
+        took < Duration::from_millis(90),
+        "refused at once, not after waiting: {took:?}"
+    );
     assert!(header(&resp, "retry-after").is_some());
     let v = error_body(resp, 503).await;
     assert_eq!(v["error"]["code"], "deadline_unreachable");
     let queues = get_json(&gw, "/admin/queues").await;
     let m = &queues["models"][0];
-    assert_eq!((m["model"].as_str(), m["running"].as_u64()), (Some("one-slot"), Some(0)));
+    assert_eq!(
+        (m["model"].as_str(), m["running"].as_u64()),
+        (Some("one-slot"), Some(0))
+    );
     assert!(m["shed"]["normal"].as_u64() >= Some(1), "{queues}");
     // A bad priority is the client's error.
     let resp = client()
@@ -256,27 +358,53 @@ async fn issue9_the_global_cap_sheds_fast_and_admin_stays_reachable() {
     .await;
     let held = async {
         tokio::join!(
-            post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("slow", "a")),
-            post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("slow", "b"))
+            post(
+                &gw,
+                "/v1/chat/completions",
+                Some(MASTER),
+                chat_body("slow", "a")
+            ),
+            post(
+                &gw,
+                "/v1/chat/completions",
+                Some(MASTER),
+                chat_body("slow", "b")
+            )
         )
     };
     let shed = async {
         tokio::time::sleep(Duration::from_millis(150)).await;
         let asked = Instant::now();
-        let resp = post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("o-ok", "c")).await;
+        let resp = post(
+            &gw,
+            "/v1/chat/completions",
+            Some(MASTER),
+            chat_body("o-ok", "c"),
+        )
+        .await;
         let took = asked.elapsed();
         let queues = get_json(&gw, "/admin/queues").await;
         (resp, took, queues)
     };
     let ((a, b), (resp, took, queues)) = tokio::join!(held, shed);
-    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200), "admitted requests are served");
+    assert_eq!(
+        (a.status().as_u16(), b.status().as_u16()),
+        (200, 200),
+        "admitted requests are served"
+    );
     assert!(took < Duration::from_millis(100), "{took:?}");
     assert_eq!(header(&resp, "retry-after"), Some("1"));
     let v = error_body(resp, 503).await;
     assert_eq!(v["error"]["code"], "overloaded");
     assert_eq!(queues["global"]["in_flight"], 2, "{queues}");
     // Room again once they are done.
-    let resp = post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("o-ok", "d")).await;
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(MASTER),
+        chat_body("o-ok", "d"),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     gw.stop().await;
 }
@@ -284,10 +412,27 @@ async fn issue9_the_global_cap_sheds_fast_and_admin_stays_reachable() {
 #[tokio::test]
 async fn issue9_key_rotation_grace_expiry_and_last_use() {
     let (gw, _mock) = start().await;
-    let k = create_key(&gw, NewKey { name: "rotating".into(), ..Default::default() }).await;
+    let k = create_key(
+        &gw,
+        NewKey {
+            name: "rotating".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     let call = |key: String| {
         let gw = &gw;
-        async move { post(gw, "/v1/chat/completions", Some(&key), chat_body("o-ok", "hi")).await.status().as_u16() }
+        async move {
+            post(
+                gw,
+                "/v1/chat/completions",
+                Some(&key),
+                chat_body("o-ok", "hi"),
+            )
+            .await
+            .status()
+            .as_u16()
+        }
     };
     assert_eq!(call(k.key.clone()).await, 200);
     let rotated: Value = client()
@@ -303,20 +448,41 @@ async fn issue9_key_rotation_grace_expiry_and_last_use() {
     let new = rotated["key"].as_str().expect("a new secret").to_owned();
     assert_ne!(new, k.key);
     // Both work during the grace period; after it, only the new one.
-    assert_eq!((call(k.key.clone()).await, call(new.clone()).await), (200, 200));
+    assert_eq!(
+        (call(k.key.clone()).await, call(new.clone()).await),
+        (200, 200)
+    );
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!((call(k.key.clone()).await, call(new.clone()).await), (401, 200));
+    assert_eq!(
+        (call(k.key.clone()).await, call(new.clone()).await),
+        (401, 200)
+    );
     // A key that expires.
     let short = create_key(
         &gw,
-        NewKey { name: "short".into(), expires_in_secs: Some(1), ..Default::default() },
+        NewKey {
+            name: "short".into(),
+            expires_in_secs: Some(1),
+            ..Default::default()
+        },
     )
     .await;
     assert_eq!(call(short.key.clone()).await, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let resp = post(&gw, "/v1/chat/completions", Some(&short.key), chat_body("o-ok", "hi")).await;
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(&short.key),
+        chat_body("o-ok", "hi"),
+    )
+    .await;
     let v = error_body(resp, 401).await;
-    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("expired")), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expired")),
+        "{v}"
+    );
     // Last use is recorded (within the watch's poll).
     tokio::time::sleep(Duration::from_millis(700)).await;
     let keys = get_json(&gw, "/admin/keys").await;
@@ -347,27 +513,57 @@ async fn issue9_guardrails_on_streamed_and_plain_answers() {
     )
     .await;
     let v: Value = resp.json().await.expect("json");
-    assert_eq!(v["choices"][0]["message"]["content"], "echo: mail [EMAIL] card [CARD]");
-    let sent = mock.requests().last().map(|r| r.body.to_string()).unwrap_or_default();
-    assert!(!sent.contains("bob@example.com") && !sent.contains("4111"), "{sent}");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "echo: mail [EMAIL] card [CARD]"
+    );
+    let sent = mock
+        .requests()
+        .last()
+        .map(|r| r.body.to_string())
+        .unwrap_or_default();
+    assert!(
+        !sent.contains("bob@example.com") && !sent.contains("4111"),
+        "{sent}"
+    );
     // Input deny; "drop table" is fine (nothing blocked unless configured).
     let v = error_body(
-        post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("guarded", "about Project Falcon")).await,
+        post(
+            &gw,
+            "/v1/chat/completions",
+            Some(MASTER),
+            chat_body("guarded", "about Project Falcon"),
+        )
+        .await,
         400,
     )
     .await;
     assert_eq!(v["error"]["code"], "guardrail_denied");
-    let ok = post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("guarded", "drop table users")).await;
+    let ok = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(MASTER),
+        chat_body("guarded", "drop table users"),
+    )
+    .await;
     assert_eq!(ok.status(), 200);
     // Output redaction, plain and streamed (the mock streams one word a chunk, so the match
     // spans three chunks).
     let text = "the secret plan alpha is ready";
-    let v: Value = post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("guarded", text))
-        .await
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(v["choices"][0]["message"]["content"], "echo: the [PLAN] is ready");
+    let v: Value = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(MASTER),
+        chat_body("guarded", text),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "echo: the [PLAN] is ready"
+    );
     let mut body = chat_body("guarded", text);
     body["stream"] = true.into();
     let data = sse_data(post(&gw, "/v1/chat/completions", Some(MASTER), body).await).await;
@@ -375,11 +571,24 @@ async fn issue9_guardrails_on_streamed_and_plain_answers() {
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
     // Output deny: withheld (plain: 400; streamed: an error event, the match never sent).
     let leak = "this is internal-only stuff";
-    error_body(post(&gw, "/v1/chat/completions", Some(MASTER), chat_body("guarded", leak)).await, 400).await;
+    error_body(
+        post(
+            &gw,
+            "/v1/chat/completions",
+            Some(MASTER),
+            chat_body("guarded", leak),
+        )
+        .await,
+        400,
+    )
+    .await;
     let mut body = chat_body("guarded", leak);
     body["stream"] = true.into();
     let data = sse_data(post(&gw, "/v1/chat/completions", Some(MASTER), body).await).await;
     assert!(!streamed_text(&data).contains("internal"), "{data:?}");
-    assert!(data.last().is_some_and(|d| d.contains("guardrail_denied")), "{data:?}");
+    assert!(
+        data.last().is_some_and(|d| d.contains("guardrail_denied")),
+        "{data:?}"
+    );
     gw.stop().await;
 }
