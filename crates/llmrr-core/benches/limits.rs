@@ -12,6 +12,7 @@ use llmrr_core::auth::KeyContext;
 use llmrr_core::config::{self, ConfigSource, Env};
 use llmrr_core::limits::{Gate, LimitSet, Limits, Priority};
 use llmrr_core::money::Money;
+use llmrr_core::shared::SharedState;
 use llmrr_core::store::Store;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -89,6 +90,51 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
+    // The same on Redis (when one answers at LLMRR_TEST_REDIS_URL or 127.0.0.1:6379): the
+    // admit is on the request path, the settle runs after the answer (spawned here too).
+    let url =
+        std::env::var("LLMRR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("llmrr-bench-{}", std::process::id());
+    let shared = rt
+        .block_on(SharedState::redis(&url, &prefix))
+        .expect("a redis URL");
+    if rt.block_on(shared.rebuild(&[], true)).is_ok() {
+        let store = rt
+            .block_on(Store::connect(&format!(
+                "sqlite://{}/r.db",
+                dir.path().display()
+            )))
+            .expect("store");
+        let money = rt
+            .block_on(Money::start(&cfg, store.clone()))
+            .expect("money");
+        let on_redis = rt
+            .block_on(Limits::start(
+                &cfg,
+                store,
+                Some(shared.scoped("limits")),
+                money,
+            ))
+            .expect("limits");
+        rt.block_on(on_redis.set("key:k1", &rule)).expect("rule");
+        c.bench_function("limits admit (rpm, tpm, concurrency; Redis)", |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let rate = OnceLock::new();
+                    let ticket = on_redis
+                        .admit(&key, "req_1", "m", 900, None, &rate)
+                        .await
+                        .expect("admitted");
+                    if let Some(work) = ticket.settle(700) {
+                        tokio::spawn(work);
+                    }
+                    black_box(rate.get().is_some())
+                })
+            })
+        });
+    } else {
+        eprintln!("no Redis at {url}: the Redis bench is skipped");
+    }
     let gate = Gate::new("m".into(), 64, 256);
     c.bench_function("model queue: a free slot, taken and given back", |b| {
         b.iter(|| {

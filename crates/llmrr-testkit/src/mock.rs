@@ -45,6 +45,8 @@ pub struct Recorded {
 #[derive(Default)]
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
+    /// Benchmarks: keep nothing (memory stays flat under any load).
+    unrecorded: std::sync::atomic::AtomicBool,
 }
 
 pub struct MockProvider {
@@ -87,6 +89,13 @@ impl MockProvider {
         }
     }
 
+    /// Stop recording requests (for benchmarks that measure memory).
+    pub fn stop_recording(&self) {
+        self.shared
+            .unrecorded
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.requests.lock().expect("mock lock").clone()
     }
@@ -97,6 +106,9 @@ impl MockProvider {
 }
 
 fn record(shared: &Shared, path: &str, headers: &HeaderMap, body: &Value) {
+    if shared.unrecorded.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let headers = headers
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))

@@ -85,6 +85,9 @@ struct State {
     running: u32,
     waiting: BinaryHeap<Waiter>,
     seq: u64,
+    /// When each running slot was taken (slot id -> start): the wait estimate reads when
+    /// each should free.
+    started: std::collections::BTreeMap<u64, Instant>,
 }
 
 /// What `/admin/queues` shows of one model.
@@ -118,13 +121,14 @@ pub struct Gate {
 pub struct Slot {
     gate: Option<Arc<Gate>>,
     since: Instant,
+    id: u64,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(gate) = self.gate.take() {
             gate.observe_hold(self.since.elapsed());
-            gate.release();
+            gate.release(self.id);
         }
     }
 }
@@ -146,11 +150,17 @@ impl Gate {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn slot(self: &Arc<Self>) -> Slot {
+    /// A new slot, counted as started now (under the state lock).
+    fn slot(self: &Arc<Self>, s: &mut State) -> Slot {
         self.served.fetch_add(1, AtomicOrdering::Relaxed);
+        let now = Instant::now();
+        let id = s.seq;
+        s.seq += 1;
+        s.started.insert(id, now);
         Slot {
             gate: Some(self.clone()),
-            since: Instant::now(),
+            since: now,
+            id,
         }
     }
 
@@ -165,11 +175,22 @@ impl Gate {
         self.hold_us.store(new.max(1), AtomicOrdering::Relaxed);
     }
 
-    /// The estimated wait of a request with `ahead` waiters before it (unknown before the
-    /// first call finished).
-    fn estimate(&self, ahead: u32) -> Option<Duration> {
+    /// The estimated wait of a request with `ahead` waiters before it: each running call is
+    /// expected to end a hold time after it started, then each freed slot serves the next
+    /// waiter for a hold time more. Unknown before the first call finished.
+    fn estimate(&self, s: &State, now: Instant, ahead: u32) -> Option<Duration> {
         let hold = self.hold_us.load(AtomicOrdering::Relaxed);
-        (hold > 0).then(|| Duration::from_micros(hold * u64::from(ahead + 1) / u64::from(self.cap)))
+        if hold == 0 {
+            return None;
+        }
+        let hold = Duration::from_micros(hold);
+        let mut frees: Vec<Instant> = s.started.values().map(|t| *t + hold).collect();
+        frees.sort();
+        let cap = frees.len().max(1);
+        let k = ahead as usize;
+        let first = frees.get(k % cap).copied().unwrap_or(now);
+        let rounds = (k / cap) as u32;
+        Some((first + hold * rounds).saturating_duration_since(now))
     }
 
     fn shed(&self, class: Priority, why: Refusal) {
@@ -200,8 +221,7 @@ impl Gate {
             let mut s = self.lock();
             if s.running < self.cap {
                 s.running += 1;
-                drop(s);
-                return Ok(self.slot());
+                return Ok(self.slot(&mut s));
             }
             let seq = s.seq;
             s.seq += 1;
@@ -214,7 +234,7 @@ impl Gate {
                 tx,
             };
             let ahead = s.waiting.iter().filter(|w| **w > waiter).count() as u32;
-            if let Some(wait) = self.estimate(ahead) {
+            if let Some(wait) = self.estimate(&s, now, ahead) {
                 if now + wait > deadline {
                     drop(s);
                     let why = Refusal::Deadline { wait };
@@ -291,27 +311,27 @@ impl Gate {
         result
     }
 
-    /// A slot is free: hand it to the best waiter still there, else count it free.
-    fn release(self: &Arc<Self>) {
+    /// Slot `id` is free: hand it to the best waiter still there, else count it free.
+    fn release(self: &Arc<Self>, id: u64) {
         let mut s = self.lock();
+        s.started.remove(&id);
         let now = Instant::now();
         while let Some(w) = s.waiting.pop() {
             if w.deadline <= now || w.tx.is_closed() {
                 continue;
             }
-            let slot = Slot {
-                gate: Some(self.clone()),
-                since: now,
-            };
+            let slot = self.slot(&mut s);
+            let next = slot.id;
             match w.tx.send(slot) {
                 Ok(()) => {
-                    self.served.fetch_add(1, AtomicOrdering::Relaxed);
                     self.gauge(&s);
                     return;
                 }
                 Err(mut slot) => {
                     // The waiter left meanwhile: this slot is not a new one.
                     slot.gate = None;
+                    s.started.remove(&next);
+                    self.served.fetch_sub(1, AtomicOrdering::Relaxed);
                 }
             }
         }

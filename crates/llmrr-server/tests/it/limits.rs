@@ -4,7 +4,7 @@
 use super::*;
 use llmrr_core::auth::NewKey;
 use llmrr_core::limits::LimitSet;
-use llmrr_testkit::harness::{redis_url, unique_prefix, SharedDatabase};
+use llmrr_testkit::harness::{unique_prefix, SharedDatabase};
 use std::time::{Duration, Instant};
 
 async fn limited_key(gw: &TestGateway, limits: LimitSet) -> (String, String) {
@@ -211,22 +211,13 @@ async fn issue9_concurrency_and_daily_quota() {
     gw.stop().await;
 }
 
-async fn replica(mock: &MockProvider, db: &str, prefix: &str) -> TestGateway {
-    let toml = format!(
-        "[store]\nurl = \"{db}\"\n[shared]\nredis_url = \"{}\"\nkey_prefix = \"{prefix}\"\n{}",
-        redis_url(),
-        models_toml(mock)
-    );
-    TestGateway::start(&toml, ENV, StoreChoice::AsConfigured).await
-}
-
 #[tokio::test]
 async fn issue9_one_limit_across_two_gateways_on_redis() {
     let mock = MockProvider::start().await;
     let db = SharedDatabase::create().await;
     let prefix = unique_prefix();
-    let a = replica(&mock, &db.url, &prefix).await;
-    let b = replica(&mock, &db.url, &prefix).await;
+    let a = replica(&models_toml(&mock), &db.url, &prefix).await;
+    let b = replica(&models_toml(&mock), &db.url, &prefix).await;
     let k = create_key(
         &a,
         NewKey {
@@ -265,14 +256,13 @@ async fn issue9_one_limit_across_two_gateways_on_redis() {
 }
 
 async fn queued(gw: &TestGateway, priority: &str, started: Instant) -> (String, Duration) {
-    let resp = client()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .bearer_auth(MASTER)
-        .header("x-llmrr-priority", priority)
-        .json(&chat_body("one-slot", priority))
-        .send()
-        .await
-        .expect("answers");
+    let resp = post_as_master(
+        gw,
+        "/v1/chat/completions",
+        &[("x-llmrr-priority", priority)],
+        chat_body("one-slot", priority),
+    )
+    .await;
     assert_eq!(resp.status(), 200, "{priority}");
     (priority.to_owned(), started.elapsed())
 }
@@ -310,14 +300,13 @@ async fn issue9_priority_order_and_deadlines_under_saturation() {
     let hurried = async {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let asked = Instant::now();
-        let resp = client()
-            .post(format!("{}/v1/chat/completions", gw.url))
-            .bearer_auth(MASTER)
-            .header("x-llmrr-deadline-ms", "100")
-            .json(&chat_body("one-slot", "now"))
-            .send()
-            .await
-            .expect("answers");
+        let resp = post_as_master(
+            &gw,
+            "/v1/chat/completions",
+            &[("x-llmrr-deadline-ms", "100")],
+            chat_body("one-slot", "now"),
+        )
+        .await;
         (resp, asked.elapsed())
     };
     let (_, (resp, took)) = tokio::join!(busy, hurried);
@@ -336,14 +325,13 @@ async fn issue9_priority_order_and_deadlines_under_saturation() {
     );
     assert!(m["shed"]["normal"].as_u64() >= Some(1), "{queues}");
     // A bad priority is the client's error.
-    let resp = client()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .bearer_auth(MASTER)
-        .header("x-llmrr-priority", "urgent")
-        .json(&chat_body("o-ok", "x"))
-        .send()
-        .await
-        .expect("answers");
+    let resp = post_as_master(
+        &gw,
+        "/v1/chat/completions",
+        &[("x-llmrr-priority", "urgent")],
+        chat_body("o-ok", "x"),
+    )
+    .await;
     error_body(resp, 400).await;
     gw.stop().await;
 }

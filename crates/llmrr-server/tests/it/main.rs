@@ -96,6 +96,33 @@ pub async fn start_routed(extra: &str) -> (TestGateway, MockProvider) {
     )
 }
 
+/// One replica of a deployment: the shared store `db` and Redis under `prefix`, `models` as
+/// its models.
+pub async fn replica(models: &str, db: &str, prefix: &str) -> TestGateway {
+    let toml = format!(
+        "[store]\nurl = \"{db}\"\n[shared]\nredis_url = \"{}\"\nkey_prefix = \"{prefix}\"\n{models}",
+        llmrr_testkit::harness::redis_url(),
+    );
+    TestGateway::start(&toml, ENV, StoreChoice::AsConfigured).await
+}
+
+/// `POST path` with the master key and extra headers.
+pub async fn post_as_master(
+    gw: &TestGateway,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> reqwest::Response {
+    let mut req = client()
+        .post(format!("{}{path}", gw.url))
+        .bearer_auth(MASTER)
+        .json(&body);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.send().await.expect("the gateway answers")
+}
+
 /// Run one SQL statement on the gateway's store (fault injection: triggers, renamed tables).
 pub async fn sql(gw: &TestGateway, statement: &str) {
     use sqlx::Executor;

@@ -423,22 +423,13 @@ async fn issue8_64_against_room_for_10_on_postgres() {
     gw.stop().await;
 }
 
-async fn replica(mock: &MockProvider, db: &str, prefix: &str) -> TestGateway {
-    let toml = format!(
-        "[store]\nurl = \"{db}\"\n[shared]\nredis_url = \"{}\"\nkey_prefix = \"{prefix}\"\n{}",
-        redis_url(),
-        money_models(mock)
-    );
-    TestGateway::start(&toml, ENV, StoreChoice::AsConfigured).await
-}
-
 #[tokio::test]
 async fn issue8_two_gateways_sharing_redis_never_overspend_and_rebuild_after_a_flush() {
     let mock = MockProvider::start().await;
     let db = SharedDatabase::create().await;
     let prefix = unique_prefix();
-    let a = replica(&mock, &db.url, &prefix).await;
-    let b = replica(&mock, &db.url, &prefix).await;
+    let a = replica(&money_models(&mock), &db.url, &prefix).await;
+    let b = replica(&money_models(&mock), &db.url, &prefix).await;
     let (key, _) = key_for(&a, None, Some("eng")).await;
     set_budget(
         &a,
