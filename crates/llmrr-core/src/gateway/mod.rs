@@ -78,6 +78,22 @@ fn shutting_down() -> Error {
     }
 }
 
+/// `x-llmrr-route` of an answer from a route: the decision, and the models skipped without a
+/// call on the way (at their configured limits, queues too long, breakers open).
+fn route_header(plan: &Plan, entry: &ModelEntry, attempts: &Attempts) -> Option<String> {
+    plan.route.as_ref()?;
+    let header = plan.decision.header(&entry.spec.name);
+    if attempts.skipped.is_empty() {
+        return Some(header);
+    }
+    let skipped: String = format!("; skipped: {}", attempts.skipped.join(", "))
+        .chars()
+        .filter(|c| c.is_ascii() && !c.is_ascii_control())
+        .take(400)
+        .collect();
+    Some(header + &skipped)
+}
+
 /// The request log's last flush at shutdown gets at least this long.
 const MIN_LOG_FLUSH: Duration = Duration::from_secs(1);
 /// How long a model that answered 429 without Retry-After is skipped.
@@ -749,10 +765,7 @@ impl Gateway {
             cost,
             priced,
             overhead: ctx.started.elapsed().saturating_sub(attempts.upstream),
-            route: plan
-                .route
-                .as_ref()
-                .map(|_| plan.decision.header(&entry.spec.name)),
+            route: route_header(&plan, &entry, &attempts),
             attempts: attempts.count(),
             upstream: call_scope::upstream(),
         })

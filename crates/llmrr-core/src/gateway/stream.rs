@@ -88,10 +88,7 @@ impl Gateway {
                 .started
                 .elapsed()
                 .saturating_sub(attempts.upstream + started.elapsed()),
-            route: plan
-                .route
-                .as_ref()
-                .map(|_| plan.decision.header(&entry.spec.name)),
+            route: route_header(&plan, &entry, &attempts),
             attempts: attempts.count(),
             upstream: call_scope::upstream(),
         }));

@@ -120,3 +120,104 @@ impl Rules {
         asked.map_or(default, |a| a.min(max))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(rpm: u64) -> LimitSet {
+        LimitSet {
+            rpm: Some(rpm),
+            ..Default::default()
+        }
+    }
+
+    fn key(id: &str, user: Option<&str>, team: Option<&str>) -> KeyContext {
+        KeyContext {
+            key_id: Some(id.into()),
+            user: user.map(Into::into),
+            team: team.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_scope_that_applies_and_the_per_model_limits_inside() {
+        let config = LimitsConfig {
+            default_key: Some(set(5)),
+            models: [("gpt".to_owned(), set(100))].into(),
+            ..Default::default()
+        };
+        let mut own = set(10);
+        own.models.insert("gpt".into(), set(2));
+        let rules = Rules::new(
+            &config,
+            vec![
+                ("key:k1".into(), own),
+                ("team:eng".into(), set(50)),
+                ("global".into(), set(1000)),
+                ("model:gpt".into(), set(90)),
+            ],
+        );
+        let scopes = |k: &KeyContext, model: &str| -> Vec<(String, Option<u64>)> {
+            rules
+                .applying(k, model)
+                .into_iter()
+                .map(|a| (a.scope, a.set.rpm))
+                .collect()
+        };
+        assert_eq!(
+            scopes(&key("k1", Some("alice"), Some("eng")), "gpt"),
+            [
+                ("global".into(), Some(1000)),
+                ("key:k1|model:gpt".into(), Some(2)),
+                ("key:k1".into(), Some(10)),
+                ("team:eng".into(), Some(50)),
+                ("model:gpt".into(), Some(90)),
+            ]
+        );
+        // A key without a rule gets the default; a stored model rule replaces the config's.
+        assert_eq!(
+            scopes(&key("k2", None, None), "other"),
+            [("global".into(), Some(1000)), ("key:k2".into(), Some(5))]
+        );
+    }
+
+    #[test]
+    fn priority_is_capped_by_what_the_key_may_ask() {
+        let mut low = LimitSet::default();
+        low.priority = Some(Priority::Low);
+        let mut high = LimitSet::default();
+        high.max_priority = Some(Priority::High);
+        let rules = Rules::new(
+            &LimitsConfig::default(),
+            vec![("key:batch".into(), low), ("team:ops".into(), high)],
+        );
+        let batch = key("batch", None, None);
+        assert_eq!(rules.priority(&batch, None), Priority::Low);
+        assert_eq!(
+            rules.priority(&batch, Some(Priority::Critical)),
+            Priority::Low
+        );
+        let ops = key("o", None, Some("ops"));
+        assert_eq!(rules.priority(&ops, None), Priority::Normal);
+        assert_eq!(
+            rules.priority(&ops, Some(Priority::Critical)),
+            Priority::High
+        );
+        let plain = key("p", None, None);
+        assert_eq!(
+            rules.priority(&plain, Some(Priority::High)),
+            Priority::Normal
+        );
+        assert_eq!(rules.priority(&plain, Some(Priority::Low)), Priority::Low);
+        let master = KeyContext {
+            is_master: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            rules.priority(&master, Some(Priority::Critical)),
+            Priority::Critical
+        );
+    }
+}

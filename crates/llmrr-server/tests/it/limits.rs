@@ -580,3 +580,135 @@ async fn issue9_guardrails_on_streamed_and_plain_answers() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn issue9_a_model_at_its_account_limit_is_skipped_and_the_route_says_so() {
+    let (gw, mock) = start_routed(
+        "[[models]]\nname = \"capped\"\nprovider = \"openai\"\nbase_url = \"{mock}\"\n\
+         upstream_model = \"mock-capped\"\ninput_cost_per_mtok = 1\noutput_cost_per_mtok = 1\n\
+         quality = 0.99\nrpm = 1\n\
+         [[routes]]\nname = \"r\"\nstrategy = \"quality-first\"\nmodels = [\"capped\", \"o-ok\"]\n",
+    )
+    .await;
+    let first = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(MASTER),
+        chat_body("r", "a"),
+    )
+    .await;
+    assert_eq!(header(&first, "x-llmrr-model"), Some("capped"));
+    let second = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(MASTER),
+        chat_body("r", "b"),
+    )
+    .await;
+    assert_eq!(second.status(), 200);
+    assert_eq!(header(&second, "x-llmrr-model"), Some("o-ok"));
+    let route = header(&second, "x-llmrr-route").unwrap_or_default();
+    assert!(
+        route.contains("skipped: capped: at its configured requests per minute (1)"),
+        "{route}"
+    );
+    // The upstream was not asked again (no 429 collected from it): one call for `capped`.
+    let calls = mock
+        .requests()
+        .iter()
+        .filter(|r| r.body["model"] == "mock-capped")
+        .count();
+    assert_eq!(calls, 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn issue9_a_route_falls_back_when_the_queue_wait_is_above_its_latency_constraint() {
+    let (gw, _mock) = start_routed(
+        "[[models]]\nname = \"one-slot\"\nprovider = \"openai\"\nbase_url = \"{mock}\"\n\
+         upstream_model = \"mock-slow-120\"\ninput_cost_per_mtok = 1\noutput_cost_per_mtok = 1\n\
+         quality = 0.99\nmax_concurrent = 1\n\
+         [[routes]]\nname = \"fast\"\nstrategy = \"quality-first\"\nmodels = [\"one-slot\", \"o-ok\"]\n\
+         max_latency_ms = 250\n",
+    )
+    .await;
+    // Learn the slot's hold time (120 ms: within the route's 250 ms).
+    let warm = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(MASTER),
+        chat_body("one-slot", "w"),
+    )
+    .await;
+    assert_eq!(warm.status(), 200);
+    let busy = futures_util::future::join_all((0..3).map(|i| {
+        post(
+            &gw,
+            "/v1/chat/completions",
+            Some(MASTER),
+            chat_body("one-slot", &i.to_string()),
+        )
+    }));
+    let routed = async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        post(
+            &gw,
+            "/v1/chat/completions",
+            Some(MASTER),
+            chat_body("fast", "now"),
+        )
+        .await
+    };
+    let (done, resp) = tokio::join!(busy, routed);
+    assert!(done.iter().all(|r| r.status() == 200));
+    assert_eq!(header(&resp, "x-llmrr-model"), Some("o-ok"));
+    let route = header(&resp, "x-llmrr-route").unwrap_or_default();
+    assert!(route.contains("above the latency constraint"), "{route}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn issue9_with_redis_down_limits_are_enforced_per_replica() {
+    let shared = format!(
+        "[shared]\nredis_url = \"redis://127.0.0.1:1\"\nkey_prefix = \"{}\"\n",
+        unique_prefix()
+    );
+    let (gw, _mock) = start_with(&shared, ENV).await;
+    let (key, _) = limited_key(
+        &gw,
+        LimitSet {
+            rpm: Some(2),
+            ..Default::default()
+        },
+    )
+    .await;
+    for _ in 0..2 {
+        let resp = post(
+            &gw,
+            "/v1/chat/completions",
+            Some(&key),
+            chat_body("o-ok", "x"),
+        )
+        .await;
+        assert_eq!(resp.status(), 200, "served while Redis is down");
+    }
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(&key),
+        chat_body("o-ok", "x"),
+    )
+    .await;
+    error_body(resp, 429).await;
+    let metrics = client()
+        .get(format!("{}/metrics", gw.url))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("llmrr_limits_degraded 1"), "{metrics}");
+    gw.stop().await;
+}
