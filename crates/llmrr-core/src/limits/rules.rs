@@ -185,10 +185,14 @@ mod tests {
 
     #[test]
     fn priority_is_capped_by_what_the_key_may_ask() {
-        let mut low = LimitSet::default();
-        low.priority = Some(Priority::Low);
-        let mut high = LimitSet::default();
-        high.max_priority = Some(Priority::High);
+        let low = LimitSet {
+            priority: Some(Priority::Low),
+            ..Default::default()
+        };
+        let high = LimitSet {
+            max_priority: Some(Priority::High),
+            ..Default::default()
+        };
         let rules = Rules::new(
             &LimitsConfig::default(),
             vec![("key:batch".into(), low), ("team:ops".into(), high)],
