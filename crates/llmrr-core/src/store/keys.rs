@@ -75,8 +75,8 @@ impl Store {
         let models = serde_json::to_string(k.allowed_models).unwrap_or_else(|_| "[]".into());
         sqlx::query(
             "INSERT INTO api_keys (id, name, key_hash, key_prefix, owner_user, owner_team, \
-             tier, allowed_models, metadata, created_at_ms, revoked_at_ms, expires_at_ms, \
-             updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $10)",
+             tier, allowed_models, metadata, created_at_ms, revoked_at_ms, expires_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)",
         )
         .bind(k.id)
         .bind(k.name)
