@@ -14,7 +14,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO rate_limits (scope, limits, updated_at_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (scope) DO UPDATE SET limits = excluded.limits, \
-             updated_at_ms = excluded.updated_at_ms",
+             updated_at_ms = CASE WHEN excluded.updated_at_ms > rate_limits.updated_at_ms \
+             THEN excluded.updated_at_ms ELSE rate_limits.updated_at_ms + 1 END",
         )
         .bind(scope)
         .bind(json)
@@ -51,7 +52,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Changes whenever a rule is added, changed or removed.
+    /// Changes whenever a rule is added, changed or removed (an update always moves its
+    /// row's time forward, even within one millisecond).
     pub async fn limits_version(&self) -> Result<(i64, i64)> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(updated_at_ms), 0) AS BIGINT) AS at \

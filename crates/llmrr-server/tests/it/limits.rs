@@ -700,15 +700,7 @@ async fn issue9_with_redis_down_limits_are_enforced_per_replica() {
     )
     .await;
     error_body(resp, 429).await;
-    let metrics = client()
-        .get(format!("{}/metrics", gw.url))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .expect("answers")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&gw).await;
     assert!(metrics.contains("llmrr_limits_degraded 1"), "{metrics}");
     gw.stop().await;
 }

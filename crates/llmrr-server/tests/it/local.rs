@@ -2,7 +2,9 @@
 //! real server. Greedy decoding (temperature 0) makes every answer reproducible; a logit bias
 //! against the end tokens makes lengths exact.
 
-use crate::{chat_body, error_body, get_json, post, sse_data, streamed_text, ENV, MASTER};
+use crate::{
+    chat_body, error_body, get_json, metrics_text, post, sse_data, streamed_text, ENV, MASTER,
+};
 use llmrr_testkit::gguf::{estimated_bytes, tiny_model};
 use llmrr_testkit::harness::StoreChoice;
 use llmrr_testkit::TestGateway;
@@ -225,18 +227,6 @@ async fn concurrent_sequences_in_one_batch_match_their_solo_runs() {
     }
     let m = metrics_text(&gw).await;
     assert!(m.contains("llmrr_local_generated_tokens_total"), "{m}");
-}
-
-async fn metrics_text(gw: &TestGateway) -> String {
-    crate::client()
-        .get(format!("{}/metrics", gw.url))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
 }
 
 #[tokio::test]

@@ -106,6 +106,19 @@ pub async fn replica(models: &str, db: &str, prefix: &str) -> TestGateway {
     TestGateway::start(&toml, ENV, StoreChoice::AsConfigured).await
 }
 
+/// `GET /metrics` with the master key, as text.
+pub async fn metrics_text(gw: &TestGateway) -> String {
+    client()
+        .get(format!("{}/metrics", gw.url))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// `POST path` with the master key and extra headers.
 pub async fn post_as_master(
     gw: &TestGateway,

@@ -233,15 +233,7 @@ async fn health_is_public_metrics_are_not() {
         chat_body("o-ok", "count me"),
     )
     .await;
-    let text = client()
-        .get(format!("{}/metrics", gw.url))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .expect("answers")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(&gw).await;
     for name in [
         "llmrr_requests_total",
         "llmrr_request_duration_seconds_bucket",

@@ -195,15 +195,7 @@ async fn breaker_opens_skips_and_shows() {
         .expect("o-ok")
         .clone();
     assert!(ok["stats"]["latency_ms"].as_f64().is_some_and(|l| l > 0.0));
-    let text = client()
-        .get(format!("{}/metrics", gw.url))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .expect("answers")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(&gw).await;
     assert!(
         text.lines()
             .any(|l| l.starts_with("llmrr_breaker_state{model=\"o-500\"} 2")),
