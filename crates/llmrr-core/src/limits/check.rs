@@ -170,11 +170,15 @@ fn headers(rates: &[Rate], check: &RateCheck) -> RateHeaders {
     }
 }
 
+/// The scope and what a rate key limits. Keys are `{scope}:{limit}:{rpm|tpm}`: the limit is
+/// part of the key, so that a changed limit applies at once (a fresh bucket) instead of being
+/// read through the old one's state.
 fn rate_name(key: &str) -> (&str, &'static str) {
-    match key.rsplit_once(':') {
-        Some((scope, "tpm")) => (scope, "tokens per minute"),
-        Some((scope, _)) => (scope, "requests per minute"),
-        None => (key, "requests per minute"),
+    let (rest, kind) = key.rsplit_once(':').unwrap_or((key, "rpm"));
+    let scope = rest.rsplit_once(':').map_or(rest, |(scope, _limit)| scope);
+    match kind {
+        "tpm" => (scope, "tokens per minute"),
+        _ => (scope, "requests per minute"),
     }
 }
 
@@ -209,7 +213,7 @@ impl Limits {
             let s = a.set;
             if let Some(limit) = s.rpm {
                 rates.push(Rate {
-                    key: format!("{}:rpm", a.scope),
+                    key: format!("{}:{limit}:rpm", a.scope),
                     limit,
                     period: MINUTE,
                     cost: 1,
@@ -217,7 +221,7 @@ impl Limits {
             }
             if let Some(limit) = s.tpm {
                 rates.push(Rate {
-                    key: format!("{}:tpm", a.scope),
+                    key: format!("{}:{limit}:tpm", a.scope),
                     limit,
                     period: MINUTE,
                     cost: tokens_i,
@@ -383,7 +387,7 @@ impl Limits {
         let mut rates = Vec::new();
         if let Some(limit) = spec.limits.rpm {
             rates.push(Rate {
-                key: format!("upstream:{}:rpm", spec.name),
+                key: format!("upstream:{}:{limit}:rpm", spec.name),
                 limit,
                 period: MINUTE,
                 cost: 1,
@@ -392,7 +396,7 @@ impl Limits {
         if let Some(limit) = spec.limits.tpm {
             let cost = tokens.min(1 << 50) as i64;
             rates.push(Rate {
-                key: format!("upstream:{}:tpm", spec.name),
+                key: format!("upstream:{}:{limit}:tpm", spec.name),
                 limit,
                 period: MINUTE,
                 cost,

@@ -704,3 +704,69 @@ async fn issue9_with_redis_down_limits_are_enforced_per_replica() {
     assert!(metrics.contains("llmrr_limits_degraded 1"), "{metrics}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn issue9_limit_rules_are_edited_live_and_bad_ones_refused() {
+    let (gw, _mock) = start().await;
+    let put = |scope: &str, body: Value| {
+        client()
+            .put(format!("{}/admin/limits/{scope}", gw.url))
+            .bearer_auth(MASTER)
+            .json(&body)
+            .send()
+    };
+    let k = create_key(
+        &gw,
+        NewKey {
+            name: "edited".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let scope = format!("key:{}", k.row.id);
+    assert_eq!(
+        put(&scope, serde_json::json!({"rpm": 1}))
+            .await
+            .expect("answers")
+            .status(),
+        200
+    );
+    let first = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(&k.key),
+        chat_body("o-ok", "x"),
+    )
+    .await;
+    assert_eq!(header(&first, "x-ratelimit-limit-requests"), Some("1"));
+    // Edited at once (same millisecond or not): the new limit applies to the next request.
+    assert_eq!(
+        put(&scope, serde_json::json!({"rpm": 1000}))
+            .await
+            .expect("answers")
+            .status(),
+        200
+    );
+    let second = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(&k.key),
+        chat_body("o-ok", "x"),
+    )
+    .await;
+    assert_eq!(second.status(), 200);
+    assert_eq!(header(&second, "x-ratelimit-limit-requests"), Some("1000"));
+    // Bad rules: a clear 400 in the API's envelope.
+    for (scope, body) in [
+        ("key:x", serde_json::json!({"rpm": 0})),
+        ("nobody", serde_json::json!({"rpm": 5})),
+        ("key:x", serde_json::json!({"rpn": 5})),
+        (
+            "key:x",
+            serde_json::json!({"priority": "high", "max_priority": "low"}),
+        ),
+    ] {
+        error_body(put(scope, body).await.expect("answers"), 400).await;
+    }
+    gw.stop().await;
+}
