@@ -40,6 +40,7 @@ impl KeyCache {
             Cache::builder()
                 .max_capacity(KNOWN_CAPACITY)
                 .time_to_live(ttl)
+                .support_invalidation_closures()
                 .build()
         };
         KeyCache {
@@ -78,10 +79,18 @@ impl KeyCache {
         }
     }
 
-    /// A key was revoked (or may have been): forget it everywhere at once.
-    pub(super) fn forget(&self, hash: &str) {
-        self.fresh.invalidate(hash);
-        self.stale.invalidate(hash);
+    /// Key `id` changed (revoked, rotated, new expiry): forget every copy of it, whichever
+    /// secret it was found by.
+    pub(super) fn forget_key(&self, id: &str) {
+        for cache in [&self.fresh, &self.stale] {
+            let id = id.to_owned();
+            let dropped =
+                cache.invalidate_entries_if(move |_, k| k.key_id.as_deref() == Some(id.as_str()));
+            if let Err(e) = dropped {
+                tracing::warn!(error = %e, "keys: cached copies could not be dropped; clearing all");
+                cache.invalidate_all();
+            }
+        }
     }
 
     /// A key was created: no cached "unknown" may outlive it.

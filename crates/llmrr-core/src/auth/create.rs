@@ -163,6 +163,10 @@ pub async fn create_key(store: &Store, rules: &KeyRules, new: NewKey) -> Result<
     }
     let secret = new_secret();
     let id = format!("key_{}", uuid::Uuid::now_v7().simple());
+    // The rule before the key: no replica may see the key without its limits.
+    if let Some(limits) = &new.limits {
+        store.set_limits(&format!("key:{id}"), limits).await?;
+    }
     let row = store
         .insert_key(&NewKeyRow {
             id: &id,
@@ -177,9 +181,5 @@ pub async fn create_key(store: &Store, rules: &KeyRules, new: NewKey) -> Result<
             expires_at_ms,
         })
         .await?;
-    if let Some(limits) = &new.limits {
-        limits.check("limits")?;
-        store.set_limits(&format!("key:{}", row.id), limits).await?;
-    }
     Ok(CreatedKey { row, key: secret })
 }

@@ -312,18 +312,15 @@ impl Authenticator {
         let until =
             crate::store::now_ms().saturating_add(grace.as_millis().min(i64::MAX as u128) as i64);
         let store = &self.inner.store;
-        // Both hashes before: the current one (its copy must learn the grace period) and the
-        // previous one (a secret two rotations old stops at once).
-        let old = store.key_hashes(id).await?;
         if !store
             .rotate_key(id, &hash_key(&secret), display_prefix(&secret), until)
             .await?
         {
             return Ok(None);
         }
-        for hash in &old {
-            self.inner.cache.forget(hash);
-        }
+        // Every cached copy, whichever secret it was found by: the previous secret's copy
+        // must learn the grace period, an older one stops at once.
+        self.inner.cache.forget_key(id);
         self.inner.cache.forget_unknown();
         Ok(Some(RotatedKey {
             id: id.to_owned(),
@@ -335,9 +332,7 @@ impl Authenticator {
     /// Set or clear key `id`'s expiry.
     pub async fn set_key_expiry(&self, id: &str, expires_at_ms: Option<i64>) -> Result<bool> {
         let done = self.inner.store.set_key_expiry(id, expires_at_ms).await?;
-        for hash in self.inner.store.key_hashes(id).await? {
-            self.inner.cache.forget(&hash);
-        }
+        self.inner.cache.forget_key(id);
         Ok(done)
     }
 
@@ -381,9 +376,7 @@ impl Authenticator {
         let revoked = self.inner.store.revoke_key(id).await?;
         // Only this key (both its secrets): the others' stale copies must survive for a
         // later store outage.
-        for hash in self.inner.store.key_hashes(id).await? {
-            self.inner.cache.forget(&hash);
-        }
+        self.inner.cache.forget_key(id);
         Ok(revoked)
     }
 

@@ -23,10 +23,10 @@ pub(super) fn spawn_watch(auth: &Authenticator) {
             tick.tick().await;
             let Some(inner) = weak.upgrade() else { return };
             let now = crate::store::now_ms();
-            match inner.store.revoked_since(since).await {
-                Ok(hashes) => {
-                    for hash in &hashes {
-                        inner.cache.forget(hash);
+            match inner.store.changed_keys_since(since).await {
+                Ok(ids) => {
+                    for id in &ids {
+                        inner.cache.forget_key(id);
                     }
                     since = now - CLOCK_MARGIN_MS;
                 }

@@ -280,8 +280,37 @@ impl Gateway {
                     ));
                     continue 'models;
                 }
-                // The model's own account limits: at them, skip it like a 429 would.
-                let grant = match self.inner.limits.upstream(&entry, admission.tokens).await {
+                // Its admission queue first: wait for a slot (in class, deadline, arrival
+                // order), or fall back when the wait is too long for the request. (A waiter
+                // takes nothing of the model's account limits until it has a slot.)
+                let slot = match self.inner.limits.gate(&entry.spec.name) {
+                    None => None,
+                    Some(gate) => {
+                        let until = admission.deadline.min(deadline);
+                        let limit = latency_limit.filter(|_| !queue.is_empty());
+                        match gate.acquire(admission.class, until, limit).await {
+                            Ok(slot) => Some(slot),
+                            Err(refusal) => {
+                                attempts.skipped.push(format!(
+                                    "{}: {}",
+                                    entry.spec.name,
+                                    queue_reason(refusal)
+                                ));
+                                attempts.shed = Some(shed_error(&entry.spec.name, refusal));
+                                continue 'models;
+                            }
+                        }
+                    }
+                };
+                // The model's own account limits: at them, skip it like a 429 would (the
+                // slot, dropped, goes to the next waiter).
+                let upstream = self.inner.limits.upstream(
+                    &admission.key,
+                    call.model(),
+                    &entry,
+                    admission.tokens,
+                );
+                let grant = match upstream.await {
                     Ok(grant) => grant,
                     Err(refusal) => {
                         let wait = refusal.wait.unwrap_or(DEFAULT_RATE_LIMIT_PAUSE);
@@ -295,28 +324,6 @@ impl Gateway {
                             Some(attempts.retry_after.map_or(wait, |r| r.min(wait)));
                         attempts.skipped.push(refusal.reason);
                         continue 'models;
-                    }
-                };
-                // Its admission queue: wait for a slot (in class, deadline, arrival order),
-                // or fall back when the wait is too long for the request.
-                let slot = match self.inner.limits.gate(&entry.spec.name) {
-                    None => None,
-                    Some(gate) => {
-                        let until = admission.deadline.min(deadline);
-                        let limit = latency_limit.filter(|_| !queue.is_empty());
-                        match gate.acquire(admission.class, until, limit).await {
-                            Ok(slot) => Some(slot),
-                            Err(refusal) => {
-                                self.cancel_ticket(grant);
-                                attempts.skipped.push(format!(
-                                    "{}: {}",
-                                    entry.spec.name,
-                                    queue_reason(refusal)
-                                ));
-                                attempts.shed = Some(shed_error(&entry.spec.name, refusal));
-                                continue 'models;
-                            }
-                        }
                     }
                 };
                 let probe = match entry.breaker.admit() {

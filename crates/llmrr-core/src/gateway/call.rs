@@ -78,6 +78,8 @@ pub(super) struct Prepared {
 
 /// What the attempt loop needs from admission.
 pub(super) struct Admitted {
+    /// Who asked (the per-model rules of each attempted model).
+    pub(super) key: Arc<KeyContext>,
     pub(super) class: Priority,
     /// A call must start before this (a model's queue refuses at once when it cannot).
     pub(super) deadline: Instant,

@@ -551,16 +551,18 @@ impl Gateway {
                             let deadline = ctx
                                 .deadline
                                 .unwrap_or(ctx.started + self.inner.router.config.retry.max_total);
+                            let latency_limit = options.max_latency;
                             Prepared {
                                 plan,
                                 options,
                                 prompt_estimate: features.prompt_tokens,
                                 reservation: a.reservation,
                                 admission: Admitted {
+                                    key: ctx.key.clone(),
                                     class: ticket.class,
                                     deadline,
                                     tokens,
-                                    latency_limit: None,
+                                    latency_limit,
                                 },
                                 ticket,
                                 guardrails,
@@ -703,6 +705,13 @@ impl Gateway {
         let success = match attempted {
             Ok(s) => s,
             Err(Failed { error, last_entry }) => {
+                if last_entry.is_none() && !matches!(error, Error::ClientClosed) {
+                    // No model was called (every one skipped, shed or refused): nothing of
+                    // the request's limits is used.
+                    for ticket in finish.tickets.drain(..) {
+                        self.cancel_ticket(ticket);
+                    }
+                }
                 self.finish(finish.failed(last_entry.as_deref(), &error))
                     .await;
                 return Err(error);

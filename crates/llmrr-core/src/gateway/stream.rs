@@ -53,6 +53,13 @@ impl Gateway {
         let success = match attempted {
             Ok(s) => s,
             Err(Failed { error, last_entry }) => {
+                if last_entry.is_none() && !matches!(error, Error::ClientClosed) {
+                    // No model was called (every one skipped, shed or refused): nothing of
+                    // the request's limits is used.
+                    for ticket in finish.tickets.drain(..) {
+                        self.cancel_ticket(ticket);
+                    }
+                }
                 self.finish(finish.failed(last_entry.as_deref(), &error))
                     .await;
                 let _ = ready.send(Err(error));
@@ -243,6 +250,8 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                         }
                     }
                     Some(Err(e)) => {
+                        metrics::counter!(telemetry::GUARDRAIL_HITS, "side" => "output")
+                            .increment(1);
                         out.result = Err((e.status_code(), e.label()));
                         if frames.send(error_frame(&e)).await.is_err() {
                             out.result = client_gone;

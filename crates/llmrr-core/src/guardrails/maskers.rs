@@ -28,7 +28,11 @@ impl Masker {
             Masker::Phone => {
                 r"(?:\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}\d)|(?:\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b)"
             }
-            Masker::Card => r"\b(?:\d[ -]?){12,18}\d\b",
+            // Grouped 4-4-4-(1..7) or Amex 4-6-5 with spaces or dashes, or 13-19 digits in a
+            // row; each must stand alone (a number before it is not taken in).
+            Masker::Card => {
+                r"\b(?:\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{1,7}|\d{4}[ -]\d{6}[ -]\d{5}|\d{13,19})\b"
+            }
             Masker::ApiKey => {
                 r"\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{30,}|\bxox[abprs]-[A-Za-z0-9-]{10,}|\bAIza[0-9A-Za-z_-]{35}"
             }
@@ -101,12 +105,14 @@ mod tests {
         let g = all();
         let text = "Mail bob.smith@example.co.uk or call +1 415-555-0132 / (212) 555-0198; \
                     card 4111 1111 1111 1111, key sk-proj-abcdefghijklmnop1234; \
-                    order 1234 5678 9012 3456 and DROP TABLE users; version 1.2.3";
+                    order 1234 5678 9012 3456 and DROP TABLE users; version 1.2.3; \
+                    qty 2 5500-0000-0000-0004, ref 555 4111111111111111";
         let out = g.redact(text, Side::Input);
         assert_eq!(
             out,
             "Mail [EMAIL] or call [PHONE] / [PHONE]; card [CARD], key [API_KEY]; \
-             order 1234 5678 9012 3456 and DROP TABLE users; version 1.2.3"
+             order 1234 5678 9012 3456 and DROP TABLE users; version 1.2.3; \
+             qty 2 [CARD], ref 555 [CARD]"
         );
         assert!(g.denies(text, Side::Input).is_none(), "maskers never deny");
     }

@@ -63,6 +63,25 @@ struct Pending {
     holds: Option<(SharedState, Vec<Hold>, Vec<Kind>)>,
 }
 
+impl Drop for Pending {
+    /// Dropped before it was settled or undone (the admission future was cancelled midway:
+    /// the client left): give back what it took.
+    fn drop(&mut self) {
+        if self.rates.is_none() && self.holds.is_none() {
+            return;
+        }
+        let rest = Pending {
+            id: std::mem::take(&mut self.id),
+            estimate: self.estimate,
+            rates: self.rates.take(),
+            holds: self.holds.take(),
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(rest.undo());
+        }
+    }
+}
+
 impl Pending {
     async fn undo(mut self) {
         if let Some((state, rates)) = self.rates.take() {
@@ -81,9 +100,9 @@ impl Pending {
         }
     }
 
-    async fn run(self, used: u64) {
+    async fn run(mut self, used: u64) {
         let delta = used as i64 - self.estimate as i64;
-        if let Some((state, rates)) = self.rates.filter(|_| delta != 0) {
+        if let Some((state, rates)) = self.rates.take().filter(|_| delta != 0) {
             for r in rates.into_iter().filter(|r| r.key.ends_with(":tpm")) {
                 let adjust = Rate { cost: delta, ..r };
                 if let Err(e) = state.rate_adjust(&adjust).await {
@@ -91,7 +110,7 @@ impl Pending {
                 }
             }
         }
-        if let Some((state, holds, kinds)) = self.holds {
+        if let Some((state, holds, kinds)) = self.holds.take() {
             let actual: Vec<Hold> = holds
                 .into_iter()
                 .zip(kinds)
@@ -153,10 +172,13 @@ fn refused(message: String, retry_after: Option<Duration>) -> Error {
 
 fn headers(rates: &[Rate], check: &RateCheck) -> RateHeaders {
     let tightest = |tokens: bool| {
+        // The caller's own limits only (key, user, team): a deployment-wide or per-model
+        // limit's remaining count would show every tenant the others' traffic.
         rates
             .iter()
             .zip(&check.states)
             .filter(|(r, _)| r.key.ends_with(":tpm") == tokens)
+            .filter(|(r, _)| !(r.key.starts_with("global") || r.key.starts_with("model:")))
             .map(|(r, s)| Gauge {
                 limit: r.limit,
                 remaining: s.remaining,
@@ -365,6 +387,16 @@ impl Limits {
             tried = state.reserve(id, holds, self.inner.hold).await;
         }
         match tried {
+            Ok(Reserve::Lost) => {
+                let e = Error::Shared("redis: limit counters lost twice in a row".into());
+                match self.on_outage(&e)? {
+                    Some(local) => Ok(Some((
+                        local.clone(),
+                        local.reserve(id, holds, self.inner.hold).await?,
+                    ))),
+                    None => Ok(None),
+                }
+            }
             Ok(r) => Ok(Some((state.clone(), r))),
             Err(e) => match self.on_outage(&e)? {
                 Some(local) => Ok(Some((
@@ -378,13 +410,42 @@ impl Limits {
 
     /// The model's own account limits (`rpm`, `tpm` of `[[models]]`) before an attempt with
     /// an estimate of `tokens`. `Err((reason, wait))`: skip the model.
+    ///
+    /// When the request named something else (a route, a fallback), the caller's per-model
+    /// rules of this model (`models` entries, `model:NAME`: requests and tokens per minute)
+    /// are checked here too, so a route is no way around them; they skip the model for this
+    /// request only.
     pub async fn upstream(
         &self,
+        key: &KeyContext,
+        requested: &str,
         entry: &ModelEntry,
         tokens: u64,
     ) -> std::result::Result<Ticket, UpstreamRefusal> {
         let spec = &entry.spec;
         let mut rates = Vec::new();
+        if *spec.name != *requested {
+            let rules = self.rules();
+            for a in rules.for_model(key, &spec.name) {
+                if let Some(limit) = a.set.rpm {
+                    rates.push(Rate {
+                        key: format!("{}:{limit}:rpm", a.scope),
+                        limit,
+                        period: MINUTE,
+                        cost: 1,
+                    });
+                }
+                if let Some(limit) = a.set.tpm {
+                    rates.push(Rate {
+                        key: format!("{}:{limit}:tpm", a.scope),
+                        limit,
+                        period: MINUTE,
+                        cost: tokens.min(1 << 50) as i64,
+                    });
+                }
+            }
+        }
+        let caller_rates = rates.len();
         if let Some(limit) = spec.limits.rpm {
             rates.push(Rate {
                 key: format!("upstream:{}:{limit}:rpm", spec.name),
@@ -417,8 +478,18 @@ impl Limits {
             return Ok(Ticket::free(Priority::Normal));
         };
         if let Some(i) = check.refused {
-            let (_, what) = rate_name(&rates[i].key);
+            let (scope, what) = rate_name(&rates[i].key);
             let wait = check.retry_after;
+            if i < caller_rates {
+                return Err(UpstreamRefusal {
+                    reason: format!(
+                        "{}: the {what} of {scope} (limit {}) is reached",
+                        spec.name, rates[i].limit
+                    ),
+                    wait,
+                    whole_model: false,
+                });
+            }
             return Err(UpstreamRefusal {
                 reason: format!(
                     "{}: at its configured {what} ({}){}",

@@ -217,6 +217,13 @@ impl Gate {
         latency_limit: Option<Duration>,
     ) -> Result<Slot, Refusal> {
         let now = Instant::now();
+        if deadline <= now {
+            let why = Refusal::Deadline {
+                wait: Duration::ZERO,
+            };
+            self.shed(class, why);
+            return Err(why);
+        }
         let rx = {
             let mut s = self.lock();
             if s.running < self.cap {
@@ -298,7 +305,10 @@ impl Gate {
                     self.shed(class, Refusal::Deadline { wait: waited });
                     Err(Refusal::Deadline { wait: waited })
                 } else {
-                    rx.try_recv().map_err(|_| Refusal::Evicted)
+                    // Dropped by a freed slot as expired (or evicted just now): past its
+                    // deadline either way.
+                    rx.try_recv()
+                        .map_err(|_| Refusal::Deadline { wait: waited })
                 }
             }
         };

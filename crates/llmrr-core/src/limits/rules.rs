@@ -68,11 +68,22 @@ impl Rules {
             .filter_map(|scope| self.scopes.get(&scope).map(|set| (scope, set)))
     }
 
+    /// The scopes of the caller and the deployment (global, key or default, user, team).
+    fn caller_scopes<'a>(&'a self, key: &KeyContext) -> Vec<(String, &'a LimitSet)> {
+        let mut out = Vec::new();
+        if let Some(g) = &self.global {
+            out.push(("global".to_owned(), g));
+        }
+        out.extend(self.key_rule(key));
+        out.extend(self.owner_rules(key));
+        out
+    }
+
     /// Every rule that applies to `key` asking for `requested`, with the per-model limits
     /// inside each.
     pub(super) fn applying<'a>(&'a self, key: &KeyContext, requested: &str) -> Vec<Applied<'a>> {
         let mut out = Vec::new();
-        let mut push = |scope: String, set: &'a LimitSet| {
+        for (scope, set) in self.caller_scopes(key) {
             if let Some(inner) = set.models.get(requested) {
                 out.push(Applied {
                     scope: format!("{scope}|model:{requested}"),
@@ -80,18 +91,35 @@ impl Rules {
                 });
             }
             out.push(Applied { scope, set });
-        };
-        if let Some(g) = &self.global {
-            push("global".to_owned(), g);
-        }
-        if let Some((scope, set)) = self.key_rule(key) {
-            push(scope, set);
-        }
-        for (scope, set) in self.owner_rules(key) {
-            push(scope, set);
         }
         if let Some(m) = self.models.get(requested) {
-            push(format!("model:{requested}"), m);
+            out.push(Applied {
+                scope: format!("model:{requested}"),
+                set: m,
+            });
+        }
+        out
+    }
+
+    /// The per-model rules of `model` alone (the caller's `models` entries and
+    /// `model:NAME`): what an attempt on `model` must also pass when the request named a
+    /// route or another model. The same counters as requests naming `model` directly.
+    pub(super) fn for_model<'a>(&'a self, key: &KeyContext, model: &str) -> Vec<Applied<'a>> {
+        let mut out: Vec<Applied<'a>> = self
+            .caller_scopes(key)
+            .into_iter()
+            .filter_map(|(scope, set)| {
+                set.models.get(model).map(|inner| Applied {
+                    scope: format!("{scope}|model:{model}"),
+                    set: inner,
+                })
+            })
+            .collect();
+        if let Some(m) = self.models.get(model) {
+            out.push(Applied {
+                scope: format!("model:{model}"),
+                set: m,
+            });
         }
         out
     }
@@ -112,8 +140,9 @@ impl Rules {
         let max = if key.is_master {
             Priority::Critical
         } else {
+            // A rule's cap is its `max_priority`, else its own `priority`.
             sets.iter()
-                .find_map(|s| s.max_priority)
+                .find_map(|s| s.max_priority.or(s.priority))
                 .unwrap_or(default)
                 .max(default)
         };

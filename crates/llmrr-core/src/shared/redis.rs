@@ -110,6 +110,7 @@ return 1
 /// 1 key and 3 args (limit, period µs, cost). Returns the refusing index (0: none), its retry
 /// (µs, -1: never), then per limit its remaining, reset µs, allowed (1/0) and new TAT.
 const RATE: &str = r"
+redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local refused, retry = 0, -1
@@ -151,6 +152,7 @@ return out
 
 /// One limit moved by a cost (negative: given back). 1 key; args limit, period µs, delta.
 const RATE_ADJUST: &str = r"
+redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local old = redis.call('GET', KEYS[1])

@@ -210,39 +210,16 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Hashes (current and previous) of the keys revoked, rotated or otherwise changed at or
-    /// after `since_ms`: a cached copy of them must be read again.
-    pub async fn revoked_since(&self, since_ms: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT key_hash, previous_hash FROM api_keys \
-             WHERE revoked_at_ms >= $1 OR updated_at_ms >= $1",
+    /// Ids of the keys revoked, rotated or otherwise changed at or after `since_ms`: every
+    /// cached copy of them (any of their secrets, even one two rotations old) must be read
+    /// again.
+    pub async fn changed_keys_since(&self, since_ms: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM api_keys WHERE revoked_at_ms >= $1 OR updated_at_ms >= $1",
         )
         .bind(since_ms)
         .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            out.push(row.try_get::<String, _>("key_hash")?);
-            if let Some(previous) = row.try_get::<Option<String>, _>("previous_hash")? {
-                out.push(previous);
-            }
-        }
-        Ok(out)
-    }
-
-    /// The stored hashes of a key: its current secret's and, after a rotation, the previous
-    /// one's (a cached copy of either must be forgotten when the key changes).
-    pub async fn key_hashes(&self, id: &str) -> Result<Vec<String>> {
-        let row = sqlx::query("SELECT key_hash, previous_hash FROM api_keys WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
-            return Ok(Vec::new());
-        };
-        let mut out = vec![row.try_get::<String, _>("key_hash")?];
-        out.extend(row.try_get::<Option<String>, _>("previous_hash")?);
-        Ok(out)
+        .await?)
     }
 
     /// The stored hash of a key, for tests that check what is at rest.

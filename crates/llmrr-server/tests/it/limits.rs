@@ -770,3 +770,40 @@ async fn issue9_limit_rules_are_edited_live_and_bad_ones_refused() {
     }
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn issue9_a_key_model_limit_holds_through_a_route_too() {
+    let (gw, _mock) = start_routed(
+        "[[models]]\nname = \"strong\"\nprovider = \"openai\"\nbase_url = \"{mock}\"\n\
+         upstream_model = \"mock-ok\"\ninput_cost_per_mtok = 1\noutput_cost_per_mtok = 1\n\
+         quality = 0.99\n\
+         [[routes]]\nname = \"r\"\nstrategy = \"quality-first\"\nmodels = [\"strong\", \"o-ok\"]\n",
+    )
+    .await;
+    let mut limits = LimitSet::default();
+    limits.models.insert(
+        "strong".into(),
+        LimitSet {
+            rpm: Some(1),
+            ..Default::default()
+        },
+    );
+    let (key, id) = limited_key(&gw, limits).await;
+    let first = post(&gw, "/v1/chat/completions", Some(&key), chat_body("r", "a")).await;
+    assert_eq!(header(&first, "x-llmrr-model"), Some("strong"));
+    // Through the route: `strong` is at this key's limit for it, the route moves on.
+    let second = post(&gw, "/v1/chat/completions", Some(&key), chat_body("r", "b")).await;
+    assert_eq!(header(&second, "x-llmrr-model"), Some("o-ok"));
+    let route = header(&second, "x-llmrr-route").unwrap_or_default();
+    assert!(route.contains(&format!("key:{id}|model:strong")), "{route}");
+    // Naming it directly: the same counter, a 429.
+    let direct = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(&key),
+        chat_body("strong", "c"),
+    )
+    .await;
+    error_body(direct, 429).await;
+    gw.stop().await;
+}
