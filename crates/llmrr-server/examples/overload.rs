@@ -152,11 +152,12 @@ async fn main() {
     sampler.abort();
     let admitted = over.ok.len();
     let (p50, p99) = (pct(&mut over.ok, 0.5), pct(&mut over.ok, 0.99));
+    let late = over.shed.iter().filter(|ms| **ms >= 5.0).count();
     let (s50, s99) = (pct(&mut over.shed, 0.5), pct(&mut over.shed, 0.99));
     println!(
         "overload ({} req/s = {factor}x, {secs} s): {admitted} admitted, p50 {p50:.1} ms, \
-         p99 {p99:.1} ms ({:.2}x the unloaded p99); {} shed, p50 {s50:.2} ms, p99 {s99:.2} ms; \
-         {} other",
+         p99 {p99:.1} ms ({:.2}x the unloaded p99); {} shed, p50 {s50:.2} ms, p99 {s99:.2} ms \
+         ({late} took 5 ms or more); {} other",
         capacity * factor,
         p99 / calm_p99,
         over.shed.len(),

@@ -111,8 +111,11 @@ pub struct Gate {
     cap: u32,
     max_queue: u32,
     state: Mutex<State>,
-    /// Moving average of a slot's hold time, µs (0: none yet).
+    /// Moving average of a slot's hold time, µs (0: none yet)…
     hold_us: AtomicU64,
+    /// …and of its deviation from that average: the estimate plans for a slow call (mean +
+    /// 2 deviations), so that a request admitted to the queue rarely meets its deadline there.
+    hold_dev_us: AtomicU64,
     served: AtomicU64,
     shed: [AtomicU64; 4],
 }
@@ -141,6 +144,7 @@ impl Gate {
             max_queue,
             state: Mutex::new(State::default()),
             hold_us: AtomicU64::new(0),
+            hold_dev_us: AtomicU64::new(0),
             served: AtomicU64::new(0),
             shed: Default::default(),
         })
@@ -165,7 +169,7 @@ impl Gate {
     }
 
     fn observe_hold(&self, d: Duration) {
-        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        let us = d.as_micros().min(u64::MAX as u128 / 8) as u64;
         let old = self.hold_us.load(AtomicOrdering::Relaxed);
         let new = if old == 0 {
             us.max(1)
@@ -173,6 +177,11 @@ impl Gate {
             (old * 7 + us) / 8
         };
         self.hold_us.store(new.max(1), AtomicOrdering::Relaxed);
+        if old > 0 {
+            let dev = self.hold_dev_us.load(AtomicOrdering::Relaxed);
+            self.hold_dev_us
+                .store((dev * 7 + us.abs_diff(old)) / 8, AtomicOrdering::Relaxed);
+        }
     }
 
     /// The estimated wait of a request with `ahead` waiters before it: each running call is
@@ -183,7 +192,8 @@ impl Gate {
         if hold == 0 {
             return None;
         }
-        let hold = Duration::from_micros(hold);
+        let dev = self.hold_dev_us.load(AtomicOrdering::Relaxed);
+        let hold = Duration::from_micros(hold.saturating_add(dev.saturating_mul(2)));
         let mut frees: Vec<Instant> = s.started.values().map(|t| *t + hold).collect();
         frees.sort();
         let cap = frees.len().max(1);
