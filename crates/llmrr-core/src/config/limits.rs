@@ -25,6 +25,9 @@ pub struct RawLimits {
     /// Limits per model or route name, over every caller (`[limits.models."gpt-4o"]`).
     #[serde(default)]
     pub models: BTreeMap<String, LimitSet>,
+    /// Limits and priority of the keys of a tier (`[limits.tiers.free]`), each key on its own.
+    #[serde(default)]
+    pub tiers: BTreeMap<String, LimitSet>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,6 +46,7 @@ pub struct LimitsConfig {
     pub default_key: Option<LimitSet>,
     pub global: Option<LimitSet>,
     pub models: BTreeMap<String, LimitSet>,
+    pub tiers: BTreeMap<String, LimitSet>,
 }
 
 pub const DEFAULT_MAX_IN_FLIGHT: u64 = 4096;
@@ -77,6 +81,9 @@ pub(super) fn limits(raw: RawLimits) -> Result<LimitsConfig> {
     for (name, set) in &raw.models {
         check(&format!("limits.models.{name}"), set)?;
     }
+    for (name, set) in &raw.tiers {
+        check(&format!("limits.tiers.{name}"), set)?;
+    }
     Ok(LimitsConfig {
         max_in_flight: max_in_flight.min(usize::MAX as u64) as usize,
         max_buffered_bytes: mb.saturating_mul(1 << 20),
@@ -94,6 +101,7 @@ pub(super) fn limits(raw: RawLimits) -> Result<LimitsConfig> {
         default_key: raw.default_key,
         global: raw.global,
         models: raw.models,
+        tiers: raw.tiers,
     })
 }
 
@@ -106,6 +114,7 @@ impl Default for LimitsConfig {
             default_key: None,
             global: None,
             models: BTreeMap::new(),
+            tiers: BTreeMap::new(),
         }
     }
 }

@@ -23,7 +23,12 @@ pub(super) struct Applied<'a> {
 impl Rules {
     /// Stored rules replace the config's for the same scope.
     pub(super) fn new(config: &LimitsConfig, stored: Vec<(String, LimitSet)>) -> Rules {
-        let mut scopes: HashMap<String, LimitSet> = stored.into_iter().collect();
+        let mut scopes: HashMap<String, LimitSet> = config
+            .tiers
+            .iter()
+            .map(|(t, set)| (format!("tier:{t}"), set.clone()))
+            .collect();
+        scopes.extend(stored);
         let global = scopes.remove("global").or_else(|| config.global.clone());
         let mut models: HashMap<String, LimitSet> = config
             .models
@@ -59,13 +64,24 @@ impl Rules {
         Some((scope, set))
     }
 
+    /// The rules of the key's user, team and tier. A tier's rule limits each key of the tier
+    /// on its own (its counters are the key's).
     fn owner_rules<'a>(&'a self, key: &KeyContext) -> impl Iterator<Item = (String, &'a LimitSet)> {
         let user = key.user.as_deref().map(|u| format!("user:{u}"));
         let team = key.team.as_deref().map(|t| format!("team:{t}"));
-        [user, team]
+        let tier = key.tier.as_deref().map(|t| format!("tier:{t}"));
+        let key_id = key.key_id.clone().unwrap_or_default();
+        [user, team, tier]
             .into_iter()
             .flatten()
-            .filter_map(|scope| self.scopes.get(&scope).map(|set| (scope, set)))
+            .filter_map(move |scope| {
+                let set = self.scopes.get(&scope)?;
+                let counted = match scope.strip_prefix("tier:") {
+                    Some(_) => format!("{scope}|key:{key_id}"),
+                    None => scope,
+                };
+                Some((counted, set))
+            })
     }
 
     /// The scopes of the caller and the deployment (global, key or default, user, team).
@@ -244,6 +260,33 @@ mod tests {
             Priority::Normal
         );
         assert_eq!(rules.priority(&plain, Some(Priority::Low)), Priority::Low);
+        // A tier gives its keys their class.
+        let tiers = LimitsConfig {
+            tiers: [(
+                "batch".to_owned(),
+                LimitSet {
+                    priority: Some(Priority::Low),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            ..Default::default()
+        };
+        let rules = Rules::new(&tiers, Vec::new());
+        let batch_tier = KeyContext {
+            key_id: Some("t1".into()),
+            tier: Some("batch".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            rules.priority(&batch_tier, Some(Priority::High)),
+            Priority::Low
+        );
+        assert_eq!(
+            rules.applying(&batch_tier, "m")[0].scope,
+            "tier:batch|key:t1",
+            "each key of a tier counted on its own"
+        );
         let master = KeyContext {
             is_master: true,
             ..Default::default()

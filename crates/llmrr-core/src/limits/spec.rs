@@ -140,14 +140,16 @@ impl LimitSet {
 }
 
 /// A scope of limit rules as written in the admin API and the CLI: `global`, `key:ID`,
-/// `user:ID`, `team:ID` or `model:NAME`.
+/// `user:ID`, `team:ID`, `tier:NAME` (each key of the tier on its own) or `model:NAME`.
 pub fn check_scope(scope: &str) -> Result<()> {
     let ok = scope == "global"
-        || ["key:", "user:", "team:", "model:"].iter().any(|p| {
-            scope
-                .strip_prefix(p)
-                .is_some_and(|id| !id.is_empty() && id.len() <= 256)
-        });
+        || ["key:", "user:", "team:", "tier:", "model:"]
+            .iter()
+            .any(|p| {
+                scope
+                    .strip_prefix(p)
+                    .is_some_and(|id| !id.is_empty() && id.len() <= 256)
+            });
     if ok {
         Ok(())
     } else {
