@@ -1,8 +1,8 @@
 //! Limits: what keeps one caller from hurting the others. The gateway calls:
 //!
 //! 1. [`Limits::admit`] after planning: every rule that applies to the request (the
-//!    deployment, its key — or `[limits] default_key` —, user, team, the model or route it
-//!    names, and per-model limits inside each) is checked at once through [`crate::shared`]:
+//!    deployment, its key — or `[limits] default_key` —, user, team, tier, the model or route
+//!    it names, and per-model limits inside each) is checked at once through [`crate::shared`]:
 //!    GCRA rates (requests and tokens per minute) all or none, then counters (requests in
 //!    flight, daily and monthly quotas) all or none. The [`Ticket`] it returns carries the
 //!    request's priority class and the `x-ratelimit-*` values; it settles the token estimate
@@ -187,6 +187,11 @@ impl Limits {
                 c.models
                     .iter()
                     .map(|(m, s)| (format!("model:{m}"), s.clone())),
+            )
+            .chain(
+                c.tiers
+                    .iter()
+                    .map(|(t, s)| (format!("tier:{t}"), s.clone())),
             );
         out.extend(from_config.map(|(scope, set)| (scope, set, "config")));
         Ok(out)
