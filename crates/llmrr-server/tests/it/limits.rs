@@ -807,3 +807,36 @@ async fn issue9_a_key_model_limit_holds_through_a_route_too() {
     error_body(direct, 429).await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn issue9_a_tier_limits_each_of_its_keys_on_its_own() {
+    let (gw, _mock) = start_with(
+        "[tiers]\nfree = [\"*\"]\n[limits.tiers.free]\nrpm = 1\n",
+        ENV,
+    )
+    .await;
+    let key = |name: &str| NewKey {
+        name: name.into(),
+        tier: Some("free".into()),
+        ..Default::default()
+    };
+    let a = create_key(&gw, key("a")).await.key;
+    let b = create_key(&gw, key("b")).await.key;
+    let call = |k: String| {
+        let gw = &gw;
+        async move {
+            post(gw, "/v1/chat/completions", Some(&k), chat_body("o-ok", "x"))
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(call(a.clone()).await, 200);
+    assert_eq!(call(a).await, 429);
+    assert_eq!(
+        call(b).await,
+        200,
+        "another key of the tier has its own minute"
+    );
+    gw.stop().await;
+}
