@@ -840,3 +840,38 @@ async fn issue9_a_tier_limits_each_of_its_keys_on_its_own() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn issue9_a_daily_quota_starts_again_the_next_day() {
+    let (gw, _mock) = start().await;
+    let (key, _) = limited_key(
+        &gw,
+        LimitSet {
+            requests_per_day: Some(1),
+            tokens_per_month: Some(1_000_000),
+            ..Default::default()
+        },
+    )
+    .await;
+    let call = || {
+        post(
+            &gw,
+            "/v1/chat/completions",
+            Some(&key),
+            chat_body("o-ok", "x"),
+        )
+    };
+    assert_eq!(call().await.status(), 200);
+    let refused = call().await;
+    let retry: u64 = header(&refused, "retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After: the end of the day");
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    // The money clock (periods are days of `[money] timezone`) moves to tomorrow.
+    let money = gw.state.gateway.money();
+    let tomorrow = money.now().as_millisecond() + 86_400_000;
+    money.set_clock(jiff::Timestamp::from_millisecond(tomorrow).expect("time"));
+    assert_eq!(call().await.status(), 200, "a new day, a new quota");
+    assert_eq!(call().await.status(), 429);
+    gw.stop().await;
+}
