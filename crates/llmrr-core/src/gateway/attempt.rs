@@ -62,9 +62,14 @@ impl Attempts {
 
     /// The error the client gets: the upstream's own when one model was tried, else the list.
     pub(super) fn into_error(self, requested: &str) -> Error {
+        if self.failed_models.is_empty() {
+            // Nothing called: a model queue's refusal says what happened best.
+            if let Some(shed) = self.shed {
+                return shed;
+            }
+        }
         match (self.failed_models.len(), self.last_error) {
             (1, Some(e)) => e,
-            (0, _) if self.shed.is_some() => self.shed.unwrap_or(Error::Internal(String::new())),
             (0, _) => {
                 // As at planning: 429 when only rate limits stood in the way, else 503; the
                 // wait capped the same way.

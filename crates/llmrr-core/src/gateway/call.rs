@@ -164,15 +164,11 @@ impl Call {
     /// every OpenAI model takes, reasoning models included; Anthropic reads it too).
     /// The input guardrails: deny, or redact the request's text in place.
     pub(super) fn guard_input(&mut self, g: &Guardrails) -> Result<()> {
-        let guarded = match self {
+        match self {
             Call::Chat(r) => crate::guardrails::redact_chat(g, r),
             Call::Completion(r) => crate::guardrails::redact_prompt(g, &mut r.prompt),
             Call::Embeddings(r) => crate::guardrails::redact_prompt(g, &mut r.input),
-        };
-        if guarded.is_err() {
-            metrics::counter!(telemetry::GUARDRAIL_HITS, "side" => "input").increment(1);
         }
-        guarded
     }
 
     pub(super) fn cap_output(&mut self, cap: u32) {

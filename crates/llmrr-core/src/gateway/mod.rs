@@ -487,8 +487,8 @@ impl Gateway {
             .await
     }
 
-    /// Steps 1-2: validation, options, the plan and the budget reservation. A failure is
-    /// logged and counted here.
+    /// Steps 1-2: validation, input guardrails, options, the plan, limits and the budget
+    /// reservation. A failure is logged and counted here.
     async fn prepare(
         &self,
         ctx: &RequestContext,
@@ -496,83 +496,7 @@ impl Gateway {
         valid: Result<()>,
         features: Features,
     ) -> Result<Prepared> {
-        let guardrails = self.guardrails_of(call.model());
-        let planned = valid
-            .and_then(|()| match &guardrails {
-                Some(g) => call.guard_input(g),
-                None => Ok(()),
-            })
-            .and_then(|()| {
-                let (plan, options) =
-                    self.plan(&ctx.key, call.model(), features, call.llmrr(), false)?;
-                Ok((plan, options))
-            });
-        let prepared = match planned {
-            Ok((mut plan, options)) => {
-                let tokens = features.prompt_tokens + features.max_output_tokens.unwrap_or(0);
-                let limited = self
-                    .inner
-                    .limits
-                    .admit(
-                        &ctx.key,
-                        &ctx.id,
-                        call.model(),
-                        tokens,
-                        ctx.priority,
-                        &ctx.rate,
-                    )
-                    .await;
-                match limited {
-                    Err(e) => Err(e),
-                    Ok(ticket) => {
-                        let admitted = if self.inner.money.has_budgets() {
-                            let need = call.money_need();
-                            self.inner
-                                .money
-                                .admit(&ctx.id, &ctx.key, &mut plan, need)
-                                .await
-                        } else {
-                            Ok(Default::default())
-                        };
-                        let admitted = match admitted {
-                            Ok(a) => Ok(a),
-                            Err(e) => {
-                                // Refused by a budget: nothing of the limits is used.
-                                if let Some(undo) = ticket.cancel() {
-                                    undo.await;
-                                }
-                                return self.refused(ctx, call, features, e).await;
-                            }
-                        };
-                        admitted.map(|a| {
-                            if let Some(cap) = a.cap_max_tokens {
-                                call.cap_output(cap);
-                            }
-                            let deadline = ctx
-                                .deadline
-                                .unwrap_or(ctx.started + self.inner.router.config.retry.max_total);
-                            let latency_limit = options.max_latency;
-                            Prepared {
-                                plan,
-                                options,
-                                prompt_estimate: features.prompt_tokens,
-                                reservation: a.reservation,
-                                admission: Admitted {
-                                    key: ctx.key.clone(),
-                                    class: ticket.class,
-                                    deadline,
-                                    tokens,
-                                    latency_limit,
-                                },
-                                ticket,
-                                guardrails,
-                            }
-                        })
-                    }
-                }
-            }
-            Err(e) => Err(e),
-        };
+        let prepared = self.admit(ctx, call, valid, features).await;
         if let Err(e) = &prepared {
             self.finish(Finish::new(ctx, call, features.stream).failed(None, e))
                 .await;
@@ -580,17 +504,74 @@ impl Gateway {
         prepared
     }
 
-    /// A request refused before any model was called: logged and counted, then the error.
-    async fn refused(
+    /// Input guardrails, the plan, then admission: limits (rates, quotas, concurrency), then
+    /// budgets. A budget's refusal gives the limits back.
+    async fn admit(
         &self,
         ctx: &RequestContext,
-        call: &Call,
+        call: &mut Call,
+        valid: Result<()>,
         features: Features,
-        e: Error,
     ) -> Result<Prepared> {
-        self.finish(Finish::new(ctx, call, features.stream).failed(None, &e))
-            .await;
-        Err(e)
+        valid?;
+        let guardrails = self.guardrails_of(call.model());
+        if let Some(g) = &guardrails {
+            call.guard_input(g)?;
+        }
+        let (mut plan, options) =
+            self.plan(&ctx.key, call.model(), features, call.llmrr(), false)?;
+        let tokens = features.prompt_tokens + features.max_output_tokens.unwrap_or(0);
+        let ticket = self
+            .inner
+            .limits
+            .admit(
+                &ctx.key,
+                &ctx.id,
+                call.model(),
+                tokens,
+                ctx.priority,
+                &ctx.rate,
+            )
+            .await?;
+        let admitted = if self.inner.money.has_budgets() {
+            let need = call.money_need();
+            self.inner
+                .money
+                .admit(&ctx.id, &ctx.key, &mut plan, need)
+                .await
+        } else {
+            Ok(Default::default())
+        };
+        let admitted = match admitted {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some(undo) = ticket.cancel() {
+                    undo.await;
+                }
+                return Err(e);
+            }
+        };
+        if let Some(cap) = admitted.cap_max_tokens {
+            call.cap_output(cap);
+        }
+        let deadline = ctx
+            .deadline
+            .unwrap_or(ctx.started + self.inner.router.config.retry.max_total);
+        Ok(Prepared {
+            admission: Admitted {
+                key: ctx.key.clone(),
+                class: ticket.class,
+                deadline,
+                tokens,
+                latency_limit: options.max_latency,
+            },
+            plan,
+            options,
+            prompt_estimate: features.prompt_tokens,
+            reservation: admitted.reservation,
+            ticket,
+            guardrails,
+        })
     }
 
     async fn run(
@@ -754,7 +735,6 @@ impl Gateway {
         let body = match guarded {
             Ok(body) => body,
             Err(e) => {
-                metrics::counter!(telemetry::GUARDRAIL_HITS, "side" => "output").increment(1);
                 finish.result = Err((e.status_code(), e.label()));
                 self.finish(finish).await;
                 return Err(e);

@@ -250,12 +250,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                         }
                     }
                     Some(Err(e)) => {
-                        metrics::counter!(telemetry::GUARDRAIL_HITS, "side" => "output")
-                            .increment(1);
-                        out.result = Err((e.status_code(), e.label()));
-                        if frames.send(error_frame(&e)).await.is_err() {
-                            out.result = client_gone;
-                        }
+                        end_with_error(frames, &mut out, &e).await;
                         return out;
                     }
                     Some(Ok(None)) | None => {}
@@ -271,11 +266,8 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
             }
             Some(Err(e)) => {
                 tracing::warn!(request_id = %ctx.id, error = %e, "upstream stream failed");
-                out.result = Err((e.status_code(), e.label()));
                 out.error_class = Some(classify(&e));
-                if frames.send(error_frame(&e)).await.is_err() {
-                    out.result = client_gone;
-                }
+                end_with_error(frames, &mut out, &e).await;
                 return out;
             }
             Some(Ok(chunk)) => {
@@ -301,12 +293,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                         Ok(data) => data,
                         Err(e) => {
                             // Nothing of the match was sent: the stream ends here.
-                            metrics::counter!(telemetry::GUARDRAIL_HITS, "side" => "output")
-                                .increment(1);
-                            out.result = Err((e.status_code(), e.label()));
-                            if frames.send(error_frame(&e)).await.is_err() {
-                                out.result = client_gone;
-                            }
+                            end_with_error(frames, &mut out, &e).await;
                             return out;
                         }
                     },
@@ -338,6 +325,14 @@ fn with_cost(data: &[u8], entry: &ModelEntry, usage: &Usage, compute: Option<Dur
     };
     map.insert("llmrr".into(), ext);
     serde_json::to_vec(&map).unwrap_or_else(|_| data.to_vec())
+}
+
+/// End the stream with `e`'s error event; a client already gone is logged as such.
+async fn end_with_error(frames: &mpsc::Sender<Bytes>, out: &mut Pumped, e: &Error) {
+    out.result = Err((e.status_code(), e.label()));
+    if frames.send(error_frame(e)).await.is_err() {
+        out.result = Err((CLIENT_CLOSED, "client_disconnected"));
+    }
 }
 
 /// The one error event that ends a stream.

@@ -59,8 +59,14 @@ pub struct Guardrails {
     pub hold: usize,
 }
 
-/// The error of a denied text.
+/// The error of a denied text (and its count, `llmrr_guardrail_denials_total`).
 pub fn denied(rule: &str, side: Side) -> Error {
+    let label = if side == Side::Output {
+        "output"
+    } else {
+        "input"
+    };
+    metrics::counter!(crate::telemetry::GUARDRAIL_HITS, "side" => label).increment(1);
     Error::Guardrail {
         message: match side {
             Side::Output => format!("the answer was withheld: it matched the guardrail `{rule}`"),

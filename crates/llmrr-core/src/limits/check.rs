@@ -52,7 +52,6 @@ enum Kind {
 #[must_use = "a ticket settles its limits when the call ends"]
 pub struct Ticket {
     pub class: Priority,
-    pub headers: Option<RateHeaders>,
     pending: Option<Pending>,
 }
 
@@ -134,7 +133,6 @@ impl Ticket {
     pub fn free(class: Priority) -> Ticket {
         Ticket {
             class,
-            headers: None,
             pending: None,
         }
     }
@@ -158,6 +156,28 @@ impl Drop for Ticket {
                 let estimate = p.estimate;
                 rt.spawn(p.run(estimate));
             }
+        }
+    }
+}
+
+/// The per-minute rates of one scope: a request counts 1 against `rpm` and its `tokens`
+/// against `tpm`. Keys are `{scope}:{limit}:{rpm|tpm}` (see [`rate_name`]).
+fn push_minute_rates(
+    rates: &mut Vec<Rate>,
+    scope: &str,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    tokens: u64,
+) {
+    let tokens = tokens.min(1 << 50) as i64;
+    for (limit, kind, cost) in [(rpm, "rpm", 1), (tpm, "tpm", tokens)] {
+        if let Some(limit) = limit {
+            rates.push(Rate {
+                key: format!("{scope}:{limit}:{kind}"),
+                limit,
+                period: MINUTE,
+                cost,
+            });
         }
     }
 }
@@ -229,26 +249,13 @@ impl Limits {
         let mut rates = Vec::new();
         let mut holds = Vec::new();
         let mut kinds = Vec::new();
+        // Per counter: its scope, what it counts, and when its period ends (for messages).
+        let mut named: Vec<(&str, &'static str, Option<i64>)> = Vec::new();
         let now = self.money().now();
         let now_ms = now.as_millisecond();
         for a in &applied {
             let s = a.set;
-            if let Some(limit) = s.rpm {
-                rates.push(Rate {
-                    key: format!("{}:{limit}:rpm", a.scope),
-                    limit,
-                    period: MINUTE,
-                    cost: 1,
-                });
-            }
-            if let Some(limit) = s.tpm {
-                rates.push(Rate {
-                    key: format!("{}:{limit}:tpm", a.scope),
-                    limit,
-                    period: MINUTE,
-                    cost: tokens_i,
-                });
-            }
+            push_minute_rates(&mut rates, &a.scope, s.rpm, s.tpm, tokens);
             if let Some(limit) = s.max_concurrent {
                 holds.push(Hold {
                     key: format!("{}:cc", a.scope),
@@ -257,14 +264,39 @@ impl Limits {
                     ttl: None,
                 });
                 kinds.push(Kind::Concurrency);
+                named.push((a.scope.as_str(), "concurrency", None));
             }
             let quotas = [
-                (Period::Day, "rpd", s.requests_per_day, Kind::Requests),
-                (Period::Day, "tpd", s.tokens_per_day, Kind::Tokens),
-                (Period::Month, "rpmo", s.requests_per_month, Kind::Requests),
-                (Period::Month, "tpmo", s.tokens_per_month, Kind::Tokens),
+                (
+                    Period::Day,
+                    "rpd",
+                    s.requests_per_day,
+                    Kind::Requests,
+                    "daily request quota",
+                ),
+                (
+                    Period::Day,
+                    "tpd",
+                    s.tokens_per_day,
+                    Kind::Tokens,
+                    "daily token quota",
+                ),
+                (
+                    Period::Month,
+                    "rpmo",
+                    s.requests_per_month,
+                    Kind::Requests,
+                    "monthly request quota",
+                ),
+                (
+                    Period::Month,
+                    "tpmo",
+                    s.tokens_per_month,
+                    Kind::Tokens,
+                    "monthly token quota",
+                ),
             ];
-            for (period, tag, limit, kind) in quotas {
+            for (period, tag, limit, kind, what) in quotas {
                 let Some(limit) = limit else { continue };
                 let w = self.money().window(period, now);
                 let left = w.end_ms.map_or(Duration::from_secs(86_400 * 31), |end| {
@@ -277,6 +309,7 @@ impl Limits {
                     ttl: Some(left + QUOTA_MARGIN),
                 });
                 kinds.push(kind);
+                named.push((a.scope.as_str(), what, w.end_ms));
             }
         }
         let mut ticket = Ticket::free(class);
@@ -290,9 +323,7 @@ impl Limits {
             let Some((state, check)) = self.rate_on_backend(&rates).await? else {
                 return Ok(ticket);
             };
-            let shown = headers(&rates, &check);
-            ticket.headers = Some(shown);
-            let _ = rate_out.set(shown);
+            let _ = rate_out.set(headers(&rates, &check));
             if let Some(i) = check.refused {
                 let (scope, what) = rate_name(&rates[i].key);
                 let wait = check.retry_after.map_or_else(
@@ -329,27 +360,19 @@ impl Limits {
             if let Reserve::Full { index, used } = reserved {
                 // Give back the rates taken: the request does not go ahead.
                 pending.undo().await;
-                let h = &holds[index];
-                let limit = h.limit.unwrap_or(0);
-                let scope = h.key.rsplit_once(':').map_or(h.key.as_str(), |x| x.0);
-                let (message, retry) = match kinds[index] {
-                    Kind::Concurrency => (
+                let limit = holds[index].limit.unwrap_or(0);
+                let (scope, what, end_ms) = named[index];
+                let (message, retry) = match end_ms {
+                    None if what == "concurrency" => (
                         format!("concurrency limit reached: {limit} requests in flight at once for {scope}"),
                         CONCURRENCY_RETRY,
                     ),
-                    kind => {
-                        let scope = scope.rsplit_once(':').map_or(scope, |x| x.0);
-                        let (what, period) = match (kind, h.key.contains(":rpd:") || h.key.contains(":tpd:")) {
-                            (Kind::Tokens, true) => ("daily token quota", Period::Day),
-                            (Kind::Tokens, false) => ("monthly token quota", Period::Month),
-                            (_, true) => ("daily request quota", Period::Day),
-                            (_, false) => ("monthly request quota", Period::Month),
-                        };
-                        let end = self.money().window(period, now).end_ms.unwrap_or(now_ms);
+                    end => {
+                        let left = end.unwrap_or(now_ms) - now_ms;
                         (
                             format!("{what} of {scope} reached: {used} of {limit} used; it resets in {:.0}s",
-                                (end - now_ms).max(0) as f64 / 1000.0),
-                            Duration::from_millis((end - now_ms).max(1000) as u64),
+                                left.max(0) as f64 / 1000.0),
+                            Duration::from_millis(left.max(1000) as u64),
                         )
                     }
                 };
@@ -427,42 +450,12 @@ impl Limits {
         if *spec.name != *requested {
             let rules = self.rules();
             for a in rules.for_model(key, &spec.name) {
-                if let Some(limit) = a.set.rpm {
-                    rates.push(Rate {
-                        key: format!("{}:{limit}:rpm", a.scope),
-                        limit,
-                        period: MINUTE,
-                        cost: 1,
-                    });
-                }
-                if let Some(limit) = a.set.tpm {
-                    rates.push(Rate {
-                        key: format!("{}:{limit}:tpm", a.scope),
-                        limit,
-                        period: MINUTE,
-                        cost: tokens.min(1 << 50) as i64,
-                    });
-                }
+                push_minute_rates(&mut rates, &a.scope, a.set.rpm, a.set.tpm, tokens);
             }
         }
         let caller_rates = rates.len();
-        if let Some(limit) = spec.limits.rpm {
-            rates.push(Rate {
-                key: format!("upstream:{}:{limit}:rpm", spec.name),
-                limit,
-                period: MINUTE,
-                cost: 1,
-            });
-        }
-        if let Some(limit) = spec.limits.tpm {
-            let cost = tokens.min(1 << 50) as i64;
-            rates.push(Rate {
-                key: format!("upstream:{}:{limit}:tpm", spec.name),
-                limit,
-                period: MINUTE,
-                cost,
-            });
-        }
+        let scope = format!("upstream:{}", spec.name);
+        push_minute_rates(&mut rates, &scope, spec.limits.rpm, spec.limits.tpm, tokens);
         if rates.is_empty() {
             return Ok(Ticket::free(Priority::Normal));
         }
@@ -508,7 +501,6 @@ impl Limits {
         }
         Ok(Ticket {
             class: Priority::Normal,
-            headers: None,
             pending: Some(Pending {
                 id: String::new(),
                 estimate: tokens,

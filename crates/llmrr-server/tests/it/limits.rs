@@ -20,6 +20,17 @@ async fn limited_key(gw: &TestGateway, limits: LimitSet) -> (String, String) {
     (k.key, k.row.id)
 }
 
+/// A chat call through `gw` with `key`.
+async fn chat(gw: &TestGateway, key: &str, model: &str, text: &str) -> reqwest::Response {
+    post(
+        gw,
+        "/v1/chat/completions",
+        Some(key),
+        chat_body(model, text),
+    )
+    .await
+}
+
 fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())
 }
@@ -37,13 +48,7 @@ async fn issue9_rpm_and_tpm_send_openai_headers_and_429_names_the_limit() {
     )
     .await;
     for left in [2, 1, 0] {
-        let resp = post(
-            &gw,
-            "/v1/chat/completions",
-            Some(&key),
-            chat_body("o-ok", "hi"),
-        )
-        .await;
+        let resp = chat(&gw, &key, "o-ok", "hi").await;
         assert_eq!(resp.status(), 200);
         assert_eq!(header(&resp, "x-ratelimit-limit-requests"), Some("3"));
         assert_eq!(
@@ -54,13 +59,7 @@ async fn issue9_rpm_and_tpm_send_openai_headers_and_429_names_the_limit() {
         assert_eq!(header(&resp, "x-ratelimit-limit-tokens"), Some("100000"));
         assert!(header(&resp, "x-ratelimit-remaining-tokens").is_some());
     }
-    let resp = post(
-        &gw,
-        "/v1/chat/completions",
-        Some(&key),
-        chat_body("o-ok", "hi"),
-    )
-    .await;
+    let resp = chat(&gw, &key, "o-ok", "hi").await;
     let retry: u64 = header(&resp, "retry-after")
         .and_then(|v| v.parse().ok())
         .expect("Retry-After");
@@ -82,13 +81,7 @@ async fn issue9_rpm_and_tpm_send_openai_headers_and_429_names_the_limit() {
         },
     )
     .await;
-    let resp = post(
-        &gw,
-        "/v1/chat/completions",
-        Some(&other.key),
-        chat_body("o-ok", "hi"),
-    )
-    .await;
+    let resp = chat(&gw, &other.key, "o-ok", "hi").await;
     assert_eq!(resp.status(), 200);
     // (What it sees is the upstream's own headers, passed through.)
     assert_ne!(header(&resp, "x-ratelimit-limit-requests"), Some("3"));
@@ -163,13 +156,7 @@ async fn issue9_concurrency_and_daily_quota() {
         ),
         async {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            post(
-                &gw,
-                "/v1/chat/completions",
-                Some(&key),
-                chat_body("slow", "two"),
-            )
-            .await
+            chat(&gw, &key, "slow", "two").await
         }
     );
     assert_eq!(a.status(), 200);
@@ -182,25 +169,9 @@ async fn issue9_concurrency_and_daily_quota() {
     );
     // The refused one took nothing from the quota: two more fit, then the quota is used up.
     for _ in 0..2 {
-        assert_eq!(
-            post(
-                &gw,
-                "/v1/chat/completions",
-                Some(&key),
-                chat_body("o-ok", "x")
-            )
-            .await
-            .status(),
-            200
-        );
+        assert_eq!(chat(&gw, &key, "o-ok", "x").await.status(), 200);
     }
-    let resp = post(
-        &gw,
-        "/v1/chat/completions",
-        Some(&key),
-        chat_body("o-ok", "x"),
-    )
-    .await;
+    let resp = chat(&gw, &key, "o-ok", "x").await;
     assert!(header(&resp, "retry-after").is_some());
     let v = error_body(resp, 429).await;
     let m = v["error"]["message"].as_str().expect("message");
@@ -363,13 +334,7 @@ async fn issue9_the_global_cap_sheds_fast_and_admin_stays_reachable() {
     let shed = async {
         tokio::time::sleep(Duration::from_millis(150)).await;
         let asked = Instant::now();
-        let resp = post(
-            &gw,
-            "/v1/chat/completions",
-            Some(MASTER),
-            chat_body("o-ok", "c"),
-        )
-        .await;
+        let resp = chat(&gw, MASTER, "o-ok", "c").await;
         let took = asked.elapsed();
         let queues = get_json(&gw, "/admin/queues").await;
         (resp, took, queues)
@@ -386,13 +351,7 @@ async fn issue9_the_global_cap_sheds_fast_and_admin_stays_reachable() {
     assert_eq!(v["error"]["code"], "overloaded");
     assert_eq!(queues["global"]["in_flight"], 2, "{queues}");
     // Room again once they are done.
-    let resp = post(
-        &gw,
-        "/v1/chat/completions",
-        Some(MASTER),
-        chat_body("o-ok", "d"),
-    )
-    .await;
+    let resp = chat(&gw, MASTER, "o-ok", "d").await;
     assert_eq!(resp.status(), 200);
     gw.stop().await;
 }
@@ -410,17 +369,7 @@ async fn issue9_key_rotation_grace_expiry_and_last_use() {
     .await;
     let call = |key: String| {
         let gw = &gw;
-        async move {
-            post(
-                gw,
-                "/v1/chat/completions",
-                Some(&key),
-                chat_body("o-ok", "hi"),
-            )
-            .await
-            .status()
-            .as_u16()
-        }
+        async move { chat(gw, &key, "o-ok", "hi").await.status().as_u16() }
     };
     assert_eq!(call(k.key.clone()).await, 200);
     let rotated: Value = client()
@@ -457,13 +406,7 @@ async fn issue9_key_rotation_grace_expiry_and_last_use() {
     .await;
     assert_eq!(call(short.key.clone()).await, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let resp = post(
-        &gw,
-        "/v1/chat/completions",
-        Some(&short.key),
-        chat_body("o-ok", "hi"),
-    )
-    .await;
+    let resp = chat(&gw, &short.key, "o-ok", "hi").await;
     let v = error_body(resp, 401).await;
     assert!(
         v["error"]["message"]
@@ -493,11 +436,11 @@ const GUARDED: &str = "[[routes]]\nname = \"guarded\"\nmodels = [\"o-ok\"]\n\
 async fn issue9_guardrails_on_streamed_and_plain_answers() {
     let (gw, mock) = start_routed(GUARDED).await;
     // Input: masked before the upstream sees it.
-    let resp = post(
+    let resp = chat(
         &gw,
-        "/v1/chat/completions",
-        Some(MASTER),
-        chat_body("guarded", "mail bob@example.com card 4111 1111 1111 1111"),
+        MASTER,
+        "guarded",
+        "mail bob@example.com card 4111 1111 1111 1111",
     )
     .await;
     let v: Value = resp.json().await.expect("json");
@@ -516,38 +459,21 @@ async fn issue9_guardrails_on_streamed_and_plain_answers() {
     );
     // Input deny; "drop table" is fine (nothing blocked unless configured).
     let v = error_body(
-        post(
-            &gw,
-            "/v1/chat/completions",
-            Some(MASTER),
-            chat_body("guarded", "about Project Falcon"),
-        )
-        .await,
+        chat(&gw, MASTER, "guarded", "about Project Falcon").await,
         400,
     )
     .await;
     assert_eq!(v["error"]["code"], "guardrail_denied");
-    let ok = post(
-        &gw,
-        "/v1/chat/completions",
-        Some(MASTER),
-        chat_body("guarded", "drop table users"),
-    )
-    .await;
+    let ok = chat(&gw, MASTER, "guarded", "drop table users").await;
     assert_eq!(ok.status(), 200);
     // Output redaction, plain and streamed (the mock streams one word a chunk, so the match
     // spans three chunks).
     let text = "the secret plan alpha is ready";
-    let v: Value = post(
-        &gw,
-        "/v1/chat/completions",
-        Some(MASTER),
-        chat_body("guarded", text),
-    )
-    .await
-    .json()
-    .await
-    .expect("json");
+    let v: Value = chat(&gw, MASTER, "guarded", text)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(
         v["choices"][0]["message"]["content"],
         "echo: the [PLAN] is ready"
@@ -559,17 +485,7 @@ async fn issue9_guardrails_on_streamed_and_plain_answers() {
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
     // Output deny: withheld (plain: 400; streamed: an error event, the match never sent).
     let leak = "this is internal-only stuff";
-    error_body(
-        post(
-            &gw,
-            "/v1/chat/completions",
-            Some(MASTER),
-            chat_body("guarded", leak),
-        )
-        .await,
-        400,
-    )
-    .await;
+    error_body(chat(&gw, MASTER, "guarded", leak).await, 400).await;
     let mut body = chat_body("guarded", leak);
     body["stream"] = true.into();
     let data = sse_data(post(&gw, "/v1/chat/completions", Some(MASTER), body).await).await;
@@ -590,21 +506,9 @@ async fn issue9_a_model_at_its_account_limit_is_skipped_and_the_route_says_so() 
          [[routes]]\nname = \"r\"\nstrategy = \"quality-first\"\nmodels = [\"capped\", \"o-ok\"]\n",
     )
     .await;
-    let first = post(
-        &gw,
-        "/v1/chat/completions",
-        Some(MASTER),
-        chat_body("r", "a"),
-    )
-    .await;
+    let first = chat(&gw, MASTER, "r", "a").await;
     assert_eq!(header(&first, "x-llmrr-model"), Some("capped"));
-    let second = post(
-        &gw,
-        "/v1/chat/completions",
-        Some(MASTER),
-        chat_body("r", "b"),
-    )
-    .await;
+    let second = chat(&gw, MASTER, "r", "b").await;
     assert_eq!(second.status(), 200);
     assert_eq!(header(&second, "x-llmrr-model"), Some("o-ok"));
     let route = header(&second, "x-llmrr-route").unwrap_or_default();
@@ -633,13 +537,7 @@ async fn issue9_a_route_falls_back_when_the_queue_wait_is_above_its_latency_cons
     )
     .await;
     // Learn the slot's hold time (120 ms: within the route's 250 ms).
-    let warm = post(
-        &gw,
-        "/v1/chat/completions",
-        Some(MASTER),
-        chat_body("one-slot", "w"),
-    )
-    .await;
+    let warm = chat(&gw, MASTER, "one-slot", "w").await;
     assert_eq!(warm.status(), 200);
     let busy = futures_util::future::join_all((0..3).map(|i| {
         post(
@@ -651,13 +549,7 @@ async fn issue9_a_route_falls_back_when_the_queue_wait_is_above_its_latency_cons
     }));
     let routed = async {
         tokio::time::sleep(Duration::from_millis(30)).await;
-        post(
-            &gw,
-            "/v1/chat/completions",
-            Some(MASTER),
-            chat_body("fast", "now"),
-        )
-        .await
+        chat(&gw, MASTER, "fast", "now").await
     };
     let (done, resp) = tokio::join!(busy, routed);
     assert!(done.iter().all(|r| r.status() == 200));
@@ -683,22 +575,10 @@ async fn issue9_with_redis_down_limits_are_enforced_per_replica() {
     )
     .await;
     for _ in 0..2 {
-        let resp = post(
-            &gw,
-            "/v1/chat/completions",
-            Some(&key),
-            chat_body("o-ok", "x"),
-        )
-        .await;
+        let resp = chat(&gw, &key, "o-ok", "x").await;
         assert_eq!(resp.status(), 200, "served while Redis is down");
     }
-    let resp = post(
-        &gw,
-        "/v1/chat/completions",
-        Some(&key),
-        chat_body("o-ok", "x"),
-    )
-    .await;
+    let resp = chat(&gw, &key, "o-ok", "x").await;
     error_body(resp, 429).await;
     let metrics = metrics_text(&gw).await;
     assert!(metrics.contains("llmrr_limits_degraded 1"), "{metrics}");
@@ -731,13 +611,7 @@ async fn issue9_limit_rules_are_edited_live_and_bad_ones_refused() {
             .status(),
         200
     );
-    let first = post(
-        &gw,
-        "/v1/chat/completions",
-        Some(&k.key),
-        chat_body("o-ok", "x"),
-    )
-    .await;
+    let first = chat(&gw, &k.key, "o-ok", "x").await;
     assert_eq!(header(&first, "x-ratelimit-limit-requests"), Some("1"));
     // Edited at once (same millisecond or not): the new limit applies to the next request.
     assert_eq!(
@@ -747,13 +621,7 @@ async fn issue9_limit_rules_are_edited_live_and_bad_ones_refused() {
             .status(),
         200
     );
-    let second = post(
-        &gw,
-        "/v1/chat/completions",
-        Some(&k.key),
-        chat_body("o-ok", "x"),
-    )
-    .await;
+    let second = chat(&gw, &k.key, "o-ok", "x").await;
     assert_eq!(second.status(), 200);
     assert_eq!(header(&second, "x-ratelimit-limit-requests"), Some("1000"));
     // Bad rules: a clear 400 in the API's envelope.
@@ -789,21 +657,15 @@ async fn issue9_a_key_model_limit_holds_through_a_route_too() {
         },
     );
     let (key, id) = limited_key(&gw, limits).await;
-    let first = post(&gw, "/v1/chat/completions", Some(&key), chat_body("r", "a")).await;
+    let first = chat(&gw, &key, "r", "a").await;
     assert_eq!(header(&first, "x-llmrr-model"), Some("strong"));
     // Through the route: `strong` is at this key's limit for it, the route moves on.
-    let second = post(&gw, "/v1/chat/completions", Some(&key), chat_body("r", "b")).await;
+    let second = chat(&gw, &key, "r", "b").await;
     assert_eq!(header(&second, "x-llmrr-model"), Some("o-ok"));
     let route = header(&second, "x-llmrr-route").unwrap_or_default();
     assert!(route.contains(&format!("key:{id}|model:strong")), "{route}");
     // Naming it directly: the same counter, a 429.
-    let direct = post(
-        &gw,
-        "/v1/chat/completions",
-        Some(&key),
-        chat_body("strong", "c"),
-    )
-    .await;
+    let direct = chat(&gw, &key, "strong", "c").await;
     error_body(direct, 429).await;
     gw.stop().await;
 }
@@ -824,12 +686,7 @@ async fn issue9_a_tier_limits_each_of_its_keys_on_its_own() {
     let b = create_key(&gw, key("b")).await.key;
     let call = |k: String| {
         let gw = &gw;
-        async move {
-            post(gw, "/v1/chat/completions", Some(&k), chat_body("o-ok", "x"))
-                .await
-                .status()
-                .as_u16()
-        }
+        async move { chat(gw, &k, "o-ok", "x").await.status().as_u16() }
     };
     assert_eq!(call(a.clone()).await, 200);
     assert_eq!(call(a).await, 429);
