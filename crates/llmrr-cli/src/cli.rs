@@ -108,6 +108,39 @@ pub enum Command {
     },
     /// Where the money went: totals, a breakdown, savings, and a forecast.
     Spend(SpendArgs),
+    /// The response cache of a running server: stats, purge.
+    Cache(CacheArgs),
+}
+
+#[derive(Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+    /// The server (default: the config's `server.listen`).
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    #[arg(long, env = "LLMRR_MASTER_KEY", hide_env_values = true, global = true)]
+    pub master_key: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum CacheCommand {
+    /// Entries, bytes, hits per tier, and savings.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop entries: all of them, or those of a namespace, a route (or model), a key.
+    Purge {
+        /// e.g. team:T, key:K, global, or team:T/partition.
+        #[arg(long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        route: Option<String>,
+        /// The key id whose requests made them.
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

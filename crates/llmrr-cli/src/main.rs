@@ -2,6 +2,7 @@
 //! work lives in the libraries. `anyhow` is used here and only here.
 
 mod bench;
+mod cache;
 mod chat;
 mod cli;
 mod keys;
@@ -77,5 +78,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Users { command } => money::users(&cli.global, command).await,
         Command::Teams { command } => money::teams(&cli.global, command).await,
         Command::Spend(args) => money::spend(&cli.global, args).await,
+        Command::Cache(args) => cache::run(&cli.global, args).await,
     }
 }

@@ -12,6 +12,7 @@
 //! - [`provider`]: how a model is reached (OpenAI-compatible, Anthropic)
 //! - [`limits`]: rate limits, quotas, concurrency, admission queues, the global cap
 //! - [`guardrails`]: deny / redact rules on input and output
+//! - [`cache`]: the response cache (memory, disk, shared tiers; coalescing)
 //! - [`money`]: prices, exact cost, the spend ledger, budgets, alerts, spend analytics
 //! - [`shared`]: state several replicas share (in-process or Redis)
 //! - [`request_log`]: the batched, off-path writer of the append-only request log
@@ -20,6 +21,7 @@
 //! - [`error`]: the one error enum, with its HTTP status, type, code and label
 
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod gateway;

@@ -45,9 +45,51 @@ pub const QUEUE_WAIT: &str = "llmrr_queue_wait_seconds";
 pub const QUEUE_SHED: &str = "llmrr_queue_shed_total";
 pub const SHED: &str = "llmrr_shed_total";
 pub const GUARDRAIL_HITS: &str = "llmrr_guardrail_denials_total";
+pub const CACHE_HITS: &str = "llmrr_cache_hits_total";
+pub const CACHE_MISSES: &str = "llmrr_cache_misses_total";
+pub const CACHE_BYPASSES: &str = "llmrr_cache_bypasses_total";
+pub const CACHE_FILLS: &str = "llmrr_cache_fills_total";
+pub const CACHE_EVICTIONS: &str = "llmrr_cache_evictions_total";
+pub const CACHE_ERRORS: &str = "llmrr_cache_tier_errors_total";
+pub const CACHE_BYTES: &str = "llmrr_cache_bytes";
+pub const CACHE_ENTRIES: &str = "llmrr_cache_entries";
+pub const CACHE_SAVED_NANO_USD: &str = "llmrr_cache_saved_nano_usd_total";
+pub const CACHE_COALESCED: &str = "llmrr_cache_coalesced_total";
 
 /// Register help texts; call once after the recorder is installed.
 pub fn describe() {
+    describe_counter!(
+        CACHE_HITS,
+        "Requests answered from the response cache, by tier"
+    );
+    describe_counter!(
+        CACHE_MISSES,
+        "Cacheable requests the cache could not answer"
+    );
+    describe_counter!(CACHE_BYPASSES, "Requests that skipped the cache, by reason");
+    describe_counter!(CACHE_FILLS, "Entries written to a cache tier, by tier");
+    describe_counter!(
+        CACHE_EVICTIONS,
+        "Entries a cache tier dropped for room or age, by tier"
+    );
+    describe_counter!(
+        CACHE_ERRORS,
+        "Cache tier operations that failed and were skipped, by tier"
+    );
+    describe_gauge!(
+        CACHE_BYTES,
+        Unit::Bytes,
+        "Bytes held by a cache tier, by tier"
+    );
+    describe_gauge!(CACHE_ENTRIES, "Entries held by a cache tier, by tier");
+    describe_counter!(
+        CACHE_SAVED_NANO_USD,
+        "What cache hits would have cost upstream, in nano-USD"
+    );
+    describe_counter!(
+        CACHE_COALESCED,
+        "Requests that waited for an identical request's call instead of making their own"
+    );
     describe_counter!(
         RATE_LIMITED,
         "Requests refused by a rate limit, quota or concurrency limit"

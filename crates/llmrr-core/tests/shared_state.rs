@@ -78,7 +78,38 @@ async fn rates(s: &SharedState) {
     assert_eq!((never.refused, never.retry_after), (Some(0), None));
 }
 
+/// Values with a TTL (the L3 cache): set, get, head, match by pattern, delete, expire.
+async fn values(s: &SharedState) {
+    let v = bytes::Bytes::from_static(b"LLC1 value bytes");
+    s.set("e:ns1:r1:aa", v.clone(), Duration::from_secs(60))
+        .await
+        .expect("set");
+    s.set("e:ns1:r2:bb", v.clone(), Duration::from_secs(60))
+        .await
+        .expect("set");
+    s.set("e:ns2:r1:cc", v.clone(), Duration::from_millis(50))
+        .await
+        .expect("set");
+    assert_eq!(s.get("e:ns1:r1:aa").await.expect("get"), Some(v.clone()));
+    assert_eq!(s.get("e:none").await.expect("get"), None);
+    assert_eq!(
+        s.head("e:ns1:r1:aa", 4).await.expect("head").as_deref(),
+        Some(&b"LLC1"[..])
+    );
+    let mut ns1 = s.keys_matching("e:ns1:*").await.expect("match");
+    ns1.sort();
+    assert_eq!(ns1, vec!["e:ns1:r1:aa", "e:ns1:r2:bb"]);
+    let mut r1 = s.keys_matching("e:*:r1:*").await.expect("match");
+    r1.sort();
+    assert_eq!(r1, vec!["e:ns1:r1:aa", "e:ns2:r1:cc"]);
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(s.get("e:ns2:r1:cc").await.expect("get"), None, "expired");
+    assert_eq!(s.delete(&ns1).await.expect("delete"), 2);
+    assert!(s.keys_matching("e:*").await.expect("match").is_empty());
+}
+
 async fn behaviour(s: SharedState) {
+    values(&s).await;
     rates(&s).await;
     let h = Duration::from_secs(60);
     s.rebuild(&[], true).await.expect("mark complete");

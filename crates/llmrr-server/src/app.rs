@@ -61,6 +61,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/admin/queues", get(routes::limits::queues))
         .route(
+            "/admin/cache",
+            get(routes::cache::stats).delete(routes::cache::purge),
+        )
+        .route(
             "/admin/budgets",
             post(routes::money::set_budget).get(routes::money::list_budgets),
         )

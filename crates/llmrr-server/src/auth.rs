@@ -48,8 +48,8 @@ fn is_public(state: &AppState, path: &str) -> bool {
     PUBLIC_PATHS.contains(&path) || (path == "/metrics" && state.server.metrics_public)
 }
 
-/// The request's context: its key, and what it asks of admission (`x-llmrr-priority`,
-/// `x-llmrr-deadline-ms`).
+/// The request's context: its key, what it asks of admission (`x-llmrr-priority`,
+/// `x-llmrr-deadline-ms`) and of the response cache.
 fn context(
     key: std::sync::Arc<llmrr_core::auth::KeyContext>,
     started: tokio::time::Instant,
@@ -79,6 +79,7 @@ fn context(
         })?;
         ctx.deadline = Some(started + std::time::Duration::from_millis(ms.min(86_400_000)));
     }
+    ctx.cache = crate::cache::directives(headers)?;
     Ok(ctx)
 }
 

@@ -17,6 +17,7 @@
 
 pub mod app;
 mod auth;
+mod cache;
 mod cors;
 mod error;
 mod extract;

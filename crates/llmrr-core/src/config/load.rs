@@ -255,6 +255,7 @@ fn resolve(
     };
 
     let shared = super::money::shared(raw.shared, env)?;
+    let cache = super::cache::cache(raw.cache)?;
     let local = super::load_local::local_config(&raw.local)?;
     let mut raw_models = if from_defaults {
         catalog_models(env)
@@ -268,7 +269,7 @@ fn resolve(
     }
     let mut models: Vec<ModelSpec> = Vec::with_capacity(raw_models.len());
     for (i, m) in raw_models.into_iter().enumerate() {
-        let spec = resolve_model(i, m, env, server.request_timeout)?;
+        let spec = resolve_model(i, m, env, server.request_timeout, &cache.default)?;
         if models.iter().any(|o| o.name == spec.name) {
             return Err(Error::config(
                 format!("models[{i}].name"),
@@ -283,6 +284,7 @@ fn resolve(
         raw.tiers,
         &models,
         server.request_timeout,
+        &cache.default,
     )?;
     let longest_call = models
         .iter()
@@ -304,10 +306,17 @@ fn resolve(
         money,
         shared,
         limits,
+        cache,
     })
 }
 
-fn resolve_model(i: usize, m: RawModel, env: &Env, request_timeout: Duration) -> Result<ModelSpec> {
+fn resolve_model(
+    i: usize,
+    m: RawModel,
+    env: &Env,
+    request_timeout: Duration,
+    cache: &super::cache::CacheRule,
+) -> Result<ModelSpec> {
     let at = |key: &str| format!("models[{i}].{key}");
     if m.name.trim().is_empty() || m.name.chars().any(char::is_whitespace) {
         return Err(Error::config(
@@ -487,6 +496,10 @@ fn resolve_model(i: usize, m: RawModel, env: &Env, request_timeout: Duration) ->
             .guardrails
             .map(|g| super::guardrails::compile(&at("guardrails"), g))
             .transpose()?,
+        cache: match &m.cache {
+            Some(r) => super::cache::rule(&at("cache"), r, cache)?,
+            None => cache.clone(),
+        },
         capabilities,
         ttft_timeout,
         idle_timeout,

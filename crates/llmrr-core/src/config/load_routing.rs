@@ -15,6 +15,7 @@ pub(super) fn resolve(
     tiers: BTreeMap<String, Vec<String>>,
     models: &[ModelSpec],
     request_timeout: Duration,
+    cache: &super::cache::CacheRule,
 ) -> Result<(RoutingConfig, Vec<RouteSpec>)> {
     let known = |name: &str| {
         models
@@ -263,6 +264,10 @@ pub(super) fn resolve(
                 .guardrails
                 .map(|g| super::guardrails::compile(&at("guardrails"), g))
                 .transpose()?,
+            cache: match &r.cache {
+                Some(c) => super::cache::rule(&at("cache"), c, cache)?,
+                None => cache.clone(),
+            },
         });
     }
     Ok((config, out))

@@ -3,6 +3,7 @@
 //! `Decimal`, secrets read from the environment, defaults filled, cross-checks done). Every
 //! error names the key path and the bad value. The environment is read once, here.
 
+pub mod cache;
 mod defaults;
 pub mod guardrails;
 pub mod limits;

@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub shared: super::money::RawShared,
     #[serde(default)]
     pub limits: super::limits::RawLimits,
+    #[serde(default)]
+    pub cache: super::cache::RawCache,
 }
 
 /// `[local]`: the in-process engine: a models directory, the memory budget, and the defaults
@@ -147,6 +149,8 @@ pub struct RawModel {
     pub max_queue: Option<u32>,
     /// Guardrails of requests naming this model (see `[routes.guardrails]`).
     pub guardrails: Option<super::guardrails::RawGuardrails>,
+    /// The response cache of requests naming this model (see `[cache]`).
+    pub cache: Option<super::cache::RawCacheRule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +172,8 @@ pub struct RawRoute {
     pub balanced: Option<RawBalanced>,
     /// Input and output rules of requests naming this route (off unless given).
     pub guardrails: Option<super::guardrails::RawGuardrails>,
+    /// The response cache of requests naming this route (see `[cache]`).
+    pub cache: Option<super::cache::RawCacheRule>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,6 +24,7 @@ pub struct Config {
     pub money: super::money::MoneyConfig,
     pub shared: super::money::SharedConfig,
     pub limits: super::limits::LimitsConfig,
+    pub cache: super::cache::CacheConfig,
 }
 
 impl Config {
@@ -253,6 +254,8 @@ pub struct ModelSpec {
     /// Guardrails of requests naming this model.
     #[serde(skip)]
     pub guardrails: Option<Arc<crate::guardrails::Guardrails>>,
+    /// The response cache of requests naming this model.
+    pub cache: super::cache::CacheRule,
 }
 
 /// `rpm`, `tpm`, `max_concurrent`, `max_queue` of `[[models]]`.
@@ -295,7 +298,7 @@ pub(super) mod opt_secs {
     }
 }
 
-pub(super) mod secs {
+pub(crate) mod secs {
     use serde::Serializer;
     use std::time::Duration;
 

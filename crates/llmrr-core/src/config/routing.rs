@@ -103,6 +103,8 @@ pub struct RouteSpec {
     /// Input and output rules of requests naming this route.
     #[serde(skip)]
     pub guardrails: Option<Arc<crate::guardrails::Guardrails>>,
+    /// The response cache of requests naming this route.
+    pub cache: super::cache::CacheRule,
 }
 
 impl RouteSpec {

@@ -74,6 +74,10 @@ pub(super) struct Prepared {
     /// What the request took from its rate limits, quotas and concurrency.
     pub(super) ticket: Ticket,
     pub(super) guardrails: Option<Arc<Guardrails>>,
+    /// A cacheable request: where its answer goes.
+    pub(super) fill: Option<cache::Fill>,
+    /// What the cache did, for the answer's headers.
+    pub(super) cache_status: Option<crate::cache::CacheStatus>,
 }
 
 /// What the attempt loop needs from admission.
@@ -171,13 +175,18 @@ impl Call {
         }
     }
 
-    pub(super) fn cap_output(&mut self, cap: u32) {
+    /// True when it changed the request.
+    pub(super) fn cap_output(&mut self, cap: u32) -> bool {
         match self {
             Call::Chat(r) if r.max_tokens.is_none() && r.max_completion_tokens.is_none() => {
-                r.max_completion_tokens = Some(cap)
+                r.max_completion_tokens = Some(cap);
+                true
             }
-            Call::Completion(r) if r.max_tokens.is_none() => r.max_tokens = Some(cap),
-            _ => {}
+            Call::Completion(r) if r.max_tokens.is_none() => {
+                r.max_tokens = Some(cap);
+                true
+            }
+            _ => false,
         }
     }
 

@@ -29,6 +29,8 @@ pub(super) struct Finish<'a> {
     pub(super) call: &'a Call,
     /// Rate limits, quotas and concurrency taken: settled to the tokens used.
     pub(super) tickets: Vec<Ticket>,
+    /// What the response cache did (`miss`, `bypass`), when it is on for the request.
+    pub(super) cache: Option<&'static str>,
 }
 
 impl<'a> Finish<'a> {
@@ -50,6 +52,7 @@ impl<'a> Finish<'a> {
             route: None,
             call,
             tickets: Vec::new(),
+            cache: None,
         }
     }
 
@@ -137,6 +140,7 @@ impl Gateway {
             upstream_us: f.upstream.map(micros),
             cost_usd: cost.normalize().to_string(),
             unpriced: !priced,
+            cache: f.cache.map(str::to_owned),
         });
         cost
     }

@@ -23,11 +23,13 @@
 //! endpoint.
 
 mod attempt;
+mod cache;
 mod call;
 mod finish;
 mod stream;
 
 use attempt::*;
+use cache::{Begin, Source};
 use call::*;
 use finish::*;
 
@@ -112,6 +114,8 @@ pub struct RequestContext {
     /// timeout).
     pub deadline: Option<Instant>,
     pub rate: Arc<OnceLock<RateHeaders>>,
+    /// What the request asks of the response cache.
+    pub cache: crate::cache::CacheDirectives,
 }
 
 impl RequestContext {
@@ -123,6 +127,7 @@ impl RequestContext {
             priority: None,
             deadline: None,
             rate: Arc::default(),
+            cache: Default::default(),
         }
     }
 }
@@ -144,6 +149,8 @@ pub struct Answer {
     pub attempts: u32,
     /// The answering upstream's request id and rate-limit headers.
     pub upstream: UpstreamMeta,
+    /// What the response cache did (`None`: off for this model or route).
+    pub cache: Option<crate::cache::CacheStatus>,
 }
 
 /// A stream that has started: its first chunk has arrived.
@@ -158,6 +165,8 @@ pub struct StreamAnswer {
     pub attempts: u32,
     /// The answering upstream's request id and rate-limit headers.
     pub upstream: UpstreamMeta,
+    /// What the response cache did (`None`: off for this model or route).
+    pub cache: Option<crate::cache::CacheStatus>,
 }
 
 struct Inner {
@@ -168,6 +177,8 @@ struct Inner {
     store: Store,
     money: Money,
     limits: Limits,
+    /// The response cache, when any route or model caches.
+    cache: Option<crate::cache::ResponseCache>,
     tracker: TaskTracker,
     /// Cancelled when shutdown's grace is nearly over: calls still waiting for an upstream
     /// answer 503, open streams end with an error event; their rows are still written.
@@ -214,6 +225,7 @@ impl Gateway {
             Some(s) => Money::with_shared(config, store.clone(), s.clone()).await?,
             None => Money::start(config, store.clone()).await?,
         };
+        let cache = cache::start_cache(config, shared.as_ref()).await?;
         let limits = Limits::start(
             config,
             store.clone(),
@@ -244,6 +256,7 @@ impl Gateway {
                 store,
                 money,
                 limits,
+                cache,
                 tracker: TaskTracker::new(),
                 stopping: CancellationToken::new(),
                 max_items: config.server.max_messages,
@@ -280,6 +293,11 @@ impl Gateway {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// The response cache, when any route or model caches.
+    pub fn cache(&self) -> Option<&crate::cache::ResponseCache> {
+        self.inner.cache.as_ref()
     }
 
     pub fn models(&self) -> &ModelRegistry {
@@ -487,15 +505,15 @@ impl Gateway {
             .await
     }
 
-    /// Steps 1-2: validation, input guardrails, options, the plan, limits and the budget
-    /// reservation. A failure is logged and counted here.
+    /// Steps 1-2: validation, input guardrails, options, the plan, the cache, limits and the
+    /// budget reservation. A failure is logged and counted here.
     async fn prepare(
         &self,
         ctx: &RequestContext,
         call: &mut Call,
         valid: Result<()>,
         features: Features,
-    ) -> Result<Prepared> {
+    ) -> Result<Begin> {
         let prepared = self.admit(ctx, call, valid, features).await;
         if let Err(e) = &prepared {
             self.finish(Finish::new(ctx, call, features.stream).failed(None, e))
@@ -504,15 +522,16 @@ impl Gateway {
         prepared
     }
 
-    /// Input guardrails, the plan, then admission: limits (rates, quotas, concurrency), then
-    /// budgets. A budget's refusal gives the limits back.
+    /// Input guardrails, the plan, the cache (a hit or an identical call in flight answers
+    /// here), then admission: limits (rates, quotas, concurrency), then budgets. A budget's
+    /// refusal gives the limits back.
     async fn admit(
         &self,
         ctx: &RequestContext,
         call: &mut Call,
         valid: Result<()>,
         features: Features,
-    ) -> Result<Prepared> {
+    ) -> Result<Begin> {
         valid?;
         let guardrails = self.guardrails_of(call.model());
         if let Some(g) = &guardrails {
@@ -520,6 +539,10 @@ impl Gateway {
         }
         let (mut plan, options) =
             self.plan(&ctx.key, call.model(), features, call.llmrr(), false)?;
+        let (mut fill, cache_status) = match self.cache_admit(ctx, call, features.stream).await {
+            Ok(go) => go,
+            Err(answered) => return Ok(answered),
+        };
         let tokens = features.prompt_tokens + features.max_output_tokens.unwrap_or(0);
         let ticket = self
             .inner
@@ -552,12 +575,15 @@ impl Gateway {
             }
         };
         if let Some(cap) = admitted.cap_max_tokens {
-            call.cap_output(cap);
+            if call.cap_output(cap) {
+                // The budget changed the request: its answer is not the one the key names.
+                fill = None;
+            }
         }
         let deadline = ctx
             .deadline
             .unwrap_or(ctx.started + self.inner.router.config.retry.max_total);
-        Ok(Prepared {
+        Ok(Begin::Call(Box::new(Prepared {
             admission: Admitted {
                 key: ctx.key.clone(),
                 class: ticket.class,
@@ -571,7 +597,9 @@ impl Gateway {
             reservation: admitted.reservation,
             ticket,
             guardrails,
-        })
+            fill,
+            cache_status,
+        })))
     }
 
     async fn run(
@@ -581,7 +609,15 @@ impl Gateway {
         valid: Result<()>,
         features: Features,
     ) -> Result<Answer> {
-        let prepared = self.prepare(&ctx, &mut call, valid, features).await?;
+        let prepared = match self.prepare(&ctx, &mut call, valid, features).await? {
+            Begin::Call(p) => *p,
+            Begin::Hit(entry, tier) => {
+                return self.answer_from_cache(&ctx, &call, entry, tier).await
+            }
+            Begin::Follow(_) => {
+                return Err(Error::Internal("a stream follower for an answer".into()))
+            }
+        };
         let this = self.clone();
         // Dropped with this future (the client hung up): the upstream call is cancelled at
         // once, and the call is logged as 499.
@@ -674,14 +710,28 @@ impl Gateway {
             admission,
             ticket,
             guardrails,
+            fill,
+            cache_status,
             ..
         } = prepared;
         let mut finish = Finish::new(&ctx, &call, false);
         finish.reservation = reservation;
         finish.tickets.push(ticket);
         finish.route = plan.route.clone();
+        finish.cache = cache_status.as_ref().map(|c| c.status);
+        // A call others wait for goes on while they do, even if this client leaves.
+        let followers_gone = fill
+            .as_ref()
+            .and_then(|f| f.lead.as_ref())
+            .map(|l| l.all_gone());
+        let hung_up = async {
+            hung_up.cancelled().await;
+            if let Some(gone) = followers_gone {
+                gone.await;
+            }
+        };
         let attempted = self
-            .attempt_until(&call, &mut plan, &admission, false, hung_up.cancelled())
+            .attempt_until(&call, &mut plan, &admission, false, hung_up)
             .await;
         let success = match attempted {
             Ok(s) => s,
@@ -741,6 +791,10 @@ impl Gateway {
             }
         };
         let cost = self.finish(finish).await;
+        if let Some(fill) = fill {
+            let meta = cache::meta_of_answer(&ctx, &call, &entry, completed.usage, cost);
+            self.fill_cache(fill, meta, crate::cache::Body::Json(body.clone()));
+        }
         let body = if options.explain {
             with_explanation(body, &plan.decision)
         } else {
@@ -757,6 +811,7 @@ impl Gateway {
             route: route_header(&plan, &entry, &attempts),
             attempts: attempts.count(),
             upstream: call_scope::upstream(),
+            cache: cache_status,
         })
     }
 }

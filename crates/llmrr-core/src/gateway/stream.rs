@@ -11,7 +11,16 @@ impl Gateway {
         valid: Result<()>,
         features: Features,
     ) -> Result<StreamAnswer> {
-        let prepared = self.prepare(&ctx, &mut call, valid, features).await?;
+        let prepared = match self.prepare(&ctx, &mut call, valid, features).await? {
+            Begin::Call(p) => *p,
+            Begin::Hit(entry, tier) => {
+                return Ok(self.stream_from_cache(ctx, call, Source::Entry(entry, tier)))
+            }
+            Begin::Follow(f) => {
+                let names = self.model_of_flight(&call);
+                return Ok(self.stream_from_cache(ctx, call, Source::Flight(f, names)));
+            }
+        };
         let (ready_tx, ready_rx) = oneshot::channel::<Result<StreamAnswer>>();
         let this = self.clone();
         self.inner
@@ -41,14 +50,28 @@ impl Gateway {
             admission,
             ticket,
             guardrails,
+            mut fill,
+            cache_status,
         } = prepared;
         let mut finish = Finish::new(&ctx, &call, true);
         finish.reservation = reservation;
         finish.tickets.push(ticket);
         finish.route = plan.route.clone();
-        // A client that hangs up before the first token cancels the upstream call at once.
+        finish.cache = cache_status.as_ref().map(|c| c.status);
+        // A client that hangs up before the first token cancels the upstream call at once
+        // (unless identical requests wait for it).
+        let followers_gone = fill
+            .as_ref()
+            .and_then(|f| f.lead.as_ref())
+            .map(|l| l.all_gone());
+        let hung_up = async {
+            ready.closed().await;
+            if let Some(gone) = followers_gone {
+                gone.await;
+            }
+        };
         let attempted = self
-            .attempt_until(&call, &mut plan, &admission, true, ready.closed())
+            .attempt_until(&call, &mut plan, &admission, true, hung_up)
             .await;
         let success = match attempted {
             Ok(s) => s,
@@ -98,6 +121,7 @@ impl Gateway {
             route: route_header(&plan, &entry, &attempts),
             attempts: attempts.count(),
             upstream: call_scope::upstream(),
+            cache: cache_status,
         }));
         let pumped = pump(Pump {
             held: held.into(),
@@ -109,6 +133,8 @@ impl Gateway {
             entry: &entry,
             stopping: &self.inner.stopping,
             guard: guardrails.and_then(crate::guardrails::stream::StreamGuard::new),
+            fanout: fill.as_ref().and_then(|f| f.lead.as_ref()),
+            record: fill.is_some(),
         })
         .await;
         drop(flight);
@@ -149,7 +175,16 @@ impl Gateway {
         finish.compute = pumped.compute;
         finish.ttft = pumped.ttft;
         finish.upstream = Some(attempts.upstream + took);
-        self.finish(finish).await;
+        let complete = pumped.completed && !usage_estimated;
+        let cost = self.finish(finish).await;
+        if let Some(fill) = fill.take() {
+            if complete {
+                let meta = cache::meta_of_answer(&ctx, &call, &entry, usage, cost);
+                self.fill_cache(fill, meta, crate::cache::Body::Stream(pumped.recorded));
+            } else if let Some(lead) = fill.lead {
+                lead.failed(pumped.error_event);
+            }
+        }
     }
 }
 
@@ -165,6 +200,11 @@ pub(super) struct Pump<'a> {
     pub(super) stopping: &'a CancellationToken,
     /// Output guardrails, when the route has them.
     pub(super) guard: Option<crate::guardrails::stream::StreamGuard>,
+    /// Identical requests following this stream: it goes on for them after its own client
+    /// leaves, and they get each chunk.
+    pub(super) fanout: Option<&'a crate::cache::Lead>,
+    /// Keep the chunks as sent (the answer will be cached).
+    pub(super) record: bool,
 }
 
 pub(super) struct Pumped {
@@ -175,6 +215,12 @@ pub(super) struct Pumped {
     pub(super) result: std::result::Result<(), (u16, &'static str)>,
     pub(super) error_class: Option<FailureClass>,
     pub(super) first_output_at: Option<Instant>,
+    /// The upstream finished the stream properly (whether or not the client stayed).
+    pub(super) completed: bool,
+    /// The chunks as sent, when recording.
+    pub(super) recorded: Vec<crate::cache::Chunk>,
+    /// The error event the stream ended with, if any.
+    pub(super) error_event: Option<Bytes>,
 }
 
 /// Forward chunks as SSE frames until the upstream ends, fails, stalls past the idle
@@ -190,6 +236,8 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
         entry,
         stopping,
         mut guard,
+        fanout,
+        record,
     } = p;
     let mut out = Pumped {
         usage: None,
@@ -199,8 +247,14 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
         error_class: None,
         compute: None,
         first_output_at: None,
+        completed: false,
+        recorded: Vec::new(),
+        error_event: None,
     };
     let client_gone = Err((CLIENT_CLOSED, "client_disconnected"));
+    // The client left while followers still listen: the stream goes on for them.
+    let mut client_left = false;
+    let followers = || fanout.is_some_and(|l| l.followers() > 0);
     loop {
         let next = match held.pop_front() {
             Some(chunk) => Some(Ok(chunk)),
@@ -228,11 +282,13 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                         // rollout — only the error event and the row.
                         let e = shutting_down();
                         out.result = Err((e.status_code(), e.label()));
-                        let _ = frames.send(error_frame(&e)).await;
+                        let frame = error_frame(&e);
+                        out.error_event = Some(frame.clone());
+                        let _ = frames.send(frame).await;
                         return out;
                     }
-                    // The client left while the upstream was quiet: stop now.
-                    () = frames.closed() => {
+                    // The client (and every follower) left while the upstream was quiet: stop now.
+                    () = audience_gone(frames, fanout) => {
                         out.result = client_gone;
                         return out;
                     }
@@ -244,7 +300,17 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                 // What output guardrails still hold back goes out before the end.
                 match guard.as_mut().map(|g| g.finish()) {
                     Some(Ok(Some(tail))) => {
-                        if frames.send(sse_frame(&tail)).await.is_err() {
+                        if record {
+                            let chunk = crate::cache::Chunk {
+                                data: tail.clone(),
+                                usage_only: false,
+                            };
+                            if let Some(lead) = fanout {
+                                lead.push(chunk.clone());
+                            }
+                            out.recorded.push(chunk);
+                        }
+                        if frames.send(sse_frame(&tail)).await.is_err() && !followers() {
                             out.result = client_gone;
                             return out;
                         }
@@ -255,10 +321,12 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                     }
                     Some(Ok(None)) | None => {}
                 }
-                if frames
-                    .send(Bytes::from_static(b"data: [DONE]\n\n"))
-                    .await
-                    .is_err()
+                out.completed = true;
+                if client_left
+                    || frames
+                        .send(Bytes::from_static(b"data: [DONE]\n\n"))
+                        .await
+                        .is_err()
                 {
                     out.result = client_gone;
                 }
@@ -284,9 +352,6 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                         out.first_output_at = Some(Instant::now());
                     }
                 }
-                if chunk.usage_only && !include_usage {
-                    continue;
-                }
                 let data = match guard.as_mut().filter(|_| !chunk.usage_only) {
                     None => chunk.data,
                     Some(g) => match g.chunk(&chunk.data) {
@@ -298,6 +363,19 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                         }
                     },
                 };
+                if record {
+                    let kept = crate::cache::Chunk {
+                        data: data.clone(),
+                        usage_only: chunk.usage_only,
+                    };
+                    if let Some(lead) = fanout {
+                        lead.push(kept.clone());
+                    }
+                    out.recorded.push(kept);
+                }
+                if (chunk.usage_only && !include_usage) || client_left {
+                    continue;
+                }
                 match chunk.usage {
                     // The usage chunk carries the cost as an extension field.
                     Some(u) => sse_frame(&with_cost(&data, entry, &u, out.compute)),
@@ -306,9 +384,20 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
             }
         };
         if frames.send(frame).await.is_err() {
-            out.result = client_gone;
-            return out;
+            if !followers() {
+                out.result = client_gone;
+                return out;
+            }
+            client_left = true;
         }
+    }
+}
+
+/// Resolves once the client has left and no follower listens.
+async fn audience_gone(frames: &mpsc::Sender<Bytes>, fanout: Option<&crate::cache::Lead>) {
+    frames.closed().await;
+    if let Some(lead) = fanout {
+        lead.all_gone().await;
     }
 }
 
@@ -330,7 +419,9 @@ fn with_cost(data: &[u8], entry: &ModelEntry, usage: &Usage, compute: Option<Dur
 /// End the stream with `e`'s error event; a client already gone is logged as such.
 async fn end_with_error(frames: &mpsc::Sender<Bytes>, out: &mut Pumped, e: &Error) {
     out.result = Err((e.status_code(), e.label()));
-    if frames.send(error_frame(e)).await.is_err() {
+    let frame = error_frame(e);
+    out.error_event = Some(frame.clone());
+    if frames.send(frame).await.is_err() {
         out.result = Err((CLIENT_CLOSED, "client_disconnected"));
     }
 }

@@ -63,6 +63,8 @@ pub struct Memory {
     /// Rate limits: key -> TAT (µs since `origin`). On tokio's clock, so that tests with
     /// paused time can move it.
     rates: Arc<Mutex<HashMap<String, i64>>>,
+    /// Values with a time to live (cache entries), on tokio's clock.
+    blobs: Arc<Mutex<HashMap<String, (bytes::Bytes, tokio::time::Instant)>>>,
     origin: tokio::time::Instant,
 }
 
@@ -71,6 +73,7 @@ impl Default for Memory {
         Memory {
             state: Arc::default(),
             rates: Arc::default(),
+            blobs: Arc::default(),
             origin: tokio::time::Instant::now(),
         }
     }
@@ -233,6 +236,50 @@ impl Memory {
                 true
             }
         }
+    }
+}
+
+impl Memory {
+    fn blobs(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (bytes::Bytes, tokio::time::Instant)>> {
+        self.blobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, key: &str) -> Option<bytes::Bytes> {
+        let now = tokio::time::Instant::now();
+        let mut blobs = self.blobs();
+        match blobs.get(key) {
+            Some((v, until)) if *until > now => Some(v.clone()),
+            Some(_) => {
+                blobs.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn set(&self, key: &str, value: bytes::Bytes, ttl: Duration) {
+        let now = tokio::time::Instant::now();
+        let mut blobs = self.blobs();
+        if blobs.len() >= RATE_SWEEP_AT {
+            blobs.retain(|_, (_, until)| *until > now);
+        }
+        blobs.insert(key.to_owned(), (value, now + ttl));
+    }
+
+    pub fn keys_matching(&self, pattern: &str) -> Vec<String> {
+        let now = tokio::time::Instant::now();
+        self.blobs()
+            .iter()
+            .filter(|(k, (_, until))| *until > now && super::glob_match(pattern, k))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    pub fn delete(&self, keys: &[String]) -> u64 {
+        let mut blobs = self.blobs();
+        keys.iter().filter(|k| blobs.remove(*k).is_some()).count() as u64
     }
 }
 

@@ -86,6 +86,29 @@ pub struct RateCheck {
     pub states: Vec<RateState>,
 }
 
+/// `*`-only glob matching (Redis `MATCH` semantics for the patterns this crate builds, which
+/// never hold `?`, `[` or escapes).
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, rest) = match parts.split_first() {
+        Some(p) => p,
+        None => return text.is_empty(),
+    };
+    let Some(mut text) = text.strip_prefix(first) else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return text.is_empty();
+    };
+    for part in middle {
+        match text.find(part) {
+            Some(at) => text = &text[at + part.len()..],
+            None => return false,
+        }
+    }
+    text.len() >= last.len() && text.ends_with(last)
+}
+
 /// The backend in use.
 #[derive(Clone)]
 pub enum SharedState {
@@ -181,6 +204,49 @@ impl SharedState {
                 Ok(())
             }
             SharedState::Redis(r) => r.rate_adjust(rate).await,
+        }
+    }
+
+    /// A value set with [`SharedState::set`], unless it expired.
+    pub async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>> {
+        match self {
+            SharedState::Memory(m) => Ok(m.get(key)),
+            SharedState::Redis(r) => r.get(key).await,
+        }
+    }
+
+    /// Keep `value` under `key` for `ttl`.
+    pub async fn set(&self, key: &str, value: bytes::Bytes, ttl: Duration) -> Result<()> {
+        match self {
+            SharedState::Memory(m) => {
+                m.set(key, value, ttl);
+                Ok(())
+            }
+            SharedState::Redis(r) => r.set(key, value, ttl).await,
+        }
+    }
+
+    /// The first `len` bytes of a value (what a purge needs to read of an entry).
+    pub async fn head(&self, key: &str, len: usize) -> Result<Option<bytes::Bytes>> {
+        match self {
+            SharedState::Memory(m) => Ok(m.get(key).map(|v| v.slice(..len.min(v.len())))),
+            SharedState::Redis(r) => r.head(key, len).await,
+        }
+    }
+
+    /// The keys of values that match `pattern` (`*` matches any run of characters).
+    pub async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>> {
+        match self {
+            SharedState::Memory(m) => Ok(m.keys_matching(pattern)),
+            SharedState::Redis(r) => r.keys_matching(pattern).await,
+        }
+    }
+
+    /// Drop these values; returns how many there were.
+    pub async fn delete(&self, keys: &[String]) -> Result<u64> {
+        match self {
+            SharedState::Memory(m) => Ok(m.delete(keys)),
+            SharedState::Redis(r) => r.delete(keys).await,
         }
     }
 

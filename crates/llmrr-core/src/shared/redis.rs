@@ -402,4 +402,80 @@ impl RedisState {
             .map_err(shared)?;
         Ok(set.is_some())
     }
+
+    /// Values live under `{prefix}:v:`.
+    fn value_key(&self, key: &str) -> String {
+        format!("{}:v:{key}", self.prefix)
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>> {
+        let v: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.value_key(key))
+            .query_async(&mut self.conn().await?)
+            .await
+            .map_err(shared)?;
+        Ok(v.map(bytes::Bytes::from))
+    }
+
+    pub async fn set(&self, key: &str, value: bytes::Bytes, ttl: Duration) -> Result<()> {
+        let () = redis::cmd("SET")
+            .arg(self.value_key(key))
+            .arg(value.as_ref())
+            .arg("PX")
+            .arg(ms(Some(ttl)))
+            .query_async(&mut self.conn().await?)
+            .await
+            .map_err(shared)?;
+        Ok(())
+    }
+
+    pub async fn head(&self, key: &str, len: usize) -> Result<Option<bytes::Bytes>> {
+        let v: Vec<u8> = redis::cmd("GETRANGE")
+            .arg(self.value_key(key))
+            .arg(0)
+            .arg(len.saturating_sub(1))
+            .query_async(&mut self.conn().await?)
+            .await
+            .map_err(shared)?;
+        Ok((!v.is_empty()).then(|| bytes::Bytes::from(v)))
+    }
+
+    /// SCAN (never KEYS: it would block Redis on a large key space).
+    pub async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>> {
+        let mut conn = self.conn().await?;
+        let full = self.value_key(pattern);
+        let strip = self.value_key("").len();
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&full)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(shared)?;
+            out.extend(keys.into_iter().map(|k| k[strip..].to_owned()));
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    pub async fn delete(&self, keys: &[String]) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let mut deleted = 0;
+        for batch in keys.chunks(500) {
+            let n: u64 = redis::cmd("UNLINK")
+                .arg(batch.iter().map(|k| self.value_key(k)).collect::<Vec<_>>())
+                .query_async(&mut conn)
+                .await
+                .map_err(shared)?;
+            deleted += n;
+        }
+        Ok(deleted)
+    }
 }

@@ -139,6 +139,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     CREATE INDEX api_keys_previous ON api_keys (previous_hash);
     CREATE INDEX api_keys_updated ON api_keys (updated_at_ms)",
     ),
+    (
+        6,
+        "cache: the response cache's part in each request",
+        "ALTER TABLE request_log ADD COLUMN cache TEXT",
+    ),
 ];
 
 /// Postgres: an advisory lock so that replicas starting together migrate one at a time.

@@ -32,15 +32,17 @@ pub struct LogRow {
     pub cost_usd: String,
     /// The model has no price: `cost_usd` is 0 because the cost is unknown.
     pub unpriced: bool,
+    /// The response cache: `hit`, `miss` or `bypass` (`None`: off for the request).
+    pub cache: Option<String>,
 }
 
 const COLUMNS: &str = "id, created_at_ms, endpoint, key_id, user_id, team_id, requested_model, \
      model, provider, stream, status, error_type, prompt_tokens, completion_tokens, \
-     usage_estimated, latency_us, ttft_us, upstream_us, cost_usd, unpriced";
+     usage_estimated, latency_us, ttft_us, upstream_us, cost_usd, unpriced, cache";
 
 /// Columns per row, and rows per statement: 20 x 64 = 1280 parameters, well under SQLite's
 /// (32766) and Postgres's (65535) limits.
-const COLUMN_COUNT: usize = 20;
+const COLUMN_COUNT: usize = 21;
 const ROWS_PER_STATEMENT: usize = 64;
 
 /// Longest text kept in a column of the log (bytes, cut on a char boundary). A model name or
@@ -161,7 +163,8 @@ async fn insert_in_transaction(
                 .bind(r.ttft_us)
                 .bind(r.upstream_us)
                 .bind(&r.cost_usd)
-                .bind(r.unpriced as i64);
+                .bind(r.unpriced as i64)
+                .bind(&r.cache);
         }
         written += q.execute(&mut *tx).await?.rows_affected();
     }
@@ -201,6 +204,7 @@ impl Store {
                     upstream_us: r.try_get("upstream_us")?,
                     cost_usd: r.try_get("cost_usd")?,
                     unpriced: r.try_get::<i64, _>("unpriced")? != 0,
+                    cache: r.try_get("cache")?,
                 })
             })
             .collect()
@@ -233,6 +237,7 @@ mod tests {
             upstream_us: Some(5),
             cost_usd: "0.000001".into(),
             unpriced: false,
+            cache: None,
         }
     }
 

@@ -165,6 +165,17 @@ fn window(q: &SpendQuery) -> Window {
 }
 
 impl Store {
+    /// Cache hits in the ledger (every replica's), and what they saved (pico-USD).
+    pub async fn cache_savings(&self) -> Result<(i64, i64)> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS hits, CAST(COALESCE(SUM(saved_pusd), 0) AS BIGINT) AS saved \
+             FROM spend_ledger WHERE cache_hit = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((r.try_get("hits")?, r.try_get("saved")?))
+    }
+
     pub async fn spend_totals(&self, q: &SpendQuery) -> Result<SpendTotals> {
         let sql = format!("SELECT {SUMS} FROM spend_ledger WHERE {{filter}}");
         match rows_of(self, q, &sql).await?.first() {

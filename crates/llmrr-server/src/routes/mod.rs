@@ -1,6 +1,7 @@
 //! Handlers, one file per endpoint family, and the two response shapes of a model call.
 
 pub mod admin;
+pub mod cache;
 pub mod chat;
 pub mod completions;
 pub mod embeddings;
@@ -96,6 +97,9 @@ pub fn json_answer(a: Answer) -> Response {
         a.attempts,
         &a.upstream,
     );
+    if let Some(c) = &a.cache {
+        crate::cache::status_headers(r.headers_mut(), c);
+    }
     r
 }
 
@@ -124,5 +128,8 @@ pub fn sse_answer(a: StreamAnswer) -> Response {
         a.attempts,
         &a.upstream,
     );
+    if let Some(c) = &a.cache {
+        crate::cache::status_headers(r.headers_mut(), c);
+    }
     r
 }

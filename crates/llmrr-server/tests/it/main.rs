@@ -4,6 +4,7 @@
 #![expect(clippy::expect_used, reason = "test helpers fail the test loudly")]
 
 mod anthropic;
+mod cache;
 mod errors;
 mod fidelity;
 mod hardening_auth;

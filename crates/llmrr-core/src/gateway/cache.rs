@@ -1,0 +1,578 @@
+//! Step 2's cache: after the plan (the caller may use the name), before limits and budgets
+//! (a hit uses neither): answer from the cache, wait for an identical call in flight, or make
+//! the call and keep its answer. Hits are logged at $0 with what they saved.
+
+use super::stream::sse_frame;
+use super::*;
+use crate::cache::{
+    key_of, CacheDirectives, CacheKey, CacheStatus, Chunk, End, Entry, Follower, Join, KeyScope,
+    Lead, Meta, Next, Normalize, ResponseCache, Tier,
+};
+use crate::config::cache::{CacheMode, CacheRule, NamespaceScope};
+use crate::money::cost::picos;
+use crate::store::LedgerRow;
+
+/// A leader whose followers were let down this many times goes on without coalescing.
+const COALESCE_ROUNDS: usize = 2;
+
+/// A cacheable request that makes its own call: where its answer goes.
+pub(super) struct Fill {
+    key: CacheKey,
+    namespace: String,
+    ttl: Duration,
+    /// Keep the answer (not `no-store`).
+    store: bool,
+    /// Publishes the answer to identical requests waiting for it.
+    pub(super) lead: Option<Lead>,
+}
+
+/// What admission decided about the cache.
+pub(super) enum Begin {
+    /// Make the call (with the cache's part, if any, and what to report).
+    Call(Box<Prepared>),
+    /// Answered from the cache or by an identical call (`Tier::Coalesced`).
+    Hit(Arc<Entry>, Tier),
+    /// A stream that follows an identical streamed call.
+    Follow(Follower),
+}
+
+enum Step {
+    Off,
+    Bypass,
+    Hit(Arc<Entry>, Tier),
+    Follow(Follower),
+    Miss(Fill, &'static str),
+}
+
+impl Gateway {
+    /// The cache rule of requests naming `name` (its route's, else its model's), when on.
+    fn cache_rule(&self, name: &str) -> Option<&CacheRule> {
+        let rule = match self.inner.router.route(name) {
+            Some(route) => &route.cache,
+            None => &self.inner.models.get(name)?.spec.cache,
+        };
+        (rule.mode != CacheMode::Off).then_some(rule)
+    }
+
+    /// Look the request up; on a miss lead (or join) its flight. A follower whose leader
+    /// failed before any output tries again: once more coalesced, then on its own.
+    pub(super) async fn cache_admit(
+        &self,
+        ctx: &RequestContext,
+        call: &Call,
+        stream: bool,
+    ) -> std::result::Result<(Option<Fill>, Option<CacheStatus>), Begin> {
+        for round in 0..=COALESCE_ROUNDS {
+            let step = self
+                .cache_step(ctx, call, stream, round < COALESCE_ROUNDS)
+                .await;
+            match step {
+                Step::Off => return Ok((None, None)),
+                Step::Bypass => return Ok((None, Some(CacheStatus::plain("bypass")))),
+                Step::Miss(fill, status) => {
+                    return Ok((Some(fill), Some(CacheStatus::plain(status))))
+                }
+                Step::Hit(e, tier) => return Err(Begin::Hit(e, tier)),
+                Step::Follow(mut f) if stream => {
+                    if f.opened().await {
+                        return Err(Begin::Follow(f));
+                    }
+                }
+                Step::Follow(f) => {
+                    if let Some(e) = f.answer().await {
+                        if let Some(c) = &self.inner.cache {
+                            c.counted_hit(Tier::Coalesced, &e);
+                        }
+                        return Err(Begin::Hit(e, Tier::Coalesced));
+                    }
+                }
+            }
+        }
+        Ok((None, Some(CacheStatus::plain("miss"))))
+    }
+
+    async fn cache_step(
+        &self,
+        ctx: &RequestContext,
+        call: &Call,
+        stream: bool,
+        coalesce: bool,
+    ) -> Step {
+        let Some(cache) = &self.inner.cache else {
+            return Step::Off;
+        };
+        let Some(rule) = self.cache_rule(call.model()) else {
+            return Step::Off;
+        };
+        let d: &CacheDirectives = &ctx.cache;
+        let bypass = |reason| {
+            cache.counted_bypass(reason);
+            Step::Bypass
+        };
+        if rule.only_deterministic && !call.is_deterministic() {
+            return bypass("not_deterministic");
+        }
+        if d.no_read && d.no_store {
+            return bypass("no_cache_no_store");
+        }
+        let Some(body) = call.cache_body() else {
+            return bypass("not_cacheable");
+        };
+        let namespace = namespace_of(rule, &ctx.key, d.namespace.as_deref());
+        let key = key_of(
+            &KeyScope {
+                endpoint: call.endpoint().as_str(),
+                name: call.model(),
+                namespace: &namespace,
+                stream,
+                normalize: Normalize {
+                    whitespace: rule.normalize_whitespace,
+                    case: rule.normalize_case,
+                },
+            },
+            &body,
+        );
+        let fill = |lead| Fill {
+            key,
+            namespace: namespace.clone(),
+            ttl: d.ttl.unwrap_or(rule.ttl),
+            store: !d.no_store,
+            lead,
+        };
+        if d.no_read {
+            cache.counted_bypass("no_cache");
+            return Step::Miss(fill(None), "bypass");
+        }
+        if let Some((e, tier)) = cache.lookup(&key, &namespace, call.model()).await {
+            if e.is_stream() == stream {
+                return Step::Hit(e, tier);
+            }
+        }
+        cache.counted_miss();
+        if d.no_store || !coalesce {
+            return Step::Miss(fill(None), "miss");
+        }
+        match cache.join(key) {
+            Join::Lead(lead) => Step::Miss(fill(Some(lead)), "miss"),
+            Join::Follow(f) => Step::Follow(f),
+        }
+    }
+
+    /// Keep a finished answer (when the policy admits it) and hand it to the followers.
+    pub(super) fn fill_cache(&self, fill: Fill, meta: Meta, body: crate::cache::Body) {
+        let Some(cache) = &self.inner.cache else {
+            return;
+        };
+        let now = cache.now_ms();
+        let ttl = cache.ttl(fill.ttl, meta.cost_pusd as f64 / 1e12);
+        let entry = Arc::new(Entry {
+            meta: Meta {
+                created_ms: now,
+                expires_ms: now + ttl.as_millis().min(i64::MAX as u128 / 2) as i64,
+                namespace: fill.namespace,
+                ..meta
+            },
+            body,
+        });
+        if fill.store && cache.admits(&entry) {
+            self.inner
+                .tracker
+                .spawn(cache.store(fill.key, entry.clone()));
+        }
+        if let Some(lead) = fill.lead {
+            lead.done(entry);
+        }
+    }
+
+    /// A cached or coalesced answer to a non-streamed request.
+    pub(super) async fn answer_from_cache(
+        &self,
+        ctx: &RequestContext,
+        call: &Call,
+        entry: Arc<Entry>,
+        tier: Tier,
+    ) -> Result<Answer> {
+        let crate::cache::Body::Json(body) = &entry.body else {
+            return Err(Error::Internal("a cached stream for an answer".into()));
+        };
+        self.finish_hit(ctx, call, &entry, false, Ok(()));
+        Ok(Answer {
+            body: body.clone(),
+            model: entry.meta.model.as_str().into(),
+            provider: provider_name(&entry.meta.provider),
+            usage: entry.meta.usage,
+            cost: Decimal::ZERO,
+            priced: true,
+            overhead: ctx.started.elapsed(),
+            route: None,
+            attempts: 0,
+            upstream: UpstreamMeta::default(),
+            cache: Some(CacheStatus::hit(tier, &entry)),
+        })
+    }
+
+    /// A cached stream replayed, or a stream following an identical call.
+    pub(super) fn stream_from_cache(
+        &self,
+        ctx: RequestContext,
+        call: Call,
+        source: Source,
+    ) -> StreamAnswer {
+        let (frames_tx, frames_rx) = mpsc::channel(STREAM_BUFFER);
+        let (model, provider, status) = match &source {
+            Source::Entry(e, tier) => (
+                e.meta.model.clone(),
+                e.meta.provider.clone(),
+                CacheStatus::hit(*tier, e),
+            ),
+            Source::Flight(_, meta) => (
+                meta.0.clone(),
+                meta.1.clone(),
+                CacheStatus {
+                    status: "hit",
+                    tier: Some(Tier::Coalesced),
+                    saved_usd: None,
+                },
+            ),
+        };
+        let answer = StreamAnswer {
+            model: model.as_str().into(),
+            provider: provider_name(&provider),
+            frames: frames_rx,
+            overhead: ctx.started.elapsed(),
+            route: None,
+            attempts: 0,
+            upstream: UpstreamMeta::default(),
+            cache: Some(status),
+        };
+        let this = self.clone();
+        self.inner.tracker.spawn(async move {
+            let include_usage = call.include_usage();
+            let (result, entry) = match source {
+                Source::Entry(e, _) => {
+                    let sent = replay(&frames_tx, chunks_of(&e), include_usage, &e).await;
+                    (sent, Some(e))
+                }
+                Source::Flight(f, _) => follow(&frames_tx, f, include_usage).await,
+            };
+            match entry {
+                Some(e) if result.is_ok() => this.finish_hit(&ctx, &call, &e, true, Ok(())),
+                Some(e) => this.finish_hit(&ctx, &call, &e, true, result),
+                None => {
+                    let mut f = Finish::new(&ctx, &call, true);
+                    f.result = result;
+                    this.finish(f).await;
+                }
+            }
+        });
+        answer
+    }
+
+    /// The request-log row of an answer that made no call, and its ledger row: $0, flagged
+    /// as a hit, with what it saved (never against a budget).
+    fn finish_hit(
+        &self,
+        ctx: &RequestContext,
+        call: &Call,
+        entry: &Entry,
+        stream: bool,
+        result: std::result::Result<(), (u16, &'static str)>,
+    ) {
+        let key = &ctx.key;
+        let (status, error) = match result {
+            Ok(()) => (200, None),
+            Err((s, label)) => (s, Some(label)),
+        };
+        let usage = &entry.meta.usage;
+        self.inner.log.append(LogRow {
+            id: ctx.id.clone(),
+            created_at_ms: crate::store::now_ms(),
+            endpoint: call.endpoint().as_str().to_owned(),
+            key_id: key.key_id.clone(),
+            user_id: key.user.clone(),
+            team_id: key.team.clone(),
+            requested_model: call.model().to_owned(),
+            model: Some(entry.meta.model.clone()),
+            provider: Some(entry.meta.provider.clone()),
+            stream,
+            status: i64::from(status),
+            error_type: error.map(str::to_owned),
+            prompt_tokens: usage.prompt_tokens as i64,
+            completion_tokens: usage.completion_tokens as i64,
+            usage_estimated: false,
+            latency_us: ctx.started.elapsed().as_micros().min(i64::MAX as u128) as i64,
+            ttft_us: None,
+            upstream_us: None,
+            cost_usd: "0".into(),
+            unpriced: false,
+            cache: Some("hit".into()),
+        });
+        if error.is_some() {
+            return;
+        }
+        let row = LedgerRow {
+            id: ctx.id.clone(),
+            created_at_ms: self.inner.money.now().as_millisecond()
+                - ctx.started.elapsed().as_millis() as i64,
+            endpoint: call.endpoint().as_str().to_owned(),
+            key_id: key.key_id.clone(),
+            user_id: key.user.clone(),
+            team_id: key.team.clone(),
+            model: entry.meta.model.clone(),
+            provider: entry.meta.provider.clone(),
+            route: self
+                .inner
+                .router
+                .route(call.model())
+                .map(|_| call.model().to_owned()),
+            category: call
+                .topic()
+                .map(|t| crate::money::category::categorize(&t).to_owned()),
+            prompt_hash: call.prompt_hash(),
+            prompt_tokens: usage.prompt_tokens as i64,
+            cached_tokens: usage.cached_tokens() as i64,
+            cache_write_tokens: 0,
+            completion_tokens: usage.completion_tokens as i64,
+            reasoning_tokens: usage.reasoning_tokens() as i64,
+            cost_pusd: 0,
+            price_version: "cache".into(),
+            estimated: false,
+            unpriced: !entry.meta.priced,
+            cache_hit: true,
+            saved_pusd: entry.meta.cost_pusd,
+            baseline_max_pusd: None,
+            baseline_remote_pusd: None,
+            quality: self
+                .inner
+                .models
+                .get(&entry.meta.model)
+                .map_or(0.0, |m| m.spec.quality),
+            local: entry.meta.provider == "local",
+        };
+        let money = self.inner.money.clone();
+        self.inner.tracker.spawn(async move {
+            money
+                .record(Some(row), None, None, crate::money::Spent::default())
+                .await;
+        });
+    }
+}
+
+impl Gateway {
+    /// The model and provider a follower reports before the leader's answer is known: the
+    /// name asked for, and its provider when it names a model.
+    pub(super) fn model_of_flight(&self, call: &Call) -> (String, String) {
+        let provider = self
+            .inner
+            .models
+            .get(call.model())
+            .map_or("cache", |m| m.spec.provider.as_str());
+        (call.model().to_owned(), provider.to_owned())
+    }
+}
+
+/// Where a streamed answer without a call of its own comes from.
+pub(super) enum Source {
+    Entry(Arc<Entry>, Tier),
+    /// An identical call in flight, and its model and provider (when known).
+    Flight(Follower, (String, String)),
+}
+
+/// Whose answers a request may read: the rule's scope, then the request's own partition.
+fn namespace_of(rule: &CacheRule, key: &KeyContext, asked: Option<&str>) -> String {
+    let id = key.key_id.as_deref().unwrap_or("master");
+    let base = match rule.namespace {
+        NamespaceScope::Global => "global".to_owned(),
+        NamespaceScope::Key => format!("key:{id}"),
+        NamespaceScope::Team => match &key.team {
+            Some(team) => format!("team:{team}"),
+            None => format!("key:{id}"),
+        },
+    };
+    match asked {
+        Some(sub) => format!("{base}/{sub}"),
+        None => base,
+    }
+}
+
+/// Providers as the answers name them (a cached entry keeps the name as text).
+fn provider_name(p: &str) -> &'static str {
+    match p {
+        "openai" => "openai",
+        "anthropic" => "anthropic",
+        "local" => "local",
+        _ => "cache",
+    }
+}
+
+fn chunks_of(e: &Entry) -> &[Chunk] {
+    match &e.body {
+        crate::cache::Body::Stream(c) => c,
+        crate::cache::Body::Json(_) => &[],
+    }
+}
+
+/// A chunk as a frame for a client that made no call: the usage chunk says it cost nothing.
+fn frame_of(chunk: &Chunk, saved: Option<&Entry>) -> Bytes {
+    if !chunk.usage_only && !has_usage(&chunk.data) {
+        return sse_frame(&chunk.data);
+    }
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice(&chunk.data) else {
+        return sse_frame(&chunk.data);
+    };
+    let mut ext = serde_json::json!({ "cost_usd": "0", "cache": "hit" });
+    if let Some(e) = saved.filter(|e| e.meta.priced) {
+        let usd = Decimal::from_i128_with_scale(i128::from(e.meta.cost_pusd), 12).normalize();
+        ext["saved_usd"] = usd.to_string().into();
+    }
+    map.insert("llmrr".into(), ext);
+    sse_frame(&serde_json::to_vec(&map).unwrap_or_else(|_| chunk.data.to_vec()))
+}
+
+/// Cheap test for a `"usage":{` object in a chunk (a chunk with usage carries it at the top).
+fn has_usage(data: &[u8]) -> bool {
+    data.windows(9).any(|w| w == b"\"usage\":{")
+}
+
+/// Send a cached stream's chunks, then `[DONE]`.
+async fn replay(
+    frames: &mpsc::Sender<Bytes>,
+    chunks: &[Chunk],
+    include_usage: bool,
+    entry: &Entry,
+) -> std::result::Result<(), (u16, &'static str)> {
+    let gone = Err((CLIENT_CLOSED, "client_disconnected"));
+    for c in chunks.iter().filter(|c| include_usage || !c.usage_only) {
+        if frames.send(frame_of(c, Some(entry))).await.is_err() {
+            return gone;
+        }
+    }
+    if frames
+        .send(Bytes::from_static(b"data: [DONE]\n\n"))
+        .await
+        .is_err()
+    {
+        return gone;
+    }
+    Ok(())
+}
+
+/// Send a flight's chunks as they come, then its end.
+async fn follow(
+    frames: &mpsc::Sender<Bytes>,
+    mut f: Follower,
+    include_usage: bool,
+) -> (
+    std::result::Result<(), (u16, &'static str)>,
+    Option<Arc<Entry>>,
+) {
+    let gone = Err((CLIENT_CLOSED, "client_disconnected"));
+    let mut seen = 0;
+    loop {
+        let next = tokio::select! {
+            next = f.next(seen) => next,
+            () = frames.closed() => return (gone, None),
+        };
+        match next {
+            Next::Chunks(chunks) => {
+                seen += chunks.len();
+                for c in chunks.iter().filter(|c| include_usage || !c.usage_only) {
+                    if frames.send(frame_of(c, None)).await.is_err() {
+                        return (gone, None);
+                    }
+                }
+            }
+            Next::End(End::Done(entry)) => {
+                if frames
+                    .send(Bytes::from_static(b"data: [DONE]\n\n"))
+                    .await
+                    .is_err()
+                {
+                    return (gone, Some(entry));
+                }
+                return (Ok(()), Some(entry));
+            }
+            Next::End(End::Failed(event)) => {
+                let e = Error::Unavailable {
+                    message: "the upstream call this request was waiting on failed".into(),
+                    retry_after: None,
+                };
+                let frame = match event.filter(|b| !b.is_empty()) {
+                    Some(frame) => frame,
+                    None => sse_frame(&serde_json::to_vec(&e.to_body()).unwrap_or_default()),
+                };
+                let _ = frames.send(frame).await;
+                return (Err((e.status_code(), e.label())), None);
+            }
+        }
+    }
+}
+
+impl Call {
+    /// Whether the request asks for a repeatable answer: temperature 0, or a seed
+    /// (embeddings always are).
+    pub(super) fn is_deterministic(&self) -> bool {
+        let zero = |t: Option<f64>| t == Some(0.0);
+        match self {
+            Call::Chat(r) => zero(r.temperature) || r.seed.is_some(),
+            Call::Completion(r) => {
+                zero(
+                    r.extra
+                        .get("temperature")
+                        .and_then(serde_json::Value::as_f64),
+                ) || r.extra.get("seed").is_some_and(|s| !s.is_null())
+            }
+            Call::Embeddings(_) => true,
+        }
+    }
+
+    /// The request as the key sees it (its JSON, as forwarded upstream).
+    pub(super) fn cache_body(&self) -> Option<serde_json::Value> {
+        match self {
+            Call::Chat(r) => serde_json::to_value(&**r).ok(),
+            Call::Completion(r) => serde_json::to_value(r).ok(),
+            Call::Embeddings(r) => serde_json::to_value(r).ok(),
+        }
+    }
+}
+
+/// The header of an entry made from a call's answer.
+pub(super) fn meta_of_answer(
+    ctx: &RequestContext,
+    call: &Call,
+    entry: &ModelEntry,
+    usage: Usage,
+    cost: Decimal,
+) -> Meta {
+    Meta {
+        model: entry.spec.name.to_string(),
+        provider: entry.spec.provider.as_str().to_owned(),
+        usage,
+        cost_pusd: picos(cost),
+        priced: entry.spec.pricing.is_priced(),
+        created_ms: 0,
+        expires_ms: 0,
+        namespace: String::new(),
+        name: call.model().to_owned(),
+        key_id: ctx.key.key_id.clone(),
+    }
+}
+
+/// The cache handle, when any route or model caches.
+pub(super) async fn start_cache(
+    config: &Config,
+    shared: Option<&crate::shared::SharedState>,
+) -> Result<Option<ResponseCache>> {
+    let modes = config
+        .routes
+        .iter()
+        .map(|r| r.cache.mode)
+        .chain(config.models.iter().map(|m| m.cache.mode));
+    if !config.cache.any_enabled(modes) {
+        return Ok(None);
+    }
+    let scope = shared.map(|s| s.scoped("cache"));
+    Ok(Some(
+        ResponseCache::start(&config.cache, scope.as_ref()).await?,
+    ))
+}

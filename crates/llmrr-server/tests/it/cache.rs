@@ -1,0 +1,459 @@
+//! Issue 10: the response cache over HTTP — hits at $0 with their savings logged, eligibility
+//! and per-request directives, tenant isolation, coalescing of identical requests (streams
+//! included, with the first client hanging up), stream replay, the disk tier across a
+//! restart, the shared tier across two replicas and with its Redis stopped, and the admin API.
+
+use super::*;
+use llmrr_core::auth::NewKey;
+use llmrr_testkit::harness::{unique_prefix, SharedDatabase, StoreChoice};
+use std::time::Duration;
+
+const CACHE_ON: &str = "[cache]\nmode = \"exact\"\n";
+
+fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A deterministic chat request (temperature 0).
+fn det(model: &str, text: &str) -> Value {
+    let mut b = chat_body(model, text);
+    b["temperature"] = 0.into();
+    b
+}
+
+async fn send(
+    gw: &TestGateway,
+    key: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(key)
+        .json(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("the gateway answers")
+}
+
+fn chat_calls(mock: &MockProvider) -> usize {
+    mock.requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/chat/completions") || r.path.ends_with("/messages"))
+        .count()
+}
+
+#[tokio::test]
+async fn issue10_a_repeated_request_is_answered_from_memory_at_zero_cost_with_its_saving_logged() {
+    let (gw, mock) = start_with(CACHE_ON, ENV).await;
+    let first = send(&gw, MASTER, &det("o-ok", "cache me"), &[]).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(header(&first, "x-llmrr-cache"), Some("miss"));
+    let cost = header(&first, "x-llmrr-cost-usd")
+        .expect("a cost")
+        .to_owned();
+    let first_body = first.text().await.unwrap();
+    let second = send(&gw, MASTER, &det("o-ok", "cache me"), &[]).await;
+    assert_eq!(second.status(), 200);
+    assert_eq!(header(&second, "x-llmrr-cache"), Some("hit"));
+    assert_eq!(header(&second, "x-llmrr-cache-tier"), Some("l1"));
+    assert_eq!(header(&second, "x-llmrr-cost-usd"), Some("0"));
+    assert_eq!(
+        header(&second, "x-llmrr-cache-saved-usd"),
+        Some(cost.as_str())
+    );
+    assert_eq!(header(&second, "x-llmrr-model"), Some("o-ok"));
+    assert_eq!(second.text().await.unwrap(), first_body, "the same answer");
+    assert_eq!(chat_calls(&mock), 1, "one upstream call for two requests");
+
+    gw.state.gateway.flush_log().await;
+    let rows = rows_once(&gw, 2).await;
+    let mut caches: Vec<_> = rows.iter().map(|r| r.cache.clone()).collect();
+    caches.sort();
+    assert_eq!(caches, vec![Some("hit".into()), Some("miss".into())]);
+    let hit = rows
+        .iter()
+        .find(|r| r.cache.as_deref() == Some("hit"))
+        .unwrap();
+    assert_eq!((hit.cost_usd.as_str(), hit.status), ("0", 200));
+    assert!(hit.prompt_tokens > 0, "the tokens it served");
+    // The ledger: the hit at $0 with the first answer's cost as its saving.
+    let stats = get_json(&gw, "/admin/cache").await;
+    assert_eq!(stats["enabled"], true);
+    let ledger = &stats["ledger"];
+    assert_eq!(ledger["hits"], 1, "{stats}");
+    assert_eq!(ledger["saved_usd"].as_str(), Some(cost.as_str()), "{stats}");
+    let process = &stats["process"];
+    assert_eq!(
+        (process["hits"].as_u64(), process["misses"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(process["tiers"][0]["entries"], 1);
+    let spend = get_json(&gw, "/admin/spend?group_by=model").await;
+    assert!(
+        spend.to_string().contains(&cost),
+        "savings in the report: {spend}"
+    );
+    let metrics = metrics_text(&gw).await;
+    assert!(
+        metrics.contains("llmrr_cache_hits_total{tier=\"l1\"} 1"),
+        "{metrics}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn issue10_only_deterministic_requests_by_default_and_cache_control_is_obeyed() {
+    let (gw, mock) = start_with(CACHE_ON, ENV).await;
+    // No temperature: not repeatable, not cached.
+    for _ in 0..2 {
+        let r = send(&gw, MASTER, &chat_body("o-ok", "free"), &[]).await;
+        assert_eq!(header(&r, "x-llmrr-cache"), Some("bypass"));
+    }
+    assert_eq!(chat_calls(&mock), 2);
+    // A seed makes it repeatable.
+    let mut seeded = chat_body("o-ok", "seeded");
+    seeded["seed"] = 7.into();
+    send(&gw, MASTER, &seeded, &[]).await;
+    let r = send(&gw, MASTER, &seeded, &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("hit"));
+    assert_eq!(chat_calls(&mock), 3);
+    // no-store: answered, not kept.
+    let body = det("o-ok", "not kept");
+    let r = send(&gw, MASTER, &body, &[("cache-control", "no-store")]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"));
+    let r = send(&gw, MASTER, &body, &[]).await;
+    assert_eq!(
+        header(&r, "x-llmrr-cache"),
+        Some("miss"),
+        "no-store kept nothing"
+    );
+    assert_eq!(chat_calls(&mock), 5);
+    // no-cache: a fresh answer (it refreshes the entry).
+    let r = send(&gw, MASTER, &body, &[("cache-control", "no-cache")]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("bypass"));
+    assert_eq!(chat_calls(&mock), 6);
+    let r = send(&gw, MASTER, &body, &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("hit"));
+    assert_eq!(chat_calls(&mock), 6);
+    // A partition of the caller's namespace reads only its own entries.
+    let r = send(&gw, MASTER, &body, &[("x-llmrr-cache-namespace", "exp-1")]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"));
+    // A per-request TTL: gone after it.
+    let short = det("o-ok", "short-lived");
+    send(&gw, MASTER, &short, &[("x-llmrr-cache-ttl", "0.3")]).await;
+    let r = send(&gw, MASTER, &short, &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("hit"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let r = send(&gw, MASTER, &short, &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"), "expired");
+    // Bad directives are a 400 naming the header.
+    let r = send(&gw, MASTER, &short, &[("x-llmrr-cache-ttl", "soon")]).await;
+    let e = error_body(r, 400).await;
+    assert_eq!(e["error"]["param"], "x-llmrr-cache-ttl");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn issue10_tenants_never_read_each_others_answers() {
+    let (gw, mock) = start_with(CACHE_ON, ENV).await;
+    let key = |name: &str, team: Option<&str>| NewKey {
+        name: name.into(),
+        team: team.map(str::to_owned),
+        ..Default::default()
+    };
+    let a1 = create_key(&gw, key("a1", Some("team-a"))).await.key;
+    let a2 = create_key(&gw, key("a2", Some("team-a"))).await.key;
+    let b1 = create_key(&gw, key("b1", Some("team-b"))).await.key;
+    let loner = create_key(&gw, key("loner", None)).await.key;
+    let loner2 = create_key(&gw, key("loner2", None)).await.key;
+    let body = det("o-ok", "secret plans");
+    let r = send(&gw, &a1, &body, &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"));
+    let r = send(&gw, &a2, &body, &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("hit"), "same team");
+    for other in [&b1, &loner, &loner2, &MASTER.to_owned()] {
+        let r = send(&gw, other, &body, &[]).await;
+        assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"), "another tenant");
+    }
+    assert_eq!(chat_calls(&mock), 5);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn issue10_fifty_identical_requests_make_one_upstream_call() {
+    let (gw, mock) = start_routed(&format!(
+        "{CACHE_ON}[[models]]\nname = \"slow\"\nprovider = \"openai\"\nbase_url = \"{{mock}}\"\n\
+         api_key = \"env:UPSTREAM_KEY\"\nupstream_model = \"mock-slow-400\"\n\
+         input_cost_per_mtok = 1\noutput_cost_per_mtok = 2\n"
+    ))
+    .await;
+    let body = det("slow", "everyone asks this");
+    let calls = (0..50).map(|_| send(&gw, MASTER, &body, &[]));
+    let answers = futures_util::future::join_all(calls).await;
+    assert_eq!(chat_calls(&mock), 1, "ONE upstream call");
+    let mut tiers = std::collections::BTreeMap::new();
+    let mut bodies = std::collections::BTreeSet::new();
+    for a in answers {
+        assert_eq!(a.status(), 200);
+        *tiers
+            .entry(
+                header(&a, "x-llmrr-cache-tier")
+                    .unwrap_or("none")
+                    .to_owned(),
+            )
+            .or_insert(0) += 1;
+        bodies.insert(a.text().await.unwrap());
+    }
+    assert_eq!(bodies.len(), 1, "the same answer for all");
+    assert_eq!(tiers.get("none"), Some(&1), "one leader: {tiers:?}");
+    assert_eq!(tiers.values().sum::<i32>(), 50);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn issue10_streams_coalesce_survive_the_leader_hanging_up_and_replay_byte_compatibly() {
+    let (gw, mock) = start_routed(&format!(
+        "{CACHE_ON}[[models]]\nname = \"drip\"\nprovider = \"openai\"\nbase_url = \"{{mock}}\"\n\
+         api_key = \"env:UPSTREAM_KEY\"\nupstream_model = \"mock-drip-60\"\n\
+         input_cost_per_mtok = 1\noutput_cost_per_mtok = 2\n"
+    ))
+    .await;
+    let mut body = det("drip", "stream this to everyone");
+    body["stream"] = true.into();
+    body["stream_options"] = serde_json::json!({"include_usage": true});
+    // The leader: read its first bytes, then hang up.
+    let leader = send(&gw, MASTER, &body, &[]).await;
+    assert_eq!(header(&leader, "x-llmrr-cache"), Some("miss"));
+    let mut leader_stream = leader.bytes_stream();
+    use futures_util::StreamExt;
+    let first = leader_stream.next().await.expect("a first chunk").unwrap();
+    assert!(first.starts_with(b"data: "));
+    // Followers join while the stream is under way.
+    let followers: Vec<_> = (0..49)
+        .map(|_| {
+            let (url, body) = (gw.url.clone(), body.clone());
+            tokio::spawn(async move {
+                let r = client()
+                    .post(format!("{url}/v1/chat/completions"))
+                    .bearer_auth(MASTER)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("answers");
+                assert_eq!(r.status(), 200);
+                let tier = header(&r, "x-llmrr-cache-tier").map(str::to_owned);
+                (tier, sse_data(r).await)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    drop(leader_stream);
+    let mut results = Vec::new();
+    for f in followers {
+        results.push(f.await.expect("a follower"));
+    }
+    assert_eq!(chat_calls(&mock), 1, "ONE upstream call for 50 streams");
+    let text = streamed_text(&results[0].1);
+    assert!(!text.is_empty());
+    for (tier, data) in &results {
+        assert!(tier.is_some(), "a follower or a hit");
+        assert_eq!(
+            streamed_text(data),
+            text,
+            "every follower got the whole stream"
+        );
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+        let usage: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+        assert!(usage["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+        assert_eq!(usage["llmrr"]["cost_usd"], "0");
+    }
+    // Later: a replay from the cache, chunk for chunk the same shape.
+    let replay = send(&gw, MASTER, &body, &[]).await;
+    assert_eq!(header(&replay, "x-llmrr-cache"), Some("hit"));
+    assert_eq!(header(&replay, "x-llmrr-cache-tier"), Some("l1"));
+    assert_eq!(
+        header(&replay, "content-type"),
+        Some("text/event-stream"),
+        "SSE"
+    );
+    let raw = replay.text().await.unwrap();
+    assert!(raw.ends_with("data: [DONE]\n\n"), "{raw}");
+    let data: Vec<&str> = raw
+        .split("\n\n")
+        .filter(|f| !f.is_empty())
+        .map(|f| f.strip_prefix("data: ").expect("only data frames"))
+        .collect();
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).expect("JSON chunks"))
+        .collect();
+    let id = chunks[0]["id"].clone();
+    for c in &chunks {
+        assert_eq!(c["object"], "chat.completion.chunk");
+        assert_eq!(c["id"], id, "one id");
+    }
+    let last = chunks.last().unwrap();
+    assert!(last["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(last["llmrr"]["cache"], "hit");
+    assert!(last["llmrr"]["saved_usd"].as_str().is_some());
+    let replayed: Vec<String> = data.iter().map(|d| d.to_string()).collect();
+    assert_eq!(streamed_text(&replayed), text);
+    // Without include_usage, no usage chunk.
+    body["stream_options"] = serde_json::json!({"include_usage": false});
+    let r = send(&gw, MASTER, &body, &[]).await;
+    let plain = sse_data(r).await;
+    assert!(
+        plain.iter().all(|d| !d.contains("\"usage\":{")),
+        "{plain:?}"
+    );
+    assert_eq!(chat_calls(&mock), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn issue10_the_disk_tier_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = format!(
+        "{CACHE_ON}disk_path = \"{}\"\n",
+        dir.path().join("cache.sqlite").display()
+    );
+    let (gw, mock) = start_with(&disk, ENV).await;
+    let body = det("o-ok", "remember me");
+    let r = send(&gw, MASTER, &body, &[]).await;
+    let first = r.text().await.unwrap();
+    gw.stop().await;
+    let toml = format!("{disk}\n{}", models_toml(&mock));
+    let gw = TestGateway::start(&toml, ENV, StoreChoice::Sqlite).await;
+    let r = send(&gw, MASTER, &body, &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("hit"));
+    assert_eq!(header(&r, "x-llmrr-cache-tier"), Some("l2"));
+    assert_eq!(r.text().await.unwrap(), first);
+    // An L2 hit filled L1.
+    let r = send(&gw, MASTER, &body, &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache-tier"), Some("l1"));
+    assert_eq!(chat_calls(&mock), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn issue10_replicas_share_answers_through_redis_and_purges_reach_it() {
+    let mock = MockProvider::start().await;
+    let db = SharedDatabase::create().await;
+    let prefix = unique_prefix();
+    let models = format!("{CACHE_ON}\n{}", models_toml(&mock));
+    let a = replica(&models, &db.url, &prefix).await;
+    let b = replica(&models, &db.url, &prefix).await;
+    let body = det("o-ok", "shared answer");
+    let r = send(&a, MASTER, &body, &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"));
+    let first = r.text().await.unwrap();
+    // The L3 write is off the answer's path: give it a moment.
+    let mut tier = None;
+    for _ in 0..50 {
+        let r = send(&b, MASTER, &body, &[]).await;
+        if header(&r, "x-llmrr-cache") == Some("hit") {
+            tier = header(&r, "x-llmrr-cache-tier").map(str::to_owned);
+            assert_eq!(r.text().await.unwrap(), first);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(tier.as_deref(), Some("l3"), "replica B read A's answer");
+    let upstream = chat_calls(&mock);
+    assert!(
+        upstream <= 2,
+        "at most B's first try raced the write: {upstream}"
+    );
+    // Purge by route on A: gone from A's memory and from Redis; B's own L1 copy stays
+    // until B is purged too (each replica's memory is its own).
+    let resp = client()
+        .delete(format!("{}/admin/cache?route=o-ok", a.url))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    let purged: Value = resp.json().await.unwrap();
+    assert_eq!(purged["purged"]["l3"], 1, "{purged}");
+    assert_eq!(purged["purged"]["l1"], 1, "{purged}");
+    let r = send(&a, MASTER, &body, &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"));
+    a.stop().await;
+    b.stop().await;
+    db.drop().await;
+}
+
+/// A private Redis server this test may stop.
+struct OwnRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| panic!("a free port: {e}"))
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (the machine runs Redis, so it has the binary)");
+        OwnRedis { child, port }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn issue10_requests_still_succeed_when_the_shared_tier_stops() {
+    let mut redis = OwnRedis::start();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", redis.port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mock = MockProvider::start().await;
+    let toml = format!(
+        "{CACHE_ON}[shared]\nredis_url = \"redis://127.0.0.1:{}\"\nkey_prefix = \"{}\"\n\
+         [limits]\non_shared_outage = \"allow\"\n{}",
+        redis.port,
+        unique_prefix(),
+        models_toml(&mock)
+    );
+    let gw = TestGateway::start(&toml, ENV, StoreChoice::Sqlite).await;
+    let r = send(&gw, MASTER, &det("o-ok", "before"), &[]).await;
+    assert_eq!(r.status(), 200);
+    redis.child.kill().unwrap();
+    redis.child.wait().unwrap();
+    for i in 0..3 {
+        let r = send(&gw, MASTER, &det("o-ok", &format!("during {i}")), &[]).await;
+        assert_eq!(r.status(), 200, "Redis down: the tier is skipped");
+        assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"));
+    }
+    // L1 still answers.
+    let r = send(&gw, MASTER, &det("o-ok", "during 0"), &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("hit"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let metrics = metrics_text(&gw).await;
+    assert!(
+        metrics.contains("llmrr_cache_tier_errors_total{tier=\"l3\""),
+        "{metrics}"
+    );
+    gw.stop().await;
+}
