@@ -90,12 +90,13 @@ impl MemoryTier {
     /// than the whole tier is not kept).
     pub fn insert(&self, key: CacheKey, entry: Arc<Entry>, now_ms: i64) -> u64 {
         let bytes = entry.size();
+        let cost_usd = entry.meta.cost_pusd as f64 / 1e12;
+        let mut s = self.lock();
+        // A replacement drops the old answer even when the new one is not kept.
+        s.remove(&key);
         if bytes > self.capacity {
             return 0;
         }
-        let cost_usd = entry.meta.cost_pusd as f64 / 1e12;
-        let mut s = self.lock();
-        s.remove(&key);
         let before = s.evictions;
         while let Some((&(at, seq), _)) = s.by_expiry.first_key_value() {
             if at > now_ms {

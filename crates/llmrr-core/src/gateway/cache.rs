@@ -26,6 +26,13 @@ pub(super) struct Fill {
     pub(super) lead: Option<Lead>,
 }
 
+impl Fill {
+    /// Keep the answer only if `keep` (the followers still get it).
+    pub(super) fn keep_only_if(&mut self, keep: bool) {
+        self.store &= keep;
+    }
+}
+
 /// What admission decided about the cache.
 pub(super) enum Begin {
     /// Make the call (with the cache's part, if any, and what to report).
@@ -74,12 +81,18 @@ impl Gateway {
                 }
                 Step::Hit(e, tier) => return Err(Begin::Hit(e, tier)),
                 Step::Follow(mut f) if stream => {
-                    if f.opened().await {
+                    let waiting = HungUp::arm(self, ctx, call, stream);
+                    let opened = f.opened().await;
+                    waiting.disarm();
+                    if opened {
                         return Err(Begin::Follow(f));
                     }
                 }
                 Step::Follow(f) => {
-                    if let Some(e) = f.answer().await {
+                    let waiting = HungUp::arm(self, ctx, call, stream);
+                    let answer = f.answer().await;
+                    waiting.disarm();
+                    if let Some(e) = answer {
                         if let Some(c) = &self.inner.cache {
                             c.counted_hit(Tier::Coalesced, &e);
                         }
@@ -148,12 +161,15 @@ impl Gateway {
                 return Step::Hit(e, tier);
             }
         }
-        cache.counted_miss();
         if d.no_store || !coalesce {
+            cache.counted_miss();
             return Step::Miss(fill(None), "miss");
         }
         match cache.join(key) {
-            Join::Lead(lead) => Step::Miss(fill(Some(lead)), "miss"),
+            Join::Lead(lead) => {
+                cache.counted_miss();
+                Step::Miss(fill(Some(lead)), "miss")
+            }
             Join::Follow(f) => Step::Follow(f),
         }
     }
@@ -246,6 +262,7 @@ impl Gateway {
             cache: Some(status),
         };
         let this = self.clone();
+        let followed = matches!(source, Source::Flight(..));
         self.inner.tracker.spawn(async move {
             let include_usage = call.include_usage();
             let (result, entry) = match source {
@@ -255,6 +272,9 @@ impl Gateway {
                 }
                 Source::Flight(f, _) => follow(&frames_tx, f, include_usage).await,
             };
+            if let (Some(e), Some(cache), true) = (&entry, &this.inner.cache, followed) {
+                cache.counted_hit(Tier::Coalesced, e);
+            }
             match entry {
                 Some(e) if result.is_ok() => this.finish_hit(&ctx, &call, &e, true, Ok(())),
                 Some(e) => this.finish_hit(&ctx, &call, &e, true, result),
@@ -371,6 +391,64 @@ impl Gateway {
     }
 }
 
+/// Logs the row of a request whose client hung up while it waited for an identical call
+/// (the wait runs in the client's own future: nothing else would).
+struct HungUp<'a> {
+    gateway: &'a Gateway,
+    ctx: &'a RequestContext,
+    call: &'a Call,
+    stream: bool,
+    armed: bool,
+}
+
+impl<'a> HungUp<'a> {
+    fn arm(gateway: &'a Gateway, ctx: &'a RequestContext, call: &'a Call, stream: bool) -> Self {
+        HungUp {
+            gateway,
+            ctx,
+            call,
+            stream,
+            armed: true,
+        }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for HungUp<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let key = &self.ctx.key;
+        self.gateway.inner.log.append(LogRow {
+            id: self.ctx.id.clone(),
+            created_at_ms: crate::store::now_ms(),
+            endpoint: self.call.endpoint().as_str().to_owned(),
+            key_id: key.key_id.clone(),
+            user_id: key.user.clone(),
+            team_id: key.team.clone(),
+            requested_model: self.call.model().to_owned(),
+            model: None,
+            provider: None,
+            stream: self.stream,
+            status: i64::from(CLIENT_CLOSED),
+            error_type: Some("client_disconnected".into()),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            usage_estimated: false,
+            latency_us: self.ctx.started.elapsed().as_micros().min(i64::MAX as u128) as i64,
+            ttft_us: None,
+            upstream_us: None,
+            cost_usd: "0".into(),
+            unpriced: false,
+            cache: Some("hit".into()),
+        });
+    }
+}
+
 /// Where a streamed answer without a call of its own comes from.
 pub(super) enum Source {
     Entry(Arc<Entry>, Tier),
@@ -380,12 +458,15 @@ pub(super) enum Source {
 
 /// Whose answers a request may read: the rule's scope, then the request's own partition.
 fn namespace_of(rule: &CacheRule, key: &KeyContext, asked: Option<&str>) -> String {
-    let id = key.key_id.as_deref().unwrap_or("master");
+    // Ids are escaped so that `/` only ever separates the partition: a team named `a/x` is
+    // `team:a%2Fx`, never team `a`'s partition `x`.
+    let esc = |s: &str| s.replace('%', "%25").replace('/', "%2F");
+    let id = esc(key.key_id.as_deref().unwrap_or("master"));
     let base = match rule.namespace {
         NamespaceScope::Global => "global".to_owned(),
         NamespaceScope::Key => format!("key:{id}"),
         NamespaceScope::Team => match &key.team {
-            Some(team) => format!("team:{team}"),
+            Some(team) => format!("team:{}", esc(team)),
             None => format!("key:{id}"),
         },
     };
@@ -527,12 +608,24 @@ impl Call {
     }
 
     /// The request as the key sees it (its JSON, as forwarded upstream).
+    /// The request's routing options (`llmrr`, but `explain`) are part of it: they choose
+    /// which model of a route answers.
     pub(super) fn cache_body(&self) -> Option<serde_json::Value> {
-        match self {
-            Call::Chat(r) => serde_json::to_value(&**r).ok(),
-            Call::Completion(r) => serde_json::to_value(r).ok(),
-            Call::Embeddings(r) => serde_json::to_value(r).ok(),
+        let mut body = match self {
+            Call::Chat(r) => serde_json::to_value(&**r).ok()?,
+            Call::Completion(r) => serde_json::to_value(r).ok()?,
+            Call::Embeddings(r) => serde_json::to_value(r).ok()?,
+        };
+        if let (Some(serde_json::Value::Object(options)), Some(map)) =
+            (self.llmrr(), body.as_object_mut())
+        {
+            let mut options = options.clone();
+            options.remove("explain");
+            if !options.is_empty() {
+                map.insert("llmrr_routing".into(), options.into());
+            }
         }
+        Some(body)
     }
 }
 

@@ -175,10 +175,12 @@ impl Gateway {
         finish.compute = pumped.compute;
         finish.ttft = pumped.ttft;
         finish.upstream = Some(attempts.upstream + took);
-        let complete = pumped.completed && !usage_estimated;
         let cost = self.finish(finish).await;
-        if let Some(fill) = fill.take() {
-            if complete {
+        if let Some(mut fill) = fill.take() {
+            if pumped.completed {
+                // Followers get the whole stream either way; an answer without upstream
+                // usage is not kept (its saving would be a guess).
+                fill.keep_only_if(!usage_estimated);
                 let meta = cache::meta_of_answer(&ctx, &call, &entry, usage, cost);
                 self.fill_cache(fill, meta, crate::cache::Body::Stream(pumped.recorded));
             } else if let Some(lead) = fill.lead {

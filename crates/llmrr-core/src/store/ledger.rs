@@ -161,12 +161,14 @@ impl Store {
         Ok(())
     }
 
-    /// Spend of `scope` inside `window`: (pico-USD, tokens).
+    /// Spend of `scope` inside `window`: (pico-USD, tokens). Cache hits cost nothing and
+    /// their tokens (served, not used upstream) count against no budget.
     pub async fn ledger_spent(&self, scope: &Scope, window: Window) -> Result<(i64, i64)> {
         let (filter, binds, from, to) = scope_filter(scope, window);
         let sql = format!(
             "SELECT CAST(COALESCE(SUM(cost_pusd), 0) AS BIGINT) AS cost, \
-             CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) AS tokens \
+             CAST(COALESCE(SUM(CASE WHEN cache_hit = 0 THEN prompt_tokens + completion_tokens \
+             ELSE 0 END), 0) AS BIGINT) AS tokens \
              FROM spend_ledger WHERE {filter}"
         );
         let mut q = sqlx::query(&sql).bind(from).bind(to);
