@@ -172,10 +172,10 @@ async fn main() {
     let shared = SharedState::redis(&redis_url(), &unique_prefix())
         .await
         .expect("Redis");
-    let writer = ResponseCache::start(&CacheConfig::default(), Some(&shared))
+    let writer = ResponseCache::start(&CacheConfig::default(), Some(&shared), false)
         .await
         .expect("cache");
-    let reader = ResponseCache::start(&CacheConfig::default(), Some(&shared))
+    let reader = ResponseCache::start(&CacheConfig::default(), Some(&shared), false)
         .await
         .expect("cache");
     let answer = bytes::Bytes::from(vec![b'x'; 1500]);

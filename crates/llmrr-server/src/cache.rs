@@ -1,6 +1,7 @@
 //! The HTTP side of the response cache: what a request asks (`Cache-Control: no-cache` /
 //! `no-store`, `x-llmrr-cache-ttl`, `x-llmrr-cache-namespace`) and what the answer says
-//! (`x-llmrr-cache: hit | miss | bypass`, `x-llmrr-cache-tier`, `x-llmrr-cache-saved-usd`).
+//! (`x-llmrr-cache: hit | semantic-hit | miss | bypass`, `x-llmrr-cache-tier`,
+//! `x-llmrr-cache-saved-usd`, `x-llmrr-cache-similarity`).
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use llmrr_core::cache::{CacheDirectives, CacheStatus};
@@ -74,6 +75,12 @@ pub fn status_headers(h: &mut HeaderMap, status: &CacheStatus) {
         .and_then(|usd| HeaderValue::from_str(&usd.to_string()).ok())
     {
         h.insert("x-llmrr-cache-saved-usd", v);
+    }
+    if let Some(v) = status
+        .similarity
+        .and_then(|sim| HeaderValue::from_str(&format!("{sim:.4}")).ok())
+    {
+        h.insert("x-llmrr-cache-similarity", v);
     }
 }
 

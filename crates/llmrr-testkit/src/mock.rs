@@ -490,6 +490,16 @@ async fn openai_completions(
     sse_body(events, Duration::ZERO, Ending::Complete)
 }
 
+/// `vec[0.1,0.9]` inside a text: that vector.
+fn controlled_vector(text: &str) -> Option<Vec<f64>> {
+    let start = text.find("vec[")? + 4;
+    let end = start + text[start..].find(']')?;
+    text[start..end]
+        .split(',')
+        .map(|x| x.trim().parse::<f64>().ok())
+        .collect()
+}
+
 async fn openai_embeddings(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -508,6 +518,10 @@ async fn openai_embeddings(
         .iter()
         .enumerate()
         .map(|(i, text)| {
+            // A text holding `vec[a,b,…]` gets exactly that vector (tests of similarity).
+            if let Some(v) = controlled_vector(text) {
+                return json!({"object": "embedding", "index": i, "embedding": v});
+            }
             // Deterministic: the same text always gets the same vector.
             let seed = text
                 .bytes()

@@ -7,6 +7,7 @@
 use super::entry::Entry;
 use super::key::CacheKey;
 use super::policy;
+use super::semantic::{vector_bytes, vector_of, Item};
 use crate::config::cache::CachePolicy;
 use crate::error::{Error, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -32,6 +33,16 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS cache_entries_namespace ON cache_entries (namespace)",
     "CREATE INDEX IF NOT EXISTS cache_entries_name ON cache_entries (name)",
     "CREATE INDEX IF NOT EXISTS cache_entries_key_id ON cache_entries (key_id)",
+    "CREATE TABLE IF NOT EXISTS cache_vectors (
+        key BLOB PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        key_id TEXT,
+        context BLOB NOT NULL,
+        prompt TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        expires_ms INTEGER NOT NULL
+    )",
 ];
 
 /// Which entries a purge drops.
@@ -182,7 +193,7 @@ impl DiskTier {
         .execute(&self.pool)
         .await
         .map_err(disk)?;
-        bounds.bytes = bounds.bytes + bytes - old.unwrap_or(0).max(0) as u64;
+        bounds.bytes = (bounds.bytes + bytes).saturating_sub(old.unwrap_or(0).max(0) as u64);
         let mut evicted = 0;
         if bounds.bytes > self.capacity {
             let expired = sqlx::query("DELETE FROM cache_entries WHERE expires_ms <= ?")
@@ -243,7 +254,77 @@ impl DiskTier {
         Ok(())
     }
 
+    /// Keep a semantic index item with its entry (loaded again at start).
+    pub async fn put_vector(&self, meta: &super::entry::Meta, item: &Item) -> Result<()> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO cache_vectors \
+             (key, namespace, name, key_id, context, prompt, vector, expires_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&item.key.as_bytes()[..])
+        .bind(&meta.namespace)
+        .bind(&meta.name)
+        .bind(&meta.key_id)
+        .bind(&item.context.as_bytes()[..])
+        .bind(&item.prompt)
+        .bind(vector_bytes(&item.vector))
+        .bind(meta.expires_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(disk)?;
+        Ok(())
+    }
+
+    /// The semantic index items whose entries have not expired, oldest first, by namespace.
+    pub async fn vectors(&self, now_ms: i64) -> Result<Vec<(String, Item)>> {
+        sqlx::query("DELETE FROM cache_vectors WHERE expires_ms <= ?")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(disk)?;
+        let rows = sqlx::query(
+            "SELECT key, namespace, context, prompt, vector FROM cache_vectors \
+             ORDER BY expires_ms",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(disk)?;
+        let key = |b: Vec<u8>| <[u8; 32]>::try_from(b).ok().map(CacheKey::from_bytes);
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let (Some(k), Some(context)) = (
+                key(r.try_get("key").map_err(disk)?),
+                key(r.try_get("context").map_err(disk)?),
+            ) else {
+                continue;
+            };
+            out.push((
+                r.try_get("namespace").map_err(disk)?,
+                Item {
+                    key: k,
+                    context,
+                    prompt: r.try_get("prompt").map_err(disk)?,
+                    vector: vector_of(&r.try_get::<Vec<u8>, _>("vector").map_err(disk)?),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
     pub async fn purge(&self, p: &Purge) -> Result<u64> {
+        sqlx::query(
+            "DELETE FROM cache_vectors WHERE (? IS NULL OR namespace = ?) \
+             AND (? IS NULL OR name = ?) AND (? IS NULL OR key_id = ?)",
+        )
+        .bind(&p.namespace)
+        .bind(&p.namespace)
+        .bind(&p.route)
+        .bind(&p.route)
+        .bind(&p.key_id)
+        .bind(&p.key_id)
+        .execute(&self.pool)
+        .await
+        .map_err(disk)?;
         let mut bounds = self.bounds.lock().await;
         let done = sqlx::query(
             "DELETE FROM cache_entries WHERE (? IS NULL OR namespace = ?) \

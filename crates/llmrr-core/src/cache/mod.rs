@@ -3,7 +3,8 @@
 //! state of every replica ([`shared`]) — where a hit in a slower tier fills the faster ones and
 //! a tier that fails is skipped with a warning and a metric, never failing the request.
 //! [`policy`] makes lifetime, admission and eviction cost-aware; [`flight`] coalesces
-//! identical requests in flight into one upstream call, streams included.
+//! identical requests in flight into one upstream call, streams included; [`semantic`] finds
+//! an earlier answer to a prompt that means the same.
 //!
 //! The gateway calls [`ResponseCache::lookup`], [`ResponseCache::join`] and
 //! [`ResponseCache::store`]; `/admin/cache` reads [`ResponseCache::stats`] and
@@ -15,6 +16,7 @@ pub mod flight;
 pub mod key;
 pub mod memory;
 pub mod policy;
+pub mod semantic;
 pub mod shared;
 
 pub use disk::Purge;
@@ -68,13 +70,15 @@ pub struct CacheDirectives {
 }
 
 /// What the cache did for an answer (`x-llmrr-cache`, `x-llmrr-cache-tier`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CacheStatus {
     /// `hit`, `miss` or `bypass`.
     pub status: &'static str,
     pub tier: Option<Tier>,
     /// A hit: what the answer cost to make (USD), where the model had a price.
     pub saved_usd: Option<rust_decimal::Decimal>,
+    /// A semantic hit: how close the prompt was to the one answered.
+    pub similarity: Option<f32>,
 }
 
 impl CacheStatus {
@@ -86,6 +90,16 @@ impl CacheStatus {
                 rust_decimal::Decimal::from_i128_with_scale(i128::from(entry.meta.cost_pusd), 12)
                     .normalize()
             }),
+            similarity: None,
+        }
+    }
+
+    /// A hit found by meaning (`semantic-hit`).
+    pub fn semantic_hit(tier: Tier, entry: &Entry, similarity: f32) -> Self {
+        CacheStatus {
+            status: "semantic-hit",
+            similarity: Some(similarity),
+            ..CacheStatus::hit(tier, entry)
         }
     }
 
@@ -94,6 +108,7 @@ impl CacheStatus {
             status,
             tier: None,
             saved_usd: None,
+            similarity: None,
         }
     }
 }
@@ -157,6 +172,7 @@ struct Inner {
     l1: memory::MemoryTier,
     l2: Option<disk::DiskTier>,
     l3: Option<shared::SharedTier>,
+    semantic: Option<semantic::SemanticIndex>,
     flights: Arc<flight::Flights>,
     counters: Counters,
     /// The cache's clock (ms since the Unix epoch), on tokio's time so that tests can move it.
@@ -178,7 +194,12 @@ impl std::fmt::Debug for ResponseCache {
 impl ResponseCache {
     /// The tiers `config` asks for; L3 on `shared` (the cache's own scope of the shared
     /// state, Redis) when given and not turned off.
-    pub async fn start(config: &CacheConfig, shared: Option<&SharedState>) -> Result<Self> {
+    /// With `semantic`, the semantic index too (loaded from L2 when it is on).
+    pub async fn start(
+        config: &CacheConfig,
+        shared: Option<&SharedState>,
+        semantic: bool,
+    ) -> Result<Self> {
         let l2 = match &config.disk_path {
             Some(path) => {
                 Some(disk::DiskTier::open(path, config.disk_bytes, config.policy.clone()).await?)
@@ -188,11 +209,18 @@ impl ResponseCache {
         let l3 = shared
             .filter(|_| config.shared)
             .map(|s| shared::SharedTier::new(s.clone()));
+        let semantic = semantic.then(|| semantic::SemanticIndex::new(config.semantic_max_entries));
+        if let (Some(index), Some(disk)) = (&semantic, &l2) {
+            for (namespace, item) in disk.vectors(crate::store::now_ms()).await? {
+                index.add(&namespace, item);
+            }
+        }
         Ok(ResponseCache {
             inner: Arc::new(Inner {
                 l1: memory::MemoryTier::new(config.memory_bytes, config.policy.clone()),
                 l2,
                 l3,
+                semantic,
                 flights: Arc::default(),
                 counters: Counters::default(),
                 origin_ms: crate::store::now_ms(),
@@ -279,6 +307,48 @@ impl ResponseCache {
         metrics::counter!(telemetry::CACHE_BYPASSES, "reason" => reason).increment(1);
     }
 
+    /// The earlier prompt of `context` in `namespace` closest to `vector`, at `threshold`
+    /// or nearer.
+    pub fn semantic_search(
+        &self,
+        namespace: &str,
+        context: &CacheKey,
+        vector: &[f32],
+        threshold: f32,
+    ) -> Option<semantic::Match> {
+        self.inner
+            .semantic
+            .as_ref()?
+            .search(namespace, context, vector, threshold)
+    }
+
+    /// Index a prompt whose answer was just kept; the returned work keeps it with L2.
+    pub fn semantic_add(
+        &self,
+        item: semantic::Item,
+        meta: &Meta,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let this = self.clone();
+        let meta = meta.clone();
+        if let Some(index) = &self.inner.semantic {
+            index.add(&meta.namespace, item.clone());
+        }
+        async move {
+            if let (Some(_), Some(l2)) = (&this.inner.semantic, &this.inner.l2) {
+                if let Err(e) = l2.put_vector(&meta, &item).await {
+                    this.tier_failed(Tier::L2, "write", &e);
+                }
+            }
+        }
+    }
+
+    /// A failure of the embedding model (the semantic step is skipped).
+    pub fn semantic_failed(&self, e: &crate::Error) {
+        metrics::counter!(telemetry::CACHE_ERRORS, "tier" => "semantic", "op" => "embed")
+            .increment(1);
+        tracing::warn!(error = %e, "cache: embedding the prompt failed: semantic step skipped");
+    }
+
     /// Follow the identical request in flight, or lead it.
     pub fn join(&self, key: CacheKey) -> Join {
         self.inner.flights.join(key)
@@ -363,6 +433,10 @@ impl ResponseCache {
             l1: i.l1.remove_where(|e| p.selects(e)),
             ..Purged::default()
         };
+        if let (Some(index), None, None) = (&i.semantic, &p.route, &p.key_id) {
+            // Items of purged entries elsewhere just miss (their entries are gone).
+            index.remove_namespaces(|ns| p.namespace.as_ref().is_none_or(|n| n == ns));
+        }
         if let Some(l2) = &i.l2 {
             out.l2 = l2.purge(p).await?;
         }
@@ -436,7 +510,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn entries_expire_after_their_ttl_on_the_caches_clock() {
-        let cache = ResponseCache::start(&CacheConfig::default(), None)
+        let cache = ResponseCache::start(&CacheConfig::default(), None, false)
             .await
             .unwrap();
         let key = CacheKey::from_bytes([9; 32]);
@@ -466,13 +540,15 @@ mod tests {
             ..CacheConfig::default()
         };
         let shared = SharedState::memory();
-        let writer = ResponseCache::start(&config, Some(&shared)).await.unwrap();
+        let writer = ResponseCache::start(&config, Some(&shared), false)
+            .await
+            .unwrap();
         let key = CacheKey::from_bytes([3; 32]);
         let mut e = entry(Body::Json(bytes::Bytes::from_static(b"{\"a\":1}")));
         e.meta.expires_ms = writer.now_ms() + 60_000;
         writer.store(key, Arc::new(e.clone())).await;
         // Another process on the same shared state, without the disk file.
-        let reader = ResponseCache::start(&CacheConfig::default(), Some(&shared))
+        let reader = ResponseCache::start(&CacheConfig::default(), Some(&shared), false)
             .await
             .unwrap();
         let (got, tier) = reader.lookup(&key, "team:a", "gpt").await.unwrap();

@@ -23,6 +23,8 @@ pub struct RawCache {
     pub shared: Option<bool>,
     /// Answers larger than this are not kept (KiB, default 1024).
     pub max_entry_kb: Option<u64>,
+    /// Prompts in the semantic index, per namespace (default 10000).
+    pub semantic_max_entries: Option<u64>,
     #[serde(default)]
     pub policy: RawCachePolicy,
 }
@@ -31,7 +33,7 @@ pub struct RawCache {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCacheRule {
-    /// `exact` or `off`.
+    /// `exact`, `semantic` or `off`.
     pub mode: Option<String>,
     /// Base lifetime of an entry (seconds, default 3600); the policy lengthens it for costly
     /// answers.
@@ -44,6 +46,11 @@ pub struct RawCacheRule {
     pub only_deterministic: Option<bool>,
     /// Text normalization before keying: any of `whitespace`, `case` (default none).
     pub normalize: Option<Vec<String>>,
+    /// `semantic`: the configured model that embeds the last user turn (any model serving
+    /// `/v1/embeddings`: remote, or local with `pooling`).
+    pub embedding_model: Option<String>,
+    /// `semantic`: the cosine similarity a match needs (default 0.95).
+    pub similarity: Option<f64>,
 }
 
 /// `[cache.policy]`: how cost shapes the lifetime, admission and eviction of entries.
@@ -70,6 +77,8 @@ pub struct RawCachePolicy {
 pub enum CacheMode {
     Off,
     Exact,
+    /// Exact, then by the meaning of the last user turn.
+    Semantic,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -89,6 +98,8 @@ pub struct CacheRule {
     pub only_deterministic: bool,
     pub normalize_whitespace: bool,
     pub normalize_case: bool,
+    pub embedding_model: Option<std::sync::Arc<str>>,
+    pub similarity: f64,
 }
 
 impl Default for CacheRule {
@@ -100,6 +111,8 @@ impl Default for CacheRule {
             only_deterministic: true,
             normalize_whitespace: false,
             normalize_case: false,
+            embedding_model: None,
+            similarity: 0.95,
         }
     }
 }
@@ -134,6 +147,7 @@ pub struct CacheConfig {
     pub disk_bytes: u64,
     pub shared: bool,
     pub max_entry_bytes: u64,
+    pub semantic_max_entries: usize,
     pub policy: CachePolicy,
 }
 
@@ -146,6 +160,7 @@ impl Default for CacheConfig {
             disk_bytes: 1024 << 20,
             shared: true,
             max_entry_bytes: 1 << 20,
+            semantic_max_entries: 10_000,
             policy: CachePolicy::default(),
         }
     }
@@ -200,6 +215,16 @@ pub(super) fn cache(raw: RawCache) -> Result<CacheConfig> {
             Some(kb) => kb.saturating_mul(1024),
             None => defaults.max_entry_bytes,
         },
+        semantic_max_entries: match raw.semantic_max_entries {
+            Some(0) => {
+                return Err(Error::config(
+                    "cache.semantic_max_entries",
+                    "must be at least 1",
+                ))
+            }
+            Some(n) => n.min(10_000_000) as usize,
+            None => defaults.semantic_max_entries,
+        },
         policy,
     })
 }
@@ -210,16 +235,11 @@ pub(super) fn rule(at: &str, raw: &RawCacheRule, base: &CacheRule) -> Result<Cac
         None => base.mode,
         Some("off") => CacheMode::Off,
         Some("exact") => CacheMode::Exact,
-        Some("semantic") => {
-            return Err(Error::config(
-                format!("{at}.mode"),
-                "`semantic` is not available yet: use `exact`",
-            ))
-        }
+        Some("semantic") => CacheMode::Semantic,
         Some(other) => {
             return Err(Error::config(
                 format!("{at}.mode"),
-                format!("`{other}` must be `exact` or `off`"),
+                format!("`{other}` must be `exact`, `semantic` or `off`"),
             ))
         }
     };
@@ -255,6 +275,27 @@ pub(super) fn rule(at: &str, raw: &RawCacheRule, base: &CacheRule) -> Result<Cac
             }
         }
     }
+    let similarity = match raw.similarity {
+        Some(v) if !(v > 0.0 && v <= 1.0) => {
+            return Err(Error::config(
+                format!("{at}.similarity"),
+                format!("{v} must be a cosine similarity in (0, 1]"),
+            ))
+        }
+        Some(v) => v,
+        None => base.similarity,
+    };
+    let embedding_model = raw
+        .embedding_model
+        .as_deref()
+        .map(std::sync::Arc::from)
+        .or_else(|| base.embedding_model.clone());
+    if mode == CacheMode::Semantic && embedding_model.is_none() {
+        return Err(Error::config(
+            format!("{at}.embedding_model"),
+            "`semantic` needs the model that embeds prompts (a configured embeddings model)",
+        ));
+    }
     Ok(CacheRule {
         mode,
         ttl,
@@ -262,5 +303,7 @@ pub(super) fn rule(at: &str, raw: &RawCacheRule, base: &CacheRule) -> Result<Cac
         only_deterministic: raw.only_deterministic.unwrap_or(base.only_deterministic),
         normalize_whitespace: whitespace,
         normalize_case: case,
+        embedding_model,
+        similarity,
     })
 }

@@ -24,6 +24,41 @@ pub(super) struct Fill {
     store: bool,
     /// Publishes the answer to identical requests waiting for it.
     pub(super) lead: Option<Lead>,
+    /// The semantic tier's view of the prompt, indexed once the answer is kept.
+    semantic: Option<Probe>,
+}
+
+/// The last user turn as the semantic tier sees it.
+struct Probe {
+    context: CacheKey,
+    vector: Vec<f32>,
+    prompt: String,
+}
+
+/// An answer found in the cache (or by an identical call in flight).
+pub(super) struct Found {
+    pub(super) entry: Arc<Entry>,
+    pub(super) tier: Tier,
+    /// Found by meaning: the prompt it matched, and how closely.
+    pub(super) semantic: Option<crate::cache::semantic::Match>,
+}
+
+impl Found {
+    fn status(&self) -> CacheStatus {
+        match &self.semantic {
+            Some(m) => CacheStatus::semantic_hit(self.tier, &self.entry, m.similarity),
+            None => CacheStatus::hit(self.tier, &self.entry),
+        }
+    }
+
+    /// What `explain` shows of a semantic hit.
+    fn explanation(&self) -> Option<serde_json::Value> {
+        let m = self.semantic.as_ref()?;
+        Some(serde_json::json!({
+            "cache": {"status": "semantic-hit", "similarity": m.similarity,
+                      "matched_prompt": m.prompt}
+        }))
+    }
 }
 
 impl Fill {
@@ -38,7 +73,7 @@ pub(super) enum Begin {
     /// Make the call (with the cache's part, if any, and what to report).
     Call(Box<Prepared>),
     /// Answered from the cache or by an identical call (`Tier::Coalesced`).
-    Hit(Arc<Entry>, Tier),
+    Hit(Found),
     /// A stream that follows an identical streamed call.
     Follow(Follower),
 }
@@ -46,7 +81,7 @@ pub(super) enum Begin {
 enum Step {
     Off,
     Bypass,
-    Hit(Arc<Entry>, Tier),
+    Hit(Found),
     Follow(Follower),
     Miss(Fill, &'static str),
 }
@@ -79,7 +114,7 @@ impl Gateway {
                 Step::Miss(fill, status) => {
                     return Ok((Some(fill), Some(CacheStatus::plain(status))))
                 }
-                Step::Hit(e, tier) => return Err(Begin::Hit(e, tier)),
+                Step::Hit(found) => return Err(Begin::Hit(found)),
                 Step::Follow(mut f) if stream => {
                     let waiting = HungUp::arm(self, ctx, call, stream);
                     let opened = f.opened().await;
@@ -96,7 +131,11 @@ impl Gateway {
                         if let Some(c) = &self.inner.cache {
                             c.counted_hit(Tier::Coalesced, &e);
                         }
-                        return Err(Begin::Hit(e, Tier::Coalesced));
+                        return Err(Begin::Hit(Found {
+                            entry: e,
+                            tier: Tier::Coalesced,
+                            semantic: None,
+                        }));
                     }
                 }
             }
@@ -132,34 +171,57 @@ impl Gateway {
             return bypass("not_cacheable");
         };
         let namespace = namespace_of(rule, &ctx.key, d.namespace.as_deref());
-        let key = key_of(
-            &KeyScope {
-                endpoint: call.endpoint().as_str(),
-                name: call.model(),
-                namespace: &namespace,
-                stream,
-                normalize: Normalize {
-                    whitespace: rule.normalize_whitespace,
-                    case: rule.normalize_case,
-                },
+        let scope = KeyScope {
+            endpoint: call.endpoint().as_str(),
+            name: call.model(),
+            namespace: &namespace,
+            stream,
+            normalize: Normalize {
+                whitespace: rule.normalize_whitespace,
+                case: rule.normalize_case,
             },
-            &body,
-        );
-        let fill = |lead| Fill {
+        };
+        let key = key_of(&scope, &body);
+        if !d.no_read {
+            if let Some((entry, tier)) = cache.lookup(&key, &namespace, call.model()).await {
+                if entry.is_stream() == stream {
+                    return Step::Hit(Found {
+                        entry,
+                        tier,
+                        semantic: None,
+                    });
+                }
+            }
+        }
+        let mut probe = match rule.mode {
+            CacheMode::Semantic => self.semantic_probe(cache, rule, call, &scope, &body).await,
+            _ => None,
+        };
+        if let (Some(p), false) = (&probe, d.no_read) {
+            let threshold = rule.similarity as f32;
+            if let Some(m) = cache.semantic_search(&namespace, &p.context, &p.vector, threshold) {
+                if let Some((entry, tier)) = cache.lookup(&m.key, &namespace, call.model()).await {
+                    if entry.is_stream() == stream {
+                        return Step::Hit(Found {
+                            entry,
+                            tier,
+                            semantic: Some(m),
+                        });
+                    }
+                }
+            }
+        }
+        let mut fill = |lead| Fill {
             key,
             namespace: namespace.clone(),
             ttl: d.ttl.unwrap_or(rule.ttl),
             store: !d.no_store,
             lead,
+            semantic: probe.take(),
         };
         if d.no_read {
             cache.counted_bypass("no_cache");
             return Step::Miss(fill(None), "bypass");
-        }
-        if let Some((e, tier)) = cache.lookup(&key, &namespace, call.model()).await {
-            if e.is_stream() == stream {
-                return Step::Hit(e, tier);
-            }
         }
         if d.no_store || !coalesce {
             cache.counted_miss();
@@ -194,6 +256,17 @@ impl Gateway {
             self.inner
                 .tracker
                 .spawn(cache.store(fill.key, entry.clone()));
+            if let Some(p) = fill.semantic {
+                let item = crate::cache::semantic::Item {
+                    key: fill.key,
+                    context: p.context,
+                    prompt: p.prompt,
+                    vector: p.vector,
+                };
+                self.inner
+                    .tracker
+                    .spawn(cache.semantic_add(item, &entry.meta));
+            }
         }
         if let Some(lead) = fill.lead {
             lead.done(entry);
@@ -205,15 +278,20 @@ impl Gateway {
         &self,
         ctx: &RequestContext,
         call: &Call,
-        entry: Arc<Entry>,
-        tier: Tier,
+        found: Found,
     ) -> Result<Answer> {
+        let entry = &found.entry;
         let crate::cache::Body::Json(body) = &entry.body else {
             return Err(Error::Internal("a cached stream for an answer".into()));
         };
-        self.finish_hit(ctx, call, &entry, false, Ok(()));
+        self.finish_hit(ctx, call, entry, false, Ok(()));
+        let explain = RequestOptions::parse(call.llmrr()).is_ok_and(|o| o.explain);
+        let body = match found.explanation().filter(|_| explain) {
+            Some(ext) => with_extension(body.clone(), ext),
+            None => body.clone(),
+        };
         Ok(Answer {
-            body: body.clone(),
+            body,
             model: entry.meta.model.as_str().into(),
             provider: provider_name(&entry.meta.provider),
             usage: entry.meta.usage,
@@ -223,7 +301,7 @@ impl Gateway {
             route: None,
             attempts: 0,
             upstream: UpstreamMeta::default(),
-            cache: Some(CacheStatus::hit(tier, &entry)),
+            cache: Some(found.status()),
         })
     }
 
@@ -236,10 +314,10 @@ impl Gateway {
     ) -> StreamAnswer {
         let (frames_tx, frames_rx) = mpsc::channel(STREAM_BUFFER);
         let (model, provider, status) = match &source {
-            Source::Entry(e, tier) => (
-                e.meta.model.clone(),
-                e.meta.provider.clone(),
-                CacheStatus::hit(*tier, e),
+            Source::Entry(found) => (
+                found.entry.meta.model.clone(),
+                found.entry.meta.provider.clone(),
+                found.status(),
             ),
             Source::Flight(_, meta) => (
                 meta.0.clone(),
@@ -248,6 +326,7 @@ impl Gateway {
                     status: "hit",
                     tier: Some(Tier::Coalesced),
                     saved_usd: None,
+                    similarity: None,
                 },
             ),
         };
@@ -263,10 +342,17 @@ impl Gateway {
         };
         let this = self.clone();
         let followed = matches!(source, Source::Flight(..));
+        let explain = RequestOptions::parse(call.llmrr()).is_ok_and(|o| o.explain);
+        if let Source::Entry(found) = &source {
+            if let Some(ext) = found.explanation().filter(|_| explain) {
+                let _ = frames_tx.try_send(Bytes::from(format!(": llmrr {ext}\n\n")));
+            }
+        }
         self.inner.tracker.spawn(async move {
             let include_usage = call.include_usage();
             let (result, entry) = match source {
-                Source::Entry(e, _) => {
+                Source::Entry(found) => {
+                    let e = found.entry;
                     let sent = replay(&frames_tx, chunks_of(&e), include_usage, &e).await;
                     (sent, Some(e))
                 }
@@ -379,6 +465,87 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Embed the request's last user turn and key everything else; `None` when the request
+    /// has no such turn or the embedding model fails (then only the exact tiers apply).
+    async fn semantic_probe(
+        &self,
+        cache: &ResponseCache,
+        rule: &CacheRule,
+        call: &Call,
+        scope: &KeyScope<'_>,
+        body: &serde_json::Value,
+    ) -> Option<Probe> {
+        let model = rule.embedding_model.as_deref()?;
+        let text = call.last_user_text()?;
+        let mut rest = body.clone();
+        match call {
+            Call::Chat(_) => {
+                let messages = rest.get_mut("messages")?.as_array_mut()?;
+                let last = messages.iter_mut().rev().find(|m| m["role"] == "user")?;
+                last["content"] = serde_json::Value::String(String::new());
+            }
+            Call::Completion(_) => rest["prompt"] = serde_json::Value::String(String::new()),
+            Call::Embeddings(_) => return None,
+        }
+        let context = key_of(scope, &rest);
+        match self.embed(model, &text).await {
+            Ok(vector) => Some(Probe {
+                context,
+                vector,
+                prompt: text
+                    .chars()
+                    .take(crate::cache::semantic::PROMPT_CHARS)
+                    .collect(),
+            }),
+            Err(e) => {
+                cache.semantic_failed(&e);
+                None
+            }
+        }
+    }
+
+    /// The embedding of `text` by the configured model `model`.
+    async fn embed(&self, model: &str, text: &str) -> Result<Vec<f32>> {
+        let entry = self
+            .inner
+            .models
+            .get(model)
+            .ok_or_else(|| Error::ModelNotFound {
+                model: model.to_owned(),
+            })?;
+        let req = llmrr_types::openai::EmbeddingRequest {
+            model: model.to_owned(),
+            input: serde_json::Value::String(text.to_owned()),
+            user: None,
+            llmrr: None,
+            extra: Default::default(),
+        };
+        let done = tokio::time::timeout(entry.spec.timeout, entry.provider.embeddings(&req))
+            .await
+            .map_err(|_| Error::UpstreamTimeout {
+                model: model.to_owned(),
+                provider: entry.spec.provider.as_str(),
+                after: entry.spec.timeout,
+            })??;
+        let answer: serde_json::Value = serde_json::from_slice(&done.body)
+            .map_err(|e| Error::Internal(format!("embeddings answer: {e}")))?;
+        let vector: Vec<f32> = answer["data"][0]["embedding"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|x| x.as_f64())
+                    .map(|x| x as f32)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if vector.is_empty() {
+            return Err(Error::Internal(
+                "the embeddings answer has no vector".into(),
+            ));
+        }
+        Ok(vector)
+    }
+
     /// The model and provider a follower reports before the leader's answer is known: the
     /// name asked for, and its provider when it names a model.
     pub(super) fn model_of_flight(&self, call: &Call) -> (String, String) {
@@ -451,7 +618,7 @@ impl Drop for HungUp<'_> {
 
 /// Where a streamed answer without a call of its own comes from.
 pub(super) enum Source {
-    Entry(Arc<Entry>, Tier),
+    Entry(Found),
     /// An identical call in flight, and its model and provider (when known).
     Flight(Follower, (String, String)),
 }
@@ -473,6 +640,17 @@ fn namespace_of(rule: &CacheRule, key: &KeyContext, asked: Option<&str>) -> Stri
     match asked {
         Some(sub) => format!("{base}/{sub}"),
         None => base,
+    }
+}
+
+/// `body` (a JSON answer) with `"llmrr": ext` added.
+fn with_extension(body: Bytes, ext: serde_json::Value) -> Bytes {
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            map.insert("llmrr".into(), ext);
+            serde_json::to_vec(&map).map(Bytes::from).unwrap_or(body)
+        }
+        _ => body,
     }
 }
 
@@ -664,8 +842,25 @@ pub(super) async fn start_cache(
     if !config.cache.any_enabled(modes) {
         return Ok(None);
     }
+    let rules = || {
+        config
+            .routes
+            .iter()
+            .map(|r| &r.cache)
+            .chain(config.models.iter().map(|m| &m.cache))
+    };
+    for rule in rules().filter(|r| r.mode == CacheMode::Semantic) {
+        let model = rule.embedding_model.as_deref().unwrap_or_default();
+        if !config.models.iter().any(|m| &*m.name == model) {
+            return Err(Error::config(
+                "cache.embedding_model",
+                format!("`{model}` is not a configured model"),
+            ));
+        }
+    }
+    let semantic = rules().any(|r| r.mode == CacheMode::Semantic);
     let scope = shared.map(|s| s.scoped("cache"));
     Ok(Some(
-        ResponseCache::start(&config.cache, scope.as_ref()).await?,
+        ResponseCache::start(&config.cache, scope.as_ref(), semantic).await?,
     ))
 }

@@ -197,6 +197,15 @@ impl Call {
             .map(|t| t.chars().take(crate::money::category::HEAD_CHARS).collect())
     }
 
+    /// The last user turn's text (chat), or the prompt (completions); `None` past
+    /// `HEAD_CHARS` (only its head would be read: two long prompts that differ at their end
+    /// must not match).
+    pub(super) fn last_user_text(&self) -> Option<String> {
+        self.whole_topic().filter(|t| {
+            !t.trim().is_empty() && t.chars().count() < crate::money::category::HEAD_CHARS
+        })
+    }
+
     fn whole_topic(&self) -> Option<String> {
         match self {
             Call::Chat(r) => r

@@ -611,9 +611,7 @@ impl Gateway {
     ) -> Result<Answer> {
         let prepared = match self.prepare(&ctx, &mut call, valid, features).await? {
             Begin::Call(p) => *p,
-            Begin::Hit(entry, tier) => {
-                return self.answer_from_cache(&ctx, &call, entry, tier).await
-            }
+            Begin::Hit(found) => return self.answer_from_cache(&ctx, &call, found).await,
             Begin::Follow(_) => {
                 return Err(Error::Internal("a stream follower for an answer".into()))
             }

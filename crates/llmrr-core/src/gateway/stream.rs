@@ -13,8 +13,8 @@ impl Gateway {
     ) -> Result<StreamAnswer> {
         let prepared = match self.prepare(&ctx, &mut call, valid, features).await? {
             Begin::Call(p) => *p,
-            Begin::Hit(entry, tier) => {
-                return Ok(self.stream_from_cache(ctx, call, Source::Entry(entry, tier)))
+            Begin::Hit(found) => {
+                return Ok(self.stream_from_cache(ctx, call, Source::Entry(found)))
             }
             Begin::Follow(f) => {
                 let names = self.model_of_flight(&call);

@@ -457,3 +457,88 @@ async fn issue10_requests_still_succeed_when_the_shared_tier_stops() {
     );
     gw.stop().await;
 }
+
+/// Routes with the semantic tier over the mock's embeddings (a text holding `vec[…]` gets that
+/// vector).
+const SEMANTIC: &str = "[[routes]]\nname = \"faq\"\nmodels = [\"o-ok\"]\n\
+    cache = { mode = \"semantic\", embedding_model = \"o-ok\", similarity = 0.95 }\n";
+
+#[tokio::test]
+async fn issue10_semantic_hits_need_a_close_meaning_and_the_same_everything_else() {
+    let (gw, mock) = start_routed(SEMANTIC).await;
+    let ask = |text: &str| det("faq", text);
+    let r = send(
+        &gw,
+        MASTER,
+        &ask("how do I reset my password? vec[1,0,0]"),
+        &[],
+    )
+    .await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"));
+    let first = r.text().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Close in meaning (cosine ≈ 0.995): the earlier answer.
+    let r = send(
+        &gw,
+        MASTER,
+        &ask("password reset, how? vec[0.99,0.1,0]"),
+        &[],
+    )
+    .await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("semantic-hit"));
+    let sim: f64 = header(&r, "x-llmrr-cache-similarity")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(sim > 0.99 && sim <= 1.0, "{sim}");
+    assert_eq!(header(&r, "x-llmrr-cost-usd"), Some("0"));
+    assert_eq!(r.text().await.unwrap(), first);
+    // Far in meaning (cosine ≈ 0.71): a miss.
+    let r = send(
+        &gw,
+        MASTER,
+        &ask("what are your prices? vec[0.7,0.7,0]"),
+        &[],
+    )
+    .await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"));
+    // Close in meaning but another system prompt: a miss (the rest must be identical).
+    let mut other = ask("password reset, how? vec[0.99,0.1,0]");
+    other["messages"].as_array_mut().unwrap().insert(
+        0,
+        serde_json::json!({"role": "system", "content": "Answer in French."}),
+    );
+    let r = send(&gw, MASTER, &other, &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"));
+    // Close in meaning but another tenant: a miss.
+    let k = create_key(
+        &gw,
+        NewKey {
+            name: "other".into(),
+            team: Some("t2".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = send(
+        &gw,
+        &k.key,
+        &ask("password reset, how? vec[0.99,0.1,0]"),
+        &[],
+    )
+    .await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"));
+    // The explanation names the prompt that matched.
+    let mut explained = ask("reset password please vec[0.995,0.05,0]");
+    explained["llmrr"] = serde_json::json!({"explain": true});
+    let r = send(&gw, MASTER, &explained, &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("semantic-hit"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["llmrr"]["cache"]["matched_prompt"],
+        "how do I reset my password? vec[1,0,0]"
+    );
+    let chats = chat_calls(&mock);
+    assert_eq!(chats, 4, "first, far, other system prompt, other tenant");
+    gw.stop().await;
+}
