@@ -43,6 +43,7 @@ const SCHEMA: &[&str] = &[
         vector BLOB NOT NULL,
         expires_ms INTEGER NOT NULL
     )",
+    "CREATE INDEX IF NOT EXISTS cache_vectors_expiry ON cache_vectors (expires_ms)",
 ];
 
 /// Which entries a purge drops.
@@ -256,6 +257,12 @@ impl DiskTier {
 
     /// Keep a semantic index item with its entry (loaded again at start).
     pub async fn put_vector(&self, meta: &super::entry::Meta, item: &Item) -> Result<()> {
+        // Items of expired answers go as new ones come (the table stays near the index's size).
+        sqlx::query("DELETE FROM cache_vectors WHERE expires_ms <= ?")
+            .bind(meta.created_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(disk)?;
         sqlx::query(
             "INSERT OR REPLACE INTO cache_vectors \
              (key, namespace, name, key_id, context, prompt, vector, expires_ms) \
@@ -283,7 +290,7 @@ impl DiskTier {
             .await
             .map_err(disk)?;
         let rows = sqlx::query(
-            "SELECT key, namespace, context, prompt, vector FROM cache_vectors \
+            "SELECT key, namespace, context, prompt, vector, expires_ms FROM cache_vectors \
              ORDER BY expires_ms",
         )
         .fetch_all(&self.pool)
@@ -305,6 +312,7 @@ impl DiskTier {
                     context,
                     prompt: r.try_get("prompt").map_err(disk)?,
                     vector: vector_of(&r.try_get::<Vec<u8>, _>("vector").map_err(disk)?),
+                    expires_ms: r.try_get("expires_ms").map_err(disk)?,
                 },
             ));
         }

@@ -319,7 +319,7 @@ impl ResponseCache {
         self.inner
             .semantic
             .as_ref()?
-            .search(namespace, context, vector, threshold)
+            .search(namespace, context, vector, threshold, self.now_ms())
     }
 
     /// Index a prompt whose answer was just kept; the returned work keeps it with L2.

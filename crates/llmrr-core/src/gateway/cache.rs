@@ -12,6 +12,8 @@ use crate::config::cache::{CacheMode, CacheRule, NamespaceScope};
 use crate::money::cost::picos;
 use crate::store::LedgerRow;
 
+/// An embedding for the semantic tier waits at most this long (then: an exact miss).
+const EMBED_TIMEOUT: Duration = Duration::from_secs(5);
 /// A leader whose followers were let down this many times goes on without coalescing.
 const COALESCE_ROUNDS: usize = 2;
 
@@ -262,6 +264,7 @@ impl Gateway {
                     context: p.context,
                     prompt: p.prompt,
                     vector: p.vector,
+                    expires_ms: entry.meta.expires_ms,
                 };
                 self.inner
                     .tracker
@@ -284,7 +287,7 @@ impl Gateway {
         let crate::cache::Body::Json(body) = &entry.body else {
             return Err(Error::Internal("a cached stream for an answer".into()));
         };
-        self.finish_hit(ctx, call, entry, false, Ok(()));
+        self.finish_hit(ctx, call, entry, false, Ok(()), found.status().status);
         let explain = RequestOptions::parse(call.llmrr()).is_ok_and(|o| o.explain);
         let body = match found.explanation().filter(|_| explain) {
             Some(ext) => with_extension(body.clone(), ext),
@@ -342,6 +345,10 @@ impl Gateway {
         };
         let this = self.clone();
         let followed = matches!(source, Source::Flight(..));
+        let how = match &source {
+            Source::Entry(found) => found.status().status,
+            Source::Flight(..) => "hit",
+        };
         let explain = RequestOptions::parse(call.llmrr()).is_ok_and(|o| o.explain);
         if let Source::Entry(found) = &source {
             if let Some(ext) = found.explanation().filter(|_| explain) {
@@ -362,8 +369,7 @@ impl Gateway {
                 cache.counted_hit(Tier::Coalesced, e);
             }
             match entry {
-                Some(e) if result.is_ok() => this.finish_hit(&ctx, &call, &e, true, Ok(())),
-                Some(e) => this.finish_hit(&ctx, &call, &e, true, result),
+                Some(e) => this.finish_hit(&ctx, &call, &e, true, result, how),
                 None => {
                     let mut f = Finish::new(&ctx, &call, true);
                     f.result = result;
@@ -383,6 +389,7 @@ impl Gateway {
         entry: &Entry,
         stream: bool,
         result: std::result::Result<(), (u16, &'static str)>,
+        how: &'static str,
     ) {
         let key = &ctx.key;
         let (status, error) = match result {
@@ -411,7 +418,7 @@ impl Gateway {
             upstream_us: None,
             cost_usd: "0".into(),
             unpriced: false,
-            cache: Some("hit".into()),
+            cache: Some(how.into()),
         });
         if error.is_some() {
             return;
@@ -482,11 +489,19 @@ impl Gateway {
             Call::Chat(_) => {
                 let messages = rest.get_mut("messages")?.as_array_mut()?;
                 let last = messages.iter_mut().rev().find(|m| m["role"] == "user")?;
+                // Only a turn of text: an image or a file is not in the embedding.
+                if !last["content"].is_string() {
+                    return None;
+                }
                 last["content"] = serde_json::Value::String(String::new());
             }
-            Call::Completion(_) => rest["prompt"] = serde_json::Value::String(String::new()),
-            Call::Embeddings(_) => return None,
+            Call::Completion(_) if rest["prompt"].is_string() => {
+                rest["prompt"] = serde_json::Value::String(String::new())
+            }
+            Call::Completion(_) | Call::Embeddings(_) => return None,
         }
+        // Vectors of two embedding models are never compared.
+        rest["llmrr_embedding_model"] = serde_json::Value::String(model.to_owned());
         let context = key_of(scope, &rest);
         match self.embed(model, &text).await {
             Ok(vector) => Some(Probe {
@@ -520,12 +535,13 @@ impl Gateway {
             llmrr: None,
             extra: Default::default(),
         };
-        let done = tokio::time::timeout(entry.spec.timeout, entry.provider.embeddings(&req))
+        let limit = entry.spec.timeout.min(EMBED_TIMEOUT);
+        let done = tokio::time::timeout(limit, entry.provider.embeddings(&req))
             .await
             .map_err(|_| Error::UpstreamTimeout {
                 model: model.to_owned(),
                 provider: entry.spec.provider.as_str(),
-                after: entry.spec.timeout,
+                after: limit,
             })??;
         let answer: serde_json::Value = serde_json::from_slice(&done.body)
             .map_err(|e| Error::Internal(format!("embeddings answer: {e}")))?;

@@ -538,7 +538,22 @@ async fn issue10_semantic_hits_need_a_close_meaning_and_the_same_everything_else
         v["llmrr"]["cache"]["matched_prompt"],
         "how do I reset my password? vec[1,0,0]"
     );
+    // A turn with an image is never matched by its text alone.
+    let mut image = ask("x");
+    image["messages"][0]["content"] = serde_json::json!([
+        {"type": "text", "text": "password reset, how? vec[0.99,0.1,0]"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    ]);
+    let r = send(&gw, MASTER, &image, &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"));
     let chats = chat_calls(&mock);
-    assert_eq!(chats, 4, "first, far, other system prompt, other tenant");
+    assert_eq!(chats, 5, "first, far, other system prompt, other tenant, image");
+    gw.state.gateway.flush_log().await;
+    let logged = rows(&gw).await;
+    let semantic = logged
+        .iter()
+        .filter(|r| r.cache.as_deref() == Some("semantic-hit"))
+        .count();
+    assert_eq!(semantic, 2, "semantic hits are logged as such");
     gw.stop().await;
 }
