@@ -320,24 +320,19 @@ impl DiskTier {
     }
 
     pub async fn purge(&self, p: &Purge) -> Result<u64> {
-        sqlx::query(
-            "DELETE FROM cache_vectors WHERE (? IS NULL OR namespace = ?) \
-             AND (? IS NULL OR name = ?) AND (? IS NULL OR key_id = ?)",
-        )
-        .bind(&p.namespace)
-        .bind(&p.namespace)
-        .bind(&p.route)
-        .bind(&p.route)
-        .bind(&p.key_id)
-        .bind(&p.key_id)
-        .execute(&self.pool)
-        .await
-        .map_err(disk)?;
+        self.delete_selected("cache_vectors", p).await?;
         let mut bounds = self.bounds.lock().await;
-        let done = sqlx::query(
-            "DELETE FROM cache_entries WHERE (? IS NULL OR namespace = ?) \
-             AND (? IS NULL OR name = ?) AND (? IS NULL OR key_id = ?)",
-        )
+        let done = self.delete_selected("cache_entries", p).await?;
+        bounds.bytes = self.total_bytes().await?;
+        Ok(done)
+    }
+
+    /// Delete the rows of `table` that `p` selects; returns how many.
+    async fn delete_selected(&self, table: &str, p: &Purge) -> Result<u64> {
+        let done = sqlx::query(&format!(
+            "DELETE FROM {table} WHERE (? IS NULL OR namespace = ?) \
+             AND (? IS NULL OR name = ?) AND (? IS NULL OR key_id = ?)"
+        ))
         .bind(&p.namespace)
         .bind(&p.namespace)
         .bind(&p.route)
@@ -347,7 +342,6 @@ impl DiskTier {
         .execute(&self.pool)
         .await
         .map_err(disk)?;
-        bounds.bytes = self.total_bytes().await?;
         Ok(done.rows_affected())
     }
 

@@ -146,6 +146,13 @@ fn feed(h: &mut blake3::Hasher, v: &Value, n: Normalize) {
             h.update(&(fields.len() as u64).to_le_bytes());
             for (k, v) in fields {
                 feed_str(h, k, Normalize::default());
+                // Inside messages, only what people wrote: `content` and `text` (never a
+                // role, a tool name, an id, a URL or arguments).
+                let n = if matches!(k.as_str(), "content" | "text") {
+                    n
+                } else {
+                    Normalize::default()
+                };
                 feed(h, v, n);
             }
         }
@@ -315,7 +322,10 @@ mod tests {
             ..scope()
         };
         assert_eq!(key_of(&n, &base()), key_of(&n, &loose));
-        // Only the text: other string parameters keep their case.
+        // Only the text: roles, tool names and URLs inside messages keep their case.
+        let role = |r: &str| json!({"messages": [{"role": r, "content": "hi"}], "temperature": 0});
+        assert_ne!(key_of(&n, &role("user")), key_of(&n, &role("USER")));
+        // Nor other string parameters.
         let mut a = base();
         a["tool_choice"] = json!("auto");
         let mut b = base();

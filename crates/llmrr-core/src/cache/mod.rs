@@ -262,13 +262,19 @@ impl ResponseCache {
                 Err(e) => self.tier_failed(Tier::L2, "read", &e),
             }
         }
-        if let Some(l3) = &i.l3 {
+        if let Some(l3) = i.l3.as_ref().filter(|l| l.available()) {
             match l3.get(key, namespace, name).await {
                 Ok(Some(e)) if e.meta.expires_ms > now => {
                     let e = Arc::new(e);
                     self.fill_l1(*key, e.clone(), now);
-                    if let Some(l2) = &i.l2 {
-                        self.fill_l2(l2, key, &e, now).await;
+                    if i.l2.is_some() {
+                        // Off the answer's path.
+                        let (this, key, e2) = (self.clone(), *key, e.clone());
+                        tokio::spawn(async move {
+                            if let Some(l2) = &this.inner.l2 {
+                                this.fill_l2(l2, &key, &e2, now).await;
+                            }
+                        });
                     }
                     return Some(self.hit(e, Tier::L3));
                 }
@@ -381,7 +387,7 @@ impl ResponseCache {
             if let Some(l2) = &i.l2 {
                 this.fill_l2(l2, &key, &entry, now).await;
             }
-            if let Some(l3) = &i.l3 {
+            if let Some(l3) = i.l3.as_ref().filter(|l| l.available()) {
                 let ttl = Duration::from_millis((entry.meta.expires_ms - now).max(1) as u64);
                 match l3.put(&key, &entry, ttl).await {
                     Ok(()) => this.filled(Tier::L3, 0),

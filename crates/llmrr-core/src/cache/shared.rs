@@ -38,6 +38,11 @@ impl SharedTier {
         }
     }
 
+    /// False while the tier cools down after a failure (it is skipped, silently).
+    pub fn available(&self) -> bool {
+        self.down_until_ms.load(Ordering::Relaxed) <= crate::store::now_ms()
+    }
+
     /// Run `op` unless the tier is cooling down after a failure; a failure (or a read past
     /// `limit`) starts a cooldown.
     async fn guarded<T>(

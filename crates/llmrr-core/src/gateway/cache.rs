@@ -823,6 +823,16 @@ impl Call {
     }
 }
 
+/// Resolves once the client is gone (`client_gone`) and, for a call others wait for, every
+/// one of them too.
+pub(super) async fn everyone_gone(fill: Option<&Fill>, client_gone: impl Future<Output = ()>) {
+    let followers_gone = fill.and_then(|f| f.lead.as_ref()).map(Lead::all_gone);
+    client_gone.await;
+    if let Some(gone) = followers_gone {
+        gone.await;
+    }
+}
+
 /// The header of an entry made from a call's answer.
 pub(super) fn meta_of_answer(
     ctx: &RequestContext,

@@ -718,16 +718,7 @@ impl Gateway {
         finish.route = plan.route.clone();
         finish.cache = cache_status.as_ref().map(|c| c.status);
         // A call others wait for goes on while they do, even if this client leaves.
-        let followers_gone = fill
-            .as_ref()
-            .and_then(|f| f.lead.as_ref())
-            .map(|l| l.all_gone());
-        let hung_up = async {
-            hung_up.cancelled().await;
-            if let Some(gone) = followers_gone {
-                gone.await;
-            }
-        };
+        let hung_up = cache::everyone_gone(fill.as_ref(), hung_up.cancelled());
         let attempted = self
             .attempt_until(&call, &mut plan, &admission, false, hung_up)
             .await;

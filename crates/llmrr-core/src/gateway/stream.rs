@@ -60,16 +60,7 @@ impl Gateway {
         finish.cache = cache_status.as_ref().map(|c| c.status);
         // A client that hangs up before the first token cancels the upstream call at once
         // (unless identical requests wait for it).
-        let followers_gone = fill
-            .as_ref()
-            .and_then(|f| f.lead.as_ref())
-            .map(|l| l.all_gone());
-        let hung_up = async {
-            ready.closed().await;
-            if let Some(gone) = followers_gone {
-                gone.await;
-            }
-        };
+        let hung_up = cache::everyone_gone(fill.as_ref(), ready.closed());
         let attempted = self
             .attempt_until(&call, &mut plan, &admission, true, hung_up)
             .await;

@@ -443,7 +443,17 @@ impl RedisState {
     /// SCAN (never KEYS: it would block Redis on a large key space).
     pub async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>> {
         let mut conn = self.conn().await?;
-        let full = self.value_key(pattern);
+        // The prefix is matched literally (it may hold glob characters); `pattern`'s own `*`
+        // are the only wildcards.
+        let literal: String = self
+            .value_key("")
+            .chars()
+            .flat_map(|c| match c {
+                '*' | '?' | '[' | ']' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let full = format!("{literal}{pattern}");
         let strip = self.value_key("").len();
         let mut cursor: u64 = 0;
         let mut out = Vec::new();

@@ -6,6 +6,7 @@
 use super::*;
 use llmrr_core::auth::NewKey;
 use llmrr_testkit::harness::{unique_prefix, SharedDatabase, StoreChoice};
+use std::sync::Arc;
 use std::time::Duration;
 
 const CACHE_ON: &str = "[cache]\nmode = \"exact\"\n";
@@ -231,9 +232,10 @@ async fn issue10_streams_coalesce_survive_the_leader_hanging_up_and_replay_byte_
     let first = leader_stream.next().await.expect("a first chunk").unwrap();
     assert!(first.starts_with(b"data: "));
     // Followers join while the stream is under way.
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let followers: Vec<_> = (0..49)
         .map(|_| {
-            let (url, body) = (gw.url.clone(), body.clone());
+            let (url, body, started) = (gw.url.clone(), body.clone(), started.clone());
             tokio::spawn(async move {
                 let r = client()
                     .post(format!("{url}/v1/chat/completions"))
@@ -242,13 +244,22 @@ async fn issue10_streams_coalesce_survive_the_leader_hanging_up_and_replay_byte_
                     .send()
                     .await
                     .expect("answers");
+                // Headers arrive once the follower has joined the stream under way.
+                started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 assert_eq!(r.status(), 200);
                 let tier = header(&r, "x-llmrr-cache-tier").map(str::to_owned);
                 (tier, sse_data(r).await)
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    for _ in 0..500 {
+        if started.load(std::sync::atomic::Ordering::SeqCst) == 49 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 49, "all joined");
+    // The leader's client hangs up mid-stream: the call goes on for the followers.
     drop(leader_stream);
     let mut results = Vec::new();
     for f in followers {
@@ -547,7 +558,10 @@ async fn issue10_semantic_hits_need_a_close_meaning_and_the_same_everything_else
     let r = send(&gw, MASTER, &image, &[]).await;
     assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"));
     let chats = chat_calls(&mock);
-    assert_eq!(chats, 5, "first, far, other system prompt, other tenant, image");
+    assert_eq!(
+        chats, 5,
+        "first, far, other system prompt, other tenant, image"
+    );
     gw.state.gateway.flush_log().await;
     let logged = rows(&gw).await;
     let semantic = logged
