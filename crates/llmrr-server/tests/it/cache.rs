@@ -258,7 +258,11 @@ async fn issue10_streams_coalesce_survive_the_leader_hanging_up_and_replay_byte_
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 49, "all joined");
+    assert_eq!(
+        started.load(std::sync::atomic::Ordering::SeqCst),
+        49,
+        "all joined"
+    );
     // The leader's client hangs up mid-stream: the call goes on for the followers.
     drop(leader_stream);
     let mut results = Vec::new();
