@@ -166,13 +166,6 @@ impl Default for CacheConfig {
     }
 }
 
-impl CacheConfig {
-    /// True when some route or model may cache (the tiers are built only then).
-    pub fn any_enabled(&self, rules: impl IntoIterator<Item = CacheMode>) -> bool {
-        self.default.mode != CacheMode::Off || rules.into_iter().any(|m| m != CacheMode::Off)
-    }
-}
-
 pub(super) fn cache(raw: RawCache) -> Result<CacheConfig> {
     let defaults = CacheConfig::default();
     let mb = |path: &str, v: Option<u64>, default: u64| match v {

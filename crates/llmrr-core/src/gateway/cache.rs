@@ -391,38 +391,15 @@ impl Gateway {
         result: std::result::Result<(), (u16, &'static str)>,
         how: &'static str,
     ) {
-        let key = &ctx.key;
-        let (status, error) = match result {
-            Ok(()) => (200, None),
-            Err((s, label)) => (s, Some(label)),
-        };
-        let usage = &entry.meta.usage;
-        self.inner.log.append(LogRow {
-            id: ctx.id.clone(),
-            created_at_ms: crate::store::now_ms(),
-            endpoint: call.endpoint().as_str().to_owned(),
-            key_id: key.key_id.clone(),
-            user_id: key.user.clone(),
-            team_id: key.team.clone(),
-            requested_model: call.model().to_owned(),
-            model: Some(entry.meta.model.clone()),
-            provider: Some(entry.meta.provider.clone()),
-            stream,
-            status: i64::from(status),
-            error_type: error.map(str::to_owned),
-            prompt_tokens: usage.prompt_tokens as i64,
-            completion_tokens: usage.completion_tokens as i64,
-            usage_estimated: false,
-            latency_us: ctx.started.elapsed().as_micros().min(i64::MAX as u128) as i64,
-            ttft_us: None,
-            upstream_us: None,
-            cost_usd: "0".into(),
-            unpriced: false,
-            cache: Some(how.into()),
-        });
-        if error.is_some() {
+        let failed = result.is_err();
+        self.inner
+            .log
+            .append(cache_log_row(ctx, call, stream, result, Some(entry), how));
+        if failed {
             return;
         }
+        let key = &ctx.key;
+        let usage = &entry.meta.usage;
         let row = LedgerRow {
             id: ctx.id.clone(),
             created_at_ms: self.inner.money.now().as_millisecond()
@@ -605,30 +582,50 @@ impl Drop for HungUp<'_> {
         if !self.armed {
             return;
         }
-        let key = &self.ctx.key;
-        self.gateway.inner.log.append(LogRow {
-            id: self.ctx.id.clone(),
-            created_at_ms: crate::store::now_ms(),
-            endpoint: self.call.endpoint().as_str().to_owned(),
-            key_id: key.key_id.clone(),
-            user_id: key.user.clone(),
-            team_id: key.team.clone(),
-            requested_model: self.call.model().to_owned(),
-            model: None,
-            provider: None,
-            stream: self.stream,
-            status: i64::from(CLIENT_CLOSED),
-            error_type: Some("client_disconnected".into()),
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            usage_estimated: false,
-            latency_us: self.ctx.started.elapsed().as_micros().min(i64::MAX as u128) as i64,
-            ttft_us: None,
-            upstream_us: None,
-            cost_usd: "0".into(),
-            unpriced: false,
-            cache: Some("hit".into()),
-        });
+        let gone = Err((CLIENT_CLOSED, "client_disconnected"));
+        let row = cache_log_row(self.ctx, self.call, self.stream, gone, None, "hit");
+        self.gateway.inner.log.append(row);
+    }
+}
+
+/// The request-log row of a request that made no call of its own: $0, the tokens of the
+/// answer it was served (`entry`), if any.
+fn cache_log_row(
+    ctx: &RequestContext,
+    call: &Call,
+    stream: bool,
+    result: std::result::Result<(), (u16, &'static str)>,
+    entry: Option<&Entry>,
+    how: &'static str,
+) -> LogRow {
+    let key = &ctx.key;
+    let (status, error) = match result {
+        Ok(()) => (200, None),
+        Err((s, label)) => (s, Some(label)),
+    };
+    let usage = entry.map(|e| e.meta.usage).unwrap_or_default();
+    LogRow {
+        id: ctx.id.clone(),
+        created_at_ms: crate::store::now_ms(),
+        endpoint: call.endpoint().as_str().to_owned(),
+        key_id: key.key_id.clone(),
+        user_id: key.user.clone(),
+        team_id: key.team.clone(),
+        requested_model: call.model().to_owned(),
+        model: entry.map(|e| e.meta.model.clone()),
+        provider: entry.map(|e| e.meta.provider.clone()),
+        stream,
+        status: i64::from(status),
+        error_type: error.map(str::to_owned),
+        prompt_tokens: usage.prompt_tokens as i64,
+        completion_tokens: usage.completion_tokens as i64,
+        usage_estimated: false,
+        latency_us: ctx.started.elapsed().as_micros().min(i64::MAX as u128) as i64,
+        ttft_us: None,
+        upstream_us: None,
+        cost_usd: "0".into(),
+        unpriced: false,
+        cache: Some(how.into()),
     }
 }
 
@@ -860,14 +857,7 @@ pub(super) async fn start_cache(
     config: &Config,
     shared: Option<&crate::shared::SharedState>,
 ) -> Result<Option<ResponseCache>> {
-    let modes = config
-        .routes
-        .iter()
-        .map(|r| r.cache.mode)
-        .chain(config.models.iter().map(|m| m.cache.mode));
-    if !config.cache.any_enabled(modes) {
-        return Ok(None);
-    }
+    // Every route and model carries its rule (`[cache]`'s default included).
     let rules = || {
         config
             .routes
@@ -875,6 +865,9 @@ pub(super) async fn start_cache(
             .map(|r| &r.cache)
             .chain(config.models.iter().map(|m| &m.cache))
     };
+    if rules().all(|r| r.mode == CacheMode::Off) {
+        return Ok(None);
+    }
     for rule in rules().filter(|r| r.mode == CacheMode::Semantic) {
         let model = rule.embedding_model.as_deref().unwrap_or_default();
         if !config.models.iter().any(|m| &*m.name == model) {
