@@ -1,4 +1,4 @@
-//! `llmrr cache stats|purge`: the response cache of a running server (its L1 lives in the
+//! `llmrr cache stats|purge|warm`: the response cache of a running server (its L1 lives in the
 //! server's memory, so these go through its admin API with the master key).
 
 use crate::cli::{CacheArgs, CacheCommand, Global};
@@ -25,6 +25,18 @@ pub async fn run(global: &Global, args: &CacheArgs) -> Result<()> {
                     .collect();
             client.delete(&url).query(&query)
         }
+        CacheCommand::Warm {
+            max_cost,
+            top,
+            since_hours,
+            dry_run,
+            ..
+        } => client.post(format!("{url}/warm")).json(&serde_json::json!({
+            "max_cost_usd": max_cost,
+            "top": top,
+            "since_hours": since_hours,
+            "dry_run": dry_run,
+        })),
     };
     let req = match &args.master_key {
         Some(k) => req.bearer_auth(k),
@@ -38,6 +50,7 @@ pub async fn run(global: &Global, args: &CacheArgs) -> Result<()> {
     }
     match &args.command {
         CacheCommand::Stats { json: false } => print_stats(&body),
+        CacheCommand::Warm { json: false, .. } => print_warm(&body),
         _ => println!("{}", serde_json::to_string_pretty(&body)?),
     }
     Ok(())
@@ -78,6 +91,48 @@ fn print_stats(body: &serde_json::Value) {
             t["fills"],
             t["evictions"],
             t["errors"],
+        );
+    }
+}
+
+fn print_warm(body: &serde_json::Value) {
+    let n = |k: &str| body[k].as_u64().unwrap_or(0);
+    let verb = if body["dry_run"] == true {
+        "would warm"
+    } else {
+        "warmed"
+    };
+    println!(
+        "{verb} {} of {} (already cached {}, over the cost cap {}, unpriced {}, key gone {}, \
+         not cacheable {}, failed {}); spent ${}, estimated ${}",
+        n("warmed"),
+        n("considered"),
+        n("already_cached"),
+        n("over_cost_cap"),
+        n("unpriced"),
+        n("key_gone"),
+        n("not_cacheable"),
+        n("failed"),
+        body["spent_usd"].as_str().unwrap_or("0"),
+        body["estimated_usd"].as_str().unwrap_or("0"),
+    );
+    println!(
+        "{:<16} {:<11} {:<24} {:>6} {:>12}  OUTCOME",
+        "KEY", "ENDPOINT", "MODEL", "ASKED", "EST. USD"
+    );
+    for r in body["requests"].as_array().into_iter().flatten() {
+        let text = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+        let mut outcome = text("outcome");
+        if let Some(e) = r["error"].as_str() {
+            outcome = format!("{outcome}: {e}");
+        }
+        println!(
+            "{:<16} {:<11} {:<24} {:>6} {:>12}  {outcome}",
+            text("cache_key"),
+            text("endpoint") + if r["stream"] == true { "+sse" } else { "" },
+            text("model"),
+            r["asked"],
+            text("estimated_usd"),
         );
     }
 }

@@ -108,7 +108,7 @@ pub enum Command {
     },
     /// Where the money went: totals, a breakdown, savings, and a forecast.
     Spend(SpendArgs),
-    /// The response cache of a running server: stats, purge.
+    /// The response cache of a running server: stats, purge, warm.
     Cache(CacheArgs),
 }
 
@@ -140,6 +140,25 @@ pub enum CacheCommand {
         /// The key id whose requests made them.
         #[arg(long)]
         key: Option<String>,
+    },
+    /// Ask again, at low priority, the most frequent cacheable requests whose answers are no
+    /// longer cached, spending at most --max-cost (each replay is a real request of the key
+    /// that made it: its limits and budgets apply).
+    Warm {
+        /// Spend at most this much (USD), estimated from each request's last answer.
+        #[arg(long)]
+        max_cost: String,
+        /// The most frequent requests considered.
+        #[arg(long, default_value_t = 100)]
+        top: usize,
+        /// Count how often each was asked over this many hours back.
+        #[arg(long, default_value_t = 24.0)]
+        since_hours: f64,
+        /// Only list what would be replayed, and its estimated cost.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
             "/admin/cache",
             get(routes::cache::stats).delete(routes::cache::purge),
         )
+        .route("/admin/cache/warm", post(routes::cache::warm))
         .route(
             "/admin/budgets",
             post(routes::money::set_budget).get(routes::money::list_budgets),

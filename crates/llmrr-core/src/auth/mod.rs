@@ -300,6 +300,27 @@ impl Authenticator {
         Ok(key)
     }
 
+    /// What a request made with key `id` would be (`None`: the master key, or no key where
+    /// none is configured), read from the store; `Ok(None)`: the key is gone (revoked,
+    /// expired, deleted). `cache warm` replays requests as the keys that made them.
+    pub async fn context_of(&self, id: Option<&str>) -> Result<Option<Arc<KeyContext>>> {
+        let inner = &self.inner;
+        let Some(id) = id else {
+            return Ok(Some(match inner.master {
+                Some(_) => inner.master_ctx.clone(),
+                None => inner.anonymous.clone(),
+            }));
+        };
+        let Some(row) = inner.store.key(id).await? else {
+            return Ok(None);
+        };
+        let now = crate::store::now_ms();
+        if row.revoked_at_ms.is_some() || row.expires_at_ms.is_some_and(|at| at <= now) {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(KeyContext::from_row(row, false))))
+    }
+
     /// The keys used since the last call, with when (the watch writes them to the store).
     pub(crate) fn take_used(&self) -> Vec<(String, i64)> {
         let mut used = self.inner.used.lock().unwrap_or_else(|p| p.into_inner());

@@ -52,7 +52,10 @@ impl Flights {
     pub fn join(self: &Arc<Self>, key: CacheKey) -> Join {
         let mut map = self.lock();
         if let Some(tx) = map.get(&key) {
-            return Join::Follow(Follower { rx: tx.subscribe() });
+            return Join::Follow(Follower {
+                rx: tx.subscribe(),
+                key,
+            });
         }
         let (tx, _) = watch::channel(Progress::default());
         let tx = Arc::new(tx);
@@ -143,6 +146,7 @@ impl Drop for Lead {
 /// A request waiting on another's call.
 pub struct Follower {
     rx: watch::Receiver<Progress>,
+    key: CacheKey,
 }
 
 /// What a follower reads next.
@@ -152,6 +156,11 @@ pub enum Next {
 }
 
 impl Follower {
+    /// The key of the call it follows.
+    pub fn key(&self) -> CacheKey {
+        self.key
+    }
+
     /// Wait for the whole answer; `None`: the leader failed, try again.
     pub async fn answer(mut self) -> Option<Arc<Entry>> {
         loop {

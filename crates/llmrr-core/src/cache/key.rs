@@ -27,6 +27,13 @@ impl CacheKey {
     pub fn hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// The key written as [`CacheKey::hex`] writes it.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(text, &mut b).ok()?;
+        Some(CacheKey(b))
+    }
 }
 
 impl fmt::Debug for CacheKey {

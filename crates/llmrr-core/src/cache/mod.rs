@@ -67,6 +67,9 @@ pub struct CacheDirectives {
     pub ttl: Option<Duration>,
     /// A partition inside the caller's own namespace.
     pub namespace: Option<String>,
+    /// A replay by `cache warm`: a fresh answer (with `no_read`), logged as `warm`, not
+    /// counted as asked.
+    pub warming: bool,
 }
 
 /// What the cache did for an answer (`x-llmrr-cache`, `x-llmrr-cache-tier`).
@@ -79,6 +82,8 @@ pub struct CacheStatus {
     pub saved_usd: Option<rust_decimal::Decimal>,
     /// A semantic hit: how close the prompt was to the one answered.
     pub similarity: Option<f32>,
+    /// The request's key (of the entry it matched, for a semantic hit), when it was keyed.
+    pub key: Option<CacheKey>,
 }
 
 impl CacheStatus {
@@ -91,6 +96,7 @@ impl CacheStatus {
                     .normalize()
             }),
             similarity: None,
+            key: None,
         }
     }
 
@@ -109,6 +115,15 @@ impl CacheStatus {
             tier: None,
             saved_usd: None,
             similarity: None,
+            key: None,
+        }
+    }
+
+    /// The same, with the request's key.
+    pub fn keyed(self, key: CacheKey) -> Self {
+        CacheStatus {
+            key: Some(key),
+            ..self
         }
     }
 }
@@ -246,17 +261,36 @@ impl ResponseCache {
         namespace: &str,
         name: &str,
     ) -> Option<(Arc<Entry>, Tier)> {
+        let found = self.find(key, namespace, name).await;
+        if let Some((e, tier)) = &found {
+            self.counted_hit(*tier, e);
+        }
+        found
+    }
+
+    /// Whether `key` has an entry (filling the faster tiers from a slower one), not counted
+    /// as a hit: what `cache warm` asks before it replays a request.
+    pub async fn holds(&self, key: &CacheKey, namespace: &str, name: &str) -> bool {
+        self.find(key, namespace, name).await.is_some()
+    }
+
+    async fn find(
+        &self,
+        key: &CacheKey,
+        namespace: &str,
+        name: &str,
+    ) -> Option<(Arc<Entry>, Tier)> {
         let now = self.now_ms();
         let i = &self.inner;
         if let Some(e) = i.l1.get(key, now) {
-            return Some(self.hit(e, Tier::L1));
+            return Some((e, Tier::L1));
         }
         if let Some(l2) = &i.l2 {
             match l2.get(key, now).await {
                 Ok(Some(e)) => {
                     let e = Arc::new(e);
                     self.fill_l1(*key, e.clone(), now);
-                    return Some(self.hit(e, Tier::L2));
+                    return Some((e, Tier::L2));
                 }
                 Ok(None) => {}
                 Err(e) => self.tier_failed(Tier::L2, "read", &e),
@@ -276,18 +310,13 @@ impl ResponseCache {
                             }
                         });
                     }
-                    return Some(self.hit(e, Tier::L3));
+                    return Some((e, Tier::L3));
                 }
                 Ok(_) => {}
                 Err(e) => self.tier_failed(Tier::L3, "read", &e),
             }
         }
         None
-    }
-
-    fn hit(&self, e: Arc<Entry>, tier: Tier) -> (Arc<Entry>, Tier) {
-        self.counted_hit(tier, &e);
-        (e, tier)
     }
 
     /// Count a hit (of any tier, coalesced included) and what it saved.

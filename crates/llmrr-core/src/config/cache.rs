@@ -25,6 +25,9 @@ pub struct RawCache {
     pub max_entry_kb: Option<u64>,
     /// Prompts in the semantic index, per namespace (default 10000).
     pub semantic_max_entries: Option<u64>,
+    /// Keep each cached request (its body, after input guardrails) this many days after it
+    /// was last answered, so `llmrr cache warm` can replay it (default 7; 0: keep none).
+    pub warm_retention_days: Option<f64>,
     #[serde(default)]
     pub policy: RawCachePolicy,
 }
@@ -148,6 +151,9 @@ pub struct CacheConfig {
     pub shared: bool,
     pub max_entry_bytes: u64,
     pub semantic_max_entries: usize,
+    /// How long a cached request is kept for `cache warm` (zero: not kept).
+    #[serde(with = "crate::config::resolved::secs")]
+    pub warm_retention: Duration,
     pub policy: CachePolicy,
 }
 
@@ -161,6 +167,7 @@ impl Default for CacheConfig {
             shared: true,
             max_entry_bytes: 1 << 20,
             semantic_max_entries: 10_000,
+            warm_retention: Duration::from_secs(7 * 86_400),
             policy: CachePolicy::default(),
         }
     }
@@ -217,6 +224,18 @@ pub(super) fn cache(raw: RawCache) -> Result<CacheConfig> {
             }
             Some(n) => n.min(10_000_000) as usize,
             None => defaults.semantic_max_entries,
+        },
+        warm_retention: match raw.warm_retention_days {
+            Some(days) => match Duration::try_from_secs_f64(days * 86_400.0) {
+                Ok(d) => d,
+                Err(_) => {
+                    return Err(Error::config(
+                        "cache.warm_retention_days",
+                        format!("{days} must be a number of days ≥ 0"),
+                    ))
+                }
+            },
+            None => defaults.warm_retention,
         },
         policy,
     })

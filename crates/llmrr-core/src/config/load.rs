@@ -622,13 +622,12 @@ fn cors_origins(list: &[String]) -> Result<Vec<String>> {
 }
 
 pub(crate) fn seconds(path: &str, v: f64) -> Result<Duration> {
-    if v.is_finite() && v > 0.0 {
-        Ok(Duration::from_secs_f64(v))
-    } else {
-        Err(Error::config(
+    match Duration::try_from_secs_f64(v) {
+        Ok(d) if v > 0.0 => Ok(d),
+        _ => Err(Error::config(
             path,
             format!("{v} must be a positive number of seconds"),
-        ))
+        )),
     }
 }
 

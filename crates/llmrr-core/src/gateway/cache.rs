@@ -28,6 +28,28 @@ pub(super) struct Fill {
     pub(super) lead: Option<Lead>,
     /// The semantic tier's view of the prompt, indexed once the answer is kept.
     semantic: Option<Probe>,
+    /// The request as `cache warm` would replay it, kept with the answer.
+    replay: Option<Replay>,
+}
+
+/// What `cache warm` needs to ask a request again.
+struct Replay {
+    endpoint: &'static str,
+    key_id: Option<String>,
+    stream: bool,
+    /// The request's JSON as keyed (its routing options under `llmrr_routing`), and the
+    /// model or route it named.
+    body: serde_json::Value,
+    directives: ReplayDirectives,
+}
+
+/// The directives that shape a request's entry, kept with it for `cache warm`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(super) struct ReplayDirectives {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) ttl_secs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) namespace: Option<String>,
 }
 
 /// The last user turn as the semantic tier sees it.
@@ -39,6 +61,7 @@ struct Probe {
 
 /// An answer found in the cache (or by an identical call in flight).
 pub(super) struct Found {
+    pub(super) key: CacheKey,
     pub(super) entry: Arc<Entry>,
     pub(super) tier: Tier,
     /// Found by meaning: the prompt it matched, and how closely.
@@ -51,6 +74,7 @@ impl Found {
             Some(m) => CacheStatus::semantic_hit(self.tier, &self.entry, m.similarity),
             None => CacheStatus::hit(self.tier, &self.entry),
         }
+        .keyed(self.key)
     }
 
     /// What `explain` shows of a semantic hit.
@@ -90,7 +114,7 @@ enum Step {
 
 impl Gateway {
     /// The cache rule of requests naming `name` (its route's, else its model's), when on.
-    fn cache_rule(&self, name: &str) -> Option<&CacheRule> {
+    pub(super) fn cache_rule(&self, name: &str) -> Option<&CacheRule> {
         let rule = match self.inner.router.route(name) {
             Some(route) => &route.cache,
             None => &self.inner.models.get(name)?.spec.cache,
@@ -114,7 +138,8 @@ impl Gateway {
                 Step::Off => return Ok((None, None)),
                 Step::Bypass => return Ok((None, Some(CacheStatus::plain("bypass")))),
                 Step::Miss(fill, status) => {
-                    return Ok((Some(fill), Some(CacheStatus::plain(status))))
+                    let status = CacheStatus::plain(status).keyed(fill.key);
+                    return Ok((Some(fill), Some(status)));
                 }
                 Step::Hit(found) => return Err(Begin::Hit(found)),
                 Step::Follow(mut f) if stream => {
@@ -126,6 +151,7 @@ impl Gateway {
                     }
                 }
                 Step::Follow(f) => {
+                    let key = f.key();
                     let waiting = HungUp::arm(self, ctx, call, stream);
                     let answer = f.answer().await;
                     waiting.disarm();
@@ -134,6 +160,7 @@ impl Gateway {
                             c.counted_hit(Tier::Coalesced, &e);
                         }
                         return Err(Begin::Hit(Found {
+                            key,
                             entry: e,
                             tier: Tier::Coalesced,
                             semantic: None,
@@ -188,6 +215,7 @@ impl Gateway {
             if let Some((entry, tier)) = cache.lookup(&key, &namespace, call.model()).await {
                 if entry.is_stream() == stream {
                     return Step::Hit(Found {
+                        key,
                         entry,
                         tier,
                         semantic: None,
@@ -205,6 +233,7 @@ impl Gateway {
                 if let Some((entry, tier)) = cache.lookup(&m.key, &namespace, call.model()).await {
                     if entry.is_stream() == stream {
                         return Step::Hit(Found {
+                            key: m.key,
                             entry,
                             tier,
                             semantic: Some(m),
@@ -213,17 +242,35 @@ impl Gateway {
                 }
             }
         }
-        let mut fill = |lead| Fill {
+        let replay = (!d.no_store && !cache.config().warm_retention.is_zero()).then(|| Replay {
+            endpoint: call.endpoint().as_str(),
+            key_id: ctx.key.key_id.clone(),
+            stream,
+            body: {
+                let mut body = body;
+                if let Some(map) = body.as_object_mut() {
+                    map.insert("model".into(), call.model().into());
+                }
+                body
+            },
+            directives: ReplayDirectives {
+                ttl_secs: d.ttl.map(|t| t.as_secs_f64()),
+                namespace: d.namespace.clone(),
+            },
+        });
+        let fill = |lead| Fill {
             key,
             namespace: namespace.clone(),
             ttl: d.ttl.unwrap_or(rule.ttl),
             store: !d.no_store,
             lead,
             semantic: probe.take(),
+            replay,
         };
         if d.no_read {
-            cache.counted_bypass("no_cache");
-            return Step::Miss(fill(None), "bypass");
+            cache.counted_bypass(if d.warming { "warm" } else { "no_cache" });
+            let status = if d.warming { "warm" } else { "bypass" };
+            return Step::Miss(fill(None), status);
         }
         if d.no_store || !coalesce {
             cache.counted_miss();
@@ -258,6 +305,9 @@ impl Gateway {
             self.inner
                 .tracker
                 .spawn(cache.store(fill.key, entry.clone()));
+            if let Some(replay) = fill.replay {
+                self.remember_for_warming(cache, fill.key, replay, &entry.meta);
+            }
             if let Some(p) = fill.semantic {
                 let item = crate::cache::semantic::Item {
                     key: fill.key,
@@ -276,6 +326,40 @@ impl Gateway {
         }
     }
 
+    /// Keep the request of an answer just cached, for `cache warm` (off the answer's path; a
+    /// failure only costs the warming of this request). Now and then, forget the requests
+    /// older than the retention.
+    fn remember_for_warming(&self, cache: &ResponseCache, key: CacheKey, r: Replay, meta: &Meta) {
+        let Ok(body) = serde_json::to_string(&r.body) else {
+            return;
+        };
+        let row = crate::store::CacheRequest {
+            cache_key: key.hex(),
+            endpoint: r.endpoint.to_owned(),
+            stream: r.stream,
+            key_id: r.key_id,
+            body,
+            directives: serde_json::to_string(&r.directives).unwrap_or_else(|_| "{}".into()),
+            cost_pusd: meta.cost_pusd,
+            priced: meta.priced,
+        };
+        let store = self.inner.store.clone();
+        let retention = cache.config().warm_retention;
+        // About one write in 256 also prunes (the key's first byte is uniform).
+        let prune = key.as_bytes()[0] == 0;
+        self.inner.tracker.spawn(async move {
+            if let Err(e) = store.remember_cache_request(&row).await {
+                tracing::warn!(error = %e, "cache: the request could not be kept for warming");
+            }
+            if prune {
+                let before = crate::store::now_ms() - retention.as_millis() as i64;
+                if let Err(e) = store.forget_cache_requests_before(before).await {
+                    tracing::warn!(error = %e, "cache: old warming requests not pruned");
+                }
+            }
+        });
+    }
+
     /// A cached or coalesced answer to a non-streamed request.
     pub(super) async fn answer_from_cache(
         &self,
@@ -287,7 +371,7 @@ impl Gateway {
         let crate::cache::Body::Json(body) = &entry.body else {
             return Err(Error::Internal("a cached stream for an answer".into()));
         };
-        self.finish_hit(ctx, call, entry, false, Ok(()), found.status().status);
+        self.finish_hit(ctx, call, entry, false, Ok(()), &found.status());
         let explain = RequestOptions::parse(call.llmrr()).is_ok_and(|o| o.explain);
         let body = match found.explanation().filter(|_| explain) {
             Some(ext) => with_extension(body.clone(), ext),
@@ -322,7 +406,7 @@ impl Gateway {
                 found.entry.meta.provider.clone(),
                 found.status(),
             ),
-            Source::Flight(_, meta) => (
+            Source::Flight(f, meta) => (
                 meta.0.clone(),
                 meta.1.clone(),
                 CacheStatus {
@@ -330,8 +414,16 @@ impl Gateway {
                     tier: Some(Tier::Coalesced),
                     saved_usd: None,
                     similarity: None,
+                    key: Some(f.key()),
                 },
             ),
+        };
+        // The request log's view: what it was served (a follower's saving is known later).
+        let logged = CacheStatus {
+            tier: None,
+            saved_usd: None,
+            similarity: None,
+            ..status.clone()
         };
         let answer = StreamAnswer {
             model: model.as_str().into(),
@@ -345,10 +437,6 @@ impl Gateway {
         };
         let this = self.clone();
         let followed = matches!(source, Source::Flight(..));
-        let how = match &source {
-            Source::Entry(found) => found.status().status,
-            Source::Flight(..) => "hit",
-        };
         let explain = RequestOptions::parse(call.llmrr()).is_ok_and(|o| o.explain);
         if let Source::Entry(found) = &source {
             if let Some(ext) = found.explanation().filter(|_| explain) {
@@ -369,7 +457,7 @@ impl Gateway {
                 cache.counted_hit(Tier::Coalesced, e);
             }
             match entry {
-                Some(e) => this.finish_hit(&ctx, &call, &e, true, result, how),
+                Some(e) => this.finish_hit(&ctx, &call, &e, true, result, &logged),
                 None => {
                     let mut f = Finish::new(&ctx, &call, true);
                     f.result = result;
@@ -389,7 +477,7 @@ impl Gateway {
         entry: &Entry,
         stream: bool,
         result: std::result::Result<(), (u16, &'static str)>,
-        how: &'static str,
+        how: &CacheStatus,
     ) {
         let failed = result.is_err();
         self.inner
@@ -583,7 +671,8 @@ impl Drop for HungUp<'_> {
             return;
         }
         let gone = Err((CLIENT_CLOSED, "client_disconnected"));
-        let row = cache_log_row(self.ctx, self.call, self.stream, gone, None, "hit");
+        let how = CacheStatus::plain("hit");
+        let row = cache_log_row(self.ctx, self.call, self.stream, gone, None, &how);
         self.gateway.inner.log.append(row);
     }
 }
@@ -596,7 +685,7 @@ fn cache_log_row(
     stream: bool,
     result: std::result::Result<(), (u16, &'static str)>,
     entry: Option<&Entry>,
-    how: &'static str,
+    how: &CacheStatus,
 ) -> LogRow {
     let key = &ctx.key;
     let (status, error) = match result {
@@ -625,7 +714,8 @@ fn cache_log_row(
         upstream_us: None,
         cost_usd: "0".into(),
         unpriced: false,
-        cache: Some(how.into()),
+        cache: Some(how.status.into()),
+        cache_key: how.key.filter(|_| !ctx.cache.warming).map(|k| k.hex()),
     }
 }
 
@@ -637,7 +727,7 @@ pub(super) enum Source {
 }
 
 /// Whose answers a request may read: the rule's scope, then the request's own partition.
-fn namespace_of(rule: &CacheRule, key: &KeyContext, asked: Option<&str>) -> String {
+pub(super) fn namespace_of(rule: &CacheRule, key: &KeyContext, asked: Option<&str>) -> String {
     // Ids are escaped so that `/` only ever separates the partition: a team named `a/x` is
     // `team:a%2Fx`, never team `a`'s partition `x`.
     let esc = |s: &str| s.replace('%', "%25").replace('/', "%2F");

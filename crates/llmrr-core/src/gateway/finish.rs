@@ -31,6 +31,8 @@ pub(super) struct Finish<'a> {
     pub(super) tickets: Vec<Ticket>,
     /// What the response cache did (`miss`, `bypass`), when it is on for the request.
     pub(super) cache: Option<&'static str>,
+    /// The request's cache key, when the cache keyed it.
+    pub(super) cache_key: Option<crate::cache::CacheKey>,
 }
 
 impl<'a> Finish<'a> {
@@ -53,7 +55,16 @@ impl<'a> Finish<'a> {
             call,
             tickets: Vec::new(),
             cache: None,
+            cache_key: None,
         }
+    }
+
+    /// What the cache did for the request, as its log row says it.
+    pub(super) fn cache_from(&mut self, status: Option<&crate::cache::CacheStatus>) {
+        self.cache = status.map(|c| c.status);
+        self.cache_key = status
+            .and_then(|c| c.key)
+            .filter(|_| !self.ctx.cache.warming);
     }
 
     pub(super) fn failed(mut self, entry: Option<&'a ModelEntry>, e: &Error) -> Self {
@@ -141,6 +152,7 @@ impl Gateway {
             cost_usd: cost.normalize().to_string(),
             unpriced: !priced,
             cache: f.cache.map(str::to_owned),
+            cache_key: f.cache_key.map(|k| k.hex()),
         });
         cost
     }

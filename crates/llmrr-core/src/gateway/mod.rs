@@ -20,13 +20,17 @@
 //!
 //! Layout: this file has the public API and steps 1-2; `attempt` step 3 (the attempt loop),
 //! `stream` the streamed variant and the pump, `finish` step 4, `call` the request of any
-//! endpoint.
+//! endpoint; `cache` the response cache's part in steps 2-4, `warm` the replays of
+//! `cache warm`.
 
 mod attempt;
 mod cache;
 mod call;
 mod finish;
 mod stream;
+mod warm;
+
+pub use warm::{WarmItem, WarmOptions, WarmReport, MAX_WARM_REQUESTS};
 
 use attempt::*;
 use cache::{Begin, Source};
@@ -716,7 +720,7 @@ impl Gateway {
         finish.reservation = reservation;
         finish.tickets.push(ticket);
         finish.route = plan.route.clone();
-        finish.cache = cache_status.as_ref().map(|c| c.status);
+        finish.cache_from(cache_status.as_ref());
         // A call others wait for goes on while they do, even if this client leaves.
         let hung_up = cache::everyone_gone(fill.as_ref(), hung_up.cancelled());
         let attempted = self

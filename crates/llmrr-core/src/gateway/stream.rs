@@ -57,7 +57,7 @@ impl Gateway {
         finish.reservation = reservation;
         finish.tickets.push(ticket);
         finish.route = plan.route.clone();
-        finish.cache = cache_status.as_ref().map(|c| c.status);
+        finish.cache_from(cache_status.as_ref());
         // A client that hangs up before the first token cancels the upstream call at once
         // (unless identical requests wait for it).
         let hung_up = cache::everyone_gone(fill.as_ref(), ready.closed());

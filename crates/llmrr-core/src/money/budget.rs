@@ -324,6 +324,29 @@ mod tests {
     }
 }
 
+/// An amount of USD an operator wrote (a string, `$` allowed, or a number): 0 to
+/// [`MAX_LIMIT_USD`], at most 9 decimals; `param` names it in the error.
+pub fn usd_amount(v: &serde_json::Value, param: &str) -> Result<Decimal> {
+    let text = match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    text.trim()
+        .trim_start_matches('$')
+        .parse::<Decimal>()
+        .ok()
+        .filter(|d| !d.is_sign_negative() && d.scale() <= 9 && *d <= Decimal::from(MAX_LIMIT_USD))
+        .ok_or_else(|| {
+            Error::invalid(
+                format!(
+                    "`{text}` is not an amount of USD from 0 to {MAX_LIMIT_USD} (at most 9 \
+                     decimals)"
+                ),
+                Some(param.into()),
+            )
+        })
+}
+
 /// A budget as an operator writes it (admin API body, CLI flags).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -347,32 +370,7 @@ impl BudgetSpec {
         let period = Period::parse(self.period.trim())?;
         let limit_usd = match &self.limit_usd {
             None | Some(serde_json::Value::Null) => None,
-            Some(v) => {
-                let text = match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                let d = text
-                    .trim()
-                    .trim_start_matches('$')
-                    .parse::<Decimal>()
-                    .ok()
-                    .filter(|d| {
-                        !d.is_sign_negative()
-                            && d.scale() <= 9
-                            && *d <= Decimal::from(MAX_LIMIT_USD)
-                    })
-                    .ok_or_else(|| {
-                        Error::invalid(
-                            format!(
-                                "`{text}` is not an amount of USD from 0 to {MAX_LIMIT_USD} \
-                                 (at most 9 decimals)"
-                            ),
-                            Some("limit_usd".into()),
-                        )
-                    })?;
-                Some(d)
-            }
+            Some(v) => Some(usd_amount(v, "limit_usd")?),
         };
         if limit_usd.is_none() && self.limit_tokens.is_none() {
             return Err(Error::invalid(

@@ -144,6 +144,24 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "cache: the response cache's part in each request",
         "ALTER TABLE request_log ADD COLUMN cache TEXT",
     ),
+    (
+        7,
+        "cache warming: each request's cache key; the replayable requests",
+        "ALTER TABLE request_log ADD COLUMN cache_key TEXT;
+    CREATE TABLE cache_requests (
+        cache_key TEXT PRIMARY KEY,
+        endpoint TEXT NOT NULL,
+        stream BIGINT NOT NULL,
+        key_id TEXT,
+        body TEXT NOT NULL,
+        directives TEXT NOT NULL,
+        cost_pusd BIGINT NOT NULL,
+        priced BIGINT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        last_seen_ms BIGINT NOT NULL
+    );
+    CREATE INDEX cache_requests_seen ON cache_requests (last_seen_ms)",
+    ),
 ];
 
 /// Postgres: an advisory lock so that replicas starting together migrate one at a time.

@@ -3,6 +3,7 @@
 //! Migrations run on connect. The request log is append-only; keys are stored hashed.
 
 mod budgets;
+mod cache_requests;
 mod entities;
 mod keys;
 mod ledger;
@@ -12,6 +13,7 @@ mod request_log;
 mod rollouts;
 mod spend;
 
+pub use cache_requests::{CacheRequest, WarmCandidate};
 pub use entities::{check_id, TeamRow, UserRow};
 pub use keys::{KeyRow, NewKeyRow};
 pub use ledger::{LedgerRow, PICOS_PER_USD};

@@ -34,15 +34,18 @@ pub struct LogRow {
     pub unpriced: bool,
     /// The response cache: `hit`, `miss` or `bypass` (`None`: off for the request).
     pub cache: Option<String>,
+    /// The request's response-cache key (hex), when the cache keyed it: what `cache warm`
+    /// counts to find the most frequent requests.
+    pub cache_key: Option<String>,
 }
 
 const COLUMNS: &str = "id, created_at_ms, endpoint, key_id, user_id, team_id, requested_model, \
      model, provider, stream, status, error_type, prompt_tokens, completion_tokens, \
-     usage_estimated, latency_us, ttft_us, upstream_us, cost_usd, unpriced, cache";
+     usage_estimated, latency_us, ttft_us, upstream_us, cost_usd, unpriced, cache, cache_key";
 
-/// Columns per row, and rows per statement: 20 x 64 = 1280 parameters, well under SQLite's
+/// Columns per row, and rows per statement: 22 x 64 = 1408 parameters, well under SQLite's
 /// (32766) and Postgres's (65535) limits.
-const COLUMN_COUNT: usize = 21;
+const COLUMN_COUNT: usize = 22;
 const ROWS_PER_STATEMENT: usize = 64;
 
 /// Longest text kept in a column of the log (bytes, cut on a char boundary). A model name or
@@ -164,7 +167,8 @@ async fn insert_in_transaction(
                 .bind(r.upstream_us)
                 .bind(&r.cost_usd)
                 .bind(r.unpriced as i64)
-                .bind(&r.cache);
+                .bind(&r.cache)
+                .bind(&r.cache_key);
         }
         written += q.execute(&mut *tx).await?.rows_affected();
     }
@@ -205,6 +209,7 @@ impl Store {
                     cost_usd: r.try_get("cost_usd")?,
                     unpriced: r.try_get::<i64, _>("unpriced")? != 0,
                     cache: r.try_get("cache")?,
+                    cache_key: r.try_get("cache_key")?,
                 })
             })
             .collect()
@@ -238,6 +243,7 @@ mod tests {
             cost_usd: "0.000001".into(),
             unpriced: false,
             cache: None,
+            cache_key: i.is_multiple_of(5).then(|| format!("{i:064x}")),
         }
     }
 

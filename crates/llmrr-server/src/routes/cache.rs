@@ -1,13 +1,17 @@
 //! The admin API of the response cache: `GET /admin/cache` (entries, bytes, hits per tier,
-//! savings) and `DELETE /admin/cache?namespace=&route=&key=` (purge; all when none given).
+//! savings), `DELETE /admin/cache?namespace=&route=&key=` (purge; all when none given) and
+//! `POST /admin/cache/warm` (replay the most frequent requests no longer cached, within a
+//! cost cap).
 
 use super::admin::require_master;
 use crate::error::ApiError;
+use crate::extract::JsonBody;
 use crate::state::AppState;
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use llmrr_core::cache::Purge;
+use llmrr_core::gateway::WarmOptions;
 use llmrr_core::RequestContext;
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -56,4 +60,15 @@ pub async fn purge(
     Ok(Json(
         json!({"enabled": true, "purge": purge, "purged": purged}),
     ))
+}
+
+/// Replay the most frequent cacheable requests whose answers are no longer cached; answers
+/// when the run is over, with what it did to each.
+pub async fn warm(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    JsonBody(options): JsonBody<WarmOptions>,
+) -> Result<impl IntoResponse, ApiError> {
+    require_master(&state, &ctx)?;
+    Ok(Json(state.gateway.warm_cache(&options).await?))
 }

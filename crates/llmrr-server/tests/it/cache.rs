@@ -6,6 +6,7 @@
 use super::*;
 use llmrr_core::auth::NewKey;
 use llmrr_testkit::harness::{unique_prefix, SharedDatabase, StoreChoice};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -573,5 +574,146 @@ async fn issue10_semantic_hits_need_a_close_meaning_and_the_same_everything_else
         .filter(|r| r.cache.as_deref() == Some("semantic-hit"))
         .count();
     assert_eq!(semantic, 2, "semantic hits are logged as such");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn issue10_cache_warm_replays_the_most_frequent_requests_within_a_cost_cap() {
+    // On Postgres (the store's unit test runs the same queries on SQLite).
+    let mock = MockProvider::start().await;
+    let toml = format!("{CACHE_ON}\n{}", models_toml(&mock));
+    let gw = TestGateway::start(&toml, ENV, StoreChoice::Postgres).await;
+    let key = |name: &str| NewKey {
+        name: name.into(),
+        team: Some("warm-team".into()),
+        ..Default::default()
+    };
+    let alice = create_key(&gw, key("alice")).await;
+    let leaver = create_key(&gw, key("leaver")).await;
+    // Asked: "often" 3 times, "twice" 2 (streamed), "once" 1; "gone" by a key revoked later.
+    let often = det("o-ok", "often asked");
+    let mut twice = det("o-ok", "asked twice, streamed");
+    twice["stream"] = true.into();
+    let once = det("o-ok", "asked once and rather longer than the others");
+    let mut cost_of_often = String::new();
+    for (body, times) in [(&often, 3), (&twice, 2), (&once, 1)] {
+        for _ in 0..times {
+            let r = send(&gw, &alice.key, body, &[]).await;
+            assert_eq!(r.status(), 200);
+            if body == &often && header(&r, "x-llmrr-cache") == Some("miss") {
+                cost_of_often = header(&r, "x-llmrr-cost-usd").unwrap().to_owned();
+            }
+            r.text().await.unwrap();
+        }
+    }
+    let r = send(&gw, &leaver.key, &det("o-ok", "gone"), &[]).await;
+    assert_eq!(r.status(), 200);
+    gw.state
+        .gateway
+        .auth()
+        .revoke_key(&leaver.row.id)
+        .await
+        .unwrap();
+    assert_eq!(chat_calls(&mock), 4, "one call per distinct request");
+    rows_once(&gw, 7).await;
+    let gw_ref = &gw;
+    let warm = |body: Value| async move {
+        let r = post_as_master(gw_ref, "/admin/cache/warm", &[], body).await;
+        let status = r.status();
+        (status, r.json::<Value>().await.unwrap())
+    };
+
+    // Everything is still cached: nothing to do.
+    let (status, report) = warm(json!({"max_cost_usd": "1"})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (
+            report["considered"].as_u64(),
+            report["already_cached"].as_u64(),
+            report["key_gone"].as_u64()
+        ),
+        (Some(4), Some(3), Some(1)),
+        "{report}"
+    );
+    let purged = client()
+        .delete(format!("{}/admin/cache", gw.url))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purged.status(), 200);
+
+    // A dry run spends nothing; the most asked comes first.
+    let (_, report) = warm(json!({"max_cost_usd": 1, "dry_run": true})).await;
+    assert_eq!(report["warmed"], 3, "{report}");
+    assert_eq!(report["key_gone"], 1, "{report}");
+    assert_eq!(report["requests"][0]["asked"], 3, "{report}");
+    assert_eq!(report["requests"][0]["outcome"], "would_warm", "{report}");
+    assert_eq!(chat_calls(&mock), 4, "a dry run calls nothing");
+
+    // A cap of exactly what the most asked cost: it alone is replayed.
+    let (_, report) = warm(json!({"max_cost_usd": cost_of_often, "top": 10})).await;
+    assert_eq!(report["warmed"], 1, "{report}");
+    assert_eq!(report["over_cost_cap"], 2, "{report}");
+    assert_eq!(report["spent_usd"].as_str(), Some(cost_of_often.as_str()));
+    assert_eq!(chat_calls(&mock), 5);
+    // The replay made the very entry the request keys to.
+    let r = send(&gw, &alice.key, &often, &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("hit"));
+    assert_eq!(chat_calls(&mock), 5);
+
+    // The rest, the stream included; the revoked key's request is left alone.
+    let (_, report) = warm(json!({"max_cost_usd": "1.00"})).await;
+    assert_eq!(
+        (
+            report["warmed"].as_u64(),
+            report["already_cached"].as_u64(),
+            report["key_gone"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1)),
+        "{report}"
+    );
+    assert_eq!(chat_calls(&mock), 7);
+    let r = send(&gw, &alice.key, &twice, &[]).await;
+    assert_eq!(
+        header(&r, "x-llmrr-cache"),
+        Some("hit"),
+        "the stream is cached"
+    );
+    assert!(r.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    assert_eq!(chat_calls(&mock), 7);
+
+    // Replays are logged as `warm`, as the key that asked, and are not counted as asked.
+    let rows = rows_once(&gw, 12).await;
+    assert_eq!(rows.len(), 12);
+    let warmed: Vec<_> = rows
+        .iter()
+        .filter(|r| r.cache.as_deref() == Some("warm"))
+        .collect();
+    assert_eq!(warmed.len(), 3);
+    assert!(warmed
+        .iter()
+        .all(|r| r.cache_key.is_none() && r.key_id.as_deref() == Some(alice.row.id.as_str())));
+
+    // Bad requests: 400 in OpenAI's envelope; other keys may not warm.
+    for bad in [
+        json!({}),
+        json!({"max_cost_usd": "-1"}),
+        json!({"max_cost_usd": "lots"}),
+        json!({"max_cost_usd": 1, "since_hours": 0}),
+        json!({"max_cost_usd": 1, "extra": true}),
+    ] {
+        let (status, body) = warm(bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    let r = client()
+        .post(format!("{}/admin/cache/warm", gw.url))
+        .bearer_auth(&alice.key)
+        .json(&json!({"max_cost_usd": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     gw.stop().await;
 }

@@ -1,0 +1,258 @@
+//! `cache warm`: ask again, at low priority, the cacheable requests asked most often in a
+//! window (counted in the request log), whose answers the cache no longer holds, until a cost
+//! cap. Each replay is a real request of the key that made it — its limits, budgets, request
+//! log and ledger apply — with `Cache-Control: no-cache`, logged with cache status `warm` and
+//! not counted as asked.
+
+use super::cache::ReplayDirectives;
+use super::*;
+use crate::cache::{CacheDirectives, CacheKey};
+use crate::store::WarmCandidate;
+use serde::{Deserialize, Serialize};
+
+/// The most requests one warm run considers.
+pub const MAX_WARM_REQUESTS: usize = 10_000;
+
+/// What to warm (`POST /admin/cache/warm`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmOptions {
+    /// The most frequent requests considered (default 100).
+    #[serde(default = "default_top")]
+    pub top: usize,
+    /// Spend at most this much on replays (USD, a string or a number; required).
+    pub max_cost_usd: serde_json::Value,
+    /// Count how often each was asked over this many hours back (default 24).
+    #[serde(default = "default_since_hours")]
+    pub since_hours: f64,
+    /// Only say what would be replayed, and its estimated cost.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+fn default_top() -> usize {
+    100
+}
+
+fn default_since_hours() -> f64 {
+    24.0
+}
+
+/// What a warm run did.
+#[derive(Debug, Default, Serialize)]
+pub struct WarmReport {
+    pub considered: usize,
+    /// Replayed and answered (or, in a dry run, would be).
+    pub warmed: usize,
+    pub already_cached: usize,
+    /// Left out: its last cost would take the run over `max_cost_usd`.
+    pub over_cost_cap: usize,
+    /// Left out: its model has no price, so its cost cannot be capped.
+    pub unpriced: usize,
+    /// Left out: the key that made it is revoked, expired or deleted.
+    pub key_gone: usize,
+    /// Left out: the cache is off for its model or route now.
+    pub not_cacheable: usize,
+    pub failed: usize,
+    /// What the replays cost (a streamed replay counts at its last known cost).
+    pub spent_usd: Decimal,
+    /// What the replays were expected to cost, from their last answers.
+    pub estimated_usd: Decimal,
+    pub dry_run: bool,
+    pub requests: Vec<WarmItem>,
+}
+
+/// One request considered.
+#[derive(Debug, Serialize)]
+pub struct WarmItem {
+    pub cache_key: String,
+    pub endpoint: String,
+    pub model: String,
+    pub stream: bool,
+    /// Times asked in the window.
+    pub asked: i64,
+    /// `warmed`, `would_warm`, `already_cached`, `over_cost_cap`, `unpriced`, `key_gone`,
+    /// `not_cacheable` or `failed`.
+    pub outcome: &'static str,
+    pub estimated_usd: Decimal,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Gateway {
+    /// Replay the most frequent cacheable requests that are no longer cached, within
+    /// `options.max_cost_usd`, one at a time at low priority.
+    pub async fn warm_cache(&self, options: &WarmOptions) -> Result<WarmReport> {
+        let Some(cache) = self.inner.cache.clone() else {
+            return Err(Error::invalid(
+                "the response cache is off: no route or model caches",
+                None,
+            ));
+        };
+        let cap = crate::money::budget::usd_amount(&options.max_cost_usd, "max_cost_usd")?;
+        let window = Duration::try_from_secs_f64(options.since_hours * 3600.0)
+            .ok()
+            .filter(|w| !w.is_zero())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "since_hours must be a number > 0",
+                    Some("since_hours".into()),
+                )
+            })?;
+        let top = options.top.clamp(1, MAX_WARM_REQUESTS) as i64;
+        let since_ms = crate::store::now_ms() - window.as_millis().min(i64::MAX as u128) as i64;
+        let candidates = self.inner.store.warm_candidates(since_ms, top).await?;
+        let mut report = WarmReport {
+            dry_run: options.dry_run,
+            ..Default::default()
+        };
+        for c in candidates {
+            let item = self.warm_one(&cache, cap, &mut report, c).await;
+            match item.outcome {
+                "warmed" | "would_warm" => report.warmed += 1,
+                "already_cached" => report.already_cached += 1,
+                "over_cost_cap" => report.over_cost_cap += 1,
+                "unpriced" => report.unpriced += 1,
+                "key_gone" => report.key_gone += 1,
+                "not_cacheable" => report.not_cacheable += 1,
+                _ => report.failed += 1,
+            }
+            report.considered += 1;
+            report.requests.push(item);
+        }
+        Ok(report)
+    }
+
+    async fn warm_one(
+        &self,
+        cache: &crate::cache::ResponseCache,
+        cap: Decimal,
+        report: &mut WarmReport,
+        c: WarmCandidate,
+    ) -> WarmItem {
+        let r = c.request;
+        let estimate = Decimal::from_i128_with_scale(i128::from(r.cost_pusd), 12).normalize();
+        let mut body: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+        let model = body["model"].as_str().unwrap_or_default().to_owned();
+        let mut item = WarmItem {
+            cache_key: r.cache_key.chars().take(16).collect(),
+            endpoint: r.endpoint.clone(),
+            model: model.clone(),
+            stream: r.stream,
+            asked: c.asked,
+            outcome: "failed",
+            estimated_usd: estimate,
+            error: None,
+        };
+        let directives: ReplayDirectives = serde_json::from_str(&r.directives).unwrap_or_default();
+        let (Some(key), Some(rule)) = (CacheKey::from_hex(&r.cache_key), self.cache_rule(&model))
+        else {
+            item.outcome = "not_cacheable";
+            return item;
+        };
+        let who = match self.inner.auth.context_of(r.key_id.as_deref()).await {
+            Ok(Some(who)) => who,
+            Ok(None) => {
+                item.outcome = "key_gone";
+                return item;
+            }
+            Err(e) => {
+                item.error = Some(e.to_string());
+                return item;
+            }
+        };
+        let namespace = super::cache::namespace_of(rule, &who, directives.namespace.as_deref());
+        if cache.holds(&key, &namespace, &model).await {
+            item.outcome = "already_cached";
+            return item;
+        }
+        if !r.priced {
+            item.outcome = "unpriced";
+            return item;
+        }
+        let committed = if report.dry_run {
+            report.estimated_usd
+        } else {
+            report.spent_usd
+        };
+        if committed + estimate > cap {
+            item.outcome = "over_cost_cap";
+            return item;
+        }
+        report.estimated_usd += estimate;
+        if report.dry_run {
+            item.outcome = "would_warm";
+            return item;
+        }
+        if let Some(map) = body.as_object_mut() {
+            if let Some(routing) = map.remove("llmrr_routing") {
+                map.insert("llmrr".into(), routing);
+            }
+        }
+        let mut ctx = RequestContext::new(who);
+        ctx.priority = Some(Priority::Low);
+        ctx.cache = CacheDirectives {
+            no_read: true,
+            no_store: false,
+            ttl: directives
+                .ttl_secs
+                .and_then(|s| Duration::try_from_secs_f64(s).ok()),
+            namespace: directives.namespace,
+            warming: true,
+        };
+        match self.replay(ctx, &r.endpoint, r.stream, body).await {
+            Ok(cost) => {
+                report.spent_usd += cost.unwrap_or(estimate);
+                item.outcome = "warmed";
+            }
+            Err(e) => item.error = Some(e.to_string()),
+        }
+        item
+    }
+
+    /// Ask `body` again on `endpoint`; its cost when known (a stream's is not reported here).
+    async fn replay(
+        &self,
+        ctx: RequestContext,
+        endpoint: &str,
+        stream: bool,
+        body: serde_json::Value,
+    ) -> Result<Option<Decimal>> {
+        let bad = |e: serde_json::Error| Error::Internal(format!("the kept request: {e}"));
+        let opened = match (endpoint, stream) {
+            ("chat", false) => {
+                let req = serde_json::from_value(body).map_err(bad)?;
+                return Ok(Some(self.chat(ctx, req).await?.cost));
+            }
+            ("completions", false) => {
+                let req = serde_json::from_value(body).map_err(bad)?;
+                return Ok(Some(self.completion(ctx, req).await?.cost));
+            }
+            ("embeddings", false) => {
+                let req = serde_json::from_value(body).map_err(bad)?;
+                return Ok(Some(self.embeddings(ctx, req).await?.cost));
+            }
+            ("chat", true) => {
+                self.chat_stream(ctx, serde_json::from_value(body).map_err(bad)?)
+                    .await?
+            }
+            ("completions", true) => {
+                self.completion_stream(ctx, serde_json::from_value(body).map_err(bad)?)
+                    .await?
+            }
+            (other, _) => return Err(Error::Internal(format!("no endpoint `{other}` to warm"))),
+        };
+        // Read to its end: the pump keeps the answer once it is complete.
+        let mut frames = opened.frames;
+        let mut failed = None;
+        while let Some(frame) = frames.recv().await {
+            if frame.starts_with(b"data: {\"error\"") {
+                failed = Some(String::from_utf8_lossy(&frame).trim().to_owned());
+            }
+        }
+        match failed {
+            Some(event) => Err(Error::Internal(format!("the stream ended with {event}"))),
+            None => Ok(None),
+        }
+    }
+}
