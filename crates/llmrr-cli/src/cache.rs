@@ -104,7 +104,7 @@ fn print_warm(body: &serde_json::Value) {
     };
     println!(
         "{verb} {} of {} (already cached {}, over the cost cap {}, unpriced {}, key gone {}, \
-         not cacheable {}, failed {}); spent ${}, estimated ${}",
+         not cacheable {}, key changed {}, failed {}); spent ${}, estimated ${}",
         n("warmed"),
         n("considered"),
         n("already_cached"),
@@ -112,6 +112,7 @@ fn print_warm(body: &serde_json::Value) {
         n("unpriced"),
         n("key_gone"),
         n("not_cacheable"),
+        n("key_changed"),
         n("failed"),
         body["spent_usd"].as_str().unwrap_or("0"),
         body["estimated_usd"].as_str().unwrap_or("0"),

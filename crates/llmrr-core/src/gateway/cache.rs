@@ -109,7 +109,7 @@ enum Step {
     Bypass,
     Hit(Found),
     Follow(Follower),
-    Miss(Fill, &'static str),
+    Miss(Box<Fill>, &'static str),
 }
 
 impl Gateway {
@@ -139,7 +139,7 @@ impl Gateway {
                 Step::Bypass => return Ok((None, Some(CacheStatus::plain("bypass")))),
                 Step::Miss(fill, status) => {
                     let status = CacheStatus::plain(status).keyed(fill.key);
-                    return Ok((Some(fill), Some(status)));
+                    return Ok((Some(*fill), Some(status)));
                 }
                 Step::Hit(found) => return Err(Begin::Hit(found)),
                 Step::Follow(mut f) if stream => {
@@ -270,16 +270,16 @@ impl Gateway {
         if d.no_read {
             cache.counted_bypass(if d.warming { "warm" } else { "no_cache" });
             let status = if d.warming { "warm" } else { "bypass" };
-            return Step::Miss(fill(None), status);
+            return Step::Miss(Box::new(fill(None)), status);
         }
         if d.no_store || !coalesce {
             cache.counted_miss();
-            return Step::Miss(fill(None), "miss");
+            return Step::Miss(Box::new(fill(None)), "miss");
         }
         match cache.join(key) {
             Join::Lead(lead) => {
                 cache.counted_miss();
-                Step::Miss(fill(Some(lead)), "miss")
+                Step::Miss(Box::new(fill(Some(lead))), "miss")
             }
             Join::Follow(f) => Step::Follow(f),
         }
@@ -333,6 +333,10 @@ impl Gateway {
         let Ok(body) = serde_json::to_string(&r.body) else {
             return;
         };
+        // A request larger than an entry may be (images, long files) is not kept.
+        if body.len() as u64 > cache.config().max_entry_bytes {
+            return;
+        }
         let row = crate::store::CacheRequest {
             cache_key: key.hex(),
             endpoint: r.endpoint.to_owned(),
@@ -352,7 +356,7 @@ impl Gateway {
                 tracing::warn!(error = %e, "cache: the request could not be kept for warming");
             }
             if prune {
-                let before = crate::store::now_ms() - retention.as_millis() as i64;
+                let before = warm_horizon_ms(retention);
                 if let Err(e) = store.forget_cache_requests_before(before).await {
                     tracing::warn!(error = %e, "cache: old warming requests not pruned");
                 }
@@ -908,6 +912,12 @@ impl Call {
         }
         Some(body)
     }
+}
+
+/// Requests last kept before this (unix ms) are past `retention`.
+pub(super) fn warm_horizon_ms(retention: Duration) -> i64 {
+    let back = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    crate::store::now_ms().saturating_sub(back)
 }
 
 /// Resolves once the client is gone (`client_gone`) and, for a call others wait for, every

@@ -194,7 +194,9 @@ impl Gateway {
                 provider: e.spec.provider.as_str().to_owned(),
                 route: f.route.as_deref().map(str::to_owned),
                 category: f.call.topic().map(|t| categorize(&t).to_owned()),
-                prompt_hash: f.call.prompt_hash(),
+                // A warm replay is not a user asking again (the repeated-prompt advice
+                // must not count it).
+                prompt_hash: f.call.prompt_hash().filter(|_| !f.ctx.cache.warming),
                 prompt_tokens: f.usage.prompt_tokens as i64,
                 cached_tokens: f.usage.cached_tokens() as i64,
                 cache_write_tokens: f.usage.cache_creation_input_tokens as i64,

@@ -53,8 +53,12 @@ pub struct WarmReport {
     pub key_gone: usize,
     /// Left out: the cache is off for its model or route now.
     pub not_cacheable: usize,
+    /// Replayed, but keyed differently now (the key's team, the rule's namespace or
+    /// normalization changed): its kept request is forgotten.
+    pub key_changed: usize,
     pub failed: usize,
-    /// What the replays cost (a streamed replay counts at its last known cost).
+    /// What the replays cost (a streamed replay, and one that failed, count at their last
+    /// known cost: a failure may still have been charged).
     pub spent_usd: Decimal,
     /// What the replays were expected to cost, from their last answers.
     pub estimated_usd: Decimal,
@@ -72,7 +76,7 @@ pub struct WarmItem {
     /// Times asked in the window.
     pub asked: i64,
     /// `warmed`, `would_warm`, `already_cached`, `over_cost_cap`, `unpriced`, `key_gone`,
-    /// `not_cacheable` or `failed`.
+    /// `not_cacheable`, `key_changed` or `failed`.
     pub outcome: &'static str,
     pub estimated_usd: Decimal,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,6 +103,19 @@ impl Gateway {
                     Some("since_hours".into()),
                 )
             })?;
+        // Requests kept longer than the retention are forgotten first (all of them when it
+        // is zero: warming is off).
+        let retention = cache.config().warm_retention;
+        let store = &self.inner.store;
+        store
+            .forget_cache_requests_before(super::cache::warm_horizon_ms(retention))
+            .await?;
+        if retention.is_zero() {
+            return Err(Error::invalid(
+                "cache warming is off: [cache] warm_retention_days = 0 keeps no request",
+                None,
+            ));
+        }
         let top = options.top.clamp(1, MAX_WARM_REQUESTS) as i64;
         let since_ms = crate::store::now_ms() - window.as_millis().min(i64::MAX as u128) as i64;
         let candidates = self.inner.store.warm_candidates(since_ms, top).await?;
@@ -115,6 +132,7 @@ impl Gateway {
                 "unpriced" => report.unpriced += 1,
                 "key_gone" => report.key_gone += 1,
                 "not_cacheable" => report.not_cacheable += 1,
+                "key_changed" => report.key_changed += 1,
                 _ => report.failed += 1,
             }
             report.considered += 1;
@@ -201,36 +219,50 @@ impl Gateway {
             warming: true,
         };
         match self.replay(ctx, &r.endpoint, r.stream, body).await {
-            Ok(cost) => {
+            Ok((cost, keyed)) => {
                 report.spent_usd += cost.unwrap_or(estimate);
-                item.outcome = "warmed";
+                item.outcome = if keyed == Some(key) {
+                    "warmed"
+                } else {
+                    // Asked again it lands elsewhere (or nowhere): replaying it once more
+                    // would buy the same answer again.
+                    if let Err(e) = self.inner.store.forget_cache_request(&r.cache_key).await {
+                        tracing::warn!(error = %e, "cache warm: a stale request not forgotten");
+                    }
+                    "key_changed"
+                };
             }
-            Err(e) => item.error = Some(e.to_string()),
+            Err(e) => {
+                report.spent_usd += estimate;
+                item.error = Some(e.to_string());
+            }
         }
         item
     }
 
-    /// Ask `body` again on `endpoint`; its cost when known (a stream's is not reported here).
+    /// Ask `body` again on `endpoint`: its cost when known (a stream's is not reported here),
+    /// and the key the cache gave it.
     async fn replay(
         &self,
         ctx: RequestContext,
         endpoint: &str,
         stream: bool,
         body: serde_json::Value,
-    ) -> Result<Option<Decimal>> {
+    ) -> Result<(Option<Decimal>, Option<CacheKey>)> {
         let bad = |e: serde_json::Error| Error::Internal(format!("the kept request: {e}"));
+        let answered = |a: Answer| (Some(a.cost), a.cache.and_then(|c| c.key));
         let opened = match (endpoint, stream) {
             ("chat", false) => {
                 let req = serde_json::from_value(body).map_err(bad)?;
-                return Ok(Some(self.chat(ctx, req).await?.cost));
+                return Ok(answered(self.chat(ctx, req).await?));
             }
             ("completions", false) => {
                 let req = serde_json::from_value(body).map_err(bad)?;
-                return Ok(Some(self.completion(ctx, req).await?.cost));
+                return Ok(answered(self.completion(ctx, req).await?));
             }
             ("embeddings", false) => {
                 let req = serde_json::from_value(body).map_err(bad)?;
-                return Ok(Some(self.embeddings(ctx, req).await?.cost));
+                return Ok(answered(self.embeddings(ctx, req).await?));
             }
             ("chat", true) => {
                 self.chat_stream(ctx, serde_json::from_value(body).map_err(bad)?)
@@ -243,6 +275,7 @@ impl Gateway {
             (other, _) => return Err(Error::Internal(format!("no endpoint `{other}` to warm"))),
         };
         // Read to its end: the pump keeps the answer once it is complete.
+        let keyed = opened.cache.as_ref().and_then(|c| c.key);
         let mut frames = opened.frames;
         let mut failed = None;
         while let Some(frame) = frames.recv().await {
@@ -252,7 +285,7 @@ impl Gateway {
         }
         match failed {
             Some(event) => Err(Error::Internal(format!("the stream ended with {event}"))),
-            None => Ok(None),
+            None => Ok((None, keyed)),
         }
     }
 }

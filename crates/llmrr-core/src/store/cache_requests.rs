@@ -69,6 +69,15 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Forget the request of one cache key.
+    pub async fn forget_cache_request(&self, cache_key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM cache_requests WHERE cache_key = $1")
+            .bind(cache_key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The `limit` kept requests asked most often since `since_ms` (the costlier first among
     /// equals).
     pub async fn warm_candidates(&self, since_ms: i64, limit: i64) -> Result<Vec<WarmCandidate>> {

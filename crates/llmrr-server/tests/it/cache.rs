@@ -717,3 +717,22 @@ async fn issue10_cache_warm_replays_the_most_frequent_requests_within_a_cost_cap
     assert_eq!(r.status(), 403);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn issue10_no_request_is_kept_for_warming_when_its_retention_is_zero() {
+    let (gw, _mock) = start_with("[cache]\nmode = \"exact\"\nwarm_retention_days = 0\n", ENV).await;
+    let r = send(&gw, MASTER, &det("o-ok", "keep nothing"), &[]).await;
+    assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"));
+    rows_once(&gw, 1).await;
+    let kept = gw
+        .state
+        .gateway
+        .store()
+        .warm_candidates(0, 10)
+        .await
+        .unwrap();
+    assert!(kept.is_empty(), "{kept:?}");
+    let r = post_as_master(&gw, "/admin/cache/warm", &[], json!({"max_cost_usd": 1})).await;
+    assert_eq!(r.status(), 400);
+    gw.stop().await;
+}
