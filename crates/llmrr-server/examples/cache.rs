@@ -212,5 +212,13 @@ async fn main() {
         pct(&mut l3, 0.5),
         pct(&mut l3, 0.99)
     );
-    let _ = writer.purge(&llmrr_core::cache::Purge::default()).await;
+    // Leave nothing in Redis (a purge is recorded in a store: a throwaway one).
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let store =
+        llmrr_core::store::Store::connect(&format!("sqlite://{}/s.db", dir.path().display()))
+            .await
+            .expect("a store");
+    let _ = writer
+        .purge(&store, &llmrr_core::cache::Purge::default())
+        .await;
 }

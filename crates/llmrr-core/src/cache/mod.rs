@@ -193,7 +193,14 @@ struct Inner {
     /// The cache's clock (ms since the Unix epoch), on tokio's time so that tests can move it.
     origin_ms: i64,
     origin: tokio::time::Instant,
+    /// Purges this replica has applied (its own, and those read from the store), by id,
+    /// with when they were made.
+    purges_applied: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
+
+/// A purge made up to this long before the newest one seen is still looked for (replicas'
+/// clocks differ; a row may commit after a later one).
+const PURGE_SKEW_MS: i64 = 5_000;
 
 #[derive(Clone)]
 pub struct ResponseCache {
@@ -237,6 +244,7 @@ impl ResponseCache {
                 l3,
                 semantic,
                 flights: Arc::default(),
+                purges_applied: Default::default(),
                 counters: Counters::default(),
                 origin_ms: crate::store::now_ms(),
                 origin: tokio::time::Instant::now(),
@@ -462,7 +470,22 @@ impl ResponseCache {
     }
 
     /// Drop the entries `p` selects from every tier.
-    pub async fn purge(&self, p: &Purge) -> Result<Purged> {
+    /// Drop the entries `p` selects from every tier here and from L3, and record the purge in
+    /// `store` so that every other replica drops them from its own L1 and L2 within about a
+    /// second ([`ResponseCache::watch_purges`]).
+    pub async fn purge(&self, store: &crate::store::Store, p: &Purge) -> Result<Purged> {
+        let id = format!("purge_{}", uuid::Uuid::now_v7().simple());
+        self.first_sight(&id, self.now_ms());
+        let mut out = self.purge_here(p).await?;
+        if let Some(l3) = &self.inner.l3 {
+            out.l3 = l3.purge(p).await?;
+        }
+        store.record_cache_purge(&id, p).await?;
+        Ok(out)
+    }
+
+    /// This replica's part of a purge: L1, the semantic index, L2.
+    async fn purge_here(&self, p: &Purge) -> Result<Purged> {
         let i = &self.inner;
         let mut out = Purged {
             l1: i.l1.remove_where(|e| p.selects(e)),
@@ -475,10 +498,54 @@ impl ResponseCache {
         if let Some(l2) = &i.l2 {
             out.l2 = l2.purge(p).await?;
         }
-        if let Some(l3) = &i.l3 {
-            out.l3 = l3.purge(p).await?;
-        }
         Ok(out)
+    }
+
+    /// True the first time purge `id` (made at `at_ms`) is seen here; forgets ids long past.
+    fn first_sight(&self, id: &str, at_ms: i64) -> bool {
+        let mut seen = self
+            .inner
+            .purges_applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if seen.contains_key(id) {
+            return false;
+        }
+        let horizon = at_ms - 4 * PURGE_SKEW_MS;
+        seen.retain(|_, at| *at >= horizon);
+        seen.insert(id.to_owned(), at_ms);
+        true
+    }
+
+    /// Apply, every `every`, the purges other replicas recorded in `store`. The task ends
+    /// when the cache is dropped.
+    pub fn watch_purges(&self, store: crate::store::Store, every: Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        let mut newest = self.now_ms();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let cache = ResponseCache { inner };
+                let found = match store.cache_purges_since(newest - PURGE_SKEW_MS).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cache: purges of other replicas not read");
+                        continue;
+                    }
+                };
+                for (id, at, p) in found {
+                    newest = newest.max(at);
+                    if cache.first_sight(&id, at) {
+                        if let Err(e) = cache.purge_here(&p).await {
+                            tracing::warn!(error = %e, "cache: another replica's purge failed here");
+                        }
+                    }
+                }
+            }
+        });
     }
 
     pub async fn stats(&self) -> CacheStats {
@@ -592,13 +659,20 @@ mod tests {
             reader.lookup(&key, "team:a", "gpt").await.unwrap().1,
             Tier::L1
         );
-        let purged = writer
-            .purge(&Purge {
-                namespace: Some("team:a".into()),
-                ..Purge::default()
-            })
-            .await
-            .unwrap();
+        let store =
+            crate::store::Store::connect(&format!("sqlite://{}/s.db", dir.path().display()))
+                .await
+                .unwrap();
+        let purge = Purge {
+            namespace: Some("team:a".into()),
+            ..Purge::default()
+        };
+        let purged = writer.purge(&store, &purge).await.unwrap();
+        // Recorded for the other replicas, and already applied here.
+        let recorded = store.cache_purges_since(0).await.unwrap();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].2, purge);
+        assert!(!writer.first_sight(&recorded[0].0, recorded[0].1));
         assert_eq!((purged.l1, purged.l2, purged.l3), (1, 1, 1));
         assert!(writer.lookup(&key, "team:a", "gpt").await.is_none());
     }

@@ -102,6 +102,8 @@ fn route_header(plan: &Plan, entry: &ModelEntry, attempts: &Attempts) -> Option<
 
 /// The request log's last flush at shutdown gets at least this long.
 const MIN_LOG_FLUSH: Duration = Duration::from_secs(1);
+/// How often each replica applies the cache purges made by others.
+const PURGE_POLL: Duration = Duration::from_secs(1);
 /// How long a model that answered 429 without Retry-After is skipped.
 const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
 
@@ -230,6 +232,9 @@ impl Gateway {
             None => Money::start(config, store.clone()).await?,
         };
         let cache = cache::start_cache(config, shared.as_ref()).await?;
+        if let Some(c) = &cache {
+            c.watch_purges(store.clone(), PURGE_POLL);
+        }
         let limits = Limits::start(
             config,
             store.clone(),

@@ -162,6 +162,18 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     );
     CREATE INDEX cache_requests_seen ON cache_requests (last_seen_ms)",
     ),
+    (
+        8,
+        "cache purges, for every replica to apply",
+        "CREATE TABLE cache_purges (
+        id TEXT PRIMARY KEY,
+        created_at_ms BIGINT NOT NULL,
+        namespace TEXT,
+        route TEXT,
+        key_id TEXT
+    );
+    CREATE INDEX cache_purges_created ON cache_purges (created_at_ms)",
+    ),
 ];
 
 /// Postgres: an advisory lock so that replicas starting together migrate one at a time.

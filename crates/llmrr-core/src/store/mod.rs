@@ -3,6 +3,7 @@
 //! Migrations run on connect. The request log is append-only; keys are stored hashed.
 
 mod budgets;
+mod cache_purges;
 mod cache_requests;
 mod entities;
 mod keys;

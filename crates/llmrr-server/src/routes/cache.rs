@@ -56,7 +56,7 @@ pub async fn purge(
         route: q.route,
         key_id: q.key,
     };
-    let purged = cache.purge(&purge).await?;
+    let purged = cache.purge(state.gateway.store(), &purge).await?;
     Ok(Json(
         json!({"enabled": true, "purge": purge, "purged": purged}),
     ))

@@ -80,8 +80,16 @@ async fn issue10_a_repeated_request_is_answered_from_memory_at_zero_cost_with_it
         .unwrap();
     assert_eq!((hit.cost_usd.as_str(), hit.status), ("0", 200));
     assert!(hit.prompt_tokens > 0, "the tokens it served");
-    // The ledger: the hit at $0 with the first answer's cost as its saving.
-    let stats = get_json(&gw, "/admin/cache").await;
+    // The ledger: the hit at $0 with the first answer's cost as its saving (its row is written
+    // off the answer's path: give it a moment).
+    let mut stats = get_json(&gw, "/admin/cache").await;
+    for _ in 0..100 {
+        if stats["ledger"]["hits"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stats = get_json(&gw, "/admin/cache").await;
+    }
     assert_eq!(stats["enabled"], true);
     let ledger = &stats["ledger"];
     assert_eq!(ledger["hits"], 1, "{stats}");
@@ -382,8 +390,13 @@ async fn issue10_replicas_share_answers_through_redis_and_purges_reach_it() {
         upstream <= 2,
         "at most B's first try raced the write: {upstream}"
     );
-    // Purge by route on A: gone from A's memory and from Redis; B's own L1 copy stays
-    // until B is purged too (each replica's memory is its own).
+    let b_stats = get_json(&b, "/admin/cache").await;
+    assert_eq!(
+        b_stats["process"]["tiers"][0]["entries"], 1,
+        "B keeps a copy"
+    );
+    // Purge by route on A: gone from A's memory and from Redis at once, and from B's own
+    // memory within about a second (B applies the purges recorded in the shared store).
     let resp = client()
         .delete(format!("{}/admin/cache?route=o-ok", a.url))
         .bearer_auth(MASTER)
@@ -395,6 +408,18 @@ async fn issue10_replicas_share_answers_through_redis_and_purges_reach_it() {
     assert_eq!(purged["purged"]["l1"], 1, "{purged}");
     let r = send(&a, MASTER, &body, &[]).await;
     assert_eq!(header(&r, "x-llmrr-cache"), Some("miss"));
+    let purged_at = std::time::Instant::now();
+    let mut b_missed = false;
+    while purged_at.elapsed() < Duration::from_secs(4) {
+        // Looked at, never refreshed: no request of B's names the entry meanwhile.
+        let stats = get_json(&b, "/admin/cache").await;
+        if stats["process"]["tiers"][0]["entries"] == 0 {
+            b_missed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(b_missed, "B's memory copy purged within 4 s");
     a.stop().await;
     b.stop().await;
     db.drop().await;
