@@ -198,9 +198,9 @@ struct Inner {
     purges_applied: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
-/// A purge made up to this long before the newest one seen is still looked for (replicas'
-/// clocks differ; a row may commit after a later one).
-const PURGE_SKEW_MS: i64 = 5_000;
+/// Each look for other replicas' purges reads those recorded over this long before now (by
+/// this replica's clock): replicas' clocks may differ, and a row may commit late.
+const PURGE_WINDOW_MS: i64 = 60_000;
 
 #[derive(Clone)]
 pub struct ResponseCache {
@@ -469,18 +469,18 @@ impl ResponseCache {
         tracing::warn!(tier = tier.as_str(), op, error = %e, "cache tier failed: skipped");
     }
 
-    /// Drop the entries `p` selects from every tier.
-    /// Drop the entries `p` selects from every tier here and from L3, and record the purge in
-    /// `store` so that every other replica drops them from its own L1 and L2 within about a
-    /// second ([`ResponseCache::watch_purges`]).
+    /// Record the purge in `store` (so that every other replica drops the entries from its
+    /// own L1 and L2 within about a second: [`ResponseCache::watch_purges`]), then drop the
+    /// entries `p` selects from every tier here and from L3. Recorded first: a purge that
+    /// cannot be recorded purges nothing (and says so); applying one twice is harmless.
     pub async fn purge(&self, store: &crate::store::Store, p: &Purge) -> Result<Purged> {
         let id = format!("purge_{}", uuid::Uuid::now_v7().simple());
-        self.first_sight(&id, self.now_ms());
+        store.record_cache_purge(&id, p).await?;
+        self.first_sight(&id);
         let mut out = self.purge_here(p).await?;
         if let Some(l3) = &self.inner.l3 {
             out.l3 = l3.purge(p).await?;
         }
-        store.record_cache_purge(&id, p).await?;
         Ok(out)
     }
 
@@ -501,8 +501,10 @@ impl ResponseCache {
         Ok(out)
     }
 
-    /// True the first time purge `id` (made at `at_ms`) is seen here; forgets ids long past.
-    fn first_sight(&self, id: &str, at_ms: i64) -> bool {
+    /// True the first time purge `id` is seen here; forgets ids seen long before the window
+    /// the watch reads.
+    fn first_sight(&self, id: &str) -> bool {
+        let now = crate::store::now_ms();
         let mut seen = self
             .inner
             .purges_applied
@@ -511,39 +513,47 @@ impl ResponseCache {
         if seen.contains_key(id) {
             return false;
         }
-        let horizon = at_ms - 4 * PURGE_SKEW_MS;
-        seen.retain(|_, at| *at >= horizon);
-        seen.insert(id.to_owned(), at_ms);
+        seen.retain(|_, at| *at >= now - 2 * PURGE_WINDOW_MS);
+        seen.insert(id.to_owned(), now);
         true
     }
 
-    /// Apply, every `every`, the purges other replicas recorded in `store`. The task ends
-    /// when the cache is dropped.
+    /// Apply, every `every`, the purges other replicas recorded in `store` — read by this
+    /// replica's own clock over the last [`PURGE_WINDOW_MS`], so writers' clock skew and late
+    /// commits up to that long are harmless. With L2 on, the purges of the last day are
+    /// applied to it first (it may have been down during some; extra misses are the price).
+    /// The task ends when the cache is dropped.
     pub fn watch_purges(&self, store: crate::store::Store, every: Duration) {
         let weak = Arc::downgrade(&self.inner);
-        let mut newest = self.now_ms();
+        let catch_up = self.inner.l2.is_some();
         tokio::spawn(async move {
+            let mut since = if catch_up {
+                crate::store::now_ms() - crate::store::CACHE_PURGES_KEPT_MS
+            } else {
+                crate::store::now_ms() - PURGE_WINDOW_MS
+            };
             loop {
-                tokio::time::sleep(every).await;
                 let Some(inner) = weak.upgrade() else {
                     return;
                 };
                 let cache = ResponseCache { inner };
-                let found = match store.cache_purges_since(newest - PURGE_SKEW_MS).await {
-                    Ok(found) => found,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cache: purges of other replicas not read");
-                        continue;
-                    }
-                };
-                for (id, at, p) in found {
-                    newest = newest.max(at);
-                    if cache.first_sight(&id, at) {
-                        if let Err(e) = cache.purge_here(&p).await {
-                            tracing::warn!(error = %e, "cache: another replica's purge failed here");
+                match store.cache_purges_since(since).await {
+                    Ok(found) => {
+                        for (id, _, p) in found {
+                            if cache.first_sight(&id) {
+                                if let Err(e) = cache.purge_here(&p).await {
+                                    tracing::warn!(error = %e, "cache: another replica's purge failed here");
+                                }
+                            }
                         }
+                        since = crate::store::now_ms() - PURGE_WINDOW_MS;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cache: purges of other replicas not read")
                     }
                 }
+                drop(cache);
+                tokio::time::sleep(every).await;
             }
         });
     }
@@ -672,7 +682,7 @@ mod tests {
         let recorded = store.cache_purges_since(0).await.unwrap();
         assert_eq!(recorded.len(), 1);
         assert_eq!(recorded[0].2, purge);
-        assert!(!writer.first_sight(&recorded[0].0, recorded[0].1));
+        assert!(!writer.first_sight(&recorded[0].0));
         assert_eq!((purged.l1, purged.l2, purged.l3), (1, 1, 1));
         assert!(writer.lookup(&key, "team:a", "gpt").await.is_none());
     }

@@ -6,9 +6,9 @@ use crate::cache::Purge;
 use crate::error::Result;
 use sqlx::Row;
 
-/// Purges are kept this long (a replica polls every second; one that starts later has nothing
-/// older to apply).
-const KEEP_MS: i64 = 86_400_000;
+/// Purges are kept this long: replicas poll every second, and one that starts with a disk tier
+/// applies the last day's (its file may hold entries purged while it was down).
+pub const CACHE_PURGES_KEPT_MS: i64 = 86_400_000;
 
 impl Store {
     /// Record purge `id`; now and then forget the old ones.
@@ -25,10 +25,13 @@ impl Store {
         .bind(&p.key_id)
         .execute(&self.pool)
         .await?;
-        sqlx::query("DELETE FROM cache_purges WHERE created_at_ms < $1")
-            .bind(now - KEEP_MS)
+        let forget = sqlx::query("DELETE FROM cache_purges WHERE created_at_ms < $1")
+            .bind(now - CACHE_PURGES_KEPT_MS)
             .execute(&self.pool)
-            .await?;
+            .await;
+        if let Err(e) = forget {
+            tracing::warn!(error = %e, "cache: old purges not forgotten");
+        }
         Ok(())
     }
 

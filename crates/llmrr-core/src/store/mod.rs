@@ -14,6 +14,7 @@ mod request_log;
 mod rollouts;
 mod spend;
 
+pub use cache_purges::CACHE_PURGES_KEPT_MS;
 pub use cache_requests::{CacheRequest, WarmCandidate};
 pub use entities::{check_id, TeamRow, UserRow};
 pub use keys::{KeyRow, NewKeyRow};

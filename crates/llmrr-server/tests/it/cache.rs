@@ -362,6 +362,56 @@ async fn issue10_the_disk_tier_survives_a_restart() {
 }
 
 #[tokio::test]
+async fn issue10_a_replica_down_during_a_purge_applies_it_to_its_disk_tier_when_it_starts() {
+    let mock = MockProvider::start().await;
+    let db = SharedDatabase::create().await;
+    let prefix = unique_prefix();
+    let dir = tempfile::tempdir().unwrap();
+    // Memory and disk only (no L3): only the disk file can remember the answer.
+    let with_disk = format!(
+        "{CACHE_ON}shared = false\ndisk_path = \"{}\"\n{}",
+        dir.path().join("cache.sqlite").display(),
+        models_toml(&mock)
+    );
+    let body = det("o-ok", "purged while away");
+    let a = replica(&with_disk, &db.url, &prefix).await;
+    assert_eq!(
+        header(&send(&a, MASTER, &body, &[]).await, "x-llmrr-cache"),
+        Some("miss")
+    );
+    a.stop().await;
+    // While A was down, long ago (older than the minute a running replica reads back), another
+    // replica purged the route.
+    use sqlx::Executor;
+    let store = llmrr_core::store::Store::connect(&db.url).await.unwrap();
+    let ten_minutes_ago = llmrr_core::store::now_ms() - 600_000;
+    store
+        .pool()
+        .execute(
+            format!(
+                "INSERT INTO cache_purges (id, created_at_ms, namespace, route, key_id) \
+                 VALUES ('purge_old', {ten_minutes_ago}, NULL, 'o-ok', NULL)"
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    // A restarts on the same disk file: the purge reaches its L2 before it is read.
+    let a = replica(&with_disk, &db.url, &prefix).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = send(&a, MASTER, &body, &[]).await;
+    assert_eq!(
+        header(&r, "x-llmrr-cache"),
+        Some("miss"),
+        "the purged answer is gone"
+    );
+    assert_eq!(chat_calls(&mock), 2);
+    a.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test]
 async fn issue10_replicas_share_answers_through_redis_and_purges_reach_it() {
     let mock = MockProvider::start().await;
     let db = SharedDatabase::create().await;
