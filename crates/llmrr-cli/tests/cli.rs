@@ -403,3 +403,80 @@ async fn issue8_prices_teams_users_budgets_and_spend_from_the_cli() {
     let rm = run(dir.path(), &["budgets", "rm", "team:eng"], &env).await;
     assert!(rm.status.success(), "{}", text(&rm.stderr));
 }
+
+#[tokio::test]
+async fn issue10_cache_stats_warm_and_purge_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockProvider::start().await;
+    let master = "sk-master-cli-0123456789";
+    let toml = format!(
+        "[cache]\nmode = \"exact\"\n\n[[models]]\nname = \"echo\"\nprovider = \"openai\"\n\
+         base_url = \"{}\"\napi_key = \"env:UPSTREAM_KEY\"\nupstream_model = \"mock-ok\"\n\
+         input_cost_per_mtok = 0.15\noutput_cost_per_mtok = 0.60\n",
+        mock.base_url
+    );
+    let gw = llmrr_testkit::TestGateway::start(
+        &toml,
+        &[
+            ("UPSTREAM_KEY", "sk-upstream"),
+            ("LLMRR_MASTER_KEY", master),
+        ],
+        llmrr_testkit::harness::StoreChoice::Sqlite,
+    )
+    .await;
+    let body = serde_json::json!({"model": "echo", "temperature": 0,
+        "messages": [{"role": "user", "content": "cache me from the cli"}]});
+    for _ in 0..2 {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(master)
+            .json(&body)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(r.status(), 200);
+    }
+    gw.flush_log().await;
+    let env = [("LLMRR_MASTER_KEY", master)];
+    let cli = |args: &'static [&'static str]| {
+        let mut all = vec!["cache"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--url", &gw.url]);
+        let all: Vec<String> = all.into_iter().map(str::to_owned).collect();
+        let dir = dir.path().to_owned();
+        async move {
+            let args: Vec<&str> = all.iter().map(String::as_str).collect();
+            run(&dir, &args, &env).await
+        }
+    };
+    let stats = cli(&["stats"]).await;
+    assert!(stats.status.success(), "{}", text(&stats.stderr));
+    let out = text(&stats.stdout);
+    assert!(out.contains("hits 1  misses 1"), "{out}");
+    let warm = cli(&["warm", "--max-cost", "1", "--dry-run"]).await;
+    assert!(warm.status.success(), "{}", text(&warm.stderr));
+    let out = text(&warm.stdout);
+    assert!(
+        out.starts_with("would warm 0 of 1 (already cached 1"),
+        "{out}"
+    );
+    let purge = cli(&["purge", "--route", "echo"]).await;
+    assert!(purge.status.success(), "{}", text(&purge.stderr));
+    let warm = cli(&["warm", "--max-cost", "1", "--json"]).await;
+    let report: serde_json::Value = serde_json::from_slice(&warm.stdout).expect("json");
+    assert_eq!(report["warmed"], 1, "{report}");
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "the purged answer asked again once"
+    );
+    // A bad cap is the server's 400, said on stderr with a failing status.
+    let bad = cli(&["warm", "--max-cost", "lots"]).await;
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("max_cost_usd"),
+        "{}",
+        text(&bad.stderr)
+    );
+    gw.stop().await;
+}
