@@ -224,7 +224,10 @@ impl Gateway {
             }
         }
         let mut probe = match rule.mode {
-            CacheMode::Semantic => self.semantic_probe(cache, rule, call, &scope, &body).await,
+            CacheMode::Semantic => {
+                self.semantic_probe(ctx, cache, rule, call, &scope, &body)
+                    .await
+            }
             _ => None,
         };
         if let (Some(p), false) = (&probe, d.no_read) {
@@ -545,6 +548,7 @@ impl Gateway {
     /// has no such turn or the embedding model fails (then only the exact tiers apply).
     async fn semantic_probe(
         &self,
+        ctx: &RequestContext,
         cache: &ResponseCache,
         rule: &CacheRule,
         call: &Call,
@@ -572,7 +576,7 @@ impl Gateway {
         // Vectors of two embedding models are never compared.
         rest["llmrr_embedding_model"] = serde_json::Value::String(model.to_owned());
         let context = key_of(scope, &rest);
-        match self.embed(model, &text).await {
+        match self.embed(ctx, model, &text).await {
             Ok(vector) => Some(Probe {
                 context,
                 vector,
@@ -588,8 +592,10 @@ impl Gateway {
         }
     }
 
-    /// The embedding of `text` by the configured model `model`.
-    async fn embed(&self, model: &str, text: &str) -> Result<Vec<f32>> {
+    /// The embedding of `text` by the configured model `model`. The call is the request's own
+    /// spend: it is logged and priced as a call of its own (request id `<id>_embed`), to the
+    /// key that made the request.
+    async fn embed(&self, ctx: &RequestContext, model: &str, text: &str) -> Result<Vec<f32>> {
         let entry = self
             .inner
             .models
@@ -605,13 +611,35 @@ impl Gateway {
             extra: Default::default(),
         };
         let limit = entry.spec.timeout.min(EMBED_TIMEOUT);
+        let started = Instant::now();
         let done = tokio::time::timeout(limit, entry.provider.embeddings(&req))
             .await
             .map_err(|_| Error::UpstreamTimeout {
                 model: model.to_owned(),
                 provider: entry.spec.provider.as_str(),
                 after: limit,
-            })??;
+            })
+            .and_then(|r| r);
+        let sub = RequestContext {
+            id: format!("{}_embed", ctx.id),
+            ..ctx.clone()
+        };
+        let call = Call::Embeddings(req);
+        let mut f = Finish::new(&sub, &call, false);
+        f.upstream = Some(started.elapsed());
+        let done = match done {
+            Ok(done) => {
+                f.entry = Some(entry);
+                f.usage = done.usage;
+                f.compute = done.compute;
+                self.finish(f).await;
+                done
+            }
+            Err(e) => {
+                self.finish(f.failed(Some(entry), &e)).await;
+                return Err(e);
+            }
+        };
         let answer: serde_json::Value = serde_json::from_slice(&done.body)
             .map_err(|e| Error::Internal(format!("embeddings answer: {e}")))?;
         let vector: Vec<f32> = answer["data"][0]["embedding"]

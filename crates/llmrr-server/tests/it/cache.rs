@@ -649,6 +649,22 @@ async fn issue10_semantic_hits_need_a_close_meaning_and_the_same_everything_else
         .filter(|r| r.cache.as_deref() == Some("semantic-hit"))
         .count();
     assert_eq!(semantic, 2, "semantic hits are logged as such");
+    // Each embedding the tier asked for is a call of the request's own: logged and priced,
+    // to the same key, under the request's id with `_embed`.
+    let embeds: Vec<_> = logged.iter().filter(|r| r.id.ends_with("_embed")).collect();
+    let embeddings_calls = mock
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/embeddings"))
+        .count();
+    assert!(embeddings_calls >= 6, "{embeddings_calls}");
+    assert_eq!(embeds.len(), embeddings_calls);
+    for e in &embeds {
+        assert_eq!((e.endpoint.as_str(), e.status), ("embeddings", 200));
+        assert_eq!(e.model.as_deref(), Some("o-ok"));
+        assert!(logged.iter().any(|r| format!("{}_embed", r.id) == e.id));
+        assert!(e.prompt_tokens > 0 && e.cost_usd != "0", "{e:?}");
+    }
     gw.stop().await;
 }
 
