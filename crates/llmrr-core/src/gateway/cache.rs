@@ -131,8 +131,10 @@ impl Gateway {
         stream: bool,
     ) -> std::result::Result<(Option<Fill>, Option<CacheStatus>), Begin> {
         for round in 0..=COALESCE_ROUNDS {
+            // The semantic step (an embedding: a priced call under `<id>_embed`) runs in the
+            // first round only; a retry after a failed leader is looked up exactly.
             let step = self
-                .cache_step(ctx, call, stream, round < COALESCE_ROUNDS)
+                .cache_step(ctx, call, stream, round < COALESCE_ROUNDS, round == 0)
                 .await;
             match step {
                 Step::Off => return Ok((None, None)),
@@ -178,6 +180,7 @@ impl Gateway {
         call: &Call,
         stream: bool,
         coalesce: bool,
+        semantic: bool,
     ) -> Step {
         let Some(cache) = &self.inner.cache else {
             return Step::Off;
@@ -224,7 +227,7 @@ impl Gateway {
             }
         }
         let mut probe = match rule.mode {
-            CacheMode::Semantic => {
+            CacheMode::Semantic if semantic => {
                 self.semantic_probe(ctx, cache, rule, call, &scope, &body)
                     .await
             }
@@ -378,7 +381,8 @@ impl Gateway {
         let crate::cache::Body::Json(body) = &entry.body else {
             return Err(Error::Internal("a cached stream for an answer".into()));
         };
-        self.finish_hit(ctx, call, entry, false, Ok(()), &found.status());
+        let status = found.status();
+        self.finish_hit(ctx, call, entry, false, Ok(()), &status);
         let explain = RequestOptions::parse(call.llmrr()).is_ok_and(|o| o.explain);
         let body = match found.explanation().filter(|_| explain) {
             Some(ext) => with_extension(body.clone(), ext),
@@ -395,7 +399,7 @@ impl Gateway {
             route: None,
             attempts: 0,
             upstream: UpstreamMeta::default(),
-            cache: Some(found.status()),
+            cache: Some(status),
         })
     }
 
@@ -425,13 +429,8 @@ impl Gateway {
                 },
             ),
         };
-        // The request log's view: what it was served (a follower's saving is known later).
-        let logged = CacheStatus {
-            tier: None,
-            saved_usd: None,
-            similarity: None,
-            ..status.clone()
-        };
+        // The request log reads its status and key.
+        let logged = status.clone();
         let answer = StreamAnswer {
             model: model.as_str().into(),
             provider: provider_name(&provider),
@@ -779,7 +778,7 @@ pub(super) fn namespace_of(rule: &CacheRule, key: &KeyContext, asked: Option<&st
 }
 
 /// `body` (a JSON answer) with `"llmrr": ext` added.
-fn with_extension(body: Bytes, ext: serde_json::Value) -> Bytes {
+pub(super) fn with_extension(body: Bytes, ext: serde_json::Value) -> Bytes {
     match serde_json::from_slice::<serde_json::Value>(&body) {
         Ok(serde_json::Value::Object(mut map)) => {
             map.insert("llmrr".into(), ext);

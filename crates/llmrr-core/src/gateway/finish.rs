@@ -234,11 +234,5 @@ impl Gateway {
 /// The decision added to a JSON answer as `"llmrr": {...}` (only when asked: it costs a
 /// parse and a re-encode).
 pub(super) fn with_explanation(body: Bytes, decision: &Decision) -> Bytes {
-    match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(serde_json::Value::Object(mut map)) => {
-            map.insert("llmrr".into(), serde_json::json!({ "route": decision }));
-            serde_json::to_vec(&map).map(Bytes::from).unwrap_or(body)
-        }
-        _ => body,
-    }
+    super::cache::with_extension(body, serde_json::json!({ "route": decision }))
 }

@@ -117,7 +117,7 @@ impl Gateway {
             ));
         }
         let top = options.top.clamp(1, MAX_WARM_REQUESTS) as i64;
-        let since_ms = crate::store::now_ms() - window.as_millis().min(i64::MAX as u128) as i64;
+        let since_ms = super::cache::warm_horizon_ms(window);
         let candidates = self.inner.store.warm_candidates(since_ms, top).await?;
         let mut report = WarmReport {
             dry_run: options.dry_run,
