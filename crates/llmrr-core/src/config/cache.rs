@@ -241,6 +241,24 @@ pub(super) fn cache(raw: RawCache) -> Result<CacheConfig> {
     })
 }
 
+/// Every semantic rule's `embedding_model` names a configured model (`at` of each rule names
+/// it in the error).
+pub(super) fn check_embedding_models<'a>(
+    rules: impl Iterator<Item = (String, &'a CacheRule)>,
+    models: &[super::ModelSpec],
+) -> Result<()> {
+    for (at, rule) in rules.filter(|(_, r)| r.mode == CacheMode::Semantic) {
+        let model = rule.embedding_model.as_deref().unwrap_or_default();
+        if !models.iter().any(|m| &*m.name == model) {
+            return Err(Error::config(
+                format!("{at}.embedding_model"),
+                format!("`{model}` is not a configured model"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A route's or model's rule (`at` names it in errors) over `base` (the `[cache]` default).
 pub(super) fn rule(at: &str, raw: &RawCacheRule, base: &CacheRule) -> Result<CacheRule> {
     let mode = match raw.mode.as_deref() {

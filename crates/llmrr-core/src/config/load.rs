@@ -294,6 +294,15 @@ fn resolve(
         .unwrap_or(server.request_timeout);
     let money = super::money::money(raw.money, longest_call, env)?;
     let limits = super::limits::limits(raw.limits)?;
+    let rules = routes
+        .iter()
+        .map(|r| (format!("routes.{}.cache", r.name), &r.cache))
+        .chain(
+            models
+                .iter()
+                .map(|m| (format!("models.{}.cache", m.name), &m.cache)),
+        );
+    super::cache::check_embedding_models(rules, &models)?;
     Ok(Config {
         profile,
         source,

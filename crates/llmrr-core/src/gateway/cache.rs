@@ -995,15 +995,6 @@ pub(super) async fn start_cache(
     if rules().all(|r| r.mode == CacheMode::Off) {
         return Ok(None);
     }
-    for rule in rules().filter(|r| r.mode == CacheMode::Semantic) {
-        let model = rule.embedding_model.as_deref().unwrap_or_default();
-        if !config.models.iter().any(|m| &*m.name == model) {
-            return Err(Error::config(
-                "cache.embedding_model",
-                format!("`{model}` is not a configured model"),
-            ));
-        }
-    }
     let semantic = rules().any(|r| r.mode == CacheMode::Semantic);
     let scope = shared.map(|s| s.scoped("cache"));
     Ok(Some(

@@ -274,3 +274,21 @@ fn issue15_a_short_master_key_is_refused() {
     assert_eq!(path, "server.master_key");
     assert!(message.contains("shorter than 16"), "{message}");
 }
+
+#[test]
+fn a_semantic_cache_names_a_configured_embedding_model() {
+    let e = env(&[("OPENAI_API_KEY", "sk-x")]);
+    let route = |model: &str| {
+        format!(
+            "{BASE}\n[[routes]]\nname = \"faq\"\nmodels = [\"gpt-4o-mini\"]\n\
+             cache = {{ mode = \"semantic\", embedding_model = \"{model}\" }}\n"
+        )
+    };
+    let (path, message) = config_error(&route("no-such-embedder"), &e);
+    assert_eq!(path, "routes.faq.cache.embedding_model");
+    assert!(
+        message.contains("`no-such-embedder` is not a configured model"),
+        "{message}"
+    );
+    assert!(load_text(&route("gpt-4o-mini"), None, &e).is_ok());
+}
