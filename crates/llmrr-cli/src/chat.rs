@@ -64,8 +64,8 @@ async fn local_chat(global: &Global, args: &ChatArgs) -> Result<()> {
         match gateway.chat_stream(local_context(), req).await {
             Ok(mut answer) => {
                 let mut printer = Printer::default();
-                while let Some(frame) = answer.frames.recv().await {
-                    printer.feed(&frame)?;
+                while let Some(item) = answer.frames.recv().await {
+                    printer.feed(&llmrr_server::dialect::openai::frame(item))?;
                 }
                 printer.finish()
             }

@@ -4,6 +4,8 @@
 //! Layout, in the order a request meets it:
 //! - [`config`]: raw TOML -> validated [`config::Config`]
 //! - [`auth`]: API keys (master and virtual) -> [`auth::KeyContext`]
+//! - [`answer`]: answers as typed events (stream items, chunk events, errors) that the
+//!   server frames per API dialect
 //! - [`gateway`]: THE request pipeline: validate, plan, execute the plan (timeouts, retries,
 //!   fallbacks), finish (usage -> cost -> request log, metrics) even when the client has gone
 //! - [`routing`]: routes and strategies, live stats, circuit breakers, retries, rollouts
@@ -20,6 +22,7 @@
 //! - [`telemetry`]: metric names and recording
 //! - [`error`]: the one error enum, with its HTTP status, type, code and label
 
+pub mod answer;
 pub mod auth;
 pub mod cache;
 pub mod config;

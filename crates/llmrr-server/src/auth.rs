@@ -1,12 +1,12 @@
 //! The one middleware: give the request its id, authenticate its key, and hand handlers a
 //! `RequestContext`. Every response carries `x-llmrr-request-id`, errors included.
 
-use crate::error::ApiError;
+use crate::dialect::Dialect;
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use llmrr_core::RequestContext;
 use std::net::SocketAddr;
 
@@ -119,7 +119,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         }
         Err(e) => {
             let id = RequestContext::new(Default::default()).id;
-            (id, ApiError(e).into_response())
+            (id, Dialect::of_path(req.uri().path()).error(e))
         }
     };
     if let Ok(v) = HeaderValue::from_str(&id) {

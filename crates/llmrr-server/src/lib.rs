@@ -1,4 +1,5 @@
-//! The `llmrr` HTTP server as a library: OpenAI-compatible routes, the admin API, health and
+//! The `llmrr` HTTP server as a library: OpenAI-compatible routes, Anthropic's Messages API,
+//! the admin API, health and
 //! metrics, over the core [`llmrr_core::Gateway`]. The server is a function of a bound
 //! listener, the app state and a shutdown signal ([`serve`]); binaries and tests start it the
 //! same way.
@@ -7,7 +8,9 @@
 //! - [`app`]: the router and THE middleware stack, written down once, in order
 //! - `serve`: the accept loop (connection cap, header timeout, bounded shutdown)
 //! - `auth`: request id + API key -> `RequestContext` (the one middleware)
-//! - `error`: the one mapping of errors to HTTP responses (OpenAI's envelope)
+//! - `error`: the one mapping of errors to HTTP responses (status, Retry-After, OpenAI's
+//!   envelope)
+//! - [`dialect`]: each API's framing of answers, streams and errors (OpenAI, Anthropic)
 //! - `cors`: CORS for browser clients (`[server.cors]`, off by default)
 //! - `local_guard`: without a master key, refuse what a browser could send cross-site
 //! - `extract`: the JSON body extractor (413, malformed JSON with its position, bad fields
@@ -19,6 +22,7 @@ pub mod app;
 mod auth;
 mod cache;
 mod cors;
+pub mod dialect;
 mod error;
 mod extract;
 mod limits;

@@ -3,14 +3,14 @@
 //! the body is read, so that a flood is refused in microseconds while the requests already
 //! admitted keep their latency.
 
-use crate::error::ApiError;
+use crate::dialect::Dialect;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::body::HttpBody;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use hyper::body::{Frame, SizeHint};
 use llmrr_core::limits::{InFlightGuard, RateHeaders};
 use std::pin::Pin;
@@ -90,13 +90,12 @@ pub async fn shed(State(state): State<AppState>, req: Request, next: Next) -> Re
             .min(state.server.max_body_bytes as u64)
     };
     let Some(guard) = state.gateway.limits().in_flight().try_enter(bytes) else {
-        let mut resp = ApiError(llmrr_core::Error::Overloaded {
+        let mut resp = Dialect::of_path(req.uri().path()).error(llmrr_core::Error::Overloaded {
             message: "the gateway is at its cap of requests in flight; try again shortly".into(),
             status: 503,
             code: "overloaded",
             retry_after: Some(Duration::from_secs(1)),
-        })
-        .into_response();
+        });
         // Shed before authentication, which gives ids: this answer gets its own.
         let id = llmrr_core::RequestContext::new(Default::default()).id;
         if let Ok(v) = HeaderValue::from_str(&id) {

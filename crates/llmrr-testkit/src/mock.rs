@@ -701,12 +701,39 @@ async fn anthropic_messages(
             "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
             "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
         ),
-        ev(
-            "content_block_start",
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ),
         ev("ping", json!({"type": "ping"})),
     ];
+    // Extended thinking streams its block first, with its signature last.
+    let text_index = u32::from(thinking);
+    if thinking {
+        for (name, data) in [
+            (
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "thinking_delta", "thinking": "thinking it over"}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "signature_delta", "signature": "sig"}}),
+            ),
+            (
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ),
+        ] {
+            events.push(ev(name, data));
+        }
+    }
+    events.push(ev(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": text_index, "content_block": {"type": "text", "text": ""}}),
+    ));
     for (i, w) in reply.split_whitespace().enumerate() {
         let text = if i == 0 {
             w.to_owned()
@@ -715,13 +742,13 @@ async fn anthropic_messages(
         };
         events.push(ev(
             "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0,
+            json!({"type": "content_block_delta", "index": text_index,
             "delta": {"type": "text_delta", "text": text}}),
         ));
     }
     events.push(ev(
         "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_stop", "index": text_index}),
     ));
     match mode.as_str() {
         "cut" => {
@@ -741,18 +768,19 @@ async fn anthropic_messages(
         _ => {}
     }
     if tool {
-        events.push(ev("content_block_start", json!({"type": "content_block_start", "index": 1,
+        let index = text_index + 1;
+        events.push(ev("content_block_start", json!({"type": "content_block_start", "index": index,
             "content_block": {"type": "tool_use", "id": "toolu_mock", "name": "get_weather", "input": {}}})));
         for part in ["{\"city\": ", "\"Paris\"}"] {
             events.push(ev(
                 "content_block_delta",
-                json!({"type": "content_block_delta", "index": 1,
+                json!({"type": "content_block_delta", "index": index,
                 "delta": {"type": "input_json_delta", "partial_json": part}}),
             ));
         }
         events.push(ev(
             "content_block_stop",
-            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "content_block_stop", "index": index}),
         ));
     }
     events.push(ev("message_delta", json!({"type": "message_delta",

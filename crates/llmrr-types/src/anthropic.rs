@@ -1,6 +1,6 @@
 //! Anthropic's Messages API (`POST /v1/messages`): request, response and streaming events.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -8,7 +8,12 @@ pub struct MessagesRequest {
     pub model: String,
     pub messages: Vec<Message>,
     pub max_tokens: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A string or text blocks (a string reads as one block).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "system_prompt"
+    )]
     pub system: Option<Vec<TextBlock>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop_sequences: Vec<String>,
@@ -29,6 +34,9 @@ pub struct MessagesRequest {
     /// Extended thinking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking: Option<Thinking>,
+    /// llmrr's own per-request options (as in a chat request); never sent upstream.
+    #[serde(default, skip_serializing)]
+    pub llmrr: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +62,8 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub role: Role,
+    /// A string or content blocks (a string reads as one text block).
+    #[serde(deserialize_with = "blocks")]
     pub content: Vec<ContentBlock>,
 }
 
@@ -93,6 +103,8 @@ pub enum ContentBlock {
     },
     ToolResult {
         tool_use_id: String,
+        /// A string or content blocks; may be left out.
+        #[serde(default, deserialize_with = "blocks")]
         content: Vec<ContentBlock>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         is_error: Option<bool>,
@@ -105,6 +117,29 @@ pub enum ContentBlock {
     RedactedThinking {
         data: String,
     },
+}
+
+/// Content as Anthropic accepts it: a plain string, or an array of blocks.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOr<T> {
+    String(String),
+    Blocks(Vec<T>),
+}
+
+fn blocks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ContentBlock>, D::Error> {
+    Ok(match StringOr::<ContentBlock>::deserialize(d)? {
+        StringOr::String(text) => vec![ContentBlock::Text { text }],
+        StringOr::Blocks(b) => b,
+    })
+}
+
+fn system_prompt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<TextBlock>>, D::Error> {
+    Ok(match Option::<StringOr<TextBlock>>::deserialize(d)? {
+        None => None,
+        Some(StringOr::String(text)) => Some(vec![TextBlock::new(text)]),
+        Some(StringOr::Blocks(b)) => Some(b),
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,6 +256,10 @@ pub struct DeltaUsage {
     pub output_tokens: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation_input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_input_tokens: Option<u64>,
 }
 
 /// Anthropic's error envelope: `{"type": "error", "error": {"type", "message"}}`.

@@ -10,7 +10,7 @@
 
 use super::entry::{Chunk, Entry};
 use super::key::CacheKey;
-use bytes::Bytes;
+use crate::answer::AnswerError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -27,8 +27,8 @@ pub struct Progress {
 pub enum End {
     /// The whole answer.
     Done(Arc<Entry>),
-    /// The call failed; with the stream's error event when some output had gone out.
-    Failed(Option<Bytes>),
+    /// The call failed; with the error the stream ended with when some output had gone out.
+    Failed(Option<AnswerError>),
 }
 
 type Sender = Arc<watch::Sender<Progress>>;
@@ -111,8 +111,9 @@ impl Lead {
         self.end(End::Done(entry));
     }
 
-    /// The call failed: `error_event` is the stream's error frame when output had gone out.
-    pub fn failed(mut self, error_event: Option<Bytes>) {
+    /// The call failed: `error_event` is the error the stream ended with when output had
+    /// gone out.
+    pub fn failed(mut self, error_event: Option<AnswerError>) {
         self.end(End::Failed(error_event));
     }
 
@@ -136,10 +137,10 @@ impl Lead {
 
 impl Drop for Lead {
     fn drop(&mut self) {
-        let started = !self.tx.borrow().chunks.is_empty();
         // A leader gone without an end (refused by its own limits or budget, its client
-        // left, a panic): before any output the followers try again themselves.
-        self.end(End::Failed(started.then(Bytes::new)));
+        // left, a panic): before any output the followers try again themselves; after
+        // some, their streams end with an error.
+        self.end(End::Failed(None));
     }
 }
 
@@ -206,7 +207,7 @@ impl Follower {
                 }
             }
             if self.rx.changed().await.is_err() {
-                return Next::End(End::Failed(Some(Bytes::new())));
+                return Next::End(End::Failed(None));
             }
         }
     }
@@ -216,6 +217,7 @@ impl Follower {
 mod tests {
     use super::*;
     use crate::cache::entry::{tests::entry, Body};
+    use bytes::Bytes;
 
     fn chunk(s: &'static str) -> Chunk {
         Chunk {

@@ -2,7 +2,6 @@
 //! (a hit uses neither): answer from the cache, wait for an identical call in flight, or make
 //! the call and keep its answer. Hits are logged at $0 with what they saved.
 
-use super::stream::sse_frame;
 use super::*;
 use crate::cache::{
     key_of, CacheDirectives, CacheKey, CacheStatus, Chunk, End, Entry, Follower, Join, KeyScope,
@@ -446,7 +445,8 @@ impl Gateway {
         let explain = RequestOptions::parse(call.llmrr()).is_ok_and(|o| o.explain);
         if let Source::Entry(found) = &source {
             if let Some(ext) = found.explanation().filter(|_| explain) {
-                let _ = frames_tx.try_send(Bytes::from(format!(": llmrr {ext}\n\n")));
+                let ext = serde_json::to_vec(&ext).unwrap_or_default();
+                let _ = frames_tx.try_send(StreamItem::Explain(ext.into()));
             }
         }
         self.inner.tracker.spawn(async move {
@@ -805,13 +805,13 @@ fn chunks_of(e: &Entry) -> &[Chunk] {
     }
 }
 
-/// A chunk as a frame for a client that made no call: the usage chunk says it cost nothing.
-fn frame_of(chunk: &Chunk, saved: Option<&Entry>) -> Bytes {
+/// A chunk as sent to a client that made no call: the usage chunk says it cost nothing.
+fn item_of(chunk: &Chunk, saved: Option<&Entry>) -> StreamItem {
     if !chunk.usage_only && !has_usage(&chunk.data) {
-        return sse_frame(&chunk.data);
+        return StreamItem::Chunk(chunk.data.clone());
     }
     let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice(&chunk.data) else {
-        return sse_frame(&chunk.data);
+        return StreamItem::Chunk(chunk.data.clone());
     };
     let mut ext = serde_json::json!({ "cost_usd": "0", "cache": "hit" });
     if let Some(e) = saved.filter(|e| e.meta.priced) {
@@ -819,7 +819,10 @@ fn frame_of(chunk: &Chunk, saved: Option<&Entry>) -> Bytes {
         ext["saved_usd"] = usd.to_string().into();
     }
     map.insert("llmrr".into(), ext);
-    sse_frame(&serde_json::to_vec(&map).unwrap_or_else(|_| chunk.data.to_vec()))
+    match serde_json::to_vec(&map) {
+        Ok(data) => StreamItem::Chunk(data.into()),
+        Err(_) => StreamItem::Chunk(chunk.data.clone()),
+    }
 }
 
 /// Cheap test for a `"usage":{` object in a chunk (a chunk with usage carries it at the top).
@@ -827,24 +830,20 @@ fn has_usage(data: &[u8]) -> bool {
     data.windows(9).any(|w| w == b"\"usage\":{")
 }
 
-/// Send a cached stream's chunks, then `[DONE]`.
+/// Send a cached stream's chunks, then its end.
 async fn replay(
-    frames: &mpsc::Sender<Bytes>,
+    frames: &mpsc::Sender<StreamItem>,
     chunks: &[Chunk],
     include_usage: bool,
     entry: &Entry,
 ) -> std::result::Result<(), (u16, &'static str)> {
     let gone = Err((CLIENT_CLOSED, "client_disconnected"));
     for c in chunks.iter().filter(|c| include_usage || !c.usage_only) {
-        if frames.send(frame_of(c, Some(entry))).await.is_err() {
+        if frames.send(item_of(c, Some(entry))).await.is_err() {
             return gone;
         }
     }
-    if frames
-        .send(Bytes::from_static(b"data: [DONE]\n\n"))
-        .await
-        .is_err()
-    {
+    if frames.send(StreamItem::Done).await.is_err() {
         return gone;
     }
     Ok(())
@@ -852,7 +851,7 @@ async fn replay(
 
 /// Send a flight's chunks as they come, then its end.
 async fn follow(
-    frames: &mpsc::Sender<Bytes>,
+    frames: &mpsc::Sender<StreamItem>,
     mut f: Follower,
     include_usage: bool,
 ) -> (
@@ -870,17 +869,13 @@ async fn follow(
             Next::Chunks(chunks) => {
                 seen += chunks.len();
                 for c in chunks.iter().filter(|c| include_usage || !c.usage_only) {
-                    if frames.send(frame_of(c, None)).await.is_err() {
+                    if frames.send(item_of(c, None)).await.is_err() {
                         return (gone, None);
                     }
                 }
             }
             Next::End(End::Done(entry)) => {
-                if frames
-                    .send(Bytes::from_static(b"data: [DONE]\n\n"))
-                    .await
-                    .is_err()
-                {
+                if frames.send(StreamItem::Done).await.is_err() {
                     return (gone, Some(entry));
                 }
                 return (Ok(()), Some(entry));
@@ -890,11 +885,8 @@ async fn follow(
                     message: "the upstream call this request was waiting on failed".into(),
                     retry_after: None,
                 };
-                let frame = match event.filter(|b| !b.is_empty()) {
-                    Some(frame) => frame,
-                    None => sse_frame(&serde_json::to_vec(&e.to_body()).unwrap_or_default()),
-                };
-                let _ = frames.send(frame).await;
+                let error = event.unwrap_or_else(|| AnswerError::from(&e));
+                let _ = frames.send(StreamItem::Error(error)).await;
                 return (Err((e.status_code(), e.label())), None);
             }
         }

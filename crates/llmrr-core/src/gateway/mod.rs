@@ -37,6 +37,7 @@ use cache::{Begin, Source};
 use call::*;
 use finish::*;
 
+use crate::answer::{AnswerError, StreamItem};
 use crate::auth::{Authenticator, KeyContext, KeyRules};
 use crate::config::Config;
 use crate::error::{AttemptFailure, Error, Result};
@@ -59,7 +60,7 @@ use crate::routing::{retry, Decision, Plan, PlanRequest, Router};
 use crate::store::{LogRow, Store};
 use crate::telemetry::{self, Endpoint};
 use crate::validate;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use llmrr_types::openai::{
     ChatCompletionRequest, CompletionRequest, EmbeddingRequest, Model, ModelList, Usage,
@@ -164,8 +165,9 @@ pub struct Answer {
 pub struct StreamAnswer {
     pub model: Arc<str>,
     pub provider: &'static str,
-    /// SSE frames (`data: …\n\n`), ending with `data: [DONE]` or an error event.
-    pub frames: mpsc::Receiver<Bytes>,
+    /// The answer's items, ending with [`StreamItem::Done`] or [`StreamItem::Error`]; the
+    /// server frames them in the client's dialect.
+    pub frames: mpsc::Receiver<StreamItem>,
     pub overhead: Duration,
     pub route: Option<String>,
     pub attempts: u32,
@@ -429,6 +431,13 @@ impl Gateway {
             true,
         )?;
         Ok(plan.decision)
+    }
+
+    /// The prompt's size in tokens as admission and budgets estimate it, for a request the
+    /// key may make (Anthropic's `count_tokens`).
+    pub fn prompt_tokens(&self, key: &KeyContext, req: &ChatCompletionRequest) -> Result<u64> {
+        self.route(key, req)?;
+        Ok(Features::of_chat(req).prompt_tokens)
     }
 
     /// Read the `llmrr` options and plan the request (the full explanation when `explain`

@@ -1,5 +1,5 @@
 //! Streamed calls: the attempt loop's first token, then the pump that forwards chunks as
-//! SSE frames until the upstream ends, fails or stalls, or the client leaves.
+//! [`StreamItem`]s until the upstream ends, fails or stalls, or the client leaves.
 
 use super::*;
 
@@ -98,8 +98,8 @@ impl Gateway {
         };
         let (frames_tx, frames_rx) = mpsc::channel(STREAM_BUFFER);
         if options.explain {
-            let json = serde_json::to_string(&plan.decision).unwrap_or_default();
-            let _ = frames_tx.try_send(Bytes::from(format!(": llmrr {json}\n\n")));
+            let json = serde_json::to_vec(&plan.decision).unwrap_or_default();
+            let _ = frames_tx.try_send(StreamItem::Explain(json.into()));
         }
         let _ = ready.send(Ok(StreamAnswer {
             model: entry.spec.name.clone(),
@@ -185,7 +185,7 @@ pub(super) struct Pump<'a> {
     /// Chunks already read, sent before the rest.
     pub(super) held: VecDeque<StreamChunk>,
     pub(super) chunks: ChunkStream,
-    pub(super) frames: &'a mpsc::Sender<Bytes>,
+    pub(super) frames: &'a mpsc::Sender<StreamItem>,
     pub(super) include_usage: bool,
     pub(super) ctx: &'a RequestContext,
     pub(super) idle: Option<Duration>,
@@ -212,11 +212,11 @@ pub(super) struct Pumped {
     pub(super) completed: bool,
     /// The chunks as sent, when recording.
     pub(super) recorded: Vec<crate::cache::Chunk>,
-    /// The error event the stream ended with, if any.
-    pub(super) error_event: Option<Bytes>,
+    /// The error the stream ended with, if any.
+    pub(super) error_event: Option<AnswerError>,
 }
 
-/// Forward chunks as SSE frames until the upstream ends, fails, stalls past the idle
+/// Forward chunks as stream items until the upstream ends, fails, stalls past the idle
 /// timeout, or the client leaves.
 pub(super) async fn pump(p: Pump<'_>) -> Pumped {
     let Pump {
@@ -275,9 +275,9 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                         // rollout — only the error event and the row.
                         let e = shutting_down();
                         out.result = Err((e.status_code(), e.label()));
-                        let frame = error_frame(&e);
-                        out.error_event = Some(frame.clone());
-                        let _ = frames.send(frame).await;
+                        let error = AnswerError::from(&e);
+                        out.error_event = Some(error.clone());
+                        let _ = frames.send(StreamItem::Error(error)).await;
                         return out;
                     }
                     // The client (and every follower) left while the upstream was quiet: stop now.
@@ -303,7 +303,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                             }
                             out.recorded.push(chunk);
                         }
-                        if frames.send(sse_frame(&tail)).await.is_err() && !followers() {
+                        if frames.send(StreamItem::Chunk(tail)).await.is_err() && !followers() {
                             out.result = client_gone;
                             return out;
                         }
@@ -315,12 +315,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                     Some(Ok(None)) | None => {}
                 }
                 out.completed = true;
-                if client_left
-                    || frames
-                        .send(Bytes::from_static(b"data: [DONE]\n\n"))
-                        .await
-                        .is_err()
-                {
+                if client_left || frames.send(StreamItem::Done).await.is_err() {
                     out.result = client_gone;
                 }
                 return out;
@@ -371,8 +366,8 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                 }
                 match chunk.usage {
                     // The usage chunk carries the cost as an extension field.
-                    Some(u) => sse_frame(&with_cost(&data, entry, &u, out.compute)),
-                    None => sse_frame(&data),
+                    Some(u) => StreamItem::Chunk(with_cost(&data, entry, &u, out.compute).into()),
+                    None => StreamItem::Chunk(data),
                 }
             }
         };
@@ -387,7 +382,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
 }
 
 /// Resolves once the client has left and no follower listens.
-async fn audience_gone(frames: &mpsc::Sender<Bytes>, fanout: Option<&crate::cache::Lead>) {
+async fn audience_gone(frames: &mpsc::Sender<StreamItem>, fanout: Option<&crate::cache::Lead>) {
     frames.closed().await;
     if let Some(lead) = fanout {
         lead.all_gone().await;
@@ -410,24 +405,11 @@ fn with_cost(data: &[u8], entry: &ModelEntry, usage: &Usage, compute: Option<Dur
 }
 
 /// End the stream with `e`'s error event; a client already gone is logged as such.
-async fn end_with_error(frames: &mpsc::Sender<Bytes>, out: &mut Pumped, e: &Error) {
+async fn end_with_error(frames: &mpsc::Sender<StreamItem>, out: &mut Pumped, e: &Error) {
     out.result = Err((e.status_code(), e.label()));
-    let frame = error_frame(e);
-    out.error_event = Some(frame.clone());
-    if frames.send(frame).await.is_err() {
+    let error = AnswerError::from(e);
+    out.error_event = Some(error.clone());
+    if frames.send(StreamItem::Error(error)).await.is_err() {
         out.result = Err((CLIENT_CLOSED, "client_disconnected"));
     }
-}
-
-/// The one error event that ends a stream.
-fn error_frame(e: &Error) -> Bytes {
-    sse_frame(&serde_json::to_vec(&e.to_body()).unwrap_or_default())
-}
-
-pub(super) fn sse_frame(data: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(data.len() + 8);
-    b.put_slice(b"data: ");
-    b.put_slice(data);
-    b.put_slice(b"\n\n");
-    b.freeze()
 }

@@ -278,13 +278,16 @@ impl Gateway {
         let keyed = opened.cache.as_ref().and_then(|c| c.key);
         let mut frames = opened.frames;
         let mut failed = None;
-        while let Some(frame) = frames.recv().await {
-            if frame.starts_with(b"data: {\"error\"") {
-                failed = Some(String::from_utf8_lossy(&frame).trim().to_owned());
+        while let Some(item) = frames.recv().await {
+            if let StreamItem::Error(e) = item {
+                failed = Some(e);
             }
         }
         match failed {
-            Some(event) => Err(Error::Internal(format!("the stream ended with {event}"))),
+            Some(e) => Err(Error::Internal(format!(
+                "the stream ended with an error ({}: {})",
+                e.kind, e.message
+            ))),
             None => Ok((None, keyed)),
         }
     }

@@ -7,6 +7,7 @@ pub mod completions;
 pub mod embeddings;
 pub mod health;
 pub mod limits;
+pub mod messages;
 pub mod models;
 pub mod money;
 pub mod route;
@@ -15,6 +16,8 @@ use crate::error::ApiError;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use llmrr_core::answer::StreamItem;
 use llmrr_core::provider::call_scope::UpstreamMeta;
 use llmrr_core::{Answer, Error, StreamAnswer};
 use std::time::Duration;
@@ -103,13 +106,22 @@ pub fn json_answer(a: Answer) -> Response {
     r
 }
 
-/// A started stream: SSE frames as the gateway pumps them.
+/// A started stream, in OpenAI's SSE framing.
 pub fn sse_answer(a: StreamAnswer) -> Response {
-    let frames = futures_util::stream::unfold(a.frames, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|frame| (Ok::<_, std::convert::Infallible>(frame), rx))
-    });
+    sse_answer_with(a, crate::dialect::openai::frame)
+}
+
+/// A started stream: its items as the gateway pumps them, each written by `frame` in the
+/// client's dialect.
+pub fn sse_answer_with(
+    a: StreamAnswer,
+    frame: impl FnMut(StreamItem) -> Bytes + Send + 'static,
+) -> Response {
+    let frames =
+        futures_util::stream::unfold((a.frames, frame), |(mut rx, mut frame)| async move {
+            let item = rx.recv().await?;
+            Some((Ok::<_, std::convert::Infallible>(frame(item)), (rx, frame)))
+        });
     let mut r = Response::new(Body::from_stream(frames));
     let h = r.headers_mut();
     h.insert(

@@ -66,10 +66,14 @@ fn invalid(message: impl Into<String>, param: &str) -> TranslateError {
 struct Extras {
     top_k: Option<u32>,
     thinking: Option<u32>,
+    /// The thinking budget is within the client's `max_tokens` (Anthropic's own `thinking`),
+    /// not on top of it (`reasoning_effort`).
+    thinking_within_max: bool,
 }
 
-/// Extra fields Anthropic models take (translated) besides [`IGNORED`].
-const TRANSLATED: &[&str] = &["top_k", "reasoning_effort"];
+/// Extra fields Anthropic models take (translated) besides [`IGNORED`]; `thinking` is
+/// Anthropic's own (from a Messages API client), taken as it is.
+const TRANSLATED: &[&str] = &["top_k", "reasoning_effort", "thinking"];
 
 fn asks(value: &Value) -> bool {
     !value.is_null() && *value != Value::Bool(false)
@@ -113,7 +117,7 @@ pub fn refusal(req: &o::ChatCompletionRequest) -> Option<&'static str> {
     if unknown_field(req).is_some() {
         return Some("an unknown field");
     }
-    if req.extra.contains_key("reasoning_effort") {
+    if req.extra.contains_key("reasoning_effort") || req.extra.contains_key("thinking") {
         let forced_choice = matches!(
             req.tool_choice,
             Some(o::ToolChoice::Mode(o::ToolChoiceMode::Required) | o::ToolChoice::Named(_))
@@ -128,7 +132,11 @@ pub fn refusal(req: &o::ChatCompletionRequest) -> Option<&'static str> {
             .any(|m| m.tool_calls.as_ref().is_some_and(|c| !c.is_empty()));
         let sampling = req.temperature.is_some_and(|t| t != 1.0) || req.extra.contains_key("top_k");
         if forced_choice || forced_format || tool_history || sampling {
-            return Some("reasoning_effort");
+            return Some(if req.extra.contains_key("thinking") {
+                "thinking"
+            } else {
+                "reasoning_effort"
+            });
         }
     }
     None
@@ -152,12 +160,19 @@ fn extras(req: &o::ChatCompletionRequest) -> Result<Extras> {
                  `temperature` other than 1 and no `top_k`",
                 "reasoning_effort",
             ),
+            "thinking" => invalid(
+                "extended thinking through llmrr works without a forced tool choice, without \
+                 tool calls in the conversation (thinking signatures are not carried between \
+                 turns yet), with no `temperature` other than 1 and no `top_k`",
+                "thinking",
+            ),
             other => unsupported(format!("`{other}`")),
         });
     }
     let mut out = Extras {
         top_k: None,
         thinking: None,
+        thinking_within_max: false,
     };
     if let Some(value) = req.extra.get("top_k") {
         out.top_k = Some(
@@ -166,6 +181,21 @@ fn extras(req: &o::ChatCompletionRequest) -> Result<Extras> {
                 .and_then(|k| u32::try_from(k).ok())
                 .ok_or_else(|| invalid("`top_k` must be a positive integer", "top_k"))?,
         );
+    }
+    if let Some(value) = req.extra.get("thinking") {
+        let budget = value
+            .get("budget_tokens")
+            .and_then(Value::as_u64)
+            .and_then(|b| u32::try_from(b).ok())
+            .filter(|b| *b >= MIN_THINKING_BUDGET)
+            .ok_or_else(|| {
+                invalid(
+                    format!("`thinking.budget_tokens` must be at least {MIN_THINKING_BUDGET}"),
+                    "thinking",
+                )
+            })?;
+        out.thinking = Some(budget);
+        out.thinking_within_max = true;
     }
     if let Some(value) = req.extra.get("reasoning_effort") {
         let effort = value.as_str().unwrap_or_default();
@@ -321,7 +351,9 @@ pub fn translate(
     if let Some(mut budget) = extras.thinking {
         // Anthropic counts thinking within max_tokens: the answer keeps what was asked for,
         // within the model's limit; a budget that does not fit shrinks (1024 at least).
-        max_tokens = max_tokens.saturating_add(budget);
+        if !extras.thinking_within_max {
+            max_tokens = max_tokens.saturating_add(budget);
+        }
         if let Some(limit) = model_max {
             max_tokens = max_tokens.min(limit);
         }
@@ -357,6 +389,7 @@ pub fn translate(
             tool_choice,
             metadata: req.user.clone().map(|user_id| a::Metadata { user_id }),
             thinking,
+            llmrr: None,
         },
         json_tool,
     })

@@ -1,0 +1,348 @@
+//! Stream items as Anthropic's event sequence: `message_start` and a `ping`, then one
+//! content block at a time (`content_block_start`, its `text_delta`, `thinking_delta` or
+//! `input_json_delta` events, `content_block_stop`), then `message_delta` with the stop
+//! reason and the usage, and `message_stop`. A stream that fails ends with an `error` event.
+//! Only the first choice is written (the Messages API has no `n`).
+
+use super::error::envelope;
+use super::response::{message_id, stop_reason, usage};
+use bytes::{BufMut, Bytes, BytesMut};
+use llmrr_core::answer::{events_of, AnswerEvent, StreamItem};
+use llmrr_types::anthropic as a;
+use llmrr_types::openai::Usage;
+
+/// The content block being written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Block {
+    Text,
+    Thinking,
+    /// A tool call, by its OpenAI index.
+    Tool(u32),
+}
+
+/// Writes one stream's items as Anthropic events; it keeps what the sequence needs (whether
+/// the message has started, the open block, the stop reason and usage seen so far).
+pub struct EventWriter {
+    /// The requested model, until a chunk names the one that answers.
+    model: String,
+    started: bool,
+    open: Option<Block>,
+    /// The index the next block gets.
+    next_index: u32,
+    finish: Option<String>,
+    usage: Option<Usage>,
+}
+
+impl EventWriter {
+    pub fn new(model: &str) -> Self {
+        EventWriter {
+            model: model.to_owned(),
+            started: false,
+            open: None,
+            next_index: 0,
+            finish: None,
+            usage: None,
+        }
+    }
+
+    /// The SSE bytes of one item (empty when it says nothing an Anthropic client reads).
+    pub fn write(&mut self, item: StreamItem) -> Bytes {
+        let mut out = BytesMut::new();
+        match item {
+            StreamItem::Explain(json) => {
+                out.put_slice(b": llmrr ");
+                out.put_slice(&json);
+                out.put_slice(b"\n\n");
+            }
+            StreamItem::Chunk(data) => match events_of(&data) {
+                Ok(read) => {
+                    self.start(&mut out, &read.id, &read.model);
+                    for e in read.events {
+                        self.event(&mut out, e);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "a stream chunk could not be read"),
+            },
+            StreamItem::Done => {
+                self.start(&mut out, "", "");
+                self.close(&mut out);
+                let u = usage(&self.usage.unwrap_or_default());
+                put(
+                    &mut out,
+                    &a::StreamEvent::MessageDelta {
+                        delta: a::MessageDeltaBody {
+                            stop_reason: Some(stop_reason(self.finish.as_deref()).into()),
+                            stop_sequence: None,
+                        },
+                        usage: Some(a::DeltaUsage {
+                            output_tokens: u.output_tokens,
+                            input_tokens: Some(u.input_tokens),
+                            cache_creation_input_tokens: u.cache_creation_input_tokens,
+                            cache_read_input_tokens: u.cache_read_input_tokens,
+                        }),
+                    },
+                );
+                put(&mut out, &a::StreamEvent::MessageStop);
+            }
+            StreamItem::Error(e) => put(
+                &mut out,
+                &a::StreamEvent::Error {
+                    error: envelope(&e).error,
+                },
+            ),
+        }
+        out.freeze()
+    }
+
+    fn start(&mut self, out: &mut BytesMut, id: &str, model: &str) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        if !model.is_empty() {
+            model.clone_into(&mut self.model);
+        }
+        let id = if id.is_empty() {
+            format!("msg_{}", uuid::Uuid::now_v7().simple())
+        } else {
+            message_id(id)
+        };
+        put(
+            out,
+            &a::StreamEvent::MessageStart {
+                message: a::MessagesResponse {
+                    id,
+                    kind: "message".into(),
+                    role: a::Role::Assistant,
+                    content: Vec::new(),
+                    model: self.model.clone(),
+                    stop_reason: None,
+                    stop_sequence: None,
+                    usage: a::Usage::default(),
+                },
+            },
+        );
+        put(out, &a::StreamEvent::Ping);
+    }
+
+    fn event(&mut self, out: &mut BytesMut, e: AnswerEvent) {
+        match e {
+            AnswerEvent::Text { choice: 0, text } | AnswerEvent::Refusal { choice: 0, text } => {
+                self.open_block(
+                    out,
+                    Block::Text,
+                    a::ContentBlock::Text {
+                        text: String::new(),
+                    },
+                );
+                self.delta(out, a::BlockDelta::TextDelta { text });
+            }
+            AnswerEvent::Reasoning { choice: 0, text } => {
+                self.open_block(
+                    out,
+                    Block::Thinking,
+                    a::ContentBlock::Thinking {
+                        thinking: String::new(),
+                        signature: Some(String::new()),
+                    },
+                );
+                self.delta(out, a::BlockDelta::ThinkingDelta { thinking: text });
+            }
+            AnswerEvent::ToolCall {
+                choice: 0,
+                index,
+                id,
+                name,
+                arguments,
+            } => {
+                self.open_block(
+                    out,
+                    Block::Tool(index),
+                    a::ContentBlock::ToolUse {
+                        id: id
+                            .unwrap_or_else(|| format!("toolu_{}", uuid::Uuid::now_v7().simple())),
+                        name: name.unwrap_or_default(),
+                        input: serde_json::Value::Object(Default::default()),
+                    },
+                );
+                if !arguments.is_empty() {
+                    self.delta(
+                        out,
+                        a::BlockDelta::InputJsonDelta {
+                            partial_json: arguments,
+                        },
+                    );
+                }
+            }
+            AnswerEvent::Finish { choice: 0, reason } => self.finish = Some(reason),
+            AnswerEvent::Usage { usage, .. } => self.usage = Some(usage),
+            _ => {} // another choice
+        }
+    }
+
+    /// Make `block` the open one (closing the one before), started as `start`.
+    fn open_block(&mut self, out: &mut BytesMut, block: Block, start: a::ContentBlock) {
+        if self.open == Some(block) {
+            return;
+        }
+        self.close(out);
+        put(
+            out,
+            &a::StreamEvent::ContentBlockStart {
+                index: self.next_index,
+                content_block: start,
+            },
+        );
+        self.open = Some(block);
+    }
+
+    fn delta(&self, out: &mut BytesMut, delta: a::BlockDelta) {
+        put(
+            out,
+            &a::StreamEvent::ContentBlockDelta {
+                index: self.next_index,
+                delta,
+            },
+        );
+    }
+
+    fn close(&mut self, out: &mut BytesMut) {
+        if self.open.take().is_some() {
+            put(
+                out,
+                &a::StreamEvent::ContentBlockStop {
+                    index: self.next_index,
+                },
+            );
+            self.next_index += 1;
+        }
+    }
+}
+
+/// One event: `event: <type>` and its JSON.
+fn put(out: &mut BytesMut, event: &a::StreamEvent) {
+    let name = match event {
+        a::StreamEvent::MessageStart { .. } => "message_start",
+        a::StreamEvent::ContentBlockStart { .. } => "content_block_start",
+        a::StreamEvent::ContentBlockDelta { .. } => "content_block_delta",
+        a::StreamEvent::ContentBlockStop { .. } => "content_block_stop",
+        a::StreamEvent::MessageDelta { .. } => "message_delta",
+        a::StreamEvent::MessageStop => "message_stop",
+        a::StreamEvent::Ping => "ping",
+        a::StreamEvent::Error { .. } => "error",
+    };
+    out.put_slice(b"event: ");
+    out.put_slice(name.as_bytes());
+    out.put_slice(b"\ndata: ");
+    out.put_slice(&serde_json::to_vec(event).unwrap_or_default());
+    out.put_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llmrr_core::answer::AnswerError;
+
+    fn events(bytes: &[u8]) -> Vec<(String, serde_json::Value)> {
+        String::from_utf8_lossy(bytes)
+            .split("\n\n")
+            .filter(|e| e.starts_with("event: "))
+            .map(|e| {
+                let (head, data) = e.split_once("\ndata: ").unwrap();
+                (
+                    head.trim_start_matches("event: ").to_owned(),
+                    serde_json::from_str(data).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn chunk(json: &str) -> StreamItem {
+        StreamItem::Chunk(Bytes::from(json.to_owned()))
+    }
+
+    #[test]
+    fn text_then_a_tool_call_then_the_end() {
+        let mut w = EventWriter::new("asked");
+        let mut all = Vec::new();
+        for item in [
+            chunk(
+                r#"{"id":"chatcmpl-1","model":"m","choices":[{"index":0,"delta":{"role":"assistant","reasoning_content":"Hm."}}]}"#,
+            ),
+            chunk(
+                r#"{"id":"chatcmpl-1","model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+            ),
+            chunk(
+                r#"{"id":"chatcmpl-1","model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","function":{"name":"f","arguments":""}}]}}]}"#,
+            ),
+            chunk(
+                r#"{"id":"chatcmpl-1","model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":1}"}}]}}]}"#,
+            ),
+            chunk(
+                r#"{"id":"chatcmpl-1","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+            ),
+            chunk(
+                r#"{"id":"chatcmpl-1","model":"m","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#,
+            ),
+            StreamItem::Done,
+        ] {
+            all.extend_from_slice(&w.write(item));
+        }
+        let ev = events(&all);
+        let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "ping",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(ev[0].1["message"]["id"], "msg_1");
+        assert_eq!(ev[0].1["message"]["model"], "m");
+        assert_eq!(ev[2].1["content_block"]["type"], "thinking");
+        assert_eq!(
+            ev[6].1["delta"],
+            serde_json::json!({"type": "text_delta", "text": "Hi"})
+        );
+        assert_eq!(ev[8].1["content_block"]["id"], "call_1");
+        assert_eq!(ev[8].1["index"], 2);
+        assert_eq!(ev[9].1["delta"]["partial_json"], "{\"a\":1}");
+        assert_eq!(ev[11].1["delta"]["stop_reason"], "tool_use");
+        assert_eq!(ev[11].1["usage"]["output_tokens"], 3);
+        assert_eq!(ev[11].1["usage"]["input_tokens"], 7);
+    }
+
+    #[test]
+    fn a_failed_stream_ends_with_an_error_event() {
+        let mut w = EventWriter::new("asked");
+        let mut all = w
+            .write(chunk(
+                r#"{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+            ))
+            .to_vec();
+        all.extend_from_slice(&w.write(StreamItem::Error(AnswerError {
+            status: 504,
+            kind: "timeout".into(),
+            message: "the upstream stalled".into(),
+            param: None,
+            code: None,
+            retry_after: None,
+        })));
+        let ev = events(&all);
+        let last = ev.last().unwrap();
+        assert_eq!(last.0, "error");
+        assert_eq!(last.1["error"]["type"], "timeout_error");
+        assert!(ev.iter().all(|(n, _)| n != "message_stop"));
+    }
+}

@@ -1,0 +1,40 @@
+//! API dialects: how the gateway's answers (typed stream items, whole answers, typed errors)
+//! are written for each API a client may speak, one module per API.
+//!
+//! - [`openai`]: OpenAI's chat and legacy completions — SSE `data:` frames ending with
+//!   `[DONE]`, the error envelope `{"error": {…}}`
+//! - [`anthropic`]: Anthropic's Messages API — requests translated to the gateway's chat
+//!   request, answers to Messages, streams to Anthropic's event sequence, its error envelope
+//!
+//! [`Dialect::of_path`] says which dialect a path speaks, so that failures before the
+//! handler (auth, load shedding, a bad body) answer in the client's own envelope too.
+
+pub mod anthropic;
+pub mod openai;
+
+use axum::response::{IntoResponse, Response};
+use llmrr_core::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAi,
+    Anthropic,
+}
+
+impl Dialect {
+    pub fn of_path(path: &str) -> Dialect {
+        if path == "/v1/messages" || path.starts_with("/v1/messages/") {
+            Dialect::Anthropic
+        } else {
+            Dialect::OpenAi
+        }
+    }
+
+    /// `e` as this dialect's error response.
+    pub fn error(self, e: Error) -> Response {
+        match self {
+            Dialect::OpenAi => crate::error::ApiError(e).into_response(),
+            Dialect::Anthropic => anthropic::AnthropicError(e).into_response(),
+        }
+    }
+}

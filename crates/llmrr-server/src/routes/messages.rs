@@ -1,0 +1,73 @@
+//! Anthropic's Messages API: `POST /v1/messages` (streamed or not) and
+//! `POST /v1/messages/count_tokens`. The request is translated to a chat request and takes
+//! the gateway's one path; the answer is written in Anthropic's shapes (`dialect::anthropic`).
+
+use super::{json_answer, sse_answer_with};
+use crate::dialect::anthropic::{self as dialect, AnthropicError, EventWriter};
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use llmrr_core::answer::completion_of;
+use llmrr_core::{Error, RequestContext};
+use llmrr_types::anthropic::MessagesRequest;
+use serde_json::Value;
+
+pub async fn messages(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    body: Result<JsonBody<MessagesRequest>, ApiError>,
+) -> Response {
+    answer(state, ctx, body)
+        .await
+        .unwrap_or_else(|e| AnthropicError(e).into_response())
+}
+
+async fn answer(
+    state: AppState,
+    ctx: RequestContext,
+    body: Result<JsonBody<MessagesRequest>, ApiError>,
+) -> Result<Response, Error> {
+    let JsonBody(req) = body.map_err(|ApiError(e)| e)?;
+    let requested = req.model.clone();
+    let chat = dialect::to_chat(req)?;
+    if chat.is_stream() {
+        let answer = state.gateway.chat_stream(ctx, chat).await?;
+        let mut writer = EventWriter::new(&requested);
+        return Ok(sse_answer_with(answer, move |item| writer.write(item)));
+    }
+    let mut answer = state.gateway.chat(ctx, chat).await?;
+    let completion = completion_of(&answer.body)
+        .map_err(|e| Error::Internal(format!("an answer could not be read: {e}")))?;
+    let message = dialect::to_message(completion);
+    answer.body = serde_json::to_vec(&message)
+        .map_err(|e| Error::Internal(format!("cannot encode the message: {e}")))?
+        .into();
+    Ok(json_answer(answer))
+}
+
+/// The prompt's size in tokens, as llmrr estimates it for admission and budgets (4 bytes a
+/// token): the answer says so in `x-llmrr-token-count: estimate`.
+pub async fn count_tokens(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    body: Result<JsonBody<Value>, ApiError>,
+) -> Response {
+    let counted = body
+        .map_err(|ApiError(e)| e)
+        .and_then(|JsonBody(v)| dialect::token_count_request(v))
+        .and_then(dialect::to_chat)
+        .and_then(|chat| state.gateway.prompt_tokens(&ctx.key, &chat));
+    match counted {
+        Ok(tokens) => {
+            let mut r = Json(serde_json::json!({ "input_tokens": tokens })).into_response();
+            r.headers_mut()
+                .insert("x-llmrr-token-count", HeaderValue::from_static("estimate"));
+            r
+        }
+        Err(e) => AnthropicError(e).into_response(),
+    }
+}
