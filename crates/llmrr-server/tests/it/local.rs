@@ -618,3 +618,75 @@ async fn issue16_logprobs_on_a_local_model_is_refused_not_answered_null() {
     let resp = post(&gw, "/v1/chat/completions", Some(MASTER), body).await;
     assert_eq!(resp.status(), 200, "`logprobs: false` asks for nothing");
 }
+
+/// Issue 11: an Anthropic client reaches a local model: the same greedy answer as a chat
+/// client gets, plain and streamed, with its exact usage and stop reason.
+#[tokio::test]
+async fn issue11_a_messages_client_reaches_a_local_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "tiny");
+    let gw = start(&local_toml("tiny", &path, "")).await;
+    let mut chat = chat_body("tiny", "Hello there");
+    chat["temperature"] = json!(0);
+    chat["max_tokens"] = json!(8);
+    let want = answer(&gw, chat).await;
+
+    let body = json!({"model": "tiny", "max_tokens": 8, "temperature": 0,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello there"}]}]});
+    let resp = crate::client()
+        .post(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", MASTER)
+        .json(&body)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-llmrr-provider"], "local");
+    let m: Value = resp.json().await.expect("json");
+    let text: String = m["content"]
+        .as_array()
+        .expect("content")
+        .iter()
+        .filter_map(|b| b["text"].as_str())
+        .collect();
+    assert_eq!(text, content(&want));
+    assert_eq!(
+        m["usage"]["output_tokens"],
+        want["usage"]["completion_tokens"]
+    );
+    assert_eq!(m["usage"]["input_tokens"], want["usage"]["prompt_tokens"]);
+    let stop = match want["choices"][0]["finish_reason"].as_str() {
+        Some("length") => "max_tokens",
+        _ => "end_turn",
+    };
+    assert_eq!(m["stop_reason"], stop);
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let resp = crate::client()
+        .post(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", MASTER)
+        .json(&streamed)
+        .send()
+        .await
+        .expect("answers");
+    let data = sse_data(resp).await;
+    let events: Vec<Value> = data
+        .iter()
+        .map(|d| serde_json::from_str(d).expect("json"))
+        .collect();
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(text, content(&want));
+    let delta = &events[events.len() - 2];
+    assert_eq!(delta["type"], "message_delta");
+    assert_eq!(delta["delta"]["stop_reason"], stop);
+    assert_eq!(
+        delta["usage"]["output_tokens"],
+        want["usage"]["completion_tokens"]
+    );
+    assert_eq!(events.last().expect("events")["type"], "message_stop");
+    gw.stop().await;
+}
