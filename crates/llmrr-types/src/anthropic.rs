@@ -1,7 +1,9 @@
 //! Anthropic's Messages API (`POST /v1/messages`): request, response and streaming events.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessagesRequest {
@@ -41,15 +43,17 @@ pub struct MessagesRequest {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Thinking {
-    /// `enabled`
+    /// `enabled` (with a budget), `disabled`…
     #[serde(rename = "type")]
     pub kind: String,
-    pub budget_tokens: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metadata {
-    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,27 +123,52 @@ pub enum ContentBlock {
     },
 }
 
-/// Content as Anthropic accepts it: a plain string, or an array of blocks.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StringOr<T> {
-    String(String),
-    Blocks(Vec<T>),
+/// Content as Anthropic accepts it: a plain string, or an array of blocks. Hand-written (not
+/// an untagged enum) so that a bad block is reported as what it is, with its path.
+struct StringOrBlocks<T>(fn(String) -> T);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for StringOrBlocks<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or an array of content blocks")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(vec![(self.0)(v.to_owned())])
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+        while let Some(block) = seq.next_element()? {
+            all.push(block);
+        }
+        Ok(all)
+    }
 }
 
 fn blocks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ContentBlock>, D::Error> {
-    Ok(match StringOr::<ContentBlock>::deserialize(d)? {
-        StringOr::String(text) => vec![ContentBlock::Text { text }],
-        StringOr::Blocks(b) => b,
-    })
+    d.deserialize_any(StringOrBlocks(|text| ContentBlock::Text { text }))
 }
 
 fn system_prompt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<TextBlock>>, D::Error> {
-    Ok(match Option::<StringOr<TextBlock>>::deserialize(d)? {
-        None => None,
-        Some(StringOr::String(text)) => Some(vec![TextBlock::new(text)]),
-        Some(StringOr::Blocks(b)) => Some(b),
-    })
+    struct System;
+    impl<'de> Visitor<'de> for System {
+        type Value = Option<Vec<TextBlock>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or an array of text blocks")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(StringOrBlocks(TextBlock::new)).map(Some)
+        }
+    }
+    d.deserialize_option(System)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,8 +3,16 @@
 
 use super::AnswerEvent;
 use llmrr_types::openai::{ToolCall, Usage};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+
+/// A field's value, or its default when the field is missing or `null` (servers built on
+/// pydantic send `"tool_calls": null`).
+fn or_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 /// The events of one chunk, with the answer's identity as the chunk gives it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -25,6 +33,8 @@ pub struct Completion {
     pub usage: Option<Usage>,
     /// The gateway's cost of the answer (`llmrr.cost_usd`), where it was priced.
     pub cost_usd: Option<String>,
+    /// The answer's whole `llmrr` extension (cost, cache, the routing explanation).
+    pub llmrr: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -39,13 +49,13 @@ pub struct CompletionChoice {
 
 #[derive(Deserialize)]
 struct RawChunk {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     model: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     created: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     choices: Vec<RawChunkChoice>,
     #[serde(default)]
     usage: Option<Usage>,
@@ -55,16 +65,17 @@ struct RawChunk {
 
 #[derive(Deserialize)]
 struct RawChunkChoice {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     index: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     delta: RawDelta,
     #[serde(default)]
     finish_reason: Option<String>,
 }
 
+/// The text fields of a message or of a delta.
 #[derive(Deserialize, Default)]
-struct RawDelta {
+struct RawTexts {
     #[serde(default)]
     content: Option<String>,
     #[serde(default)]
@@ -74,13 +85,25 @@ struct RawDelta {
     reasoning: Option<String>,
     #[serde(default)]
     refusal: Option<String>,
-    #[serde(default)]
+}
+
+impl RawTexts {
+    fn reasoning(&mut self) -> Option<String> {
+        non_empty(self.reasoning_content.take().or(self.reasoning.take()))
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct RawDelta {
+    #[serde(flatten)]
+    texts: RawTexts,
+    #[serde(default, deserialize_with = "or_default")]
     tool_calls: Vec<RawToolCallDelta>,
 }
 
 #[derive(Deserialize)]
 struct RawToolCallDelta {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     index: u32,
     #[serde(default)]
     id: Option<String>,
@@ -112,14 +135,14 @@ pub fn events_of(data: &[u8]) -> Result<ChunkEvents, String> {
     let mut events = Vec::new();
     for c in raw.choices {
         let choice = c.index;
-        let d = c.delta;
-        if let Some(text) = non_empty(d.reasoning_content.or(d.reasoning)) {
+        let mut d = c.delta;
+        if let Some(text) = d.texts.reasoning() {
             events.push(AnswerEvent::Reasoning { choice, text });
         }
-        if let Some(text) = non_empty(d.content) {
+        if let Some(text) = non_empty(d.texts.content) {
             events.push(AnswerEvent::Text { choice, text });
         }
-        if let Some(text) = non_empty(d.refusal) {
+        if let Some(text) = non_empty(d.texts.refusal) {
             events.push(AnswerEvent::Refusal { choice, text });
         }
         for t in d.tool_calls {
@@ -155,13 +178,13 @@ pub fn events_of(data: &[u8]) -> Result<ChunkEvents, String> {
 
 #[derive(Deserialize)]
 struct RawCompletion {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     model: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     created: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     choices: Vec<RawChoice>,
     #[serde(default)]
     usage: Option<Usage>,
@@ -171,7 +194,7 @@ struct RawCompletion {
 
 #[derive(Deserialize)]
 struct RawChoice {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     index: u32,
     message: RawMessage,
     #[serde(default)]
@@ -180,15 +203,9 @@ struct RawChoice {
 
 #[derive(Deserialize)]
 struct RawMessage {
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    reasoning_content: Option<String>,
-    #[serde(default)]
-    reasoning: Option<String>,
-    #[serde(default)]
-    refusal: Option<String>,
-    #[serde(default)]
+    #[serde(flatten)]
+    texts: RawTexts,
+    #[serde(default, deserialize_with = "or_default")]
     tool_calls: Vec<ToolCall>,
 }
 
@@ -203,17 +220,21 @@ pub fn completion_of(body: &[u8]) -> Result<Completion, String> {
         choices: raw
             .choices
             .into_iter()
-            .map(|c| CompletionChoice {
-                index: c.index,
-                text: c.message.content,
-                reasoning: non_empty(c.message.reasoning_content.or(c.message.reasoning)),
-                refusal: non_empty(c.message.refusal),
-                tool_calls: c.message.tool_calls,
-                finish_reason: c.finish_reason,
+            .map(|c| {
+                let mut m = c.message;
+                CompletionChoice {
+                    index: c.index,
+                    reasoning: m.texts.reasoning(),
+                    text: m.texts.content,
+                    refusal: non_empty(m.texts.refusal),
+                    tool_calls: m.tool_calls,
+                    finish_reason: c.finish_reason,
+                }
             })
             .collect(),
         usage: raw.usage,
         cost_usd: cost_of(raw.llmrr.as_ref()),
+        llmrr: raw.llmrr,
     })
 }
 
@@ -274,6 +295,18 @@ mod tests {
         .unwrap();
         assert!(read.events.is_empty());
         assert!(events_of(b"[1]").is_err());
+        // Nulls where OpenAI leaves a field out (pydantic-based servers) read as absent.
+        let read = events_of(br#"{"id":"c","model":null,"choices":[{"index":0,"delta":{"content":"x","tool_calls":null,"refusal":null},"finish_reason":null}],"usage":null}"#)
+            .unwrap();
+        assert_eq!(
+            read.events,
+            vec![AnswerEvent::Text {
+                choice: 0,
+                text: "x".into()
+            }]
+        );
+        let c = completion_of(br#"{"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":"x","tool_calls":null}}]}"#).unwrap();
+        assert!(c.choices[0].tool_calls.is_empty());
     }
 
     #[test]

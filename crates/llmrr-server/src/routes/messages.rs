@@ -42,7 +42,13 @@ async fn answer(
     let mut answer = state.gateway.chat(ctx, chat).await?;
     let completion = completion_of(&answer.body)
         .map_err(|e| Error::Internal(format!("an answer could not be read: {e}")))?;
-    let message = dialect::to_message(completion);
+    // llmrr's extension (cost, cache, the routing explanation) stays beside the message.
+    let ext = completion.llmrr.clone();
+    let mut message = serde_json::to_value(dialect::to_message(completion))
+        .map_err(|e| Error::Internal(format!("cannot encode the message: {e}")))?;
+    if let (Some(ext), Value::Object(map)) = (ext, &mut message) {
+        map.insert("llmrr".into(), ext);
+    }
     answer.body = serde_json::to_vec(&message)
         .map_err(|e| Error::Internal(format!("cannot encode the message: {e}")))?
         .into();

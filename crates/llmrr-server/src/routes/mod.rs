@@ -12,23 +12,23 @@ pub mod models;
 pub mod money;
 pub mod route;
 
-use crate::error::ApiError;
+use crate::dialect::Dialect;
 use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::Response;
 use bytes::Bytes;
 use llmrr_core::answer::StreamItem;
 use llmrr_core::provider::call_scope::UpstreamMeta;
 use llmrr_core::{Answer, Error, StreamAnswer};
 use std::time::Duration;
 
-pub async fn not_found() -> ApiError {
-    ApiError(Error::NotFound("no such route".into()))
+pub async fn not_found(uri: Uri) -> Response {
+    Dialect::of_path(uri.path()).error(Error::NotFound("no such route".into()))
 }
 
-pub async fn method_not_allowed() -> Response {
+pub async fn method_not_allowed(uri: Uri) -> Response {
     let e = Error::invalid("this method is not allowed on this route", None);
-    let mut r = ApiError(e).into_response();
+    let mut r = Dialect::of_path(uri.path()).error(e);
     *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     r
 }

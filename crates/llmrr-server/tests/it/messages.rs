@@ -222,6 +222,17 @@ async fn issue11_thinking_and_anthropic_parameters_reach_an_anthropic_model() {
     assert_eq!(messages(&gw, MASTER, with_k).await.status(), 200);
     assert_eq!(mock.last_request().body["top_k"], 3);
 
+    // Thinking turned off (no budget), an empty metadata: as if not sent.
+    let mut off = ask("a-ok", "no thinking");
+    off["thinking"] = json!({"type": "disabled"});
+    off["metadata"] = json!({});
+    assert_eq!(messages(&gw, MASTER, off).await.status(), 200);
+    let sent = mock.last_request().body;
+    assert!(
+        sent.get("thinking").is_none() && sent.get("metadata").is_none(),
+        "{sent}"
+    );
+
     body["stream"] = json!(true);
     let ev = anthropic_events(messages(&gw, MASTER, body).await).await;
     assert_eq!(ev[2].1["content_block"]["type"], "thinking");
@@ -285,6 +296,37 @@ async fn issue11_errors_come_in_anthropics_envelope() {
     assert_eq!(ev.first().unwrap().0, "message_start");
     assert_eq!(ev.last().unwrap().0, "error", "{:?}", names(&ev));
     assert!(!names(&ev).contains(&"message_stop"));
+    // Unknown paths and methods under /v1/messages answer in Anthropic's envelope too.
+    let resp = client()
+        .get(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", MASTER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.json::<Value>().await.unwrap()["type"], "error");
+    let resp = client()
+        .post(format!("{}/v1/messages/batches", gw.url))
+        .header("x-api-key", MASTER)
+        .json(&ask("o-ok", "hi"))
+        .send()
+        .await
+        .unwrap();
+    anthropic_error(resp, 404, "not_found_error").await;
+    // A block llmrr does not know is named, with its place.
+    let resp = messages(
+        &gw,
+        MASTER,
+        json!({"model": "o-ok", "max_tokens": 5, "messages": [{"role": "user",
+            "content": [{"type": "search_result", "source": "x"}]}]}),
+    )
+    .await;
+    let v = anthropic_error(resp, 400, "invalid_request_error").await;
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains("search_result") && m.contains("messages[0].content[0]"),
+        "{m}"
+    );
     // The OpenAI routes keep OpenAI's envelope.
     error_body(
         post(
@@ -315,6 +357,12 @@ async fn issue11_a_route_falls_back_for_a_messages_client() {
         .contains("chain"));
     let m: Value = resp.json().await.unwrap();
     assert_eq!(m["content"][0]["text"], "echo: hello");
+    // `explain` keeps the decision beside the message.
+    let mut explained = ask("chain", "hello");
+    explained["llmrr"] = json!({"explain": true});
+    let m: Value = messages(&gw, MASTER, explained).await.json().await.unwrap();
+    assert_eq!(m["type"], "message");
+    assert!(m["llmrr"].is_object(), "{m}");
     gw.stop().await;
 }
 

@@ -75,6 +75,14 @@ struct Extras {
 /// Anthropic's own (from a Messages API client), taken as it is.
 const TRANSLATED: &[&str] = &["top_k", "reasoning_effort", "thinking"];
 
+/// Anthropic's own `thinking` asks for it (`{"type": "enabled", …}`); any other type (`disabled`)
+/// is no thinking.
+fn thinking_enabled(req: &o::ChatCompletionRequest) -> bool {
+    req.extra
+        .get("thinking")
+        .is_some_and(|t| t.get("type").and_then(Value::as_str) == Some("enabled"))
+}
+
 fn asks(value: &Value) -> bool {
     !value.is_null() && *value != Value::Bool(false)
 }
@@ -117,7 +125,7 @@ pub fn refusal(req: &o::ChatCompletionRequest) -> Option<&'static str> {
     if unknown_field(req).is_some() {
         return Some("an unknown field");
     }
-    if req.extra.contains_key("reasoning_effort") || req.extra.contains_key("thinking") {
+    if req.extra.contains_key("reasoning_effort") || thinking_enabled(req) {
         let forced_choice = matches!(
             req.tool_choice,
             Some(o::ToolChoice::Mode(o::ToolChoiceMode::Required) | o::ToolChoice::Named(_))
@@ -132,7 +140,7 @@ pub fn refusal(req: &o::ChatCompletionRequest) -> Option<&'static str> {
             .any(|m| m.tool_calls.as_ref().is_some_and(|c| !c.is_empty()));
         let sampling = req.temperature.is_some_and(|t| t != 1.0) || req.extra.contains_key("top_k");
         if forced_choice || forced_format || tool_history || sampling {
-            return Some(if req.extra.contains_key("thinking") {
+            return Some(if thinking_enabled(req) {
                 "thinking"
             } else {
                 "reasoning_effort"
@@ -182,7 +190,7 @@ fn extras(req: &o::ChatCompletionRequest) -> Result<Extras> {
                 .ok_or_else(|| invalid("`top_k` must be a positive integer", "top_k"))?,
         );
     }
-    if let Some(value) = req.extra.get("thinking") {
+    if let Some(value) = req.extra.get("thinking").filter(|_| thinking_enabled(req)) {
         let budget = value
             .get("budget_tokens")
             .and_then(Value::as_u64)
@@ -371,7 +379,7 @@ pub fn translate(
         }
         thinking = Some(a::Thinking {
             kind: "enabled".into(),
-            budget_tokens: budget,
+            budget_tokens: Some(budget),
         });
     }
     Ok(Translated {
@@ -387,7 +395,9 @@ pub fn translate(
             stream: stream.then_some(true),
             tools,
             tool_choice,
-            metadata: req.user.clone().map(|user_id| a::Metadata { user_id }),
+            metadata: req.user.clone().map(|user_id| a::Metadata {
+                user_id: Some(user_id),
+            }),
             thinking,
             llmrr: None,
         },

@@ -63,10 +63,10 @@ pub fn to_chat(req: a::MessagesRequest) -> Result<o::ChatCompletionRequest, Erro
         }),
         temperature: req.temperature,
         top_p: req.top_p,
-        max_tokens: Some(req.max_tokens),
+        max_completion_tokens: Some(req.max_tokens),
         stop: (!req.stop_sequences.is_empty())
             .then_some(o::StopSequences::Many(req.stop_sequences)),
-        user: req.metadata.map(|m| m.user_id),
+        user: req.metadata.and_then(|m| m.user_id),
         tools: (!req.tools.is_empty()).then(|| req.tools.into_iter().map(tool).collect()),
         tool_choice,
         parallel_tool_calls: parallel,
@@ -81,7 +81,8 @@ pub fn token_count_request(mut body: Value) -> Result<a::MessagesRequest, Error>
     if let Value::Object(map) = &mut body {
         map.entry("max_tokens").or_insert(1.into());
     }
-    serde_json::from_value(body).map_err(|e| Error::invalid(format!("{e}"), None))
+    let bytes = serde_json::to_vec(&body).map_err(|e| Error::Internal(e.to_string()))?;
+    crate::extract::parse(&bytes)
 }
 
 fn tool(t: a::ToolDefinition) -> o::Tool {
@@ -293,7 +294,7 @@ mod tests {
             ("toolu_1", r#"{"city":"Paris"}"#)
         );
         assert_eq!(req.messages[3].tool_call_id.as_deref(), Some("toolu_1"));
-        assert_eq!(req.max_tokens, Some(100));
+        assert_eq!(req.max_output_tokens(), Some(100));
         assert_eq!(req.user.as_deref(), Some("u1"));
         assert_eq!(req.extra["top_k"], 5);
         assert_eq!(req.parallel_tool_calls, Some(false));

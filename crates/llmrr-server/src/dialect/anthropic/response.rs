@@ -29,9 +29,11 @@ pub fn usage(u: &Usage) -> a::Usage {
     }
 }
 
-/// An Anthropic message id for the answer's id.
+/// An Anthropic message id for the answer's id (a fresh one when it has none).
 pub fn message_id(id: &str) -> String {
-    if id.starts_with("msg_") {
+    if id.is_empty() {
+        format!("msg_{}", uuid::Uuid::now_v7().simple())
+    } else if id.starts_with("msg_") {
         id.to_owned()
     } else {
         format!("msg_{}", id.strip_prefix("chatcmpl-").unwrap_or(id))
@@ -59,6 +61,7 @@ pub fn to_message(c: Completion) -> a::MessagesResponse {
     if let Some(text) = choice.text.filter(|t| !t.is_empty()) {
         content.push(a::ContentBlock::Text { text });
     }
+    let refused = choice.refusal.is_some();
     if let Some(text) = choice.refusal {
         content.push(a::ContentBlock::Text { text });
     }
@@ -75,7 +78,14 @@ pub fn to_message(c: Completion) -> a::MessagesResponse {
         role: a::Role::Assistant,
         content,
         model: c.model,
-        stop_reason: Some(stop_reason(choice.finish_reason.as_deref()).into()),
+        stop_reason: Some(
+            if refused {
+                "refusal"
+            } else {
+                stop_reason(choice.finish_reason.as_deref())
+            }
+            .into(),
+        ),
         stop_sequence: None,
         usage: usage(&c.usage.unwrap_or_default()),
     }

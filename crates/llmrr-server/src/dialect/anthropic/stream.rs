@@ -29,8 +29,15 @@ pub struct EventWriter {
     open: Option<Block>,
     /// The index the next block gets.
     next_index: u32,
+    /// The id of the open tool-use block.
+    tool_id: Option<String>,
     finish: Option<String>,
+    /// The answer was a refusal (its stop reason is `refusal`).
+    refused: bool,
     usage: Option<Usage>,
+    /// A chunk could not be read: the stream ended with an error event, and what follows
+    /// is not written.
+    failed: bool,
 }
 
 impl EventWriter {
@@ -40,14 +47,20 @@ impl EventWriter {
             started: false,
             open: None,
             next_index: 0,
+            tool_id: None,
             finish: None,
+            refused: false,
             usage: None,
+            failed: false,
         }
     }
 
     /// The SSE bytes of one item (empty when it says nothing an Anthropic client reads).
     pub fn write(&mut self, item: StreamItem) -> Bytes {
         let mut out = BytesMut::new();
+        if self.failed {
+            return out.freeze();
+        }
         match item {
             StreamItem::Explain(json) => {
                 out.put_slice(b": llmrr ");
@@ -61,7 +74,22 @@ impl EventWriter {
                         self.event(&mut out, e);
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "a stream chunk could not be read"),
+                Err(e) => {
+                    // Never a silent gap: the stream ends here, with an error.
+                    tracing::warn!(error = %e, "a stream chunk could not be read");
+                    self.failed = true;
+                    self.start(&mut out, "", "");
+                    put(
+                        &mut out,
+                        &a::StreamEvent::Error {
+                            error: a::ErrorDetail {
+                                kind: "api_error".into(),
+                                message: "the upstream sent a stream chunk llmrr could not read"
+                                    .into(),
+                            },
+                        },
+                    );
+                }
             },
             StreamItem::Done => {
                 self.start(&mut out, "", "");
@@ -71,7 +99,14 @@ impl EventWriter {
                     &mut out,
                     &a::StreamEvent::MessageDelta {
                         delta: a::MessageDeltaBody {
-                            stop_reason: Some(stop_reason(self.finish.as_deref()).into()),
+                            stop_reason: Some(
+                                if self.refused {
+                                    "refusal"
+                                } else {
+                                    stop_reason(self.finish.as_deref())
+                                }
+                                .into(),
+                            ),
                             stop_sequence: None,
                         },
                         usage: Some(a::DeltaUsage {
@@ -127,15 +162,10 @@ impl EventWriter {
 
     fn event(&mut self, out: &mut BytesMut, e: AnswerEvent) {
         match e {
-            AnswerEvent::Text { choice: 0, text } | AnswerEvent::Refusal { choice: 0, text } => {
-                self.open_block(
-                    out,
-                    Block::Text,
-                    a::ContentBlock::Text {
-                        text: String::new(),
-                    },
-                );
-                self.delta(out, a::BlockDelta::TextDelta { text });
+            AnswerEvent::Text { choice: 0, text } => self.text(out, text),
+            AnswerEvent::Refusal { choice: 0, text } => {
+                self.refused = true;
+                self.text(out, text);
             }
             AnswerEvent::Reasoning { choice: 0, text } => {
                 self.open_block(
@@ -155,16 +185,24 @@ impl EventWriter {
                 name,
                 arguments,
             } => {
-                self.open_block(
-                    out,
-                    Block::Tool(index),
-                    a::ContentBlock::ToolUse {
-                        id: id
-                            .unwrap_or_else(|| format!("toolu_{}", uuid::Uuid::now_v7().simple())),
-                        name: name.unwrap_or_default(),
-                        input: serde_json::Value::Object(Default::default()),
-                    },
-                );
+                // A piece with a new id starts a new call, whatever its index says.
+                let continues =
+                    self.open == Some(Block::Tool(index)) && (id.is_none() || id == self.tool_id);
+                if !continues {
+                    self.close(out);
+                    let id =
+                        id.unwrap_or_else(|| format!("toolu_{}", uuid::Uuid::now_v7().simple()));
+                    self.tool_id = Some(id.clone());
+                    self.open_block(
+                        out,
+                        Block::Tool(index),
+                        a::ContentBlock::ToolUse {
+                            id,
+                            name: name.unwrap_or_default(),
+                            input: serde_json::Value::Object(Default::default()),
+                        },
+                    );
+                }
                 if !arguments.is_empty() {
                     self.delta(
                         out,
@@ -178,6 +216,17 @@ impl EventWriter {
             AnswerEvent::Usage { usage, .. } => self.usage = Some(usage),
             _ => {} // another choice
         }
+    }
+
+    fn text(&mut self, out: &mut BytesMut, text: String) {
+        self.open_block(
+            out,
+            Block::Text,
+            a::ContentBlock::Text {
+                text: String::new(),
+            },
+        );
+        self.delta(out, a::BlockDelta::TextDelta { text });
     }
 
     /// Make `block` the open one (closing the one before), started as `start`.
@@ -242,6 +291,7 @@ fn put(out: &mut BytesMut, event: &a::StreamEvent) {
 mod tests {
     use super::*;
     use llmrr_core::answer::AnswerError;
+    use serde_json::Value;
 
     fn events(bytes: &[u8]) -> Vec<(String, serde_json::Value)> {
         String::from_utf8_lossy(bytes)
@@ -321,6 +371,40 @@ mod tests {
         assert_eq!(ev[11].1["delta"]["stop_reason"], "tool_use");
         assert_eq!(ev[11].1["usage"]["output_tokens"], 3);
         assert_eq!(ev[11].1["usage"]["input_tokens"], 7);
+    }
+
+    #[test]
+    fn a_new_tool_call_id_starts_a_new_block_and_a_bad_chunk_ends_the_stream() {
+        let mut w = EventWriter::new("asked");
+        let mut all = Vec::new();
+        for item in [
+            chunk(
+                r#"{"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{}"}}]}}]}"#,
+            ),
+            chunk(
+                r#"{"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"b","function":{"name":"g","arguments":"{}"}}]}}]}"#,
+            ),
+            chunk("{not json"),
+            StreamItem::Done,
+        ] {
+            all.extend_from_slice(&w.write(item));
+        }
+        let ev = events(&all);
+        let starts: Vec<&Value> = ev
+            .iter()
+            .filter(|(n, _)| n == "content_block_start")
+            .map(|(_, d)| &d["content_block"])
+            .collect();
+        assert_eq!(starts.len(), 2);
+        assert_eq!(
+            (&starts[0]["id"], &starts[1]["name"]),
+            (&Value::from("a"), &Value::from("g"))
+        );
+        assert_eq!(ev.last().unwrap().0, "error");
+        assert!(
+            ev.iter().all(|(n, _)| n != "message_stop"),
+            "nothing after the error"
+        );
     }
 
     #[test]
