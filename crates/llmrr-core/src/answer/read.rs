@@ -47,16 +47,18 @@ pub struct CompletionChoice {
     pub finish_reason: Option<String>,
 }
 
+/// A chunk (`C` = its choices) or a whole answer: the same envelope.
 #[derive(Deserialize)]
-struct RawChunk {
+#[serde(bound(deserialize = "C: Deserialize<'de>"))]
+struct RawAnswer<C> {
     #[serde(default, deserialize_with = "or_default")]
     id: String,
     #[serde(default, deserialize_with = "or_default")]
     model: String,
     #[serde(default, deserialize_with = "or_default")]
     created: i64,
-    #[serde(default, deserialize_with = "or_default")]
-    choices: Vec<RawChunkChoice>,
+    #[serde(default = "Vec::new", deserialize_with = "or_default")]
+    choices: Vec<C>,
     #[serde(default)]
     usage: Option<Usage>,
     #[serde(default)]
@@ -130,7 +132,7 @@ fn non_empty(s: Option<String>) -> Option<String> {
 /// Read one chunk (`chat.completion.chunk`) as typed events, in the order a client would see
 /// them: per choice reasoning, text, refusal, tool calls, finish; then usage.
 pub fn events_of(data: &[u8]) -> Result<ChunkEvents, String> {
-    let raw: RawChunk =
+    let raw: RawAnswer<RawChunkChoice> =
         serde_json::from_slice(data).map_err(|e| format!("not a chat completion chunk: {e}"))?;
     let mut events = Vec::new();
     for c in raw.choices {
@@ -177,22 +179,6 @@ pub fn events_of(data: &[u8]) -> Result<ChunkEvents, String> {
 }
 
 #[derive(Deserialize)]
-struct RawCompletion {
-    #[serde(default, deserialize_with = "or_default")]
-    id: String,
-    #[serde(default, deserialize_with = "or_default")]
-    model: String,
-    #[serde(default, deserialize_with = "or_default")]
-    created: i64,
-    #[serde(default, deserialize_with = "or_default")]
-    choices: Vec<RawChoice>,
-    #[serde(default)]
-    usage: Option<Usage>,
-    #[serde(default)]
-    llmrr: Option<Value>,
-}
-
-#[derive(Deserialize)]
 struct RawChoice {
     #[serde(default, deserialize_with = "or_default")]
     index: u32,
@@ -211,7 +197,7 @@ struct RawMessage {
 
 /// Read a whole chat answer (`chat.completion`).
 pub fn completion_of(body: &[u8]) -> Result<Completion, String> {
-    let raw: RawCompletion =
+    let raw: RawAnswer<RawChoice> =
         serde_json::from_slice(body).map_err(|e| format!("not a chat completion: {e}"))?;
     Ok(Completion {
         id: raw.id,
