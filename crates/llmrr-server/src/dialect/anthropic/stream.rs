@@ -137,11 +137,7 @@ impl EventWriter {
         if !model.is_empty() {
             model.clone_into(&mut self.model);
         }
-        let id = if id.is_empty() {
-            format!("msg_{}", uuid::Uuid::now_v7().simple())
-        } else {
-            message_id(id)
-        };
+        let id = message_id(id);
         put(
             out,
             &a::StreamEvent::MessageStart {
