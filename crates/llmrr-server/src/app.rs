@@ -35,6 +35,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/messages/count_tokens",
             post(routes::messages::count_tokens),
         )
+        .route("/v1/responses", post(routes::responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(routes::responses::get).delete(routes::responses::delete),
+        )
         .route("/v1/completions", post(routes::completions::completions))
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
         .route("/v1/models", get(routes::models::list))

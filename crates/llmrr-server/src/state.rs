@@ -10,6 +10,8 @@ pub struct AppState {
     pub gateway: Gateway,
     pub server: ServerConfig,
     pub metrics: PrometheusHandle,
+    /// `[store] responses_retention_days` (0: Responses-API answers are not stored).
+    pub responses_retention_days: u64,
 }
 
 impl AppState {
@@ -22,6 +24,7 @@ impl AppState {
             gateway,
             server: config.server.clone(),
             metrics,
+            responses_retention_days: config.store.responses_retention_days,
         })
     }
 }

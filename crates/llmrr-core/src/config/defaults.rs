@@ -35,6 +35,10 @@ pub const CONNECT_TIMEOUT_SECS: f64 = 10.0;
 pub const LOG_BATCH_SIZE: usize = 512;
 pub const LOG_FLUSH_INTERVAL_MS: u64 = 250;
 pub const LOG_QUEUE_CAPACITY: usize = 16_384;
+/// Stored Responses-API answers are kept this many days (OpenAI keeps them 30).
+pub const RESPONSES_RETENTION_DAYS: u64 = 30;
+/// Retention settings are capped at ten years (so that a horizon never overflows).
+pub const MAX_RETENTION_DAYS: u64 = 3650;
 pub const QUALITY: f64 = 0.5;
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Anthropic requires `max_tokens`; OpenAI clients often omit it.

@@ -252,6 +252,10 @@ fn resolve(
             "store.log_queue_capacity",
             st.log_queue_capacity.unwrap_or(d::LOG_QUEUE_CAPACITY) as u64,
         )? as usize,
+        responses_retention_days: st
+            .responses_retention_days
+            .unwrap_or(d::RESPONSES_RETENTION_DAYS)
+            .min(d::MAX_RETENTION_DAYS),
     };
 
     let shared = super::money::shared(raw.shared, env)?;

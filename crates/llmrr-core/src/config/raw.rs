@@ -93,6 +93,7 @@ pub struct RawStore {
     pub log_batch_size: Option<usize>,
     pub log_flush_interval_ms: Option<u64>,
     pub log_queue_capacity: Option<usize>,
+    pub responses_retention_days: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

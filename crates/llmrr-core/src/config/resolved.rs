@@ -133,6 +133,8 @@ pub struct StoreConfig {
     #[serde(with = "secs")]
     pub log_flush_interval: Duration,
     pub log_queue_capacity: usize,
+    /// How long stored Responses-API answers are kept (`0`: none are stored).
+    pub responses_retention_days: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -174,6 +174,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     );
     CREATE INDEX cache_purges_created ON cache_purges (created_at_ms)",
     ),
+    (
+        9,
+        "stored responses (the Responses API)",
+        "CREATE TABLE responses (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        expires_at_ms BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        history TEXT NOT NULL
+    );
+    CREATE INDEX responses_expires ON responses (expires_at_ms)",
+    ),
 ];
 
 /// Postgres: an advisory lock so that replicas starting together migrate one at a time.

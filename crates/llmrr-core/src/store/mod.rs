@@ -11,6 +11,7 @@ mod ledger;
 mod limits;
 mod migrate;
 mod request_log;
+mod responses;
 mod rollouts;
 mod spend;
 
@@ -20,6 +21,7 @@ pub use entities::{check_id, TeamRow, UserRow};
 pub use keys::{KeyRow, NewKeyRow};
 pub use ledger::{LedgerRow, PICOS_PER_USD};
 pub use request_log::{LogRow, MAX_TEXT_BYTES};
+pub use responses::StoredResponse;
 pub use spend::{Breakdown, GroupBy, SpendQuery, SpendTotals};
 
 use crate::error::{Error, Result};

@@ -3,6 +3,8 @@
 //!
 //! - [`openai`]: OpenAI's chat and legacy completions — SSE `data:` frames ending with
 //!   `[DONE]`, the error envelope `{"error": {…}}`
+//! - [`responses`]: OpenAI's Responses API — requests translated to the gateway's chat
+//!   request, answers to response objects, streams to its semantic events (OpenAI's envelope)
 //! - [`anthropic`]: Anthropic's Messages API — requests translated to the gateway's chat
 //!   request, answers to Messages, streams to Anthropic's event sequence, its error envelope
 //!
@@ -11,6 +13,7 @@
 
 pub mod anthropic;
 pub mod openai;
+pub mod responses;
 
 use axum::response::{IntoResponse, Response};
 use llmrr_core::Error;

@@ -10,6 +10,7 @@ pub mod limits;
 pub mod messages;
 pub mod models;
 pub mod money;
+pub mod responses;
 pub mod route;
 
 use crate::dialect::Dialect;

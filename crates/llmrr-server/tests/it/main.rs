@@ -18,6 +18,7 @@ mod money;
 mod openai;
 mod postgres;
 mod request_log;
+mod responses;
 mod routing;
 
 use llmrr_testkit::harness::StoreChoice;
