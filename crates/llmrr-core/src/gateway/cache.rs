@@ -247,22 +247,26 @@ impl Gateway {
                 }
             }
         }
-        let replay = (!d.no_store && !cache.config().warm_retention.is_zero()).then(|| Replay {
-            endpoint: call.endpoint().as_str(),
-            key_id: ctx.key.key_id.clone(),
-            stream,
-            body: {
-                let mut body = body;
-                if let Some(map) = body.as_object_mut() {
-                    map.insert("model".into(), call.model().into());
+        // A warm replay is not a client's request: it does not count for warming again.
+        let replay =
+            (!d.no_store && !d.warming && !cache.config().warm_retention.is_zero()).then(|| {
+                Replay {
+                    endpoint: call.endpoint().as_str(),
+                    key_id: ctx.key.key_id.clone(),
+                    stream,
+                    body: {
+                        let mut body = body;
+                        if let Some(map) = body.as_object_mut() {
+                            map.insert("model".into(), call.model().into());
+                        }
+                        body
+                    },
+                    directives: ReplayDirectives {
+                        ttl_secs: d.ttl.map(|t| t.as_secs_f64()),
+                        namespace: d.namespace.clone(),
+                    },
                 }
-                body
-            },
-            directives: ReplayDirectives {
-                ttl_secs: d.ttl.map(|t| t.as_secs_f64()),
-                namespace: d.namespace.clone(),
-            },
-        });
+            });
         let fill = |lead| Fill {
             key,
             namespace: namespace.clone(),
@@ -619,8 +623,10 @@ impl Gateway {
                 after: limit,
             })
             .and_then(|r| r);
+        // Its row's latency is the embedding call's own, not the request's so far.
         let sub = RequestContext {
             id: format!("{}_embed", ctx.id),
+            started,
             ..ctx.clone()
         };
         let call = Call::Embeddings(req);
@@ -746,7 +752,7 @@ fn cache_log_row(
         cost_usd: "0".into(),
         unpriced: false,
         cache: Some(how.status.into()),
-        cache_key: how.key.filter(|_| !ctx.cache.warming).map(|k| k.hex()),
+        cache_key: how.key.map(|k| k.hex()),
     }
 }
 
