@@ -30,7 +30,7 @@ mod finish;
 mod stream;
 mod warm;
 
-pub use warm::{WarmItem, WarmOptions, WarmReport, MAX_WARM_REQUESTS};
+pub use warm::{WarmItem, WarmOptions, WarmOutcome, WarmReport, MAX_WARM_REQUESTS};
 
 use attempt::*;
 use cache::{Begin, Source};

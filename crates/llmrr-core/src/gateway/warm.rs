@@ -66,6 +66,24 @@ pub struct WarmReport {
     pub requests: Vec<WarmItem>,
 }
 
+/// What became of one request considered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarmOutcome {
+    Warmed,
+    /// A dry run would have replayed it.
+    WouldWarm,
+    AlreadyCached,
+    OverCostCap,
+    Unpriced,
+    /// The key that asked it is revoked or gone.
+    KeyGone,
+    NotCacheable,
+    /// Replayed, its answer landed under another key (forgotten).
+    KeyChanged,
+    Failed,
+}
+
 /// One request considered.
 #[derive(Debug, Serialize)]
 pub struct WarmItem {
@@ -75,9 +93,7 @@ pub struct WarmItem {
     pub stream: bool,
     /// Times asked in the window.
     pub asked: i64,
-    /// `warmed`, `would_warm`, `already_cached`, `over_cost_cap`, `unpriced`, `key_gone`,
-    /// `not_cacheable`, `key_changed` or `failed`.
-    pub outcome: &'static str,
+    pub outcome: WarmOutcome,
     pub estimated_usd: Decimal,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -125,16 +141,17 @@ impl Gateway {
         };
         for c in candidates {
             let item = self.warm_one(&cache, cap, &mut report, c).await;
-            match item.outcome {
-                "warmed" | "would_warm" => report.warmed += 1,
-                "already_cached" => report.already_cached += 1,
-                "over_cost_cap" => report.over_cost_cap += 1,
-                "unpriced" => report.unpriced += 1,
-                "key_gone" => report.key_gone += 1,
-                "not_cacheable" => report.not_cacheable += 1,
-                "key_changed" => report.key_changed += 1,
-                _ => report.failed += 1,
-            }
+            let count = match item.outcome {
+                WarmOutcome::Warmed | WarmOutcome::WouldWarm => &mut report.warmed,
+                WarmOutcome::AlreadyCached => &mut report.already_cached,
+                WarmOutcome::OverCostCap => &mut report.over_cost_cap,
+                WarmOutcome::Unpriced => &mut report.unpriced,
+                WarmOutcome::KeyGone => &mut report.key_gone,
+                WarmOutcome::NotCacheable => &mut report.not_cacheable,
+                WarmOutcome::KeyChanged => &mut report.key_changed,
+                WarmOutcome::Failed => &mut report.failed,
+            };
+            *count += 1;
             report.considered += 1;
             report.requests.push(item);
         }
@@ -158,20 +175,20 @@ impl Gateway {
             model: model.clone(),
             stream: r.stream,
             asked: c.asked,
-            outcome: "failed",
+            outcome: WarmOutcome::Failed,
             estimated_usd: estimate,
             error: None,
         };
         let directives: ReplayDirectives = serde_json::from_str(&r.directives).unwrap_or_default();
         let (Some(key), Some(rule)) = (CacheKey::from_hex(&r.cache_key), self.cache_rule(&model))
         else {
-            item.outcome = "not_cacheable";
+            item.outcome = WarmOutcome::NotCacheable;
             return item;
         };
         let who = match self.inner.auth.context_of(r.key_id.as_deref()).await {
             Ok(Some(who)) => who,
             Ok(None) => {
-                item.outcome = "key_gone";
+                item.outcome = WarmOutcome::KeyGone;
                 return item;
             }
             Err(e) => {
@@ -181,11 +198,11 @@ impl Gateway {
         };
         let namespace = super::cache::namespace_of(rule, &who, directives.namespace.as_deref());
         if cache.holds(&key, &namespace, &model).await {
-            item.outcome = "already_cached";
+            item.outcome = WarmOutcome::AlreadyCached;
             return item;
         }
         if !r.priced {
-            item.outcome = "unpriced";
+            item.outcome = WarmOutcome::Unpriced;
             return item;
         }
         let committed = if report.dry_run {
@@ -194,12 +211,12 @@ impl Gateway {
             report.spent_usd
         };
         if committed + estimate > cap {
-            item.outcome = "over_cost_cap";
+            item.outcome = WarmOutcome::OverCostCap;
             return item;
         }
         report.estimated_usd += estimate;
         if report.dry_run {
-            item.outcome = "would_warm";
+            item.outcome = WarmOutcome::WouldWarm;
             return item;
         }
         if let Some(map) = body.as_object_mut() {
@@ -222,14 +239,14 @@ impl Gateway {
             Ok((cost, keyed)) => {
                 report.spent_usd += cost.unwrap_or(estimate);
                 item.outcome = if keyed == Some(key) {
-                    "warmed"
+                    WarmOutcome::Warmed
                 } else {
                     // Asked again it lands elsewhere (or nowhere): replaying it once more
                     // would buy the same answer again.
                     if let Err(e) = self.inner.store.forget_cache_request(&r.cache_key).await {
                         tracing::warn!(error = %e, "cache warm: a stale request not forgotten");
                     }
-                    "key_changed"
+                    WarmOutcome::KeyChanged
                 };
             }
             Err(e) => {
