@@ -180,6 +180,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "CREATE TABLE responses (
         id TEXT PRIMARY KEY,
         owner TEXT NOT NULL,
+        parent TEXT,
         created_at_ms BIGINT NOT NULL,
         expires_at_ms BIGINT NOT NULL,
         body TEXT NOT NULL,

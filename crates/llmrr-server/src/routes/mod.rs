@@ -118,11 +118,35 @@ pub fn sse_answer_with(
     a: StreamAnswer,
     frame: impl FnMut(StreamItem) -> Bytes + Send + 'static,
 ) -> Response {
-    let frames =
-        futures_util::stream::unfold((a.frames, frame), |(mut rx, mut frame)| async move {
+    sse_stream_answer(a, |rx| {
+        futures_util::stream::unfold((rx, frame), |(mut rx, mut frame)| async move {
             let item = rx.recv().await?;
-            Some((Ok::<_, std::convert::Infallible>(frame(item)), (rx, frame)))
-        });
+            Some((frame(item), (rx, frame)))
+        })
+    })
+}
+
+/// A started stream whose body `body` makes from the gateway's items (a dialect that must do
+/// async work between them).
+pub fn sse_stream_answer<S>(
+    a: StreamAnswer,
+    body: impl FnOnce(tokio::sync::mpsc::Receiver<StreamItem>) -> S,
+) -> Response
+where
+    S: futures_util::Stream<Item = Bytes> + Send + 'static,
+{
+    use futures_util::StreamExt;
+    let StreamAnswer {
+        frames,
+        model,
+        provider,
+        overhead,
+        route,
+        attempts,
+        upstream,
+        cache,
+    } = a;
+    let frames = body(frames).map(Ok::<_, std::convert::Infallible>);
     let mut r = Response::new(Body::from_stream(frames));
     let h = r.headers_mut();
     h.insert(
@@ -134,14 +158,14 @@ pub fn sse_answer_with(
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     model_headers(
         &mut r,
-        &a.model,
-        a.provider,
-        a.overhead,
-        a.route.as_deref(),
-        a.attempts,
-        &a.upstream,
+        &model,
+        provider,
+        overhead,
+        route.as_deref(),
+        attempts,
+        &upstream,
     );
-    if let Some(c) = &a.cache {
+    if let Some(c) = &cache {
         crate::cache::status_headers(r.headers_mut(), c);
     }
     r

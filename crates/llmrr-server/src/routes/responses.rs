@@ -4,12 +4,12 @@
 //! unless `store: false`, kept for `previous_response_id` and `GET`, visible to the key that
 //! made it only.
 
-use super::{json_answer, sse_answer_with};
+use super::{json_answer, sse_stream_answer};
 use crate::dialect::responses::{
-    assistant_message, items_of, new_id, to_chat, Echo, EventWriter, Item, OnDone,
-    ResponsesRequest, Translated,
+    assistant_message, items_of, new_id, to_chat, Echo, EventWriter, Item, ResponsesRequest,
+    Translated,
 };
-use crate::error::ApiError;
+use crate::error::{error_response, ApiError};
 use crate::extract::JsonBody;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -21,6 +21,7 @@ use llmrr_core::store::{now_ms, Store, StoredResponse};
 use llmrr_core::{Error, RequestContext};
 use llmrr_types::openai::ChatMessage;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 /// Whose stored responses a key sees: its own (the master key's, and the open gateway's
 /// without a master key, are their own too).
@@ -36,31 +37,67 @@ fn not_found(id: &str) -> Error {
     Error::NotFound(format!("no stored response `{id}`"))
 }
 
-/// Keeps a finished response, with the conversation it ended.
+/// A stored response is written within this long; past it the answer goes out unstored
+/// (said in the log), rather than waiting on a store that hangs.
+const KEEP_WITHIN: Duration = Duration::from_secs(5);
+
+/// Keeps a finished response, with its turn of the conversation.
 struct Keeper {
     store: Store,
     owner: String,
     expires_at_ms: i64,
-    conversation: Vec<ChatMessage>,
+    parent: Option<String>,
+    turn: Vec<ChatMessage>,
 }
 
 impl Keeper {
     async fn keep(self, response: &Value, items: &[Item]) {
         let id = response["id"].as_str().unwrap_or_default().to_owned();
-        let mut history = self.conversation;
-        history.push(assistant_message(items));
+        let mut turn = self.turn;
+        turn.push(assistant_message(items));
         let stored = StoredResponse {
             body: response.to_string(),
-            history: serde_json::to_string(&history).unwrap_or_default(),
+            turn: serde_json::to_string(&turn).unwrap_or_default(),
+            parent: self.parent,
         };
         let put = self
             .store
-            .put_response(&id, &self.owner, self.expires_at_ms, &stored)
-            .await;
-        if let Err(e) = put {
-            tracing::warn!(error = %e, response = %id, "a response could not be stored");
+            .put_response(&id, &self.owner, self.expires_at_ms, &stored);
+        match tokio::time::timeout(KEEP_WITHIN, put).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, response = %id, "a response could not be stored")
+            }
+            Err(_) => tracing::warn!(response = %id, "a response was not stored in time"),
         }
     }
+}
+
+/// The conversation that stored response `id` ends, as chat messages.
+async fn conversation(store: &Store, id: &str, owner: &str) -> Result<Vec<ChatMessage>, Response> {
+    let turns = match store.response_chain(id, owner).await {
+        Ok(Some(turns)) => turns,
+        Ok(None) => {
+            // OpenAI's answer, which clients key on to start afresh.
+            let e = Error::invalid(format!("no stored response `{id}`"), None);
+            let body = json!({"error": {"message": format!("Previous response with id '{id}' not found."),
+                "type": "invalid_request_error", "param": "previous_response_id",
+                "code": "previous_response_not_found"}});
+            return Err(error_response(&e, body.to_string().into_bytes()));
+        }
+        Err(e) => return Err(ApiError(e).into_response()),
+    };
+    let mut messages = Vec::new();
+    for t in turns {
+        let turn: Vec<ChatMessage> = serde_json::from_str(&t).map_err(|e| {
+            ApiError(Error::Internal(format!(
+                "a stored conversation is unreadable: {e}"
+            )))
+            .into_response()
+        })?;
+        messages.extend(turn);
+    }
+    Ok(messages)
 }
 
 pub async fn create(
@@ -68,7 +105,16 @@ pub async fn create(
     Extension(ctx): Extension<RequestContext>,
     JsonBody(req): JsonBody<ResponsesRequest>,
 ) -> Response {
-    answer(state, ctx, req)
+    let owner = owner(&ctx.key);
+    let store = state.gateway.store().clone();
+    let history = match &req.previous_response_id {
+        Some(prev) => match conversation(&store, prev, &owner).await {
+            Ok(h) => h,
+            Err(resp) => return resp,
+        },
+        None => Vec::new(),
+    };
+    answer(state, ctx, req, history, owner, store)
         .await
         .unwrap_or_else(|e| ApiError(e).into_response())
 }
@@ -77,40 +123,42 @@ async fn answer(
     state: AppState,
     ctx: RequestContext,
     req: ResponsesRequest,
+    history: Vec<ChatMessage>,
+    owner: String,
+    store: Store,
 ) -> Result<Response, Error> {
-    let owner = owner(&ctx.key);
-    let store = state.gateway.store().clone();
-    let history = match &req.previous_response_id {
-        Some(prev) => {
-            let stored = store
-                .get_response(prev, &owner)
-                .await?
-                .ok_or_else(|| not_found(prev))?;
-            serde_json::from_str(&stored.history)
-                .map_err(|e| Error::Internal(format!("a stored conversation is unreadable: {e}")))?
-        }
-        None => Vec::new(),
-    };
-    let Translated { chat, conversation } = to_chat(&req, history)?;
+    let Translated { chat, turn } = to_chat(&req, history)?;
     let now = now_ms();
-    let mut echo = Echo::of(&req, new_id("resp"), now / 1000);
     let days = state.responses_retention_days;
-    let keeper = (req.store.unwrap_or(true) && days > 0).then(|| Keeper {
+    let stored = req.store.unwrap_or(true) && days > 0;
+    let mut echo = Echo::of(&req, new_id("resp"), now / 1000, stored);
+    let keeper = stored.then(|| Keeper {
         store,
         owner,
         expires_at_ms: now.saturating_add(i64::try_from(days * 86_400_000).unwrap_or(i64::MAX)),
-        conversation,
+        parent: req.previous_response_id.clone(),
+        turn,
     });
     if chat.is_stream() {
         let answer = state.gateway.chat_stream(ctx, chat).await?;
-        let on_done = keeper.map(|k| -> OnDone {
-            Box::new(move |response: &Value, items: &[Item]| {
-                let (response, items) = (response.clone(), items.to_vec());
-                tokio::spawn(async move { k.keep(&response, &items).await });
-            })
-        });
-        let mut writer = EventWriter::new(echo, on_done);
-        return Ok(sse_answer_with(answer, move |item| writer.write(item)));
+        let writer = EventWriter::new(echo);
+        // The response is stored before its `response.completed` goes out: a client that
+        // continues from it at once finds it.
+        return Ok(sse_stream_answer(answer, move |rx| {
+            futures_util::stream::unfold(
+                (rx, writer, keeper),
+                |(mut rx, mut writer, mut keeper)| async move {
+                    let item = rx.recv().await?;
+                    let bytes = writer.write(item);
+                    if let Some((response, items)) = writer.take_finished() {
+                        if let Some(k) = keeper.take() {
+                            k.keep(&response, &items).await;
+                        }
+                    }
+                    Some((bytes, (rx, writer, keeper)))
+                },
+            )
+        }));
     }
     let mut answer = state.gateway.chat(ctx, chat).await?;
     let completion = completion_of(&answer.body)
@@ -149,7 +197,7 @@ pub async fn get(
         .get_response(&id, &owner(&ctx.key))
         .await?
         .ok_or_else(|| not_found(&id))?;
-    let body: Value = serde_json::from_str(&stored.body)
+    let body: Value = serde_json::from_str(&stored)
         .map_err(|e| Error::Internal(format!("a stored response is unreadable: {e}")))?;
     Ok(Json(body).into_response())
 }

@@ -219,7 +219,7 @@ async fn issue11_stored_responses_are_the_keys_own_and_can_be_deleted() {
         json!({"model": "o-ok", "input": "x", "previous_response_id": id}),
     )
     .await;
-    error_body(resp, 404).await;
+    error_body(resp, 400).await;
     let resp = client()
         .delete(&url)
         .bearer_auth(&other)
@@ -263,7 +263,7 @@ async fn issue11_stored_responses_are_the_keys_own_and_can_be_deleted() {
         404,
     )
     .await;
-    // A streamed response is kept once it is complete, as its `response.completed` says it.
+    // A streamed response is kept before its `response.completed` goes out: found at once.
     let ev = response_events(
         respond(
             &gw,
@@ -275,19 +275,9 @@ async fn issue11_stored_responses_are_the_keys_own_and_can_be_deleted() {
     .await;
     let done = ev.last().unwrap().1["response"].clone();
     let url = format!("{}/v1/responses/{}", gw.url, done["id"].as_str().unwrap());
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let resp = client().get(&url).bearer_auth(&key).send().await.unwrap();
-        if resp.status() == 200 {
-            assert_eq!(resp.json::<Value>().await.unwrap(), done);
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "the streamed response was not kept"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let resp = client().get(&url).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap(), done);
     gw.stop().await;
 }
 
@@ -356,16 +346,35 @@ async fn issue11_responses_errors_and_refusals() {
         404,
     )
     .await;
-    error_body(
+    let v = error_body(
         respond(
             &gw,
             MASTER,
             json!({"model": "o-ok", "input": "x", "previous_response_id": "resp_missing"}),
         )
         .await,
-        404,
+        400,
     )
     .await;
+    // OpenAI's own answer for a missing previous response, which clients key on.
+    assert_eq!(v["error"]["code"], "previous_response_not_found");
+    assert_eq!(v["error"]["param"], "previous_response_id");
+    // Tool settings without tools are the Responses API's defaults: not sent to chat.
+    let (gw2, mock2) = start().await;
+    let r = respond(
+        &gw2,
+        MASTER,
+        json!({"model": "o-ok", "input": "x", "parallel_tool_calls": false,
+               "tool_choice": "auto", "tools": null, "top_logprobs": 0}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let sent = mock2.last_request().body;
+    assert!(
+        sent.get("parallel_tool_calls").is_none() && sent.get("tool_choice").is_none(),
+        "{sent}"
+    );
+    gw2.stop().await;
     // A stream cut after its first token ends with an error event.
     let ev = response_events(
         respond(
@@ -376,7 +385,68 @@ async fn issue11_responses_errors_and_refusals() {
         .await,
     )
     .await;
-    assert_eq!(ev.last().unwrap().0, "error");
+    let n = ev.len();
+    assert_eq!(ev[n - 2].0, "response.failed");
+    assert_eq!(ev[n - 2].1["response"]["status"], "failed");
+    let (name, error) = &ev[n - 1];
+    assert_eq!(name, "error");
+    // Flat, and under `error` (what the SDKs raise on).
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{error}"
+    );
+    assert_eq!(error["error"]["message"], error["message"]);
     assert!(ev.iter().all(|(n, _)| n != "response.completed"));
     gw.stop().await;
+}
+
+/// On both stores: the chain is read back by one recursive query.
+async fn a_chain_carries_the_conversation(store: llmrr_testkit::harness::StoreChoice) {
+    let mock = MockProvider::start().await;
+    let gw = TestGateway::start(&models_toml(&mock), ENV, store).await;
+    let mut previous: Option<String> = None;
+    for (i, text) in ["one", "two", "three"].iter().enumerate() {
+        let mut body = json!({"model": "o-ok", "input": text, "instructions": format!("turn {i}")});
+        if let Some(p) = &previous {
+            body["previous_response_id"] = json!(p);
+        }
+        let r: Value = respond(&gw, MASTER, body).await.json().await.expect("as sent");
+        previous = Some(r["id"].as_str().expect("as sent").to_owned());
+    }
+    // The third call sent its own instructions only, then every turn in order.
+    let sent = mock.last_request().body;
+    let said: Vec<(String, String)> = sent["messages"]
+        .as_array()
+        .expect("as sent")
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().expect("as sent").to_owned(),
+                m["content"].as_str().expect("as sent").to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("system", "turn 2"),
+        ("user", "one"),
+        ("assistant", "echo: one"),
+        ("user", "two"),
+        ("assistant", "echo: two"),
+        ("user", "three"),
+    ]
+    .iter()
+    .map(|(r, c)| (r.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(said, want);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn issue11_a_chain_of_responses_carries_the_whole_conversation_sqlite() {
+    a_chain_carries_the_conversation(llmrr_testkit::harness::StoreChoice::Sqlite).await;
+}
+
+#[tokio::test]
+async fn issue11_a_chain_of_responses_carries_the_whole_conversation_postgres() {
+    a_chain_carries_the_conversation(llmrr_testkit::harness::StoreChoice::Postgres).await;
 }

@@ -16,4 +16,4 @@ mod stream;
 
 pub use object::{assistant_message, items_of, new_id, Echo, Item};
 pub use request::{to_chat, ResponsesRequest, Translated};
-pub use stream::{EventWriter, OnDone};
+pub use stream::EventWriter;

@@ -50,9 +50,10 @@ impl Item {
         }
     }
 
-    /// The item as JSON: whole (`done`), or as it is announced, before its content.
-    pub fn json(&self, done: bool) -> Value {
-        let status = if done { "completed" } else { "in_progress" };
+    /// The item as JSON: whole, with its `status` (`completed`, or `incomplete` when the
+    /// answer was cut), or as it is announced (`in_progress`), before its content.
+    pub fn json(&self, status: &str) -> Value {
+        let done = status != "in_progress";
         match self {
             Item::Reasoning { id, text } => {
                 let summary = if done {
@@ -125,7 +126,8 @@ pub struct Echo {
 }
 
 impl Echo {
-    pub fn of(req: &ResponsesRequest, id: String, created_at: i64) -> Echo {
+    /// `stored`: the response is kept (`store` asked, and the gateway keeps responses).
+    pub fn of(req: &ResponsesRequest, id: String, created_at: i64, stored: bool) -> Echo {
         let fields = json!({
             "instructions": req.instructions,
             "max_output_tokens": req.max_output_tokens,
@@ -133,7 +135,7 @@ impl Echo {
             "parallel_tool_calls": req.parallel_tool_calls.unwrap_or(true),
             "previous_response_id": req.previous_response_id,
             "reasoning": req.reasoning.clone().unwrap_or_else(|| json!({"effort": null, "summary": null})),
-            "store": req.store.unwrap_or(true),
+            "store": stored,
             "temperature": req.temperature,
             "top_p": req.top_p,
             "tool_choice": req.tool_choice.clone().unwrap_or_else(|| json!("auto")),
@@ -158,11 +160,7 @@ impl Echo {
         finish: Option<&str>,
         usage: Option<&Usage>,
     ) -> Value {
-        let incomplete = match finish {
-            Some("length") => Some("max_output_tokens"),
-            Some("content_filter") => Some("content_filter"),
-            _ => None,
-        };
+        let incomplete = incomplete_reason(finish);
         let status = match (finished, incomplete) {
             (false, _) => "in_progress",
             (true, Some(_)) => "incomplete",
@@ -176,13 +174,35 @@ impl Echo {
             "error": null,
             "incomplete_details": incomplete.filter(|_| finished).map(|reason| json!({"reason": reason})),
             "model": self.model,
-            "output": items.iter().map(|i| i.json(finished)).collect::<Vec<_>>(),
+            "output": items
+                .iter()
+                .enumerate()
+                .map(|(n, i)| i.json(item_status(finished, finish, n + 1 == items.len())))
+                .collect::<Vec<_>>(),
             "usage": usage.map(usage_json),
         });
         if let (Value::Object(map), Value::Object(fields)) = (&mut r, &self.fields) {
             map.extend(fields.clone());
         }
         r
+    }
+}
+
+/// Why an answer that ended with OpenAI's finish reason `finish` is incomplete, if it is.
+fn incomplete_reason(finish: Option<&str>) -> Option<&'static str> {
+    match finish {
+        Some("length") => Some("max_output_tokens"),
+        Some("content_filter") => Some("content_filter"),
+        _ => None,
+    }
+}
+
+/// An output item's status: the last item of a cut answer is `incomplete`.
+pub fn item_status(finished: bool, finish: Option<&str>, last: bool) -> &'static str {
+    match (finished, last && incomplete_reason(finish).is_some()) {
+        (false, _) => "in_progress",
+        (true, true) => "incomplete",
+        (true, false) => "completed",
     }
 }
 
@@ -222,7 +242,12 @@ pub fn items_of(c: &llmrr_core::answer::CompletionChoice) -> Vec<Item> {
     for (i, call) in c.tool_calls.iter().enumerate() {
         items.push(Item::Call {
             id: new_id("fc"),
-            call_id: call.id.clone(),
+            // An upstream that gave no id: the output the client sends back needs one.
+            call_id: if call.id.is_empty() {
+                new_id("call")
+            } else {
+                call.id.clone()
+            },
             name: call.function.name.clone(),
             arguments: call.function.arguments.clone(),
             index: i as u32,

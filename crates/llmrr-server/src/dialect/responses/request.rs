@@ -23,7 +23,7 @@ pub struct ResponsesRequest {
     pub input: Value,
     #[serde(default)]
     pub instructions: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "or_default")]
     pub tools: Vec<Value>,
     #[serde(default)]
     pub tool_choice: Option<Value>,
@@ -62,35 +62,58 @@ const IGNORED: &[&str] = &[
     "truncation",
     "service_tier",
     "prompt_cache_key",
+    "prompt_cache_retention",
     "safety_identifier",
     "stream_options",
+    // Bounds built-in tool calls, which llmrr never makes.
+    "max_tool_calls",
 ];
+
+/// `null`, or the field's default: asks nothing (pydantic-based clients send every field).
+fn asks(v: &Value) -> bool {
+    !matches!(v, Value::Null | Value::Bool(false)) && v.as_f64() != Some(0.0)
+}
+
+/// A field's value, or its default when it is missing or `null`.
+fn or_default<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 fn invalid(message: impl Into<String>, param: impl Into<String>) -> Error {
     Error::invalid(message, Some(param.into()))
 }
 
-/// The translated request, and the conversation it continues (without its instructions),
-/// to be stored with its answer.
+/// The translated request, and its own turn of the conversation (the new input, without the
+/// instructions), to be stored with its answer.
 pub struct Translated {
     pub chat: o::ChatCompletionRequest,
-    pub conversation: Vec<o::ChatMessage>,
+    pub turn: Vec<o::ChatMessage>,
 }
 
 pub fn to_chat(req: &ResponsesRequest, history: Vec<o::ChatMessage>) -> Result<Translated, Error> {
-    if let Some(k) = req.extra.keys().find(|k| !IGNORED.contains(&k.as_str())) {
-        return Err(invalid(format!("unknown parameter `{k}`"), k.as_str()));
+    if let Some((k, _)) = req
+        .extra
+        .iter()
+        .find(|(k, v)| !IGNORED.contains(&k.as_str()) && asks(v))
+    {
+        return Err(invalid(
+            format!("parameter `{k}` is not supported by llmrr"),
+            k.as_str(),
+        ));
     }
-    let mut conversation = history;
-    input_messages(&req.input, &mut conversation)?;
-    if conversation.is_empty() {
+    let mut turn = Vec::new();
+    input_messages(&req.input, &mut turn)?;
+    if turn.is_empty() && history.is_empty() {
         return Err(invalid("`input` is empty: send a string or items", "input"));
     }
-    let mut messages = Vec::with_capacity(conversation.len() + 1);
+    let mut messages = Vec::with_capacity(history.len() + turn.len() + 1);
     if let Some(text) = req.instructions.as_ref().filter(|t| !t.is_empty()) {
         messages.push(o::ChatMessage::new(o::Role::System, text.clone()));
     }
-    messages.extend(conversation.iter().cloned());
+    messages.extend(history);
+    messages.extend(turn.iter().cloned());
     let mut extra = Map::new();
     if let Some(effort) = req.reasoning.as_ref().and_then(|r| r.get("effort")) {
         if !effort.is_null() {
@@ -110,18 +133,22 @@ pub fn to_chat(req: &ResponsesRequest, history: Vec<o::ChatMessage>) -> Result<T
         top_p: req.top_p,
         max_completion_tokens: req.max_output_tokens,
         user: req.user.clone(),
+        // Chat refuses tool settings without tools; the Responses API takes them.
         tools: match req.tools.is_empty() {
             true => None,
             false => Some(tools(&req.tools)?),
         },
-        tool_choice: req.tool_choice.as_ref().map(tool_choice).transpose()?,
-        parallel_tool_calls: req.parallel_tool_calls,
+        tool_choice: match req.tools.is_empty() {
+            true => None,
+            false => req.tool_choice.as_ref().map(tool_choice).transpose()?,
+        },
+        parallel_tool_calls: req.parallel_tool_calls.filter(|_| !req.tools.is_empty()),
         response_format: req.text.as_ref().map(format).transpose()?.flatten(),
         llmrr: req.llmrr.clone(),
         extra,
         ..Default::default()
     };
-    Ok(Translated { chat, conversation })
+    Ok(Translated { chat, turn })
 }
 
 fn tools(tools: &[Value]) -> Result<Vec<o::Tool>, Error> {
@@ -240,9 +267,9 @@ fn input_messages(input: &Value, out: &mut Vec<o::ChatMessage>) -> Result<(), Er
                         arguments: text_field(item, "arguments", &at)?,
                     },
                 };
-                // Calls of one turn go in one assistant message.
+                // Calls of one turn go in one assistant message, with its text.
                 match out.last_mut() {
-                    Some(last) if last.role == o::Role::Assistant && last.tool_calls.is_some() => {
+                    Some(last) if last.role == o::Role::Assistant => {
                         last.tool_calls.get_or_insert_with(Vec::new).push(call)
                     }
                     _ => out.push(o::ChatMessage {
@@ -410,9 +437,9 @@ mod tests {
         assert_eq!(t.chat.messages[3].tool_calls.as_ref().unwrap().len(), 2);
         assert_eq!(t.chat.messages[4].tool_call_id.as_deref(), Some("c1"));
         assert_eq!(
-            t.conversation.len(),
-            5,
-            "the conversation leaves the instructions out"
+            t.turn.len(),
+            4,
+            "the turn: the new input, without the instructions"
         );
         assert_eq!(t.chat.max_completion_tokens, Some(50));
         assert_eq!(t.chat.extra["reasoning_effort"], "low");
@@ -442,5 +469,23 @@ mod tests {
             "input[0].type"
         );
         assert_eq!(param(json!({"model": "m"})), "input");
+        // What asks nothing passes: nulls, false, zero, and tool settings without tools.
+        let t = to_chat(
+            &req(
+                json!({"model": "m", "input": "x", "tools": null, "background": false,
+                "top_logprobs": 0, "user": null, "parallel_tool_calls": false,
+                "tool_choice": "auto"}),
+            ),
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            (t.chat.parallel_tool_calls, t.chat.tool_choice.is_none()),
+            (None, true)
+        );
+        assert_eq!(
+            param(json!({"model": "m", "input": "x", "top_logprobs": 3})),
+            "top_logprobs"
+        );
     }
 }

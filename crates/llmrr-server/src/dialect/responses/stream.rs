@@ -7,14 +7,11 @@
 //! whole response and its usage. A stream that fails ends with an `error` event. Every event
 //! carries its `sequence_number`. Only the first choice is written.
 
-use super::object::{new_id, Echo, Item};
+use super::object::{item_status, new_id, Echo, Item};
 use bytes::{BufMut, Bytes, BytesMut};
 use llmrr_core::answer::{events_of, AnswerEvent, StreamItem};
 use llmrr_types::openai::Usage;
 use serde_json::{json, Value};
-
-/// Called with the finished response and its items (to store them).
-pub type OnDone = Box<dyn FnOnce(&Value, &[Item]) + Send>;
 
 pub struct EventWriter {
     echo: Echo,
@@ -25,13 +22,14 @@ pub struct EventWriter {
     open: bool,
     finish: Option<String>,
     usage: Option<Usage>,
-    /// The stream has ended (with an error): what follows is not written.
+    /// The stream has ended: what follows is not written.
     ended: bool,
-    on_done: Option<OnDone>,
+    /// The finished response and its items, once complete, until taken.
+    finished: Option<(Value, Vec<Item>)>,
 }
 
 impl EventWriter {
-    pub fn new(echo: Echo, on_done: Option<OnDone>) -> Self {
+    pub fn new(echo: Echo) -> Self {
         EventWriter {
             echo,
             seq: 0,
@@ -41,8 +39,14 @@ impl EventWriter {
             finish: None,
             usage: None,
             ended: false,
-            on_done,
+            finished: None,
         }
+    }
+
+    /// The finished response and its items, once the stream has completed (to store them
+    /// before the last event goes out).
+    pub fn take_finished(&mut self) -> Option<(Value, Vec<Item>)> {
+        self.finished.take()
     }
 
     pub fn write(&mut self, item: StreamItem) -> Bytes {
@@ -72,6 +76,7 @@ impl EventWriter {
                     self.fail(
                         &mut out,
                         "server_error",
+                        "server_error",
                         "the upstream sent a stream chunk llmrr could not read",
                         None,
                     );
@@ -92,25 +97,39 @@ impl EventWriter {
                     "response.completed"
                 };
                 self.put(&mut out, kind, json!({ "response": response }));
-                if let Some(done) = self.on_done.take() {
-                    done(&response, &self.items);
-                }
+                self.finished = Some((response, std::mem::take(&mut self.items)));
                 self.ended = true;
             }
             StreamItem::Error(e) => {
                 self.start(&mut out);
                 let code = e.code.clone().unwrap_or_else(|| e.kind.clone());
-                self.fail(&mut out, &code, &e.message, e.param.as_deref());
+                self.fail(&mut out, &e.kind, &code, &e.message, e.param.as_deref());
             }
         }
         out.freeze()
     }
 
-    fn fail(&mut self, out: &mut BytesMut, code: &str, message: &str, param: Option<&str>) {
+    /// End the stream with `response.failed` and the `error` event (its fields both flat and
+    /// under `error`, the shape OpenAI's API sends and its SDKs raise on).
+    fn fail(
+        &mut self,
+        out: &mut BytesMut,
+        kind: &str,
+        code: &str,
+        message: &str,
+        param: Option<&str>,
+    ) {
+        let mut response = self
+            .echo
+            .response(&self.items, false, None, self.usage.as_ref());
+        response["status"] = "failed".into();
+        response["error"] = json!({"code": code, "message": message});
+        self.put(out, "response.failed", json!({ "response": response }));
         self.put(
             out,
             "error",
-            json!({"code": code, "message": message, "param": param}),
+            json!({"code": code, "message": message, "param": param,
+                   "error": {"type": kind, "code": code, "message": message, "param": param}}),
         );
         self.ended = true;
     }
@@ -240,7 +259,7 @@ impl EventWriter {
     /// Close the open item and announce `item`.
     fn add(&mut self, out: &mut BytesMut, item: Item) {
         self.close(out);
-        let announced = item.json(false);
+        let announced = item.json("in_progress");
         self.items.push(item);
         self.open = true;
         let index = self.items.len() - 1;
@@ -294,7 +313,10 @@ impl EventWriter {
                 self.put(
                     out,
                     kind,
-                    with(&at, json!({"content_index": 0, field: text})),
+                    with(
+                        &at,
+                        json!({"content_index": 0, field: text, "logprobs": []}),
+                    ),
                 );
                 self.put(
                     out,
@@ -314,7 +336,8 @@ impl EventWriter {
         self.put(
             out,
             "response.output_item.done",
-            json!({"output_index": output_index, "item": item.json(true)}),
+            json!({"output_index": output_index,
+                   "item": item.json(item_status(true, self.finish.as_deref(), true))}),
         );
     }
 
@@ -349,7 +372,6 @@ fn with(base: &Value, more: Value) -> Value {
 mod tests {
     use super::*;
     use crate::dialect::responses::request::ResponsesRequest;
-    use std::sync::{Arc, Mutex};
 
     fn events(bytes: &[u8]) -> Vec<(String, Value)> {
         String::from_utf8_lossy(bytes)
@@ -373,14 +395,7 @@ mod tests {
     fn text_then_a_call_then_completed() {
         let req: ResponsesRequest =
             serde_json::from_value(json!({"model": "asked", "input": "x"})).unwrap();
-        let kept = Arc::new(Mutex::new(None));
-        let k = kept.clone();
-        let mut w = EventWriter::new(
-            Echo::of(&req, "resp_1".into(), 7),
-            Some(Box::new(move |r: &Value, items: &[Item]| {
-                *k.lock().unwrap() = Some((r.clone(), items.len()));
-            })),
-        );
+        let mut w = EventWriter::new(Echo::of(&req, "resp_1".into(), 7, true));
         let mut all = Vec::new();
         for item in [
             chunk(r#"{"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#),
@@ -436,7 +451,8 @@ mod tests {
         assert_eq!(r["output"][0]["content"][0]["text"], "Hi you");
         assert_eq!(r["output"][1]["call_id"], "call_1");
         assert_eq!(r["usage"]["total_tokens"], 9);
-        let (stored, n) = kept.lock().unwrap().clone().expect("stored");
-        assert_eq!((&stored, n), (r, 2));
+        let (stored, items) = w.take_finished().expect("finished");
+        assert_eq!((&stored, items.len()), (r, 2));
+        assert!(w.take_finished().is_none());
     }
 }
