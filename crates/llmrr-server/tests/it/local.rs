@@ -690,3 +690,46 @@ async fn issue11_a_messages_client_reaches_a_local_model() {
     assert_eq!(events.last().expect("events")["type"], "message_stop");
     gw.stop().await;
 }
+
+/// Issue 11: a Responses-API client reaches a local model: the same greedy answer and usage
+/// as a chat client gets.
+#[tokio::test]
+async fn issue11_a_responses_client_reaches_a_local_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "tiny");
+    let gw = start(&local_toml("tiny", &path, "")).await;
+    let mut chat = chat_body("tiny", "Hello there");
+    chat["temperature"] = json!(0);
+    chat["max_tokens"] = json!(8);
+    let want = answer(&gw, chat).await;
+
+    let resp = post(
+        &gw,
+        "/v1/responses",
+        Some(MASTER),
+        json!({"model": "tiny", "input": "Hello there", "temperature": 0, "max_output_tokens": 8}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-llmrr-provider"], "local");
+    let r: Value = resp.json().await.expect("json");
+    let text: String = r["output"]
+        .as_array()
+        .expect("output")
+        .iter()
+        .flat_map(|i| i["content"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(text, content(&want));
+    assert_eq!(
+        r["usage"]["output_tokens"],
+        want["usage"]["completion_tokens"]
+    );
+    assert_eq!(r["usage"]["input_tokens"], want["usage"]["prompt_tokens"]);
+    let status = match want["choices"][0]["finish_reason"].as_str() {
+        Some("length") => "incomplete",
+        _ => "completed",
+    };
+    assert_eq!(r["status"], status);
+    gw.stop().await;
+}

@@ -410,7 +410,11 @@ async fn a_chain_carries_the_conversation(store: llmrr_testkit::harness::StoreCh
         if let Some(p) = &previous {
             body["previous_response_id"] = json!(p);
         }
-        let r: Value = respond(&gw, MASTER, body).await.json().await.expect("as sent");
+        let r: Value = respond(&gw, MASTER, body)
+            .await
+            .json()
+            .await
+            .expect("as sent");
         previous = Some(r["id"].as_str().expect("as sent").to_owned());
     }
     // The third call sent its own instructions only, then every turn in order.
