@@ -339,28 +339,31 @@ impl Gateway {
     /// failure only costs the warming of this request). Now and then, forget the requests
     /// older than the retention.
     fn remember_for_warming(&self, cache: &ResponseCache, key: CacheKey, r: Replay, meta: &Meta) {
-        let Ok(body) = serde_json::to_string(&r.body) else {
-            return;
-        };
-        // A request larger than an entry may be (images, long files) is not kept.
-        if body.len() as u64 > cache.config().max_entry_bytes {
-            return;
-        }
-        let row = crate::store::CacheRequest {
-            cache_key: key.hex(),
-            endpoint: r.endpoint.to_owned(),
-            stream: r.stream,
-            key_id: r.key_id,
-            body,
-            directives: serde_json::to_string(&r.directives).unwrap_or_else(|_| "{}".into()),
-            cost_pusd: meta.cost_pusd,
-            priced: meta.priced,
-        };
         let store = self.inner.store.clone();
         let retention = cache.config().warm_retention;
+        let max_bytes = cache.config().max_entry_bytes;
+        let (cost_pusd, priced) = (meta.cost_pusd, meta.priced);
         // About one write in 256 also prunes (the key's first byte is uniform).
         let prune = key.as_bytes()[0] == 0;
+        // Off the answer's path: the body is serialized in the task.
         self.inner.tracker.spawn(async move {
+            let Ok(body) = serde_json::to_string(&r.body) else {
+                return;
+            };
+            // A request larger than an entry may be (images, long files) is not kept.
+            if body.len() as u64 > max_bytes {
+                return;
+            }
+            let row = crate::store::CacheRequest {
+                cache_key: key.hex(),
+                endpoint: r.endpoint.to_owned(),
+                stream: r.stream,
+                key_id: r.key_id,
+                body,
+                directives: serde_json::to_string(&r.directives).unwrap_or_else(|_| "{}".into()),
+                cost_pusd,
+                priced,
+            };
             if let Err(e) = store.remember_cache_request(&row).await {
                 tracing::warn!(error = %e, "cache: the request could not be kept for warming");
             }

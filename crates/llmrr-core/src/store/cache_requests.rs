@@ -34,7 +34,8 @@ pub struct WarmCandidate {
 }
 
 impl Store {
-    /// Keep (or refresh) the request of a cache key.
+    /// Keep (or refresh) the request of a cache key (its body is the key's: kept as first
+    /// written).
     pub async fn remember_cache_request(&self, r: &CacheRequest) -> Result<()> {
         let now = now_ms();
         sqlx::query(
@@ -42,7 +43,7 @@ impl Store {
              cost_pusd, priced, created_at_ms, last_seen_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
              ON CONFLICT (cache_key) DO UPDATE SET key_id = excluded.key_id, \
-             body = excluded.body, directives = excluded.directives, \
+             directives = excluded.directives, \
              cost_pusd = excluded.cost_pusd, priced = excluded.priced, \
              last_seen_ms = excluded.last_seen_ms",
         )
