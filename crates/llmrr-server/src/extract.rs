@@ -71,29 +71,37 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             Error::invalid(format!("the request body is not valid JSON: {e}"), None)
         })?;
     }
-    value.map_err(|e| {
-        let inner = e.inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return Error::invalid(format!("the request body is not valid JSON: {inner}"), None);
-        }
-        let path = e.path().to_string();
-        let text = inner.to_string();
-        // serde says "missing field `x` at line 1 column 20"; name the field's full path.
-        let missing = text
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next());
-        let param = match (missing, path.as_str()) {
-            (Some(field), ".") => field.to_owned(),
-            (Some(field), p) => format!("{p}.{field}"),
-            (None, p) => p.to_owned(),
-        };
-        let detail = text.split(" at line ").next().unwrap_or(&text);
-        let message = match missing {
-            Some(_) => format!("missing required parameter `{param}`"),
-            None => format!("invalid value for `{param}`: {detail}"),
-        };
-        Error::invalid(message, (param != ".").then_some(param))
-    })
+    value.map_err(described)
+}
+
+/// A body already read as JSON, as `T`: its errors said as [`parse`] says them.
+pub fn from_value<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, Error> {
+    serde_path_to_error::deserialize(value).map_err(described)
+}
+
+/// A field that did not parse, said with its full path.
+fn described(e: serde_path_to_error::Error<serde_json::Error>) -> Error {
+    let inner = e.inner();
+    if inner.is_syntax() || inner.is_eof() {
+        return Error::invalid(format!("the request body is not valid JSON: {inner}"), None);
+    }
+    let path = e.path().to_string();
+    let text = inner.to_string();
+    // serde says "missing field `x` at line 1 column 20"; name the field's full path.
+    let missing = text
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    let param = match (missing, path.as_str()) {
+        (Some(field), ".") => field.to_owned(),
+        (Some(field), p) => format!("{p}.{field}"),
+        (None, p) => p.to_owned(),
+    };
+    let detail = text.split(" at line ").next().unwrap_or(&text);
+    let message = match missing {
+        Some(_) => format!("missing required parameter `{param}`"),
+        None => format!("invalid value for `{param}`: {detail}"),
+    };
+    Error::invalid(message, (param != ".").then_some(param))
 }
 
 #[cfg(test)]

@@ -84,6 +84,11 @@ pub enum AnswerEvent {
     Text { choice: u32, text: String },
     /// A piece of the model's reasoning (extended thinking).
     Reasoning { choice: u32, text: String },
+    /// The signature of the reasoning so far (Anthropic's thinking), which a later turn must
+    /// send back with it.
+    ReasoningSignature { choice: u32, signature: String },
+    /// Reasoning the provider keeps encrypted (Anthropic's `redacted_thinking`).
+    RedactedReasoning { choice: u32, data: String },
     /// A piece of the model's refusal.
     Refusal { choice: u32, text: String },
     /// A piece of a tool call: its first piece carries the id and the function's name; the

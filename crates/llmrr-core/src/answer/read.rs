@@ -42,6 +42,8 @@ pub struct CompletionChoice {
     pub index: u32,
     pub text: Option<String>,
     pub reasoning: Option<String>,
+    /// Anthropic's thinking blocks with their signatures, where the provider gave them.
+    pub thinking_blocks: Vec<Value>,
     pub refusal: Option<String>,
     pub tool_calls: Vec<ToolCall>,
     pub finish_reason: Option<String>,
@@ -87,6 +89,9 @@ struct RawTexts {
     reasoning: Option<String>,
     #[serde(default)]
     refusal: Option<String>,
+    /// Thinking blocks with their signatures (see `ResponseMessage::thinking_blocks`).
+    #[serde(default, deserialize_with = "or_default")]
+    thinking_blocks: Vec<Value>,
 }
 
 impl RawTexts {
@@ -140,6 +145,22 @@ pub fn events_of(data: &[u8]) -> Result<ChunkEvents, String> {
         let mut d = c.delta;
         if let Some(text) = d.texts.reasoning() {
             events.push(AnswerEvent::Reasoning { choice, text });
+        }
+        for b in std::mem::take(&mut d.texts.thinking_blocks) {
+            let text = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_owned);
+            match (
+                b.get("type").and_then(Value::as_str),
+                text("signature"),
+                text("data"),
+            ) {
+                (Some("thinking"), Some(signature), _) if !signature.is_empty() => {
+                    events.push(AnswerEvent::ReasoningSignature { choice, signature })
+                }
+                (Some("redacted_thinking"), _, Some(data)) => {
+                    events.push(AnswerEvent::RedactedReasoning { choice, data })
+                }
+                _ => {}
+            }
         }
         if let Some(text) = non_empty(d.texts.content) {
             events.push(AnswerEvent::Text { choice, text });
@@ -211,6 +232,7 @@ pub fn completion_of(body: &[u8]) -> Result<Completion, String> {
                 CompletionChoice {
                     index: c.index,
                     reasoning: m.texts.reasoning(),
+                    thinking_blocks: std::mem::take(&mut m.texts.thinking_blocks),
                     text: m.texts.content,
                     refusal: non_empty(m.texts.refusal),
                     tool_calls: m.tool_calls,

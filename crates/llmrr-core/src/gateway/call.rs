@@ -180,6 +180,8 @@ impl Call {
         match self {
             Call::Chat(r) if r.max_tokens.is_none() && r.max_completion_tokens.is_none() => {
                 r.max_completion_tokens = Some(cap);
+                // The client's own Anthropic body has no cap: it is not sent.
+                r.anthropic = None;
                 true
             }
             Call::Completion(r) if r.max_tokens.is_none() => {

@@ -20,6 +20,8 @@ pub fn redact_chat(g: &Guardrails, req: &mut ChatCompletionRequest) -> Result<()
     if !g.applies_to(Side::Input) {
         return Ok(());
     }
+    // The client's own Anthropic body would carry the text unredacted: it is not sent.
+    req.anthropic = None;
     for m in &mut req.messages {
         match &mut m.content {
             Some(MessageContent::Text(t)) => apply_in_place(g, t, Side::Input)?,

@@ -19,7 +19,7 @@ use serde_json::Value;
 pub async fn messages(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
-    body: Result<JsonBody<MessagesRequest>, ApiError>,
+    body: Result<JsonBody<Value>, ApiError>,
 ) -> Response {
     answer(state, ctx, body)
         .await
@@ -29,11 +29,12 @@ pub async fn messages(
 async fn answer(
     state: AppState,
     ctx: RequestContext,
-    body: Result<JsonBody<MessagesRequest>, ApiError>,
+    body: Result<JsonBody<Value>, ApiError>,
 ) -> Result<Response, Error> {
-    let JsonBody(req) = body.map_err(|ApiError(e)| e)?;
+    let JsonBody(native) = body.map_err(|ApiError(e)| e)?;
+    let req: MessagesRequest = crate::extract::from_value(&native)?;
     let requested = req.model.clone();
-    let chat = dialect::to_chat(req)?;
+    let chat = dialect::to_chat(req, Some(native))?;
     if chat.is_stream() {
         let answer = state.gateway.chat_stream(ctx, chat).await?;
         let mut writer = EventWriter::new(&requested);
@@ -65,7 +66,7 @@ pub async fn count_tokens(
     let counted = body
         .map_err(|ApiError(e)| e)
         .and_then(|JsonBody(v)| dialect::token_count_request(v))
-        .and_then(dialect::to_chat)
+        .and_then(|req| dialect::to_chat(req, None))
         .and_then(|chat| state.gateway.prompt_tokens(&ctx.key, &chat));
     match counted {
         Ok(tokens) => {

@@ -222,10 +222,17 @@ async fn issue11_thinking_and_anthropic_parameters_reach_an_anthropic_model() {
     assert_eq!(messages(&gw, MASTER, with_k).await.status(), 200);
     assert_eq!(mock.last_request().body["top_k"], 3);
 
-    // Thinking turned off (no budget), an empty metadata: as if not sent.
+    // Thinking turned off (no budget), an empty metadata: accepted; an Anthropic model gets
+    // them as sent, another model nothing of them.
     let mut off = ask("a-ok", "no thinking");
     off["thinking"] = json!({"type": "disabled"});
     off["metadata"] = json!({});
+    assert_eq!(messages(&gw, MASTER, off.clone()).await.status(), 200);
+    assert_eq!(
+        mock.last_request().body["thinking"],
+        json!({"type": "disabled"})
+    );
+    off["model"] = json!("o-ok");
     assert_eq!(messages(&gw, MASTER, off).await.status(), 200);
     let sent = mock.last_request().body;
     assert!(
@@ -396,5 +403,83 @@ async fn issue11_count_tokens() {
         "not_found_error",
     )
     .await;
+    gw.stop().await;
+}
+
+/// What only Anthropic understands reaches an Anthropic model as the client sent it: prompt
+/// caching marks, thinking blocks with their signatures in a tool loop; and the signatures come
+/// back, plain and streamed.
+#[tokio::test]
+async fn issue11_an_anthropic_model_gets_the_clients_own_body() {
+    let (gw, mock) = start().await;
+    let tools = json!([{"name": "get_weather", "input_schema": {"type": "object"},
+        "cache_control": {"type": "ephemeral"}}]);
+    let body = json!({"model": "a-ok", "max_tokens": 4096,
+    "thinking": {"type": "enabled", "budget_tokens": 2048},
+    "system": [{"type": "text", "text": "Long instructions.", "cache_control": {"type": "ephemeral"}}],
+    "tools": tools,
+    "messages": [
+        {"role": "user", "content": "weather in Paris?"},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "I should look.", "signature": "sig-1"},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C",
+             "cache_control": {"type": "ephemeral"}}]}
+    ]});
+    let resp = messages(&gw, MASTER, body.clone()).await;
+    assert_eq!(resp.status(), 200);
+    let m: Value = resp.json().await.expect("json");
+    let sent = mock.last_request().body;
+    // As sent, but for the model.
+    let mut want = body.clone();
+    want["model"] = json!("mock-ok");
+    assert_eq!(sent, want);
+    // The answer's thinking keeps its signature.
+    assert_eq!(
+        m["content"][0],
+        json!({"type": "thinking", "thinking": "thinking it over", "signature": "sig"})
+    );
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let ev = anthropic_events(messages(&gw, MASTER, streamed).await).await;
+    assert_eq!(mock.last_request().body["system"], body["system"]);
+    let signature: Vec<&Value> = ev
+        .iter()
+        .filter(|(_, d)| d["delta"]["type"] == "signature_delta")
+        .map(|(_, d)| &d["delta"]["signature"])
+        .collect();
+    assert_eq!(signature, [&json!("sig")]);
+
+    // An OpenAI client's chat request to the same model is still translated.
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        Some(MASTER),
+        chat_body("a-ok", "hi"),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(mock.last_request().body.get("cache_control").is_none());
+    gw.stop().await;
+}
+
+/// Input guardrails change the request: the client's own body, which would carry the text
+/// unmasked, is not sent; the masked translation is.
+#[tokio::test]
+async fn issue11_input_guardrails_stop_the_clients_own_body() {
+    let (gw, mock) = start_routed(
+        "[[routes]]\nname = \"guarded\"\nstrategy = \"capability-match\"\nmodels = [\"a-ok\"]\n\
+         [routes.guardrails]\nmask = [\"email\"]\nmask_on = \"input\"\n",
+    )
+    .await;
+    let mut body = ask("guarded", "mail bob@example.com");
+    body["system"] = json!([{"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}]);
+    let resp = messages(&gw, MASTER, body).await;
+    assert_eq!(resp.status(), 200);
+    let sent = mock.last_request().body.to_string();
+    assert!(!sent.contains("bob@example.com"), "{sent}");
+    assert!(sent.contains("[EMAIL]"), "{sent}");
     gw.stop().await;
 }

@@ -57,6 +57,12 @@ pub struct ChatCompletionRequest {
     /// Every parameter the gateway does not interpret, forwarded as sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// The client's own Anthropic Messages body, when the request came through the Messages
+    /// API: an Anthropic model is sent this (model and stream set), so that nothing the
+    /// translation cannot say (`cache_control`, thinking signatures…) is lost. Whatever changes
+    /// the request on the way (input guardrails, a budget's cap) drops it.
+    #[serde(skip)]
+    pub anthropic: Option<std::sync::Arc<Value>>,
 }
 
 impl ChatCompletionRequest {
@@ -295,6 +301,10 @@ pub struct ResponseMessage {
     /// the field name DeepSeek, vLLM and LiteLLM use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
+    /// Anthropic's thinking blocks with their signatures (`thinking`, `redacted_thinking`), as
+    /// LiteLLM names them: what a later turn must send back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_blocks: Option<Vec<Value>>,
 }
 
 /// Token counts of one call.
@@ -382,6 +392,10 @@ pub struct Delta {
     /// A piece of the model's reasoning (see [`ResponseMessage::reasoning_content`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
+    /// A thinking block's signature, or a redacted thinking block (see
+    /// [`ResponseMessage::thinking_blocks`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_blocks: Option<Vec<Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

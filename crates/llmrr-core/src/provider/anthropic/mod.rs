@@ -65,6 +65,11 @@ impl Anthropic {
         req: &ChatCompletionRequest,
         stream: bool,
     ) -> Result<(reqwest::RequestBuilder, bool)> {
+        // The client's own Messages body, when it came through the Messages API.
+        if let Some(native) = &req.anthropic {
+            let body = request::native(native, &self.upstream_model, stream);
+            return Ok((self.builder(&body)?, false));
+        }
         let translated = request::translate(
             req,
             &self.upstream_model,
@@ -80,16 +85,19 @@ impl Anthropic {
                 Error::invalid(message, Some(param))
             }
         })?;
-        let json = serde_json::to_vec(&translated.body)
+        Ok((self.builder(&translated.body)?, translated.json_tool))
+    }
+
+    fn builder(&self, body: &impl serde::Serialize) -> Result<reqwest::RequestBuilder> {
+        let json = serde_json::to_vec(body)
             .map_err(|e| Error::Internal(format!("cannot encode the request: {e}")))?;
-        let builder = self
+        Ok(self
             .client
             .post(&self.messages_url)
             .headers(self.headers.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(self.target.timeout)
-            .body(json);
-        Ok((builder, translated.json_tool))
+            .body(json))
     }
 }
 

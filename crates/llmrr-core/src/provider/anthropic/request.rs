@@ -99,6 +99,10 @@ fn unknown_field(req: &o::ChatCompletionRequest) -> Option<&str> {
 /// The parameter of `req` that no Anthropic model can honour, if any: routing skips Anthropic
 /// models for it (no attempt wasted), and [`translate`] refuses it with a precise message.
 pub fn refusal(req: &o::ChatCompletionRequest) -> Option<&'static str> {
+    if req.anthropic.is_some() {
+        // The client's own Messages body is sent: Anthropic itself judges it.
+        return None;
+    }
     if req.n.is_some_and(|n| n > 1) {
         return Some("n");
     }
@@ -248,6 +252,22 @@ fn json_tool(req: &o::ChatCompletionRequest) -> Result<Option<a::ToolDefinition>
         description: Some(description),
         input_schema: schema,
     }))
+}
+
+/// The client's own Messages body for `model`: as sent, but for the model, the stream flag and
+/// llmrr's own options.
+pub fn native(body: &Value, model: &str, stream: bool) -> Value {
+    let mut body = body.clone();
+    if let Value::Object(map) = &mut body {
+        map.insert("model".into(), model.into());
+        map.remove("llmrr");
+        if stream {
+            map.insert("stream".into(), true.into());
+        } else {
+            map.remove("stream");
+        }
+    }
+    body
 }
 
 /// `default_max_tokens`: when the client gives none; `model_max`: the model's configured

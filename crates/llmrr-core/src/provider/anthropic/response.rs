@@ -9,10 +9,21 @@ pub fn to_chat_completion(msg: a::MessagesResponse, json_tool: bool) -> o::ChatC
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut tool_calls = Vec::new();
+    let mut thinking_blocks = Vec::new();
     for block in msg.content {
         match block {
             a::ContentBlock::Text { text: t } => text.push_str(&t),
-            a::ContentBlock::Thinking { thinking, .. } => reasoning.push_str(&thinking),
+            a::ContentBlock::Thinking {
+                thinking,
+                signature,
+            } => {
+                thinking_blocks.push(serde_json::json!({"type": "thinking",
+                    "thinking": thinking, "signature": signature.unwrap_or_default()}));
+                reasoning.push_str(&thinking);
+            }
+            a::ContentBlock::RedactedThinking { data } => {
+                thinking_blocks.push(serde_json::json!({"type": "redacted_thinking", "data": data}))
+            }
             a::ContentBlock::ToolUse { name, input, .. }
                 if json_tool && name == super::request::JSON_TOOL =>
             {
@@ -47,6 +58,7 @@ pub fn to_chat_completion(msg: a::MessagesResponse, json_tool: bool) -> o::ChatC
                 tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
                 refusal: None,
                 reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
+                thinking_blocks: (!thinking_blocks.is_empty()).then_some(thinking_blocks),
             },
             finish_reason,
             logprobs: None,

@@ -153,8 +153,28 @@ impl Translator {
                     };
                     out.push(encode(&self.chunk(delta, None), true, None)?);
                 }
-                a::BlockDelta::SignatureDelta { .. } => {}
+                // The signature a later turn must send back with the thinking (no output).
+                a::BlockDelta::SignatureDelta { signature } => {
+                    let delta = o::Delta {
+                        thinking_blocks: Some(vec![serde_json::json!({"type": "thinking",
+                            "thinking": "", "signature": signature})]),
+                        ..Default::default()
+                    };
+                    out.push(encode(&self.chunk(delta, None), false, None)?);
+                }
             },
+            a::StreamEvent::ContentBlockStart {
+                content_block: a::ContentBlock::RedactedThinking { data },
+                ..
+            } => {
+                let delta = o::Delta {
+                    thinking_blocks: Some(vec![
+                        serde_json::json!({"type": "redacted_thinking", "data": data}),
+                    ]),
+                    ..Default::default()
+                };
+                out.push(encode(&self.chunk(delta, None), false, None)?);
+            }
             a::StreamEvent::MessageDelta { delta, usage } => {
                 if let Some(u) = usage {
                     self.usage.output_tokens = u.output_tokens;

@@ -7,9 +7,10 @@
 //! `disable_parallel_tool_use` is `parallel_tool_calls: false`), `stop_sequences`,
 //! `metadata.user_id` (`user`), `top_k` and `thinking` (read by Anthropic models; other
 //! models get them as extra fields, as an OpenAI client's unknown fields are) carry over.
-//! Thinking blocks of earlier turns are not sent (their signatures only mean something to
-//! Anthropic, and the gateway's Anthropic translation cannot carry them); what cannot be
-//! said in a chat request at all is refused with a 400 naming the block.
+//! Thinking blocks of earlier turns are not translated (their signatures only mean something
+//! to Anthropic); an Anthropic model gets the client's own body instead, with them and every
+//! other field (`cache_control`…). What cannot be said in a chat request at all is refused
+//! with a 400 naming the block.
 
 use llmrr_core::Error;
 use llmrr_types::anthropic as a;
@@ -20,9 +21,13 @@ fn invalid(message: impl Into<String>, param: String) -> Error {
     Error::invalid(message, Some(param))
 }
 
-/// The chat request that asks the same as `req`. A stream always asks for usage: the
-/// answer's `message_delta` carries it.
-pub fn to_chat(req: a::MessagesRequest) -> Result<o::ChatCompletionRequest, Error> {
+/// The chat request that asks the same as `req`, carrying `native` (the client's own body)
+/// for Anthropic models. A stream always asks for usage: the answer's `message_delta`
+/// carries it.
+pub fn to_chat(
+    req: a::MessagesRequest,
+    native: Option<Value>,
+) -> Result<o::ChatCompletionRequest, Error> {
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
     if let Some(system) = req.system.filter(|s| !s.is_empty()) {
         let text = system
@@ -72,6 +77,7 @@ pub fn to_chat(req: a::MessagesRequest) -> Result<o::ChatCompletionRequest, Erro
         parallel_tool_calls: parallel,
         llmrr: req.llmrr,
         extra,
+        anthropic: native.map(std::sync::Arc::new),
         ..Default::default()
     })
 }
@@ -81,8 +87,7 @@ pub fn token_count_request(mut body: Value) -> Result<a::MessagesRequest, Error>
     if let Value::Object(map) = &mut body {
         map.entry("max_tokens").or_insert(1.into());
     }
-    let bytes = serde_json::to_vec(&body).map_err(|e| Error::Internal(e.to_string()))?;
-    crate::extract::parse(&bytes)
+    crate::extract::from_value(&body)
 }
 
 fn tool(t: a::ToolDefinition) -> o::Tool {
@@ -255,7 +260,7 @@ mod tests {
     use serde_json::json;
 
     fn chat(body: Value) -> o::ChatCompletionRequest {
-        to_chat(serde_json::from_value(body).expect("parses")).expect("translates")
+        to_chat(serde_json::from_value(body).expect("parses"), None).expect("translates")
     }
 
     #[test]
@@ -316,7 +321,7 @@ mod tests {
             "messages": [{"role": "user", "content": [{"type": "document",
                 "source": {"type": "base64", "media_type": "application/pdf", "data": "AA"}}]}]}))
         .unwrap();
-        match to_chat(bad) {
+        match to_chat(bad, None) {
             Err(Error::InvalidRequest { param, .. }) => {
                 assert_eq!(param.as_deref(), Some("messages[0].content[0]"))
             }

@@ -49,14 +49,36 @@ pub fn tool_input(arguments: &str) -> Value {
     serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_owned()))
 }
 
+/// Anthropic's thinking blocks as the provider gave them (with their signatures).
+fn thinking_blocks(blocks: &[Value]) -> Vec<a::ContentBlock> {
+    blocks
+        .iter()
+        .filter_map(|b| {
+            let text = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_owned);
+            match b.get("type").and_then(Value::as_str)? {
+                "thinking" => Some(a::ContentBlock::Thinking {
+                    thinking: text("thinking").unwrap_or_default(),
+                    signature: Some(text("signature").unwrap_or_default()),
+                }),
+                "redacted_thinking" => Some(a::ContentBlock::RedactedThinking {
+                    data: text("data")?,
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 pub fn to_message(c: Completion) -> a::MessagesResponse {
     let choice = c.choices.into_iter().next().unwrap_or_default();
-    let mut content = Vec::new();
-    if let Some(thinking) = choice.reasoning {
-        content.push(a::ContentBlock::Thinking {
-            thinking,
-            signature: Some(String::new()),
-        });
+    let mut content = thinking_blocks(&choice.thinking_blocks);
+    if content.is_empty() {
+        if let Some(thinking) = choice.reasoning {
+            content.push(a::ContentBlock::Thinking {
+                thinking,
+                signature: Some(String::new()),
+            });
+        }
     }
     if let Some(text) = choice.text.filter(|t| !t.is_empty()) {
         content.push(a::ContentBlock::Text { text });

@@ -208,6 +208,24 @@ impl EventWriter {
                     );
                 }
             }
+            AnswerEvent::ReasoningSignature {
+                choice: 0,
+                signature,
+            } if self.open == Some(Block::Thinking) => {
+                self.delta(out, a::BlockDelta::SignatureDelta { signature });
+            }
+            AnswerEvent::RedactedReasoning { choice: 0, data } => {
+                self.close(out);
+                put(
+                    out,
+                    &a::StreamEvent::ContentBlockStart {
+                        index: self.next_index,
+                        content_block: a::ContentBlock::RedactedThinking { data },
+                    },
+                );
+                self.open = Some(Block::Thinking);
+                self.close(out);
+            }
             AnswerEvent::Finish { choice: 0, reason } => self.finish = Some(reason),
             AnswerEvent::Usage { usage, .. } => self.usage = Some(usage),
             _ => {} // another choice
