@@ -684,9 +684,12 @@ async fn anthropic_messages(
             json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": stop_reason, "stop_sequence": null,
             "usage": if mode == "cached" {
-                // 100 tokens read from the prompt cache, 50 written to it.
+                // 100 tokens read from the prompt cache, 50 written to it (20 of them for an
+                // hour).
                 json!({"input_tokens": input_tokens, "output_tokens": output_tokens,
-                       "cache_read_input_tokens": 100, "cache_creation_input_tokens": 50})
+                       "cache_read_input_tokens": 100, "cache_creation_input_tokens": 50,
+                       "cache_creation": {"ephemeral_5m_input_tokens": 30,
+                                          "ephemeral_1h_input_tokens": 20}})
             } else {
                 json!({"input_tokens": input_tokens, "output_tokens": output_tokens})
             }}),

@@ -14,6 +14,13 @@ fn or_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+fn blocks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Array(items) => items,
+        _ => Vec::new(),
+    })
+}
+
 /// The events of one chunk, with the answer's identity as the chunk gives it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChunkEvents {
@@ -89,8 +96,9 @@ struct RawTexts {
     reasoning: Option<String>,
     #[serde(default)]
     refusal: Option<String>,
-    /// Thinking blocks with their signatures (see `ResponseMessage::thinking_blocks`).
-    #[serde(default, deserialize_with = "or_default")]
+    /// Thinking blocks with their signatures (see `ResponseMessage::thinking_blocks`); any
+    /// other shape an upstream sends under that name is ignored.
+    #[serde(default, deserialize_with = "blocks")]
     thinking_blocks: Vec<Value>,
 }
 

@@ -29,11 +29,15 @@ pub(super) fn pricing(
         "cache_write_cost_per_mtok",
         m.cache_write_cost_per_mtok.as_ref(),
     )?;
+    let write_1h = field(
+        "cache_write_1h_cost_per_mtok",
+        m.cache_write_1h_cost_per_mtok.as_ref(),
+    )?;
     let compute = field(
         "cost_per_compute_second",
         m.cost_per_compute_second.as_ref(),
     )?;
-    let configured = [input, output, read, write, compute]
+    let configured = [input, output, read, write, write_1h, compute]
         .iter()
         .any(Option::is_some);
     let listed = match provider {
@@ -51,15 +55,22 @@ pub(super) fn pricing(
         (_, None) => Pricing::UNPRICED.to_owned(),
     };
     let input = input.or(listed.map(|p| p.input)).unwrap_or_default();
+    let cache_write = write
+        .or(listed.and_then(|p| p.cache_write))
+        .unwrap_or(input);
     Ok(Pricing {
         input_per_mtok: input,
         output_per_mtok: output.or(listed.map(|p| p.output)).unwrap_or_default(),
         cached_input_per_mtok: read
             .or(listed.and_then(|p| p.cached_input))
             .unwrap_or(input),
-        cache_write_per_mtok: write
-            .or(listed.and_then(|p| p.cache_write))
-            .unwrap_or(input),
+        cache_write_per_mtok: cache_write,
+        // Anthropic's one-hour cache writes cost twice the input price (other providers have
+        // none: there it is the plain write price, which no estimate then exceeds).
+        cache_write_1h_per_mtok: write_1h.unwrap_or(match provider {
+            ProviderKind::Anthropic => input * Decimal::TWO,
+            _ => cache_write,
+        }),
         per_compute_second: compute.unwrap_or_default(),
         version,
     })

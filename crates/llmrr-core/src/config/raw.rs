@@ -110,6 +110,7 @@ pub struct RawModel {
     pub cached_input_cost_per_mtok: Option<toml::Value>,
     /// A prompt-cache write; default: the catalog's, else the input price.
     pub cache_write_cost_per_mtok: Option<toml::Value>,
+    pub cache_write_1h_cost_per_mtok: Option<toml::Value>,
     /// USD per second of compute (local models, which report their compute time).
     pub cost_per_compute_second: Option<toml::Value>,
     pub context_window: Option<u32>,

@@ -186,8 +186,10 @@ pub struct Pricing {
     pub output_per_mtok: Decimal,
     /// A prompt-cache read (OpenAI's cached tokens, Anthropic's cache read).
     pub cached_input_per_mtok: Decimal,
-    /// A prompt-cache write (Anthropic's cache creation).
+    /// A prompt-cache write (Anthropic's cache creation, 5-minute lifetime).
     pub cache_write_per_mtok: Decimal,
+    /// A write to Anthropic's one-hour prompt cache (twice the input price unless set).
+    pub cache_write_1h_per_mtok: Decimal,
     /// USD per second of compute (local models report it; others: 0).
     pub per_compute_second: Decimal,
     /// Where the prices come from: `config`, `catalog:<date>`, `config+catalog:<date>`, or

@@ -564,6 +564,11 @@ impl Gateway {
         let model = rule.embedding_model.as_deref()?;
         let text = call.last_user_text()?;
         let mut rest = body.clone();
+        // The client's own Anthropic body holds the turn's text too: the translation stands
+        // for it here (a semantic match is approximate by design).
+        if let Some(map) = rest.as_object_mut() {
+            map.remove(NATIVE_KEY);
+        }
         match call {
             Call::Chat(_) => {
                 let messages = rest.get_mut("messages")?.as_array_mut()?;
@@ -920,7 +925,8 @@ impl Call {
         }
     }
 
-    /// The request as the key sees it (its JSON, as forwarded upstream).
+    /// The request as the key sees it (its JSON, as forwarded upstream, with the client's own
+    /// Anthropic body under [`NATIVE_KEY`] when it has one).
     /// The request's routing options (`llmrr`, but `explain`) are part of it: they choose
     /// which model of a route answers.
     pub(super) fn cache_body(&self) -> Option<serde_json::Value> {
@@ -929,6 +935,12 @@ impl Call {
             Call::Completion(r) => serde_json::to_value(r).ok()?,
             Call::Embeddings(r) => serde_json::to_value(r).ok()?,
         };
+        // What an Anthropic model is sent instead of the translation shapes the answer too.
+        if let (Call::Chat(r), Some(map)) = (self, body.as_object_mut()) {
+            if let Some(native) = &r.anthropic {
+                map.insert(NATIVE_KEY.into(), (**native).clone());
+            }
+        }
         if let (Some(serde_json::Value::Object(options)), Some(map)) =
             (self.llmrr(), body.as_object_mut())
         {
@@ -941,6 +953,9 @@ impl Call {
         Some(body)
     }
 }
+
+/// Where a kept chat body holds the client's own Anthropic body (see `cache_body`).
+pub(super) const NATIVE_KEY: &str = "llmrr_anthropic";
 
 /// Requests last kept before this (unix ms) are past `retention`.
 pub(super) fn warm_horizon_ms(retention: Duration) -> i64 {

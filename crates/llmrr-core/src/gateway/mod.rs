@@ -551,9 +551,15 @@ impl Gateway {
         features: Features,
     ) -> Result<Begin> {
         valid?;
+        let mut features = features;
         let guardrails = self.guardrails_of(call.model());
         if let Some(g) = &guardrails {
             call.guard_input(g)?;
+            // Masking may have dropped the client's own Anthropic body: what Anthropic models
+            // cannot take is judged on the translation again.
+            if let Call::Chat(r) = call {
+                features.needs.anthropic_refusal = crate::provider::anthropic_refusal(r);
+            }
         }
         let (mut plan, options) =
             self.plan(&ctx.key, call.model(), features, call.llmrr(), false)?;

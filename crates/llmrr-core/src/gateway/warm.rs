@@ -268,10 +268,18 @@ impl Gateway {
     ) -> Result<(Option<Decimal>, Option<CacheKey>)> {
         let bad = |e: serde_json::Error| Error::Internal(format!("the kept request: {e}"));
         let answered = |a: Answer| (Some(a.cost), a.cache.and_then(|c| c.key));
+        // A chat body with the client's own Anthropic body: sent again as it was.
+        let chat = |mut body: serde_json::Value| {
+            let native = body
+                .as_object_mut()
+                .and_then(|m| m.remove(super::cache::NATIVE_KEY));
+            let mut req: ChatCompletionRequest = serde_json::from_value(body).map_err(bad)?;
+            req.anthropic = native.map(Arc::new);
+            Ok::<_, Error>(req)
+        };
         let opened = match (endpoint, stream) {
             ("chat", false) => {
-                let req = serde_json::from_value(body).map_err(bad)?;
-                return Ok(answered(self.chat(ctx, req).await?));
+                return Ok(answered(self.chat(ctx, chat(body)?).await?));
             }
             ("completions", false) => {
                 let req = serde_json::from_value(body).map_err(bad)?;
@@ -281,10 +289,7 @@ impl Gateway {
                 let req = serde_json::from_value(body).map_err(bad)?;
                 return Ok(answered(self.embeddings(ctx, req).await?));
             }
-            ("chat", true) => {
-                self.chat_stream(ctx, serde_json::from_value(body).map_err(bad)?)
-                    .await?
-            }
+            ("chat", true) => self.chat_stream(ctx, chat(body)?).await?,
             ("completions", true) => {
                 self.completion_stream(ctx, serde_json::from_value(body).map_err(bad)?)
                     .await?

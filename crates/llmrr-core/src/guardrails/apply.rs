@@ -8,11 +8,14 @@ use llmrr_types::openai::{ChatCompletionRequest, ContentPart, MessageContent};
 use serde_json::Value;
 use std::borrow::Cow;
 
-fn apply_in_place(g: &Guardrails, text: &mut String, side: Side) -> Result<()> {
+/// True when the rules changed `text`.
+fn apply_in_place(g: &Guardrails, text: &mut String, side: Side) -> Result<bool> {
     if let Cow::Owned(new) = g.check(text, side)? {
+        let changed = new != *text;
         *text = new;
+        return Ok(changed);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// The input rules on every text of a chat request (message contents and text parts).
@@ -20,20 +23,23 @@ pub fn redact_chat(g: &Guardrails, req: &mut ChatCompletionRequest) -> Result<()
     if !g.applies_to(Side::Input) {
         return Ok(());
     }
-    // The client's own Anthropic body would carry the text unredacted: it is not sent.
-    req.anthropic = None;
+    let mut changed = false;
     for m in &mut req.messages {
         match &mut m.content {
-            Some(MessageContent::Text(t)) => apply_in_place(g, t, Side::Input)?,
+            Some(MessageContent::Text(t)) => changed |= apply_in_place(g, t, Side::Input)?,
             Some(MessageContent::Parts(parts)) => {
                 for p in parts {
                     if let ContentPart::Text { text } = p {
-                        apply_in_place(g, text, Side::Input)?;
+                        changed |= apply_in_place(g, text, Side::Input)?;
                     }
                 }
             }
             None => {}
         }
+    }
+    if changed {
+        // The client's own Anthropic body would carry the text unredacted: it is not sent.
+        req.anthropic = None;
     }
     Ok(())
 }
@@ -44,7 +50,7 @@ pub fn redact_prompt(g: &Guardrails, prompt: &mut Value) -> Result<()> {
         return Ok(());
     }
     match prompt {
-        Value::String(s) => apply_in_place(g, s, Side::Input),
+        Value::String(s) => apply_in_place(g, s, Side::Input).map(drop),
         Value::Array(items) => {
             for item in items {
                 if let Value::String(s) = item {

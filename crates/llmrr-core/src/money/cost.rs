@@ -9,7 +9,8 @@ use std::time::Duration;
 const PER: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 
 /// The cost in USD of `usage` (and of `compute` time, when priced) at `pricing`. Cached prompt
-/// tokens are priced at the cache-read price, cache writes at the cache-write price, the rest
+/// tokens are priced at the cache-read price, cache writes at the cache-write price (one-hour
+/// writes at theirs), the rest
 /// of the prompt at the input price; reasoning tokens are output (they are part of
 /// `completion_tokens`).
 pub fn cost_of(pricing: &Pricing, usage: &Usage, compute: Option<Duration>) -> Decimal {
@@ -18,9 +19,11 @@ pub fn cost_of(pricing: &Pricing, usage: &Usage, compute: Option<Duration>) -> D
         .cache_creation_input_tokens
         .min(usage.prompt_tokens - cached);
     let plain = usage.prompt_tokens - cached - written;
+    let written_1h = usage.cache_creation_1h_input_tokens.min(written);
     let tokens = (Decimal::from(plain) * pricing.input_per_mtok
         + Decimal::from(cached) * pricing.cached_input_per_mtok
-        + Decimal::from(written) * pricing.cache_write_per_mtok
+        + Decimal::from(written - written_1h) * pricing.cache_write_per_mtok
+        + Decimal::from(written_1h) * pricing.cache_write_1h_per_mtok
         + Decimal::from(usage.completion_tokens) * pricing.output_per_mtok)
         / PER;
     match compute {
@@ -54,7 +57,10 @@ pub fn most(
     choices: u64,
     compute: Duration,
 ) -> Decimal {
-    let prompt_price = pricing.input_per_mtok.max(pricing.cache_write_per_mtok);
+    let prompt_price = pricing
+        .input_per_mtok
+        .max(pricing.cache_write_per_mtok)
+        .max(pricing.cache_write_1h_per_mtok);
     let tokens = (Decimal::from(prompt) * prompt_price
         + Decimal::from(max_output) * pricing.output_per_mtok * Decimal::from(choices.max(1)))
         / PER;
@@ -89,6 +95,7 @@ mod tests {
             output_per_mtok: d(output),
             cached_input_per_mtok: d(read),
             cache_write_per_mtok: d(write),
+            cache_write_1h_per_mtok: d(input) * Decimal::TWO,
             per_compute_second: Decimal::ZERO,
             version: "config".into(),
         }
@@ -135,9 +142,17 @@ mod tests {
                 reasoning_tokens: 400,
             }),
             cache_creation_input_tokens: 3_000,
+            cache_creation_1h_input_tokens: 0,
         };
         // 1000*3 + 6000*0.30 + 3000*3.75 + 1000*15 = 3000 + 1800 + 11250 + 15000 = 31050 / 1e6
         assert_eq!(cost_of(&p, &u, None), d("0.03105"));
+        // 1000 of the writes for an hour, at twice the input price:
+        // 1000*3 + 6000*0.30 + 2000*3.75 + 1000*6 + 1000*15 = 33300 / 1e6
+        let hour = Usage {
+            cache_creation_1h_input_tokens: 1_000,
+            ..u
+        };
+        assert_eq!(cost_of(&p, &hour, None), d("0.0333"));
         // Details larger than the prompt never price negative tokens.
         let odd = Usage {
             prompt_tokens: 10,
@@ -151,8 +166,8 @@ mod tests {
     #[test]
     fn the_most_a_call_can_cost_bounds_every_real_cost() {
         let p = priced("3", "15", "0.30", "3.75");
-        // 100 prompt tokens at 3.75 (dearest) + 2 choices * 50 * 15
-        assert_eq!(most(&p, 100, 50, 2, Duration::ZERO), d("0.001875"));
+        // 100 prompt tokens at 6 (the dearest: a one-hour cache write) + 2 choices * 50 * 15
+        assert_eq!(most(&p, 100, 50, 2, Duration::ZERO), d("0.0021"));
         let u = Usage {
             prompt_tokens: 100,
             completion_tokens: 100,

@@ -461,7 +461,11 @@ async fn issue11_an_anthropic_model_gets_the_clients_own_body() {
     )
     .await;
     assert_eq!(resp.status(), 200);
-    assert!(mock.last_request().body.get("cache_control").is_none());
+    // (the translation's content blocks, where the chat body had a string)
+    assert_eq!(
+        mock.last_request().body["messages"][0]["content"],
+        json!([{"type": "text", "text": "hi"}])
+    );
     gw.stop().await;
 }
 
@@ -481,5 +485,31 @@ async fn issue11_input_guardrails_stop_the_clients_own_body() {
     let sent = mock.last_request().body.to_string();
     assert!(!sent.contains("bob@example.com"), "{sent}");
     assert!(sent.contains("[EMAIL]"), "{sent}");
+    gw.stop().await;
+}
+
+/// The cache key covers what an Anthropic model is actually sent: two requests that translate
+/// alike but differ in the client's own body are two entries.
+#[tokio::test]
+async fn issue11_the_cache_key_covers_the_clients_own_body() {
+    let (gw, mock) = start_with("[cache]\nmode = \"exact\"\n", ENV).await;
+    let mut body = ask("a-ok", "cache me");
+    body["temperature"] = json!(0);
+    let cache = |r: &reqwest::Response| {
+        r.headers()["x-llmrr-cache"]
+            .to_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    let first = messages(&gw, MASTER, body.clone()).await;
+    assert_eq!(cache(&first), "miss");
+    let again = messages(&gw, MASTER, body.clone()).await;
+    assert_eq!(cache(&again), "hit");
+    let calls = mock.requests().len();
+    body["service_tier"] = json!("standard_only");
+    let other = messages(&gw, MASTER, body).await;
+    assert_eq!(cache(&other), "miss");
+    assert_eq!(mock.requests().len(), calls + 1);
+    assert_eq!(mock.last_request().body["service_tier"], "standard_only");
     gw.stop().await;
 }

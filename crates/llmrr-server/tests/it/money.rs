@@ -215,9 +215,12 @@ async fn issue8_cost_is_exact_with_cached_reads_writes_and_reasoning() {
         .as_u64()
         .expect("completion");
     assert_eq!(body["usage"]["cache_creation_input_tokens"], 50);
+    assert_eq!(body["usage"]["cache_creation_1h_input_tokens"], 20);
+    // 30 five-minute writes at 3.75, 20 one-hour writes at twice the input price (6).
     let expected = (rust_decimal::Decimal::from(input) * rust_decimal::Decimal::from(3)
         + rust_decimal::Decimal::new(100 * 3, 1)
-        + rust_decimal::Decimal::new(50 * 375, 2)
+        + rust_decimal::Decimal::new(30 * 375, 2)
+        + rust_decimal::Decimal::from(20 * 6)
         + rust_decimal::Decimal::from(out * 15))
         / rust_decimal::Decimal::from(1_000_000);
     assert_eq!(cost, expected.normalize().to_string());

@@ -325,6 +325,10 @@ pub struct Usage {
     /// `prompt_tokens` and priced at the cache-write price.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cache_creation_input_tokens: u64,
+    /// Of `cache_creation_input_tokens`, those written to Anthropic's one-hour cache
+    /// (`cache_control.ttl: "1h"`), priced apart.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_creation_1h_input_tokens: u64,
 }
 
 fn is_zero(v: &u64) -> bool {

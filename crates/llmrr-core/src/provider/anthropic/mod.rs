@@ -67,7 +67,8 @@ impl Anthropic {
     ) -> Result<(reqwest::RequestBuilder, bool)> {
         // The client's own Messages body, when it came through the Messages API.
         if let Some(native) = &req.anthropic {
-            let body = request::native(native, &self.upstream_model, stream);
+            let body =
+                request::native(native, &self.upstream_model, stream, self.max_output_tokens);
             return Ok((self.builder(&body)?, false));
         }
         let translated = request::translate(
@@ -190,5 +191,8 @@ fn usage(u: &llmrr_types::anthropic::Usage) -> llmrr_types::openai::Usage {
         }),
         completion_tokens_details: None,
         cache_creation_input_tokens: written,
+        cache_creation_1h_input_tokens: u
+            .cache_creation
+            .map_or(0, |c| c.ephemeral_1h_input_tokens.min(written)),
     }
 }

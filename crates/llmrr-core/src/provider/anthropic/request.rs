@@ -100,8 +100,12 @@ fn unknown_field(req: &o::ChatCompletionRequest) -> Option<&str> {
 /// models for it (no attempt wasted), and [`translate`] refuses it with a precise message.
 pub fn refusal(req: &o::ChatCompletionRequest) -> Option<&'static str> {
     if req.anthropic.is_some() {
-        // The client's own Messages body is sent: Anthropic itself judges it.
-        return None;
+        // The client's own Messages body is sent: Anthropic itself judges it, but for what
+        // no Anthropic model takes.
+        return req
+            .temperature
+            .is_some_and(|t| !(0.0..=1.0).contains(&t))
+            .then_some("temperature");
     }
     if req.n.is_some_and(|n| n > 1) {
         return Some("n");
@@ -254,11 +258,25 @@ fn json_tool(req: &o::ChatCompletionRequest) -> Result<Option<a::ToolDefinition>
     }))
 }
 
-/// The client's own Messages body for `model`: as sent, but for the model, the stream flag and
-/// llmrr's own options.
-pub fn native(body: &Value, model: &str, stream: bool) -> Value {
+/// The client's own Messages body for `model`: as sent, but for the model, the stream flag,
+/// llmrr's own options and a `max_tokens` over the model's configured limit (`model_max`).
+pub fn native(body: &Value, model: &str, stream: bool, model_max: Option<u32>) -> Value {
     let mut body = body.clone();
     if let Value::Object(map) = &mut body {
+        // The model's configured output limit holds here too (a thinking budget that no
+        // longer fits shrinks, as in the translation).
+        if let Some(limit) = model_max {
+            let asked = map.get("max_tokens").and_then(Value::as_u64);
+            if asked.is_some_and(|m| m > u64::from(limit)) {
+                map.insert("max_tokens".into(), limit.into());
+                if let Some(Value::Object(t)) = map.get_mut("thinking") {
+                    let budget = t.get("budget_tokens").and_then(Value::as_u64);
+                    if budget.is_some_and(|b| b >= u64::from(limit)) {
+                        t.insert("budget_tokens".into(), (limit / 2).into());
+                    }
+                }
+            }
+        }
         map.insert("model".into(), model.into());
         map.remove("llmrr");
         if stream {

@@ -162,6 +162,7 @@ impl Translator {
                     };
                     out.push(encode(&self.chunk(delta, None), false, None)?);
                 }
+                a::BlockDelta::Unknown => {}
             },
             a::StreamEvent::ContentBlockStart {
                 content_block: a::ContentBlock::RedactedThinking { data },
@@ -212,7 +213,8 @@ impl Translator {
             }
             a::StreamEvent::ContentBlockStart { .. }
             | a::StreamEvent::ContentBlockStop { .. }
-            | a::StreamEvent::Ping => {}
+            | a::StreamEvent::Ping
+            | a::StreamEvent::Unknown => {}
         }
         Ok(out)
     }

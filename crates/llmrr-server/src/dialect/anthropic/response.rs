@@ -26,6 +26,10 @@ pub fn usage(u: &Usage) -> a::Usage {
         output_tokens: u.completion_tokens,
         cache_creation_input_tokens: Some(written),
         cache_read_input_tokens: Some(read),
+        cache_creation: (u.cache_creation_1h_input_tokens > 0).then_some(a::CacheCreation {
+            ephemeral_5m_input_tokens: written - u.cache_creation_1h_input_tokens.min(written),
+            ephemeral_1h_input_tokens: u.cache_creation_1h_input_tokens,
+        }),
     }
 }
 

@@ -164,14 +164,7 @@ impl EventWriter {
                 self.text(out, text);
             }
             AnswerEvent::Reasoning { choice: 0, text } => {
-                self.open_block(
-                    out,
-                    Block::Thinking,
-                    a::ContentBlock::Thinking {
-                        thinking: String::new(),
-                        signature: Some(String::new()),
-                    },
-                );
+                self.open_thinking(out);
                 self.delta(out, a::BlockDelta::ThinkingDelta { thinking: text });
             }
             AnswerEvent::ToolCall {
@@ -208,11 +201,14 @@ impl EventWriter {
                     );
                 }
             }
+            // A signature ends its thinking block (the next thinking is a block of its own).
             AnswerEvent::ReasoningSignature {
                 choice: 0,
                 signature,
-            } if self.open == Some(Block::Thinking) => {
+            } => {
+                self.open_thinking(out);
                 self.delta(out, a::BlockDelta::SignatureDelta { signature });
+                self.close(out);
             }
             AnswerEvent::RedactedReasoning { choice: 0, data } => {
                 self.close(out);
@@ -230,6 +226,17 @@ impl EventWriter {
             AnswerEvent::Usage { usage, .. } => self.usage = Some(usage),
             _ => {} // another choice
         }
+    }
+
+    fn open_thinking(&mut self, out: &mut BytesMut) {
+        self.open_block(
+            out,
+            Block::Thinking,
+            a::ContentBlock::Thinking {
+                thinking: String::new(),
+                signature: Some(String::new()),
+            },
+        );
     }
 
     fn text(&mut self, out: &mut BytesMut, text: String) {
@@ -293,6 +300,7 @@ fn put(out: &mut BytesMut, event: &a::StreamEvent) {
         a::StreamEvent::MessageStop => "message_stop",
         a::StreamEvent::Ping => "ping",
         a::StreamEvent::Error { .. } => "error",
+        a::StreamEvent::Unknown => return, // never written
     };
     out.put_slice(b"event: ");
     out.put_slice(name.as_bytes());
@@ -418,6 +426,65 @@ mod tests {
         assert!(
             ev.iter().all(|(n, _)| n != "message_stop"),
             "nothing after the error"
+        );
+    }
+
+    #[test]
+    fn signatures_end_their_thinking_blocks_and_redacted_thinking_stands_alone() {
+        let mut w = EventWriter::new("asked");
+        let mut all = Vec::new();
+        for item in [
+            chunk(r#"{"id":"x","choices":[{"index":0,"delta":{"reasoning_content":"a"}}]}"#),
+            chunk(
+                r#"{"id":"x","choices":[{"index":0,"delta":{"thinking_blocks":[{"type":"thinking","thinking":"","signature":"s1"}]}}]}"#,
+            ),
+            chunk(r#"{"id":"x","choices":[{"index":0,"delta":{"reasoning_content":"b"}}]}"#),
+            chunk(
+                r#"{"id":"x","choices":[{"index":0,"delta":{"thinking_blocks":[{"type":"thinking","thinking":"","signature":"s2"}]}}]}"#,
+            ),
+            chunk(
+                r#"{"id":"x","choices":[{"index":0,"delta":{"thinking_blocks":[{"type":"redacted_thinking","data":"enc"}]}}]}"#,
+            ),
+            chunk(r#"{"id":"x","choices":[{"index":0,"delta":{"content":"hi"}}]}"#),
+            StreamItem::Done,
+        ] {
+            all.extend_from_slice(&w.write(item));
+        }
+        let ev = events(&all);
+        let blocks: Vec<(u64, String)> = ev
+            .iter()
+            .filter(|(n, _)| n == "content_block_start")
+            .map(|(_, d)| {
+                (
+                    d["index"].as_u64().unwrap(),
+                    d["content_block"]["type"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let want: Vec<(u64, String)> = [
+            (0, "thinking"),
+            (1, "thinking"),
+            (2, "redacted_thinking"),
+            (3, "text"),
+        ]
+        .iter()
+        .map(|(i, t)| (*i, t.to_string()))
+        .collect();
+        assert_eq!(blocks, want);
+        let signatures: Vec<(u64, String)> = ev
+            .iter()
+            .filter(|(_, d)| d["delta"]["type"] == "signature_delta")
+            .map(|(_, d)| {
+                (
+                    d["index"].as_u64().unwrap(),
+                    d["delta"]["signature"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(signatures, [(0, "s1".to_owned()), (1, "s2".to_owned())]);
+        assert_eq!(
+            ev.iter().filter(|(n, _)| n == "content_block_stop").count(),
+            4
         );
     }
 
