@@ -74,6 +74,7 @@ impl MockProvider {
                 get(|| async { Json(json!({"object": "list", "data": []})) }),
             )
             .route("/v1/messages", post(anthropic_messages))
+            .route("/v1/messages/count_tokens", post(anthropic_count_tokens))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -550,6 +551,40 @@ fn anthropic_error(status: u16, kind: &str, message: &str) -> Response {
             .insert("retry-after", "7".parse().expect("header"));
     }
     r
+}
+
+/// Anthropic's token count: words of the messages and the system prompt, plus 100 for the
+/// tools when there are any (so a test can tell it from llmrr's estimate); it refuses the
+/// fields Anthropic's endpoint refuses (`max_tokens`, `stream`).
+async fn anthropic_count_tokens(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    record(&shared, "/v1/messages/count_tokens", &headers, &body);
+    if !headers.contains_key("x-api-key") {
+        return anthropic_error(401, "authentication_error", "x-api-key header is required");
+    }
+    if let Some(extra) = ["max_tokens", "stream", "metadata"]
+        .iter()
+        .find(|k| body.get(**k).is_some())
+    {
+        return anthropic_error(
+            400,
+            "invalid_request_error",
+            &format!("{extra}: Extra inputs are not permitted"),
+        );
+    }
+    if mode(&body) == "500" {
+        return anthropic_error(500, "api_error", "Internal server error");
+    }
+    let tools = if body["tools"].as_array().is_some_and(|t| !t.is_empty()) {
+        100
+    } else {
+        0
+    };
+    let n = words(&all_text(&body["messages"])) + words(&all_text(&body["system"])) + tools;
+    Json(json!({"input_tokens": n})).into_response()
 }
 
 async fn anthropic_messages(

@@ -433,11 +433,25 @@ impl Gateway {
         Ok(plan.decision)
     }
 
-    /// The prompt's size in tokens as admission and budgets estimate it, for a request the
-    /// key may make (Anthropic's `count_tokens`).
-    pub fn prompt_tokens(&self, key: &KeyContext, req: &ChatCompletionRequest) -> Result<u64> {
-        self.route(key, req)?;
-        Ok(Features::of_chat(req).prompt_tokens)
+    /// The prompt's size in tokens, for a request the key may make (Anthropic's
+    /// `count_tokens`): counted by the upstream of the model the plan would call first where
+    /// it can (`true`), else as admission and budgets estimate it (`false`, also when the
+    /// upstream's count fails).
+    pub async fn count_tokens(
+        &self,
+        key: &KeyContext,
+        req: &ChatCompletionRequest,
+    ) -> Result<(u64, bool)> {
+        let decision = self.route(key, req)?;
+        if let Some(entry) = self.inner.models.get(&decision.model) {
+            match entry.provider.count_tokens(req).await {
+                Ok(Some(n)) => return Ok((n, true)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(model = %decision.model, error = %e,
+                    "the upstream's token count failed; estimating"),
+            }
+        }
+        Ok((Features::of_chat(req).prompt_tokens, false))
     }
 
     /// Read the `llmrr` options and plan the request (the full explanation when `explain`

@@ -106,6 +106,12 @@ pub trait Provider: Send + Sync {
     /// A cheap request that shows whether the upstream is up (its model list).
     async fn probe(&self) -> Result<()>;
 
+    /// The prompt's size in tokens as the upstream counts it, where it can (`None`: it has no
+    /// way to count; the gateway estimates).
+    async fn count_tokens(&self, _req: &ChatCompletionRequest) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     /// What the provider knows about the model's own state, for `/admin/models` (a local
     /// model: loaded or not, memory, load time…).
     fn status(&self) -> Option<serde_json::Value> {

@@ -56,23 +56,27 @@ async fn answer(
     Ok(json_answer(answer))
 }
 
-/// The prompt's size in tokens, as llmrr estimates it for admission and budgets (4 bytes a
-/// token): the answer says so in `x-llmrr-token-count: estimate`.
+/// The prompt's size in tokens: Anthropic's own count for an Anthropic model, else llmrr's
+/// estimate (4 bytes a token, as admission and budgets count) — said in
+/// `x-llmrr-token-count: upstream | estimate`.
 pub async fn count_tokens(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     body: Result<JsonBody<Value>, ApiError>,
 ) -> Response {
-    let counted = body
-        .map_err(|ApiError(e)| e)
-        .and_then(|JsonBody(v)| dialect::token_count_request(v))
-        .and_then(|req| dialect::to_chat(req, None))
-        .and_then(|chat| state.gateway.prompt_tokens(&ctx.key, &chat));
-    match counted {
-        Ok(tokens) => {
+    let counted = async {
+        let JsonBody(native) = body.map_err(|ApiError(e)| e)?;
+        let req = dialect::token_count_request(&native)?;
+        let chat = dialect::to_chat(req, Some(native))?;
+        state.gateway.count_tokens(&ctx.key, &chat).await
+    };
+    match counted.await {
+        Ok((tokens, exact)) => {
             let mut r = Json(serde_json::json!({ "input_tokens": tokens })).into_response();
-            r.headers_mut()
-                .insert("x-llmrr-token-count", HeaderValue::from_static("estimate"));
+            r.headers_mut().insert(
+                "x-llmrr-token-count",
+                HeaderValue::from_static(if exact { "upstream" } else { "estimate" }),
+            );
             r
         }
         Err(e) => AnthropicError(e).into_response(),

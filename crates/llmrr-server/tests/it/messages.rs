@@ -375,7 +375,7 @@ async fn issue11_a_route_falls_back_for_a_messages_client() {
 
 #[tokio::test]
 async fn issue11_count_tokens() {
-    let (gw, _mock) = start().await;
+    let (gw, mock) = start().await;
     let count = |body: Value| {
         let gw = &gw;
         async move {
@@ -388,15 +388,34 @@ async fn issue11_count_tokens() {
                 .unwrap()
         }
     };
-    let body = json!({"model": "a-ok", "system": "You are terse.",
+    let body = json!({"model": "o-ok", "system": "You are terse.",
         "messages": [{"role": "user", "content": "How many tokens is this sentence, roughly?"}]});
-    let resp = count(body).await;
+    // An OpenAI-compatible model cannot count: llmrr's estimate (4 bytes a token).
+    let resp = count(body.clone()).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-llmrr-token-count"], "estimate");
     let n = resp.json::<Value>().await.unwrap()["input_tokens"]
         .as_u64()
         .unwrap();
     assert!((10..40).contains(&n), "{n}");
+    // An Anthropic model: Anthropic's own count, of the fields its endpoint takes (the mock
+    // counts words, plus 100 for tools, and refuses max_tokens).
+    let mut body = body;
+    body["model"] = json!("a-ok");
+    body["tools"] = json!([{"name": "f", "input_schema": {"type": "object"}}]);
+    let resp = count(body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-llmrr-token-count"], "upstream");
+    // 3 words of system + 7 of the message + 100 for the tools.
+    assert_eq!(resp.json::<Value>().await.unwrap()["input_tokens"], 110);
+    let sent = mock.last_request();
+    assert_eq!(sent.path, "/v1/messages/count_tokens");
+    assert_eq!(sent.body["model"], "mock-ok");
+    // An Anthropic upstream that fails to count: the estimate, not an error.
+    let resp =
+        count(json!({"model": "a-500", "messages": [{"role": "user", "content": "x y"}]})).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-llmrr-token-count"], "estimate");
     anthropic_error(
         count(json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]})).await,
         404,

@@ -27,6 +27,7 @@ pub struct Anthropic {
     max_output_tokens: Option<u32>,
     headers: HeaderMap,
     messages_url: String,
+    count_url: String,
     models_url: String,
 }
 
@@ -55,6 +56,7 @@ impl Anthropic {
             max_output_tokens: spec.max_output_tokens,
             headers,
             messages_url: format!("{}/messages", spec.base_url),
+            count_url: format!("{}/messages/count_tokens", spec.base_url),
             models_url: format!("{}/models", spec.base_url),
         })
     }
@@ -163,7 +165,46 @@ impl Provider for Anthropic {
             .get_ok(&self.client, &self.models_url, &self.headers)
             .await
     }
+
+    /// Anthropic's own count (`/messages/count_tokens`, free), of the client's own Messages
+    /// body: the fields that endpoint takes.
+    async fn count_tokens(&self, req: &ChatCompletionRequest) -> Result<Option<u64>> {
+        let Some(native) = &req.anthropic else {
+            return Ok(None);
+        };
+        let mut body = serde_json::Map::new();
+        body.insert("model".into(), self.upstream_model.clone().into());
+        for k in COUNTED_FIELDS {
+            if let Some(v) = native.get(*k) {
+                body.insert((*k).into(), v.clone());
+            }
+        }
+        let post = self
+            .client
+            .post(&self.count_url)
+            .headers(self.headers.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .timeout(self.target.timeout)
+            .body(serde_json::Value::Object(body).to_string());
+        let resp = self.target.send(post).await?;
+        let answer: serde_json::Value = serde_json::from_slice(&self.target.body(resp).await?)
+            .map_err(|e| self.target.protocol(format!("not a token count: {e}")))?;
+        answer["input_tokens"]
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| self.target.protocol("a token count without input_tokens"))
+    }
 }
+
+/// What Anthropic's token count takes of a Messages body.
+const COUNTED_FIELDS: &[&str] = &[
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "mcp_servers",
+];
 
 /// Anthropic's stop reasons as OpenAI finish reasons (`json_tool`: the only tool use is the
 /// `response_format` answer, a plain stop for the client).

@@ -83,7 +83,8 @@ pub fn to_chat(
 }
 
 /// The request whose prompt `count_tokens` counts (its body has no `max_tokens`).
-pub fn token_count_request(mut body: Value) -> Result<a::MessagesRequest, Error> {
+pub fn token_count_request(body: &Value) -> Result<a::MessagesRequest, Error> {
+    let mut body = body.clone();
     if let Value::Object(map) = &mut body {
         map.entry("max_tokens").or_insert(1.into());
     }
