@@ -454,3 +454,34 @@ async fn issue11_a_chain_of_responses_carries_the_whole_conversation_sqlite() {
 async fn issue11_a_chain_of_responses_carries_the_whole_conversation_postgres() {
     a_chain_carries_the_conversation(llmrr_testkit::harness::StoreChoice::Postgres).await;
 }
+
+#[tokio::test]
+async fn issue11_a_route_falls_back_for_a_responses_client_and_prices_the_answer() {
+    let (gw, _mock) = start_routed(
+        "[[routes]]\nname = \"chain\"\nstrategy = \"capability-match\"\nmodels = [\"o-500\", \"a-ok\"]\n",
+    )
+    .await;
+    let resp = respond(&gw, MASTER, json!({"model": "chain", "input": "hello"})).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-llmrr-model"], "a-ok");
+    let cost = resp.headers()["x-llmrr-cost-usd"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let r: Value = resp.json().await.expect("json");
+    assert_eq!(output_text(&r), "echo: hello");
+    // a-ok: 3 USD in, 15 out per million; the mock counts words.
+    let (input, output) = (
+        r["usage"]["input_tokens"].as_u64().expect("in"),
+        r["usage"]["output_tokens"].as_u64().expect("out"),
+    );
+    let want = (rust_decimal::Decimal::from(input * 3) + rust_decimal::Decimal::from(output * 15))
+        / rust_decimal::Decimal::from(1_000_000);
+    assert_eq!(cost, want.normalize().to_string());
+    gw.flush_log().await;
+    let rows = rows(&gw).await;
+    assert!(rows
+        .iter()
+        .any(|r| r.model.as_deref() == Some("a-ok") && r.status == 200));
+    gw.stop().await;
+}
