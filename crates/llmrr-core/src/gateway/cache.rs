@@ -505,7 +505,7 @@ impl Gateway {
             id: ctx.id.clone(),
             created_at_ms: self.inner.money.now().as_millisecond()
                 - ctx.started.elapsed().as_millis() as i64,
-            endpoint: call.endpoint().as_str().to_owned(),
+            endpoint: ctx.endpoint_label(call.endpoint()),
             key_id: key.key_id.clone(),
             user_id: key.user.clone(),
             team_id: key.team.clone(),
@@ -635,6 +635,7 @@ impl Gateway {
         let sub = RequestContext {
             id: format!("{}_embed", ctx.id),
             started,
+            api: None,
             ..ctx.clone()
         };
         let call = Call::Embeddings(req);
@@ -741,7 +742,7 @@ fn cache_log_row(
     LogRow {
         id: ctx.id.clone(),
         created_at_ms: crate::store::now_ms(),
-        endpoint: call.endpoint().as_str().to_owned(),
+        endpoint: ctx.endpoint_label(call.endpoint()),
         key_id: key.key_id.clone(),
         user_id: key.user.clone(),
         team_id: key.team.clone(),

@@ -133,7 +133,7 @@ impl Gateway {
         self.inner.log.append(LogRow {
             id: f.ctx.id.clone(),
             created_at_ms: crate::store::now_ms(),
-            endpoint: f.endpoint.as_str().to_owned(),
+            endpoint: f.ctx.endpoint_label(f.endpoint),
             key_id: key.key_id.clone(),
             user_id: key.user.clone(),
             team_id: key.team.clone(),
@@ -186,7 +186,7 @@ impl Gateway {
                 // The request's start by the money clock: the period its reservation was in.
                 created_at_ms: self.inner.money.now().as_millisecond()
                     - f.ctx.started.elapsed().as_millis() as i64,
-                endpoint: f.endpoint.as_str().to_owned(),
+                endpoint: f.ctx.endpoint_label(f.endpoint),
                 key_id: key.key_id.clone(),
                 user_id: key.user.clone(),
                 team_id: key.team.clone(),

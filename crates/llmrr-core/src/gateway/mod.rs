@@ -123,6 +123,9 @@ pub struct RequestContext {
     pub rate: Arc<OnceLock<RateHeaders>>,
     /// What the request asks of the response cache.
     pub cache: crate::cache::CacheDirectives,
+    /// The API the client spoke, where it is not the call's own (`messages`, `responses`):
+    /// the request log and the ledger name it as the endpoint.
+    pub api: Option<&'static str>,
 }
 
 impl RequestContext {
@@ -135,7 +138,13 @@ impl RequestContext {
             deadline: None,
             rate: Arc::default(),
             cache: Default::default(),
+            api: None,
         }
+    }
+
+    /// The endpoint the log and the ledger name for a call of `endpoint`.
+    pub(crate) fn endpoint_label(&self, endpoint: Endpoint) -> String {
+        self.api.unwrap_or(endpoint.as_str()).to_owned()
     }
 }
 

@@ -28,9 +28,10 @@ pub async fn messages(
 
 async fn answer(
     state: AppState,
-    ctx: RequestContext,
+    mut ctx: RequestContext,
     body: Result<JsonBody<Value>, ApiError>,
 ) -> Result<Response, Error> {
+    ctx.api = Some("messages");
     let JsonBody(native) = body.map_err(|ApiError(e)| e)?;
     let req: MessagesRequest = crate::extract::from_value(&native)?;
     let requested = req.model.clone();

@@ -121,12 +121,13 @@ pub async fn create(
 
 async fn answer(
     state: AppState,
-    ctx: RequestContext,
+    mut ctx: RequestContext,
     req: ResponsesRequest,
     history: Vec<ChatMessage>,
     owner: String,
     store: Store,
 ) -> Result<Response, Error> {
+    ctx.api = Some("responses");
     let Translated { chat, turn } = to_chat(&req, history)?;
     let now = now_ms();
     let days = state.responses_retention_days;

@@ -114,7 +114,8 @@ async fn issue11_a_message_to_each_provider_kind_plain_and_streamed() {
     let rows = rows(&gw).await;
     assert_eq!(rows.len(), 4);
     assert!(
-        rows.iter().all(|r| r.status == 200 && r.cost_usd != "0"),
+        rows.iter()
+            .all(|r| r.status == 200 && r.cost_usd != "0" && r.endpoint == "messages"),
         "{rows:?}"
     );
     gw.stop().await;

@@ -102,7 +102,9 @@ async fn issue11_a_response_from_each_provider_kind_plain_and_streamed() {
         assert!(done["usage"]["input_tokens"].as_u64().unwrap() > 0);
     }
     gw.flush_log().await;
-    assert_eq!(rows(&gw).await.len(), 4, "each call logged");
+    let rows = rows(&gw).await;
+    assert_eq!(rows.len(), 4, "each call logged");
+    assert!(rows.iter().all(|r| r.endpoint == "responses"), "{rows:?}");
     gw.stop().await;
 }
 
