@@ -16,7 +16,9 @@ pub mod openai;
 pub mod responses;
 
 use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, BytesMut};
 use llmrr_core::Error;
+use llmrr_types::openai::StreamOptions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -40,4 +42,20 @@ impl Dialect {
             Dialect::Anthropic => anthropic::AnthropicError(e).into_response(),
         }
     }
+}
+
+/// The routing explanation as an SSE comment line (`: llmrr {…}`), which every SDK skips.
+pub fn explain_comment(json: &[u8], out: &mut BytesMut) {
+    out.put_slice(b": llmrr ");
+    out.put_slice(json);
+    out.put_slice(b"\n\n");
+}
+
+/// What a translated stream asks of the gateway: usage always (the dialects' last events
+/// carry it).
+pub fn with_usage(stream: bool) -> Option<StreamOptions> {
+    stream.then(|| StreamOptions {
+        include_usage: Some(true),
+        extra: Default::default(),
+    })
 }

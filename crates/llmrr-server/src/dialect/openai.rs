@@ -15,9 +15,7 @@ pub fn frame(item: StreamItem) -> Bytes {
         }
         StreamItem::Explain(json) => {
             let mut b = BytesMut::with_capacity(json.len() + 12);
-            b.put_slice(b": llmrr ");
-            b.put_slice(&json);
-            b.put_slice(b"\n\n");
+            super::explain_comment(&json, &mut b);
             b.freeze()
         }
     }

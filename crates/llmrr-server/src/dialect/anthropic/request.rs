@@ -62,10 +62,7 @@ pub fn to_chat(
         model: req.model,
         messages,
         stream: Some(stream),
-        stream_options: stream.then(|| o::StreamOptions {
-            include_usage: Some(true),
-            extra: Default::default(),
-        }),
+        stream_options: crate::dialect::with_usage(stream),
         temperature: req.temperature,
         top_p: req.top_p,
         max_completion_tokens: Some(req.max_tokens),

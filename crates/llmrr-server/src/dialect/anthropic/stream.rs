@@ -62,11 +62,7 @@ impl EventWriter {
             return out.freeze();
         }
         match item {
-            StreamItem::Explain(json) => {
-                out.put_slice(b": llmrr ");
-                out.put_slice(&json);
-                out.put_slice(b"\n\n");
-            }
+            StreamItem::Explain(json) => crate::dialect::explain_comment(&json, &mut out),
             StreamItem::Chunk(data) => match events_of(&data) {
                 Ok(read) => {
                     self.start(&mut out, &read.id, &read.model);

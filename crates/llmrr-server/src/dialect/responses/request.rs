@@ -125,10 +125,7 @@ pub fn to_chat(req: &ResponsesRequest, history: Vec<o::ChatMessage>) -> Result<T
         model: req.model.clone(),
         messages,
         stream: Some(stream),
-        stream_options: stream.then(|| o::StreamOptions {
-            include_usage: Some(true),
-            extra: Default::default(),
-        }),
+        stream_options: crate::dialect::with_usage(stream),
         temperature: req.temperature,
         top_p: req.top_p,
         max_completion_tokens: req.max_output_tokens,

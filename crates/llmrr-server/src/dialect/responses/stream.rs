@@ -55,11 +55,7 @@ impl EventWriter {
             return out.freeze();
         }
         match item {
-            StreamItem::Explain(json) => {
-                out.put_slice(b": llmrr ");
-                out.put_slice(&json);
-                out.put_slice(b"\n\n");
-            }
+            StreamItem::Explain(json) => crate::dialect::explain_comment(&json, &mut out),
             StreamItem::Chunk(data) => match events_of(&data) {
                 Ok(read) => {
                     if !self.started && !read.model.is_empty() {
