@@ -110,6 +110,45 @@ pub enum Command {
     Spend(SpendArgs),
     /// The response cache of a running server: stats, purge, warm.
     Cache(CacheArgs),
+    /// The difficulty router's scorer: train weights, measure them, score a prompt.
+    Router {
+        #[command(subcommand)]
+        command: RouterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RouterCommand {
+    /// Train difficulty weights on labelled prompts (JSON lines: `prompt` or `messages`,
+    /// `weak`, `strong`) and/or the request log's prompts with feedback (`--from-log`; give
+    /// the shipped data's files too so that a little feedback adjusts the shipped weights
+    /// instead of replacing them). Same rows, same weights, byte for byte.
+    Train {
+        /// Files of labelled prompts.
+        files: Vec<std::path::PathBuf>,
+        /// Train on the configured store's logged prompts that have feedback (prompts are
+        /// kept only for routes with `log_prompts = true`).
+        #[arg(long)]
+        from_log: bool,
+        /// With `--from-log`: only requests of this route (default: every route).
+        #[arg(long)]
+        route: Option<String>,
+        #[arg(long, default_value = "weights.bin")]
+        out: std::path::PathBuf,
+    },
+    /// Measure the scorer by 5-fold cross-validation on each file, beside random routing,
+    /// prompt length and (where rows carry a `subject`) a per-subject prior.
+    Eval {
+        files: Vec<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Score one prompt with the shipped weights (or `--weights`).
+    Score {
+        prompt: String,
+        #[arg(long)]
+        weights: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Args)]

@@ -8,6 +8,7 @@ mod cli;
 mod keys;
 mod models;
 mod money;
+mod router;
 mod serve;
 
 use anyhow::Result;
@@ -78,6 +79,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Users { command } => money::users(&cli.global, command).await,
         Command::Teams { command } => money::teams(&cli.global, command).await,
         Command::Spend(args) => money::spend(&cli.global, args).await,
+        Command::Router { command } => router::run(&cli.global, command).await,
         Command::Cache(args) => cache::run(&cli.global, args).await,
     }
 }

@@ -1,5 +1,6 @@
 //! Request categories from cheap prompt features (keywords and shape of the last user
-//! message): summarization, translation, question, generation, analysis, code, chat.
+//! message): code, translation, summarization, extraction, math, analysis, generation,
+//! question, chat. Spend is grouped by them and the difficulty router explains with them.
 
 /// Cues of more than one word, or with symbols, found anywhere in the text.
 const CODE_PHRASES: &[&str] = &["```", "stack trace", "unit test", "c++"];
@@ -16,6 +17,8 @@ const TRANSLATION_PHRASES: &[&str] = &[
     "into english",
 ];
 const SUMMARY_PHRASES: &[&str] = &["tl;dr", "sum up", "key points", "in short"];
+const EXTRACTION_PHRASES: &[&str] = &["list all", "find all", "pull out", "as json", "in json"];
+const MATH_PHRASES: &[&str] = &["how many", "how much", "prove that", "sum of", " = "];
 const ANALYSIS_PHRASES: &[&str] = &["pros and cons", "explain why", "trade-off"];
 const GENERATION_PHRASES: &[&str] = &["blog post", "come up with"];
 const QUESTION_STARTS: &[&str] = &[
@@ -31,6 +34,9 @@ fn word_cue(w: &str) -> Option<usize> {
         | "refactor" | "snippet" | "code" => CODE,
         "translate" | "translation" => TRANSLATION,
         "summarize" | "summarise" | "summary" | "tldr" => SUMMARY,
+        "extract" | "parse" | "entities" | "fields" => EXTRACTION,
+        "solve" | "calculate" | "equation" | "integral" | "derivative" | "probability"
+        | "percent" | "polynomial" | "theorem" | "matrix" | "arithmetic" => MATH,
         "analyze" | "analyse" | "analysis" | "compare" | "evaluate" | "assess" | "critique"
         | "tradeoff" => ANALYSIS,
         "write" | "generate" | "draft" | "compose" | "create" | "story" | "poem" | "essay"
@@ -42,12 +48,16 @@ fn word_cue(w: &str) -> Option<usize> {
 const CODE: usize = 0;
 const TRANSLATION: usize = 1;
 const SUMMARY: usize = 2;
-const ANALYSIS: usize = 3;
-const GENERATION: usize = 4;
-const NAMES: [&str; 5] = [
+const EXTRACTION: usize = 3;
+const MATH: usize = 4;
+const ANALYSIS: usize = 5;
+const GENERATION: usize = 6;
+const NAMES: [&str; 7] = [
     "code",
     "translation",
     "summarization",
+    "extraction",
+    "math",
     "analysis",
     "generation",
 ];
@@ -57,15 +67,15 @@ const NAMES: [&str; 5] = [
 pub const HEAD_CHARS: usize = 4000;
 
 /// One pass over the words, a few phrase searches; the first category in priority order
-/// (code, translation, summarization, analysis, generation) that has a cue wins, then
-/// questions, then chat.
+/// (code, translation, summarization, extraction, math, analysis, generation) that has a cue
+/// wins, then questions, then chat.
 pub fn categorize(text: &str) -> &'static str {
     let head: String = text
         .chars()
         .take(HEAD_CHARS)
         .collect::<String>()
         .to_lowercase();
-    let mut found = [false; 5];
+    let mut found = [false; NAMES.len()];
     for w in head
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
@@ -78,6 +88,8 @@ pub fn categorize(text: &str) -> &'static str {
         (CODE, CODE_PHRASES),
         (TRANSLATION, TRANSLATION_PHRASES),
         (SUMMARY, SUMMARY_PHRASES),
+        (EXTRACTION, EXTRACTION_PHRASES),
+        (MATH, MATH_PHRASES),
         (ANALYSIS, ANALYSIS_PHRASES),
         (GENERATION, GENERATION_PHRASES),
     ] {
@@ -118,6 +130,15 @@ mod tests {
             categorize("Compare Postgres and MySQL for analytics"),
             "analysis"
         );
+        assert_eq!(
+            categorize("Extract every date from this email as JSON"),
+            "extraction"
+        );
+        assert_eq!(
+            categorize("Josh buys a house for $80,000. How much profit did he make?"),
+            "math"
+        );
+        assert_eq!(categorize("Solve 3x + 5 = 20 for x"), "math");
         assert_eq!(categorize("Write a poem about autumn"), "generation");
         assert_eq!(categorize("What is the capital of France?"), "question");
         assert_eq!(categorize("hello there, nice weather"), "chat");
