@@ -314,6 +314,17 @@ fn print_decision(d: &Value) {
         text(&d["strategy"])
     );
     println!("reason: {}", text(&d["reason"]));
+    let c = &d["complexity"];
+    if let Some(score) = c["score"].as_f64() {
+        let threshold = c["threshold"]
+            .as_f64()
+            .map(|t| format!(", threshold {t:.3}"))
+            .unwrap_or_default();
+        println!(
+            "prompt: difficulty {score:.3}{threshold}, category {}",
+            text(&c["category"])
+        );
+    }
     let plan: Vec<String> = d["plan"]
         .as_array()
         .into_iter()

@@ -93,6 +93,7 @@ fn bench(c: &mut Criterion) {
                             features,
                             options: &options,
                             explain: false,
+                            prompt: None,
                         },
                     )
                     .expect("a plan");
@@ -112,6 +113,7 @@ fn bench(c: &mut Criterion) {
                         features,
                         options: &options,
                         explain: true,
+                        prompt: None,
                     },
                 )
                 .expect("a plan");
@@ -129,6 +131,7 @@ fn bench(c: &mut Criterion) {
                         features,
                         options: &options,
                         explain: false,
+                        prompt: None,
                     },
                 )
                 .expect("a plan");

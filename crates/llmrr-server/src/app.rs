@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{*id}", get(routes::models::get))
         .route("/v1/route", post(routes::route::route))
+        .route("/v1/feedback", post(routes::feedback::feedback))
         .route("/metrics", get(routes::health::metrics))
         .route("/admin/models", get(routes::admin::models))
         .route(

@@ -331,6 +331,31 @@ async fn openai_fault(mode: &str) -> Option<Response> {
     }
 }
 
+/// What a plain (non-streamed) answer says in each mode: `empty`, a refusal (`refuse`), a
+/// JSON object (`json`), else the echo.
+fn answer_text(mode: &str, reply: &str) -> String {
+    match mode {
+        "empty" => String::new(),
+        "refuse" => "I'm sorry, but I can't help with that.".into(),
+        "json" => "{\"city\": \"Paris\"}".into(),
+        _ => reply.to_owned(),
+    }
+}
+
+/// `logprobs.content`, when the request asks for logprobs: each word at -0.05, or at -2.5 in
+/// mode `unsure`.
+fn logprobs(body: &Value, mode: &str, reply: &str) -> Value {
+    if body["logprobs"] != true {
+        return Value::Null;
+    }
+    let lp = if mode == "unsure" { -2.5 } else { -0.05 };
+    let tokens: Vec<Value> = reply
+        .split_whitespace()
+        .map(|w| json!({"token": w, "logprob": lp, "bytes": null, "top_logprobs": []}))
+        .collect();
+    json!({"content": tokens, "refusal": null})
+}
+
 async fn openai_chat(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -364,13 +389,18 @@ async fn openai_chat(
             json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_mock", "type": "function",
                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]})
         } else {
-            json!({"role": "assistant", "content": reply, "refusal": null})
+            json!({"role": "assistant", "content": answer_text(&mode, &reply), "refusal": null})
+        };
+        let finish = match mode.as_str() {
+            _ if tool => "tool_calls",
+            "length" => "length",
+            _ => "stop",
         };
         let mut answer = Json(json!({
             "id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000, "model": model,
             "system_fingerprint": "fp_mock",
-            "choices": [{"index": 0, "message": message, "logprobs": null,
-                         "finish_reason": if tool { "tool_calls" } else { "stop" }}],
+            "choices": [{"index": 0, "message": message, "logprobs": logprobs(&body, &mode, &reply),
+                         "finish_reason": finish}],
             "usage": usage,
         }))
         .into_response();

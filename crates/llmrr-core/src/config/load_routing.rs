@@ -135,6 +135,7 @@ pub(super) fn resolve(
                 format!("`{}` is defined twice", r.name),
             ));
         }
+        let complexity = complexity_rule(&at, &r, r.models.len())?;
         let strategy = match r.strategy.as_deref() {
             None => StrategyKind::Balanced,
             Some(s) => StrategyKind::parse(s).ok_or_else(|| {
@@ -237,6 +238,23 @@ pub(super) fn resolve(
                 })
             })
             .transpose()?;
+        let cascade = CascadeRule {
+            min_mean_logprob: r
+                .cascade
+                .as_ref()
+                .and_then(|c| c.min_mean_logprob)
+                .map(|v| {
+                    if v.is_finite() && v <= 0.0 {
+                        Ok(v)
+                    } else {
+                        Err(Error::config(
+                            at("cascade.min_mean_logprob"),
+                            format!("{v} must be a log-probability (0 or below)"),
+                        ))
+                    }
+                })
+                .transpose()?,
+        };
         out.push(RouteSpec {
             name: Arc::from(r.name),
             strategy,
@@ -268,7 +286,62 @@ pub(super) fn resolve(
                 Some(c) => super::cache::rule(&at("cache"), c, cache)?,
                 None => cache.clone(),
             },
+            complexity,
+            log_prompts: r.log_prompts.unwrap_or(false),
+            cascade,
         });
     }
     Ok((config, out))
+}
+
+/// A route's `thresholds`, `strong_share` and `scorer`, checked; the weights file is read here.
+fn complexity_rule(
+    at: &dyn Fn(&str) -> String,
+    r: &RawRoute,
+    models: usize,
+) -> Result<ComplexityRule> {
+    let mut rule = ComplexityRule::shipped();
+    if let Some(path) = &r.scorer {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::config(at("scorer"), format!("cannot read `{path}`: {e}")))?;
+        rule.weights = Arc::new(crate::routing::difficulty::Weights::from_bytes(
+            &bytes,
+            &at("scorer"),
+        )?);
+        rule.scorer = Some(path.clone());
+    }
+    if let Some(t) = &r.thresholds {
+        if t.len() + 1 != models {
+            return Err(Error::config(
+                at("thresholds"),
+                format!(
+                    "{} threshold(s) for {models} models: give one fewer than the models",
+                    t.len()
+                ),
+            ));
+        }
+        if t.iter().any(|x| !(0.0..=1.0).contains(x)) || t.windows(2).any(|w| w[0] > w[1]) {
+            return Err(Error::config(
+                at("thresholds"),
+                "thresholds are difficulty scores in [0, 1], in ascending order",
+            ));
+        }
+        rule.thresholds = t.iter().map(|x| *x as f32).collect();
+    }
+    if let Some(share) = r.strong_share {
+        if r.thresholds.is_some() {
+            return Err(Error::config(
+                at("strong_share"),
+                "give `thresholds` or `strong_share`, not both",
+            ));
+        }
+        if !(share > 0.0 && share < 1.0) {
+            return Err(Error::config(
+                at("strong_share"),
+                format!("{share} must be a share between 0 and 1"),
+            ));
+        }
+        rule.strong_share = Some(share);
+    }
+    Ok(rule)
 }

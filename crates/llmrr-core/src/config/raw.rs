@@ -176,6 +176,25 @@ pub struct RawRoute {
     pub guardrails: Option<super::guardrails::RawGuardrails>,
     /// The response cache of requests naming this route (see `[cache]`).
     pub cache: Option<super::cache::RawCacheRule>,
+    /// `complexity`: difficulty thresholds, one fewer than the models (ordered by quality).
+    pub thresholds: Option<Vec<f64>>,
+    /// `complexity`: the share of requests the strongest model should get.
+    pub strong_share: Option<f64>,
+    /// `complexity`: a weights file from `llmrr router train` (default: the shipped weights).
+    pub scorer: Option<String>,
+    /// Keep what the difficulty scorer reads of each prompt in the request log, for
+    /// `llmrr router train --from-log`.
+    pub log_prompts: Option<bool>,
+    /// `cascade`: the checks an answer must pass before it is accepted.
+    pub cascade: Option<RawCascade>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCascade {
+    /// Escalate when the answer's mean token log-probability is below this (where the
+    /// provider returns logprobs).
+    pub min_mean_logprob: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

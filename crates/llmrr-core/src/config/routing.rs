@@ -20,10 +20,12 @@ pub enum StrategyKind {
     Weighted,
     LatencyAware,
     CapabilityMatch,
+    Complexity,
+    Cascade,
 }
 
 impl StrategyKind {
-    pub const ALL: [StrategyKind; 10] = [
+    pub const ALL: [StrategyKind; 12] = [
         StrategyKind::Balanced,
         StrategyKind::QualityFirst,
         StrategyKind::CostOptimized,
@@ -34,6 +36,8 @@ impl StrategyKind {
         StrategyKind::Weighted,
         StrategyKind::LatencyAware,
         StrategyKind::CapabilityMatch,
+        StrategyKind::Complexity,
+        StrategyKind::Cascade,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +52,8 @@ impl StrategyKind {
             StrategyKind::Weighted => "weighted",
             StrategyKind::LatencyAware => "latency-aware",
             StrategyKind::CapabilityMatch => "capability-match",
+            StrategyKind::Complexity => "complexity",
+            StrategyKind::Cascade => "cascade",
         }
     }
 
@@ -105,6 +111,44 @@ pub struct RouteSpec {
     pub guardrails: Option<Arc<crate::guardrails::Guardrails>>,
     /// The response cache of requests naming this route.
     pub cache: super::cache::CacheRule,
+    /// How `complexity` maps a prompt's difficulty to the route's models.
+    pub complexity: ComplexityRule,
+    /// Keep what the difficulty scorer reads of each prompt in the request log.
+    pub log_prompts: bool,
+    pub cascade: CascadeRule,
+}
+
+/// How `complexity` maps difficulty to models (ordered by quality, weakest first).
+#[derive(Debug, Clone, Serialize)]
+pub struct ComplexityRule {
+    /// Ascending, one fewer than the models: a score at or above `thresholds[i]` goes to the
+    /// model `i + 1` or a stronger one. Empty: the scorer's default for the strongest (and
+    /// evenly below it for the others).
+    pub thresholds: Vec<f32>,
+    /// Hold this share of requests on the strongest model instead (calibrated live).
+    pub strong_share: Option<f64>,
+    /// Where the weights came from (`None`: shipped).
+    pub scorer: Option<String>,
+    #[serde(skip)]
+    pub weights: Arc<crate::routing::difficulty::Weights>,
+}
+
+impl ComplexityRule {
+    pub fn shipped() -> Self {
+        ComplexityRule {
+            thresholds: Vec::new(),
+            strong_share: None,
+            scorer: None,
+            weights: crate::routing::difficulty::shipped(),
+        }
+    }
+}
+
+/// What `cascade` checks of an answer before accepting it (besides: not empty, not a
+/// refusal, not cut by the length limit, valid JSON when JSON was asked).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CascadeRule {
+    pub min_mean_logprob: Option<f64>,
 }
 
 impl RouteSpec {

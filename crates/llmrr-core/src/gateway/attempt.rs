@@ -357,6 +357,8 @@ impl Gateway {
                 abandoned.disarm();
                 let e = match tried {
                     Ok(outcome) => {
+                        // What is left of the plan (a cascade may go on to it).
+                        plan.attempts = queue.into();
                         return Ok(Success {
                             entry,
                             probe,
@@ -365,7 +367,7 @@ impl Gateway {
                             outcome,
                             attempts,
                             grant,
-                        })
+                        });
                     }
                     Err(e) => e,
                 };

@@ -542,9 +542,7 @@ impl Gateway {
         };
         let money = self.inner.money.clone();
         self.inner.tracker.spawn(async move {
-            money
-                .record(Some(row), None, None, crate::money::Spent::default())
-                .await;
+            money.record(Some(row), None, &[]).await;
         });
     }
 }
@@ -762,6 +760,9 @@ fn cache_log_row(
         unpriced: false,
         cache: Some(how.status.into()),
         cache_key: how.key.map(|k| k.hex()),
+        difficulty: None,
+        category: None,
+        prompt: None,
     }
 }
 

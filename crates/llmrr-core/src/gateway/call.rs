@@ -9,6 +9,37 @@ pub(super) enum Call {
     Embeddings(EmbeddingRequest),
 }
 
+/// What planning reads of a request: its model or route, its `llmrr` options, its prompt.
+pub(super) trait Plannable {
+    fn model(&self) -> &str;
+    fn llmrr(&self) -> Option<&serde_json::Value>;
+    fn chat(&self) -> Option<&ChatCompletionRequest>;
+}
+
+impl Plannable for &Call {
+    fn model(&self) -> &str {
+        Call::model(self)
+    }
+    fn llmrr(&self) -> Option<&serde_json::Value> {
+        Call::llmrr(self)
+    }
+    fn chat(&self) -> Option<&ChatCompletionRequest> {
+        Call::chat(self)
+    }
+}
+
+impl Plannable for &ChatCompletionRequest {
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn llmrr(&self) -> Option<&serde_json::Value> {
+        self.llmrr.as_ref()
+    }
+    fn chat(&self) -> Option<&ChatCompletionRequest> {
+        Some(self)
+    }
+}
+
 impl Call {
     pub(super) fn endpoint(&self) -> Endpoint {
         match self {
@@ -42,6 +73,14 @@ impl Call {
                 "embeddings cannot be streamed",
                 Some("stream".into()),
             )),
+        }
+    }
+
+    /// The chat request, for what routing reads of the prompt.
+    pub(super) fn chat(&self) -> Option<&ChatCompletionRequest> {
+        match self {
+            Call::Chat(r) => Some(r),
+            _ => None,
         }
     }
 

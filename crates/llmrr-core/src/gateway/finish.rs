@@ -8,6 +8,9 @@ use crate::money::cost::picos;
 use crate::money::Spent;
 use crate::store::LedgerRow;
 
+/// The log's `error_type` of a cascade step whose answer was not accepted.
+pub(super) const ESCALATED: &str = "cascade_escalated";
+
 /// What `finish` records about one request.
 pub(super) struct Finish<'a> {
     pub(super) ctx: &'a RequestContext,
@@ -33,6 +36,15 @@ pub(super) struct Finish<'a> {
     pub(super) cache: Option<&'static str>,
     /// The request's cache key, when the cache keyed it.
     pub(super) cache_key: Option<crate::cache::CacheKey>,
+    /// The prompt's difficulty, when the router scored it.
+    pub(super) complexity: Option<crate::routing::Complexity>,
+    /// What the log keeps of the prompt (routes with `log_prompts = true`).
+    pub(super) logged_prompt: Option<String>,
+    /// A cascade step whose answer failed the route's checks: logged as `cascade_escalated`.
+    pub(super) escalated: bool,
+    /// What the cascade's escalated steps spent, per model: settled on the reservation with
+    /// this request's own spend (their ledger rows are their own).
+    pub(super) earlier: Vec<(String, Spent)>,
 }
 
 impl<'a> Finish<'a> {
@@ -56,7 +68,18 @@ impl<'a> Finish<'a> {
             tickets: Vec::new(),
             cache: None,
             cache_key: None,
+            complexity: None,
+            logged_prompt: None,
+            escalated: false,
+            earlier: Vec::new(),
         }
+    }
+
+    /// What the plan says of the request: its route, the prompt's difficulty, the prompt.
+    pub(super) fn plan_from(&mut self, plan: &Plan) {
+        self.route = plan.route.clone();
+        self.complexity = plan.decision.complexity;
+        self.logged_prompt = plan.logged_prompt.clone();
     }
 
     /// What the cache did for the request, as its log row says it.
@@ -84,7 +107,9 @@ impl Gateway {
             .map(|e| cost_of(&e.spec.pricing, &f.usage, f.compute))
             .unwrap_or(Decimal::ZERO);
         self.spend(&mut f, cost);
-        let used = f.usage.prompt_tokens + f.usage.completion_tokens;
+        let used = f.usage.prompt_tokens
+            + f.usage.completion_tokens
+            + f.earlier.iter().map(|(_, s)| s.tokens as u64).sum::<u64>();
         for ticket in f.tickets.drain(..) {
             self.settle_ticket(ticket, used);
         }
@@ -142,7 +167,9 @@ impl Gateway {
             provider: f.entry.map(|e| e.spec.provider.as_str().to_owned()),
             stream: f.stream,
             status: i64::from(status),
-            error_type: error.map(str::to_owned),
+            error_type: error
+                .or(f.escalated.then_some(ESCALATED))
+                .map(str::to_owned),
             prompt_tokens: f.usage.prompt_tokens as i64,
             completion_tokens: f.usage.completion_tokens as i64,
             usage_estimated: f.usage_estimated,
@@ -153,6 +180,11 @@ impl Gateway {
             unpriced: !priced,
             cache: f.cache.map(str::to_owned),
             cache_key: f.cache_key.map(|k| k.hex()),
+            difficulty: f
+                .complexity
+                .map(|c| (f64::from(c.score) * 10_000.0).round() as i64),
+            category: f.complexity.map(|c| c.category.to_owned()),
+            prompt: f.logged_prompt.take(),
         });
         cost
     }
@@ -218,15 +250,19 @@ impl Gateway {
             return;
         }
         let money = self.inner.money.clone();
-        let model = f.entry.map(|e| e.spec.name.to_string());
-        let spent = Spent {
-            nanos: nanos_up(cost),
-            tokens: used.min(i64::MAX as u64) as i64,
-        };
+        let mut spent: Vec<(Option<String>, Spent)> = std::mem::take(&mut f.earlier)
+            .into_iter()
+            .map(|(model, s)| (Some(model), s))
+            .collect();
+        spent.push((
+            f.entry.map(|e| e.spec.name.to_string()),
+            Spent {
+                nanos: nanos_up(cost),
+                tokens: used.min(i64::MAX as u64) as i64,
+            },
+        ));
         self.inner.tracker.spawn(async move {
-            money
-                .record(row, reservation, model.as_deref(), spent)
-                .await;
+            money.record(row, reservation, &spent).await;
         });
     }
 }

@@ -26,6 +26,8 @@
 mod attempt;
 mod cache;
 mod call;
+mod cascade;
+mod feedback;
 mod finish;
 mod stream;
 mod warm;
@@ -432,13 +434,7 @@ impl Gateway {
     /// A routing decision without calling a model (`POST /v1/route`).
     pub fn route(&self, key: &KeyContext, req: &ChatCompletionRequest) -> Result<Decision> {
         self.validate_chat(req)?;
-        let (plan, _) = self.plan(
-            key,
-            &req.model,
-            Features::of_chat(req),
-            req.llmrr.as_ref(),
-            true,
-        )?;
+        let (plan, _) = self.plan(key, req, Features::of_chat(req), true)?;
         Ok(plan.decision)
     }
 
@@ -468,20 +464,20 @@ impl Gateway {
     fn plan(
         &self,
         key: &KeyContext,
-        name: &str,
+        call: impl Plannable,
         features: Features,
-        llmrr: Option<&serde_json::Value>,
         explain: bool,
     ) -> Result<(Plan, RequestOptions)> {
-        let options = RequestOptions::parse(llmrr)?;
+        let options = RequestOptions::parse(call.llmrr())?;
         let plan = self.inner.router.plan(
             &self.inner.models,
             PlanRequest {
-                name,
+                name: call.model(),
                 key,
                 features,
                 options: &options,
                 explain: explain || options.explain,
+                prompt: call.chat(),
             },
         )?;
         Ok((plan, options))
@@ -584,8 +580,7 @@ impl Gateway {
                 features.needs.anthropic_refusal = crate::provider::anthropic_refusal(r);
             }
         }
-        let (mut plan, options) =
-            self.plan(&ctx.key, call.model(), features, call.llmrr(), false)?;
+        let (mut plan, options) = self.plan(&ctx.key, &*call, features, false)?;
         let (mut fill, cache_status) = match self.cache_admit(ctx, call, features.stream).await {
             Ok(go) => go,
             Err(answered) => return Ok(answered),
@@ -762,26 +757,38 @@ impl Gateway {
         let mut finish = Finish::new(&ctx, &call, false);
         finish.reservation = reservation;
         finish.tickets.push(ticket);
-        finish.route = plan.route.clone();
+        finish.plan_from(&plan);
         finish.cache_from(cache_status.as_ref());
-        // A call others wait for goes on while they do, even if this client leaves.
-        let hung_up = cache::everyone_gone(fill.as_ref(), hung_up.cancelled());
-        let attempted = self
-            .attempt_until(&call, &mut plan, &admission, false, hung_up)
-            .await;
-        let success = match attempted {
-            Ok(s) => s,
-            Err(Failed { error, last_entry }) => {
-                if last_entry.is_none() && !matches!(error, Error::ClientClosed) {
-                    // No model was called (every one skipped, shed or refused): nothing of
-                    // the request's limits is used.
-                    for ticket in finish.tickets.drain(..) {
-                        self.cancel_ticket(ticket);
-                    }
-                }
-                self.finish(finish.failed(last_entry.as_deref(), &error))
+        let success = {
+            // A call others wait for goes on while they do, even if this client leaves.
+            let hung_up = cache::everyone_gone(fill.as_ref(), hung_up.cancelled());
+            let mut hung_up = std::pin::pin!(hung_up);
+            loop {
+                let attempted = self
+                    .attempt_until(&call, &mut plan, &admission, false, hung_up.as_mut())
                     .await;
-                return Err(error);
+                let s = match attempted {
+                    Ok(s) => s,
+                    Err(Failed { error, last_entry }) => {
+                        if last_entry.is_none()
+                            && finish.earlier.is_empty()
+                            && !matches!(error, Error::ClientClosed)
+                        {
+                            // No model was called (every one skipped, shed or refused): nothing
+                            // of the request's limits is used.
+                            for ticket in finish.tickets.drain(..) {
+                                self.cancel_ticket(ticket);
+                            }
+                        }
+                        self.finish(finish.failed(last_entry.as_deref(), &error))
+                            .await;
+                        return Err(error);
+                    }
+                };
+                match self.cascade_check(&ctx, &call, &mut plan, s).await {
+                    Ok(accepted) => break accepted,
+                    Err(spent) => finish.earlier.push(spent),
+                }
             }
         };
         let Success {

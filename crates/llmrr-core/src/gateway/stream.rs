@@ -56,7 +56,7 @@ impl Gateway {
         let mut finish = Finish::new(&ctx, &call, true);
         finish.reservation = reservation;
         finish.tickets.push(ticket);
-        finish.route = plan.route.clone();
+        finish.plan_from(&plan);
         finish.cache_from(cache_status.as_ref());
         // A client that hangs up before the first token cancels the upstream call at once
         // (unless identical requests wait for it).

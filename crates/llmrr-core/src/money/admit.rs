@@ -283,9 +283,21 @@ impl Money {
             let mut lines = Vec::with_capacity(budgets.len());
             for b in budgets {
                 let covered = entries.iter().filter(|e| covers(&b, &e.spec.name));
-                let (usd, tokens) = covered
-                    .map(|e| most_of(e, &b, &need))
-                    .fold((0, 0), |(u, t), (u2, t2)| (u.max(u2), t.max(t2)));
+                // One call at most, on the dearest candidate; a cascade may call each.
+                let cascade = plan.cascade.is_some();
+                let (usd, tokens) = covered.map(|e| most_of(e, &b, &need)).fold(
+                    (0i64, 0i64),
+                    |(u, t), (u2, t2)| {
+                        if cascade {
+                            (
+                                u.saturating_add(u2).min(MAX_AMOUNT),
+                                t.saturating_add(t2).min(MAX_AMOUNT),
+                            )
+                        } else {
+                            (u.max(u2), t.max(t2))
+                        }
+                    },
+                );
                 let window = self.window(b.period, now);
                 lines.push(Line {
                     keys: book::counter_keys(&b, window),

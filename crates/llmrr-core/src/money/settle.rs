@@ -21,42 +21,47 @@ pub struct Spent {
 
 impl Money {
     /// Append `row` to the ledger (when the request cost anything or used tokens), then settle
-    /// `reservation` to `spent` (of `model`), then fire the alerts it crossed.
+    /// `reservation` to what was `spent` (per model: a cascade calls several), then fire the
+    /// alerts it crossed.
     pub async fn record(
         &self,
         row: Option<LedgerRow>,
         reservation: Option<Reservation>,
-        model: Option<&str>,
-        spent: Spent,
+        spent: &[(Option<String>, Spent)],
     ) {
         if let Some(row) = row {
             self.inner.ledger.append(row).await;
         }
         if let Some(r) = reservation {
-            self.settle(r, model, spent).await;
+            self.settle(r, spent).await;
         }
     }
 
-    async fn settle(&self, mut r: Reservation, model: Option<&str>, spent: Spent) {
+    async fn settle(&self, mut r: Reservation, spent: &[(Option<String>, Spent)]) {
         let now = self.now();
         let actual: Vec<Hold> = r
             .lines()
             .iter()
             .flat_map(|(b, w)| {
-                let counts = model.is_some_and(|m| covers(b, m));
+                let (nanos, tokens) = spent
+                    .iter()
+                    .filter(|(model, _)| model.as_deref().is_some_and(|m| covers(b, m)))
+                    .fold((0i64, 0i64), |(n, t), (_, s)| {
+                        (n.saturating_add(s.nanos), t.saturating_add(s.tokens))
+                    });
                 let keys = book::counter_keys(b, *w);
                 let ttl = book::ttl(*w, now);
                 [
                     Hold {
                         key: keys.usd,
                         limit: None,
-                        amount: if counts { spent.nanos } else { 0 },
+                        amount: nanos,
                         ttl,
                     },
                     Hold {
                         key: keys.tokens,
                         limit: None,
-                        amount: if counts { spent.tokens } else { 0 },
+                        amount: tokens,
                         ttl,
                     },
                 ]

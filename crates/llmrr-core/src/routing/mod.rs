@@ -20,9 +20,12 @@
 //! a model is left out, and the error when nothing is left), `window`.
 
 pub mod breaker;
+pub mod cascade;
 pub mod classify;
+pub mod difficulty;
 mod exclusion;
 pub mod features;
+pub mod feedback;
 pub mod options;
 pub mod retry;
 pub mod rollout;
@@ -34,9 +37,12 @@ use crate::auth::KeyContext;
 use crate::config::routing::{Constraints, RouteSpec, RoutingConfig, StrategyKind, TierSpec};
 use crate::error::{Error, Result};
 use crate::models::{ModelEntry, ModelRegistry};
+use difficulty::calibrate::ShareCalibrator;
+use difficulty::{ChatText, Difficulty};
 use exclusion::{access, constraint, health, no_candidate, Cause};
 pub use exclusion::{BREAKER_RETRY_AFTER_CAP, RATE_LIMIT_RETRY_AFTER_CAP};
 use features::Features;
+use llmrr_types::openai::ChatCompletionRequest;
 use options::RequestOptions;
 use rand::Rng;
 use rollout::{RolloutBook, RolloutState};
@@ -46,7 +52,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
-use strategy::{Candidate, RankInput};
+use strategy::{Candidate, Level, RankInput};
 
 struct RouteState {
     spec: RouteSpec,
@@ -54,6 +60,10 @@ struct RouteState {
     entries: Vec<Arc<ModelEntry>>,
     fallbacks: Vec<Arc<ModelEntry>>,
     cursor: AtomicUsize,
+    /// The qualities of `entries`, ascending (`complexity` picks a step of this ladder).
+    qualities: Vec<f64>,
+    /// Holds `complexity.strong_share` on the live scores, when the route sets it.
+    calibrator: Option<ShareCalibrator>,
 }
 
 pub struct Router {
@@ -87,13 +97,41 @@ pub struct Decision {
     pub ranking: Vec<RankedModel>,
     /// Models in the order they will be tried.
     pub plan: Vec<String>,
+    /// The prompt's difficulty: computed for `complexity` routes, and for every strategy when
+    /// the full explanation is asked (`POST /v1/route`, `llmrr.explain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub complexity: Option<Complexity>,
+    /// `cascade`: each model called, and why its answer was or was not accepted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cascade: Vec<CascadeStep>,
+}
+
+/// One call of a cascade.
+#[derive(Debug, Clone, Serialize)]
+pub struct CascadeStep {
+    pub model: String,
+    pub accepted: bool,
+    /// Why it was escalated (`None`: accepted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalated: Option<String>,
+    pub cost_usd: String,
+}
+
+/// A prompt's difficulty in a decision.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Complexity {
+    pub score: f32,
+    pub category: &'static str,
+    /// The threshold it was compared with (`complexity` routes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f32>,
 }
 
 impl Decision {
     /// The `x-llmrr-route` header: short, ASCII. `answered`: the model that answered, which
     /// differs from the planned first model after a fallback.
     pub fn header(&self, answered: &str) -> String {
-        let text = if answered == self.model {
+        let mut text = if answered == self.model {
             format!(
                 "route={}; strategy={}; model={}; reason={}",
                 self.route.as_deref().unwrap_or("-"),
@@ -111,6 +149,15 @@ impl Decision {
                 self.reason
             )
         };
+        if let Some(c) = &self.complexity {
+            text.push_str(&format!(
+                "; difficulty={:.3}; category={}",
+                c.score, c.category
+            ));
+            if let Some(t) = c.threshold {
+                text.push_str(&format!("; threshold={t:.3}"));
+            }
+        }
         text.chars()
             .filter(|c| c.is_ascii() && !c.is_ascii_control())
             .take(400)
@@ -123,6 +170,10 @@ pub struct Plan {
     pub route: Option<Arc<str>>,
     pub content_fallback: Option<Arc<ModelEntry>>,
     pub decision: Decision,
+    /// What the request log keeps of the prompt (routes with `log_prompts = true`).
+    pub logged_prompt: Option<String>,
+    /// `cascade`: accept an answer only when it passes these checks.
+    pub cascade: Option<crate::config::routing::CascadeRule>,
 }
 
 /// What a plan is asked for.
@@ -134,6 +185,8 @@ pub struct PlanRequest<'a> {
     /// Build the full ranking (scores, costs, latencies) and plan in the decision; without
     /// it, only what the header needs is built.
     pub explain: bool,
+    /// The chat request, for what the prompt says (its difficulty); `None` for other calls.
+    pub prompt: Option<&'a ChatCompletionRequest>,
 }
 
 impl Router {
@@ -156,12 +209,7 @@ impl Router {
                 .map(|r| {
                     (
                         r.name.clone(),
-                        RouteState {
-                            spec: r.clone(),
-                            entries: resolve(&r.models),
-                            fallbacks: resolve(&r.fallbacks),
-                            cursor: AtomicUsize::new(0),
-                        },
+                        RouteState::new(r, resolve(&r.models), resolve(&r.fallbacks)),
                     )
                 })
                 .collect(),
@@ -298,6 +346,18 @@ impl Router {
         }
         extra.extend(fallbacks.iter().cloned());
 
+        let log_prompts = route.is_some_and(|r| r.spec.log_prompts);
+        let wants_score = strategy_kind == StrategyKind::Complexity || req.explain || log_prompts;
+        let text = req.prompt.filter(|_| wants_score).map(ChatText::of);
+        let difficulty = text.as_ref().map(|t| {
+            let weights =
+                route.map_or_else(difficulty::shipped, |r| r.spec.complexity.weights.clone());
+            Difficulty::of(&weights, &t.view())
+        });
+        let level = match (route, difficulty) {
+            (Some(r), Some(d)) if strategy_kind == StrategyKind::Complexity => Some(r.level(d)),
+            _ => None,
+        };
         let out_tokens = req
             .features
             .max_output_tokens
@@ -421,6 +481,7 @@ impl Router {
                     candidates: &candidates,
                     entries: &entries,
                     stream: req.features.stream,
+                    level,
                 },
                 &mut ranking,
             )
@@ -450,12 +511,24 @@ impl Router {
             } else {
                 Vec::new()
             },
+            complexity: difficulty.map(|d| Complexity {
+                score: d.score,
+                category: d.category,
+                threshold: level.map(|l| l.threshold),
+            }),
+            cascade: Vec::new(),
         };
         Ok(Plan {
             attempts,
             route: route.map(|r| r.spec.name.clone()),
             content_fallback,
             decision,
+            logged_prompt: text.filter(|_| log_prompts).map(|t| t.logged()),
+            // Streams are not held back for the checks: a cascade route streams from its
+            // cheapest model, falling back on errors only.
+            cascade: route
+                .filter(|_| strategy_kind == StrategyKind::Cascade && !req.features.stream)
+                .map(|r| r.spec.cascade.clone()),
         })
     }
 }
@@ -467,6 +540,7 @@ struct RankRequest<'a> {
     candidates: &'a [Candidate],
     entries: &'a [Arc<ModelEntry>],
     stream: bool,
+    level: Option<Level>,
 }
 
 impl Router {
@@ -483,6 +557,7 @@ impl Router {
             candidates,
             entries,
             stream,
+            level,
         } = r;
         let strategy = strategy::strategy(strategy_kind);
         let fallback_cursor = AtomicUsize::new(0);
@@ -490,6 +565,7 @@ impl Router {
             stream,
             balanced: route.map(|r| r.spec.balanced).unwrap_or_default(),
             cursor: route.map(|r| &r.cursor).unwrap_or(&fallback_cursor),
+            level,
         };
         let mut rng = rand::thread_rng();
         let ranked = strategy.rank(candidates, &input, &mut rng);
@@ -534,6 +610,58 @@ impl Router {
         }
 
         (attempts, reason)
+    }
+}
+
+impl RouteState {
+    fn new(
+        spec: &RouteSpec,
+        entries: Vec<Arc<ModelEntry>>,
+        fallbacks: Vec<Arc<ModelEntry>>,
+    ) -> Self {
+        let mut qualities: Vec<f64> = entries.iter().map(|e| e.spec.quality).collect();
+        qualities.sort_by(f64::total_cmp);
+        let c = &spec.complexity;
+        RouteState {
+            calibrator: c
+                .strong_share
+                .map(|share| ShareCalibrator::new(share, c.weights.default_threshold)),
+            spec: spec.clone(),
+            entries,
+            fallbacks,
+            cursor: AtomicUsize::new(0),
+            qualities,
+        }
+    }
+
+    /// Where `d` puts a prompt on this route's quality ladder (`complexity`).
+    fn level(&self, d: Difficulty) -> Level {
+        let steps_total = self.qualities.len().saturating_sub(1);
+        let rule = &self.spec.complexity;
+        // The strongest model's threshold, and the others evenly below it, unless configured.
+        let spread = |top: f32| -> Vec<f32> {
+            (1..=steps_total)
+                .map(|i| top * i as f32 / steps_total as f32)
+                .collect()
+        };
+        let thresholds = match &self.calibrator {
+            Some(c) => spread(c.observe(d.score)),
+            None if !rule.thresholds.is_empty() => rule.thresholds.clone(),
+            None => spread(rule.weights.default_threshold),
+        };
+        let steps = thresholds.iter().filter(|t| d.score >= **t).count();
+        let shown = thresholds
+            .get(steps)
+            .or(thresholds.last())
+            .copied()
+            .unwrap_or(1.0);
+        Level {
+            score: d.score,
+            category: d.category,
+            threshold: shown,
+            steps,
+            target_quality: self.qualities.get(steps).copied().unwrap_or(0.0),
+        }
     }
 }
 

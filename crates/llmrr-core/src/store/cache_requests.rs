@@ -157,6 +157,9 @@ mod tests {
             unpriced: false,
             cache: Some("hit".into()),
             cache_key: Some(key.into()),
+            difficulty: None,
+            category: None,
+            prompt: None,
         }
     }
 

@@ -188,6 +188,21 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     );
     CREATE INDEX responses_expires ON responses (expires_at_ms)",
     ),
+    (
+        10,
+        "difficulty and category per request, logged prompts, feedback",
+        "ALTER TABLE request_log ADD COLUMN difficulty BIGINT;
+    ALTER TABLE request_log ADD COLUMN category TEXT;
+    ALTER TABLE request_log ADD COLUMN prompt TEXT;
+    CREATE TABLE feedback (
+        request_id TEXT PRIMARY KEY,
+        key_id TEXT,
+        score BIGINT NOT NULL,
+        comment TEXT,
+        created_at_ms BIGINT NOT NULL
+    );
+    CREATE INDEX feedback_created ON feedback (created_at_ms)",
+    ),
 ];
 
 /// Postgres: an advisory lock so that replicas starting together migrate one at a time.

@@ -37,15 +37,23 @@ pub struct LogRow {
     /// The request's response-cache key (hex), when the cache keyed it: what `cache warm`
     /// counts to find the most frequent requests.
     pub cache_key: Option<String>,
+    /// The prompt's difficulty score in ten-thousandths, when the router computed it.
+    pub difficulty: Option<i64>,
+    /// The prompt's category, with the difficulty.
+    pub category: Option<String>,
+    /// What the difficulty scorer read of the prompt (JSON, see `routing::feedback`), only
+    /// for routes with `log_prompts = true`: what `llmrr router train --from-log` learns from.
+    pub prompt: Option<String>,
 }
 
 const COLUMNS: &str = "id, created_at_ms, endpoint, key_id, user_id, team_id, requested_model, \
      model, provider, stream, status, error_type, prompt_tokens, completion_tokens, \
-     usage_estimated, latency_us, ttft_us, upstream_us, cost_usd, unpriced, cache, cache_key";
+     usage_estimated, latency_us, ttft_us, upstream_us, cost_usd, unpriced, cache, cache_key, \
+     difficulty, category, prompt";
 
-/// Columns per row, and rows per statement: 22 x 64 = 1408 parameters, well under SQLite's
+/// Columns per row, and rows per statement: 25 x 64 = 1600 parameters, well under SQLite's
 /// (32766) and Postgres's (65535) limits.
-const COLUMN_COUNT: usize = 22;
+const COLUMN_COUNT: usize = 25;
 const ROWS_PER_STATEMENT: usize = 64;
 
 /// Longest text kept in a column of the log (bytes, cut on a char boundary). A model name or
@@ -71,6 +79,7 @@ impl LogRow {
             &mut self.model,
             &mut self.provider,
             &mut self.error_type,
+            &mut self.category,
         ]
         .into_iter()
         .flatten()
@@ -96,6 +105,11 @@ pub fn sanitize(text: &mut String) {
         clean.push(c);
     }
     *text = clean;
+}
+
+/// JSON escapes control characters, but a prompt is checked anyway: Postgres refuses NUL.
+fn without_nul(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
 }
 
 fn insert_sql(rows: usize, backend: Backend) -> String {
@@ -168,7 +182,10 @@ async fn insert_in_transaction(
                 .bind(&r.cost_usd)
                 .bind(r.unpriced as i64)
                 .bind(&r.cache)
-                .bind(&r.cache_key);
+                .bind(&r.cache_key)
+                .bind(r.difficulty)
+                .bind(&r.category)
+                .bind(r.prompt.as_deref().map(without_nul));
         }
         written += q.execute(&mut *tx).await?.rows_affected();
     }
@@ -210,6 +227,9 @@ impl Store {
                     unpriced: r.try_get::<i64, _>("unpriced")? != 0,
                     cache: r.try_get("cache")?,
                     cache_key: r.try_get("cache_key")?,
+                    difficulty: r.try_get("difficulty")?,
+                    category: r.try_get("category")?,
+                    prompt: r.try_get("prompt")?,
                 })
             })
             .collect()
@@ -244,6 +264,9 @@ mod tests {
             unpriced: false,
             cache: None,
             cache_key: i.is_multiple_of(5).then(|| format!("{i:064x}")),
+            difficulty: i.is_multiple_of(4).then_some(1234),
+            category: Some("math".into()),
+            prompt: None,
         }
     }
 

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod chat;
 pub mod completions;
 pub mod embeddings;
+pub mod feedback;
 pub mod health;
 pub mod limits;
 pub mod messages;

@@ -20,6 +20,7 @@ mod postgres;
 mod request_log;
 mod responses;
 mod routing;
+mod smart_routing;
 
 use llmrr_testkit::harness::StoreChoice;
 use llmrr_testkit::{MockProvider, TestGateway};
@@ -48,6 +49,11 @@ const MODES: &[&str] = &[
     "huge",
     "longline",
     "badreq",
+    "empty",
+    "refuse",
+    "length",
+    "json",
+    "unsure",
 ];
 
 pub fn models_toml(mock: &MockProvider) -> String {

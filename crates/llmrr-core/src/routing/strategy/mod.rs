@@ -4,6 +4,8 @@
 
 mod balanced;
 mod capability_match;
+mod cascade;
+mod complexity;
 mod cost_optimized;
 mod latency_aware;
 mod least_loaded;
@@ -50,6 +52,21 @@ pub struct RankInput<'a> {
     pub balanced: BalancedWeights,
     /// The route's round-robin position.
     pub cursor: &'a AtomicUsize,
+    /// For `complexity`: where the prompt's difficulty puts it.
+    pub level: Option<Level>,
+}
+
+/// Where a prompt's difficulty puts it on a `complexity` route.
+#[derive(Debug, Clone, Copy)]
+pub struct Level {
+    pub score: f32,
+    pub category: &'static str,
+    /// The threshold of the next step up (the strongest model's for two models), as shown.
+    pub threshold: f32,
+    /// Thresholds at or below the score: the index of the target model, weakest first.
+    pub steps: usize,
+    /// The quality of that model.
+    pub target_quality: f64,
 }
 
 /// A candidate's place: its index in the input, and its score (higher is better).
@@ -84,6 +101,8 @@ pub fn strategy(kind: StrategyKind) -> &'static dyn Strategy {
         StrategyKind::Weighted => &weighted::Weighted,
         StrategyKind::LatencyAware => &latency_aware::LatencyAware,
         StrategyKind::CapabilityMatch => &capability_match::CapabilityMatch,
+        StrategyKind::Complexity => &complexity::Complexity,
+        StrategyKind::Cascade => &cascade::Cascade,
     }
 }
 

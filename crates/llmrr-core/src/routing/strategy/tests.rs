@@ -46,6 +46,7 @@ fn names(
         stream,
         balanced,
         cursor: &cursor,
+        level: None,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     strategy(kind)
@@ -109,6 +110,7 @@ fn balanced_follows_its_weights_and_stays_bounded() {
         stream: false,
         balanced: BalancedWeights::default(),
         cursor: &cursor,
+        level: None,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     for r in strategy(StrategyKind::Balanced).rank(&wild, &input, &mut rng) {
@@ -152,6 +154,7 @@ fn round_robin_rotates() {
         stream: false,
         balanced: BalancedWeights::default(),
         cursor: &cursor,
+        level: None,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let firsts: Vec<String> = (0..6)
@@ -178,6 +181,7 @@ fn weighted_and_random_follow_their_distributions() {
         stream: false,
         balanced: BalancedWeights::default(),
         cursor: &cursor,
+        level: None,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     let mut counts = [0usize; 3];
