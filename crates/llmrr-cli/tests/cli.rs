@@ -480,3 +480,84 @@ async fn issue10_cache_stats_warm_and_purge_from_the_cli() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn router_train_is_reproducible_and_eval_and_score_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../training/routing/gsm8k.train.jsonl"
+    ))
+    .expect("the routing data");
+    let rows: Vec<&str> = data.lines().take(200).collect();
+    std::fs::write(dir.path().join("rows.jsonl"), rows.join("\n")).expect("write rows");
+
+    for out in ["a.bin", "b.bin"] {
+        let o = run(
+            dir.path(),
+            &["router", "train", "rows.jsonl", "--out", out],
+            &[],
+        )
+        .await;
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("200 rows"), "{}", text(&o.stderr));
+    }
+    let a = std::fs::read(dir.path().join("a.bin")).expect("a");
+    let b = std::fs::read(dir.path().join("b.bin")).expect("b");
+    assert_eq!(a, b, "same rows, same weights");
+
+    let o = run(dir.path(), &["router", "eval", "rows.jsonl", "--json"], &[]).await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(report[0]["rows"], 200);
+    for router in ["scorer", "prompt_length", "random"] {
+        let apgr = report[0][router]["apgr"].as_f64().expect("apgr");
+        assert!((-1.0..=2.0).contains(&apgr), "{router}: {apgr}");
+    }
+    assert!((report[0]["random"]["apgr"].as_f64().expect("apgr") - 0.5).abs() < 1e-9);
+
+    let o = run(
+        dir.path(),
+        &[
+            "router",
+            "score",
+            "How many eggs are left?",
+            "--weights",
+            "a.bin",
+        ],
+        &[],
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).starts_with("score 0."),
+        "{}",
+        text(&o.stdout)
+    );
+
+    // A bad row is named by its line; a file that is not weights is refused.
+    std::fs::write(
+        dir.path().join("bad.jsonl"),
+        "{\"prompt\": \"x\", \"weak\": 2, \"strong\": 1}\n",
+    )
+    .expect("write");
+    let o = run(dir.path(), &["router", "train", "bad.jsonl"], &[]).await;
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("bad.jsonl:1"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run(
+        dir.path(),
+        &["router", "score", "x", "--weights", "rows.jsonl"],
+        &[],
+    )
+    .await;
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("not a llmrr difficulty weights file"),
+        "{}",
+        text(&o.stderr)
+    );
+}

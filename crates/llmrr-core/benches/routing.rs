@@ -94,6 +94,7 @@ fn bench(c: &mut Criterion) {
                             options: &options,
                             explain: false,
                             prompt: None,
+                            dry_run: false,
                         },
                     )
                     .expect("a plan");
@@ -114,6 +115,7 @@ fn bench(c: &mut Criterion) {
                         options: &options,
                         explain: true,
                         prompt: None,
+                        dry_run: false,
                     },
                 )
                 .expect("a plan");
@@ -132,6 +134,7 @@ fn bench(c: &mut Criterion) {
                         options: &options,
                         explain: false,
                         prompt: None,
+                        dry_run: false,
                     },
                 )
                 .expect("a plan");

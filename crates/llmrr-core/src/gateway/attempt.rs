@@ -259,7 +259,8 @@ impl Gateway {
         stream: bool,
     ) -> std::result::Result<Success, Failed> {
         let policy = self.inner.router.config.retry;
-        let deadline = Instant::now() + policy.max_total;
+        // Within the request's own deadline: a cascade's later passes share it.
+        let deadline = (Instant::now() + policy.max_total).min(admission.deadline);
         let latency_limit = admission.latency_limit.or_else(|| {
             plan.route
                 .as_deref()

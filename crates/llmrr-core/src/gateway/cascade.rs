@@ -1,5 +1,8 @@
-//! `cascade` routes: an answer that fails the route's checks (`routing::cascade`) is costed,
-//! logged as its own step, and the next model is called.
+//! `cascade` routes: an answer that fails the route's checks (`routing::cascade`) is held and
+//! the next model is called. When the cascade ends, each held answer is costed and logged as a
+//! step of its own (rows `<id>.<n>`, marked `cascade_escalated`); when every later model
+//! fails, the last held answer is the answer after all (a complete, paid-for answer is better
+//! than an error).
 
 use super::attempt::{Outcome, Success};
 use super::*;
@@ -7,92 +10,190 @@ use crate::money::budget::nanos_up;
 use crate::money::Spent;
 use crate::routing::CascadeStep;
 
+/// Longest check text kept in an explanation (it may quote the answer).
+const MAX_CHECK_CHARS: usize = 160;
+
+/// An answer that failed the route's checks.
+pub(super) struct Rejected {
+    entry: Arc<ModelEntry>,
+    probe: bool,
+    took: Duration,
+    /// Upstream time of the attempts that led to it, its own included.
+    upstream: Duration,
+    completed: Completed,
+    grant: Ticket,
+    check: String,
+}
+
+impl Rejected {
+    pub(super) fn check(&self) -> &str {
+        &self.check
+    }
+
+    /// The held answer as the request's answer (every later model failed).
+    pub(super) fn into_answer(self, failed: &Error) -> (Success, String) {
+        let mut attempts = Attempts::new();
+        attempts.upstream = self.upstream.saturating_sub(self.took);
+        let note = format!(
+            "cascade: every model after `{}` failed ({}); its answer stands although {}",
+            self.entry.spec.name,
+            cut(&failed.client_message()),
+            self.check
+        );
+        let success = Success {
+            flight: Flight::start(&self.entry),
+            started: Instant::now()
+                .checked_sub(self.took)
+                .unwrap_or_else(Instant::now),
+            entry: self.entry,
+            probe: self.probe,
+            outcome: Outcome::Completed(self.completed),
+            attempts,
+            grant: self.grant,
+        };
+        (success, note)
+    }
+}
+
 impl Gateway {
-    /// Accept `s`, or record it as an escalated step of the cascade and say what it spent.
-    /// Only non-streamed answers are checked, and only while a next model is left.
-    pub(super) async fn cascade_check(
+    /// `s` when it passes the cascade's checks (or nothing is left to escalate to); else the
+    /// answer held back, and why.
+    pub(super) fn cascade_check(
         &self,
-        ctx: &RequestContext,
         call: &Call,
-        plan: &mut Plan,
+        plan: &Plan,
         s: Success,
-    ) -> std::result::Result<Success, (String, Spent)> {
+    ) -> std::result::Result<Success, Box<Rejected>> {
         let (Some(rule), Some(req), Outcome::Completed(completed)) =
             (&plan.cascade, call.chat(), &s.outcome)
         else {
             return Ok(s);
         };
-        let model = s.entry.spec.name.to_string();
-        let rejected = crate::routing::cascade::rejects(rule, req, &completed.body);
-        let why = match (plan.attempts.is_empty(), rejected) {
-            (false, Some(why)) => why,
-            _ => {
-                plan.decision.cascade.push(CascadeStep {
-                    model,
-                    accepted: true,
-                    escalated: None,
-                    cost_usd: cost_of(&s.entry.spec.pricing, &completed.usage, completed.compute)
-                        .normalize()
-                        .to_string(),
-                });
-                return Ok(s);
-            }
+        if plan.attempts.is_empty() {
+            return Ok(s);
+        }
+        let Some(check) = crate::routing::cascade::rejects(rule, req, &completed.body) else {
+            return Ok(s);
         };
         let Success {
             entry,
             probe,
             started,
             flight,
-            outcome: Outcome::Completed(completed),
+            outcome,
             attempts,
             grant,
-        } = s
-        else {
-            return Err((model, Spent::default()));
+        } = s;
+        let completed = match outcome {
+            Outcome::Completed(c) => c,
+            outcome => {
+                return Ok(Success {
+                    entry,
+                    probe,
+                    started,
+                    flight,
+                    outcome,
+                    attempts,
+                    grant,
+                })
+            }
         };
         drop(flight);
         let took = started.elapsed();
-        let sample = Sample {
-            success: true,
-            latency: Some(took),
-            ttft: None,
-            output_tokens: completed.usage.completion_tokens,
-        };
-        self.observe(plan, &entry, probe, sample, None);
-        // The step is a request-log and ledger row of its own: `<id>.<step>`.
-        let step = RequestContext {
-            id: format!("{}.{}", ctx.id, plan.decision.cascade.len() + 1),
-            ..ctx.clone()
-        };
-        let mut finish = Finish::new(&step, call, false);
-        finish.plan_from(plan);
-        finish.entry = Some(&entry);
-        finish.usage = completed.usage;
-        finish.compute = completed.compute;
-        finish.upstream = Some(attempts.upstream + took);
-        finish.tickets.push(grant);
-        finish.escalated = true;
-        let cost = self.finish(finish).await;
-        let next = plan
-            .attempts
-            .first()
-            .map(|e| e.spec.name.to_string())
-            .unwrap_or_default();
-        plan.decision.reason = format!("cascade: escalated from `{model}` ({why})");
-        plan.decision.model = next;
-        plan.decision.cascade.push(CascadeStep {
-            model: model.clone(),
-            accepted: false,
-            escalated: Some(why),
-            cost_usd: cost.normalize().to_string(),
-        });
-        let used = completed.usage.prompt_tokens + completed.usage.completion_tokens;
-        Err((
-            model,
-            Spent {
-                nanos: nanos_up(cost),
-                tokens: used.min(i64::MAX as u64) as i64,
-            },
-        ))
+        Err(Box::new(Rejected {
+            entry,
+            probe,
+            took,
+            upstream: attempts.upstream + took,
+            completed,
+            grant,
+            check: cut(&check),
+        }))
     }
+
+    /// The cascade's held answers, costed and logged as steps; the explanation lists every
+    /// step. Adds their upstream time to `upstream` and what they spent to `finish`.
+    pub(super) async fn cascade_steps(
+        &self,
+        ctx: &RequestContext,
+        call: &Call,
+        plan: &mut Plan,
+        held: Vec<Rejected>,
+        finish: &mut Finish<'_>,
+        upstream: &mut Duration,
+    ) {
+        let mut escalated = Vec::new();
+        for (n, r) in held.into_iter().enumerate() {
+            let sample = Sample {
+                success: true,
+                latency: Some(r.took),
+                ttft: None,
+                output_tokens: r.completed.usage.completion_tokens,
+            };
+            self.observe(plan, &r.entry, r.probe, sample, None);
+            let step = RequestContext {
+                id: format!("{}.{}", ctx.id, n + 1),
+                ..ctx.clone()
+            };
+            let mut row = Finish::new(&step, call, false);
+            row.plan_from(plan);
+            row.entry = Some(&r.entry);
+            row.usage = r.completed.usage;
+            row.compute = r.completed.compute;
+            row.upstream = Some(r.upstream);
+            row.tickets.push(r.grant);
+            row.escalated = true;
+            let cost = self.finish(row).await;
+            *upstream += r.upstream;
+            let model = r.entry.spec.name.to_string();
+            escalated.push(format!("`{model}` ({})", r.check));
+            plan.decision.cascade.push(CascadeStep {
+                model: model.clone(),
+                accepted: false,
+                failed_check: Some(r.check),
+                cost_usd: cost.normalize().to_string(),
+            });
+            let used = r.completed.usage.prompt_tokens + r.completed.usage.completion_tokens;
+            finish.earlier.push((
+                model,
+                Spent {
+                    nanos: nanos_up(cost),
+                    tokens: used.min(i64::MAX as u64) as i64,
+                },
+            ));
+        }
+        if !escalated.is_empty() {
+            plan.decision.reason = format!("cascade: escalated from {}", escalated.join(", "));
+        }
+    }
+
+    /// The last step of the explanation: the answer given.
+    pub(super) fn cascade_answered(
+        plan: &mut Plan,
+        entry: &ModelEntry,
+        completed: &Completed,
+        kept: Option<String>,
+    ) {
+        if plan.cascade.is_none() {
+            return;
+        }
+        plan.decision.model = entry.spec.name.to_string();
+        plan.decision.cascade.push(CascadeStep {
+            model: entry.spec.name.to_string(),
+            accepted: true,
+            failed_check: kept,
+            cost_usd: cost_of(&entry.spec.pricing, &completed.usage, completed.compute)
+                .normalize()
+                .to_string(),
+        });
+    }
+}
+
+fn cut(text: &str) -> String {
+    if text.chars().count() <= MAX_CHECK_CHARS {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(MAX_CHECK_CHARS).collect();
+    out.push('…');
+    out
 }

@@ -106,12 +106,14 @@ impl Gateway {
             .entry
             .map(|e| cost_of(&e.spec.pricing, &f.usage, f.compute))
             .unwrap_or(Decimal::ZERO);
+        let earlier_tokens: u64 = f.earlier.iter().map(|(_, s)| s.tokens as u64).sum();
         self.spend(&mut f, cost);
-        let used = f.usage.prompt_tokens
-            + f.usage.completion_tokens
-            + f.earlier.iter().map(|(_, s)| s.tokens as u64).sum::<u64>();
-        for ticket in f.tickets.drain(..) {
-            self.settle_ticket(ticket, used);
+        let used = f.usage.prompt_tokens + f.usage.completion_tokens;
+        for (i, ticket) in f.tickets.drain(..).enumerate() {
+            // The request's own ticket (the first) also counts a cascade's earlier steps; a
+            // model's grant only its own call.
+            let tokens = if i == 0 { used + earlier_tokens } else { used };
+            self.settle_ticket(ticket, tokens);
         }
         let (status, error) = match f.result {
             Ok(()) => (200, None),
@@ -201,6 +203,9 @@ impl Gateway {
                 .route
                 .as_deref()
                 .and_then(|r| self.inner.router.route_models(r));
+            // A cascade's escalated step is part of its request's cost, not a routing choice
+            // of its own: no baseline, so savings are counted once per request.
+            let route_models = route_models.filter(|_| !f.escalated);
             let baseline_max = route_models.and_then(|m| m.iter().map(|o| at(o)).max());
             let baseline_remote = if e.spec.provider == crate::config::ProviderKind::Local {
                 route_models.and_then(|m| {

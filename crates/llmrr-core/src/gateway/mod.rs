@@ -202,6 +202,9 @@ struct Inner {
     /// Cancelled when shutdown's grace is nearly over: calls still waiting for an upstream
     /// answer 503, open streams end with an error event; their rows are still written.
     stopping: CancellationToken,
+    /// One feedback flush of the request log at a time (each waits for the one before), so
+    /// that feedback naming unknown requests cannot crowd the log's queue.
+    feedback_flush: tokio::sync::Mutex<()>,
     /// `server.max_messages`: list items (messages, inputs, prompts) per request.
     max_items: usize,
     started_unix: i64,
@@ -281,6 +284,7 @@ impl Gateway {
                 cache,
                 tracker: TaskTracker::new(),
                 stopping: CancellationToken::new(),
+                feedback_flush: tokio::sync::Mutex::new(()),
                 max_items: config.server.max_messages,
                 started_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
             }),
@@ -459,14 +463,14 @@ impl Gateway {
         Ok((Features::of_chat(req).prompt_tokens, false))
     }
 
-    /// Read the `llmrr` options and plan the request (the full explanation when `explain`
-    /// or when the options ask for it).
+    /// Read the `llmrr` options and plan the request (the full explanation for a `dry_run`,
+    /// a decision only, or when the options ask for it).
     fn plan(
         &self,
         key: &KeyContext,
         call: impl Plannable,
         features: Features,
-        explain: bool,
+        dry_run: bool,
     ) -> Result<(Plan, RequestOptions)> {
         let options = RequestOptions::parse(call.llmrr())?;
         let plan = self.inner.router.plan(
@@ -476,8 +480,9 @@ impl Gateway {
                 key,
                 features,
                 options: &options,
-                explain: explain || options.explain,
+                explain: dry_run || options.explain,
                 prompt: call.chat(),
+                dry_run,
             },
         )?;
         Ok((plan, options))
@@ -759,6 +764,9 @@ impl Gateway {
         finish.tickets.push(ticket);
         finish.plan_from(&plan);
         finish.cache_from(cache_status.as_ref());
+        // A cascade's answers that failed its checks, and the check of the one kept.
+        let mut held: Vec<cascade::Rejected> = Vec::new();
+        let mut kept: Option<String> = None;
         let success = {
             // A call others wait for goes on while they do, even if this client leaves.
             let hung_up = cache::everyone_gone(fill.as_ref(), hung_up.cancelled());
@@ -767,27 +775,43 @@ impl Gateway {
                 let attempted = self
                     .attempt_until(&call, &mut plan, &admission, false, hung_up.as_mut())
                     .await;
-                let s = match attempted {
-                    Ok(s) => s,
+                match attempted {
+                    Ok(s) => match self.cascade_check(&call, &plan, s) {
+                        Ok(accepted) => break accepted,
+                        Err(rejected) => held.push(*rejected),
+                    },
                     Err(Failed { error, last_entry }) => {
-                        if last_entry.is_none()
-                            && finish.earlier.is_empty()
-                            && !matches!(error, Error::ClientClosed)
-                        {
-                            // No model was called (every one skipped, shed or refused): nothing
-                            // of the request's limits is used.
+                        let client_left = matches!(error, Error::ClientClosed);
+                        if let Some(last) = held.pop().filter(|_| !client_left) {
+                            // Every later model failed: the best answer the cascade got.
+                            let check = last.check().to_owned();
+                            let (success, note) = last.into_answer(&error);
+                            plan.decision.reason = note;
+                            kept = Some(check);
+                            break success;
+                        }
+                        if last_entry.is_none() && held.is_empty() && !client_left {
+                            // No model was called (every one skipped, shed or refused):
+                            // nothing of the request's limits is used.
                             for ticket in finish.tickets.drain(..) {
                                 self.cancel_ticket(ticket);
                             }
                         }
+                        // Steps already paid for are costed and logged all the same.
+                        let mut upstream = Duration::ZERO;
+                        self.cascade_steps(
+                            &ctx,
+                            &call,
+                            &mut plan,
+                            held,
+                            &mut finish,
+                            &mut upstream,
+                        )
+                        .await;
                         self.finish(finish.failed(last_entry.as_deref(), &error))
                             .await;
                         return Err(error);
                     }
-                };
-                match self.cascade_check(&ctx, &call, &mut plan, s).await {
-                    Ok(accepted) => break accepted,
-                    Err(spent) => finish.earlier.push(spent),
                 }
             }
         };
@@ -816,6 +840,20 @@ impl Gateway {
             output_tokens: completed.usage.completion_tokens,
         };
         self.observe(&plan, &entry, probe, sample, None);
+        let reason = kept.is_some().then(|| plan.decision.reason.clone());
+        self.cascade_steps(
+            &ctx,
+            &call,
+            &mut plan,
+            held,
+            &mut finish,
+            &mut attempts.upstream,
+        )
+        .await;
+        if let Some(reason) = reason {
+            plan.decision.reason = reason;
+        }
+        Self::cascade_answered(&mut plan, &entry, &completed, kept);
         finish.entry = Some(&entry);
         finish.usage = completed.usage;
         finish.compute = completed.compute;

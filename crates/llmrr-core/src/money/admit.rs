@@ -429,11 +429,28 @@ impl Money {
                         });
                     }
                     if plan.attempts.len() == before && !dropped_fallback {
-                        // Nothing changed: the budget's other counter is the one full.
-                        return Err(Error::BudgetExceeded {
-                            message: format!("{what}: this request does not fit"),
-                            retry_after,
-                        });
+                        // A cascade whose models fit one by one but not all together: its
+                        // dearest step goes, and the rest is reserved again.
+                        let dearest = plan
+                            .attempts
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, e)| covers(&b, &e.spec.name))
+                            .max_by_key(|(_, e)| cost(e))
+                            .map(|(i, _)| i)
+                            .filter(|_| {
+                                plan.cascade.is_some()
+                                    && b.action == Action::Downgrade
+                                    && plan.attempts.len() > 1
+                            });
+                        let Some(i) = dearest else {
+                            // Nothing changed: the budget's other counter is the one full.
+                            return Err(Error::BudgetExceeded {
+                                message: format!("{what}: this request does not fit"),
+                                retry_after,
+                            });
+                        };
+                        plan.attempts.remove(i);
                     }
                     let why = if b.action == Action::Downgrade {
                         plan.attempts.sort_by_key(|e| cost(e));

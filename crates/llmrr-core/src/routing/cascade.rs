@@ -1,7 +1,8 @@
 //! Whether a `cascade` route accepts an answer, or escalates to the next model: the answer
-//! must not be empty, a refusal or cut by the length limit; it must be valid JSON (valid
-//! against the schema) when JSON was asked; and where the provider returned logprobs, its
-//! mean token log-probability must reach the route's floor.
+//! must not be empty, a refusal or cut by the model's length limit (not by a `max_tokens` the
+//! request set); it must be valid JSON (valid against the schema) when JSON was asked; and
+//! where the answer carries logprobs (the client asked for them), its mean token
+//! log-probability must reach the route's floor.
 
 use crate::config::routing::CascadeRule;
 use llmrr_types::openai::{ChatCompletionRequest, ResponseFormat};
@@ -31,7 +32,11 @@ pub fn rejects(rule: &CascadeRule, req: &ChatCompletionRequest, body: &[u8]) -> 
     let choice = &answer["choices"][0];
     let message = &choice["message"];
     match choice["finish_reason"].as_str() {
-        Some("length") => return Some("the answer was cut by the length limit".into()),
+        // Only the model's own limit: a cap the client (or a budget) set would cut every
+        // model's answer alike.
+        Some("length") if req.max_output_tokens().is_none() => {
+            return Some("the answer was cut by the length limit".into())
+        }
         Some("content_filter") => return Some("the answer was filtered (a refusal)".into()),
         _ => {}
     }
@@ -150,6 +155,10 @@ mod tests {
         let why = |body: &[u8]| rejects(&rule, &plain, body).unwrap_or_default();
         assert!(why(&answer(json!("  "), "stop", json!({}))).contains("empty"));
         assert!(why(&answer(json!("Par"), "length", json!({}))).contains("length"));
+        let mut capped = req(None);
+        capped.max_tokens = Some(5);
+        let cut = answer(json!("Par"), "length", json!({}));
+        assert_eq!(rejects(&rule, &capped, &cut), None, "the client's own cap");
         assert!(why(&answer(
             json!("I’m sorry, but I can’t help."),
             "stop",

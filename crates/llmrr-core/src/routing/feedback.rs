@@ -21,7 +21,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Feedback {
-    /// The request's id (its `x-request-id` answer header).
+    /// The request's id (its `x-llmrr-request-id` answer header).
     pub request_id: String,
     /// How good the answer was, in [0, 1]; or `thumbs`.
     pub score: Option<f64>,

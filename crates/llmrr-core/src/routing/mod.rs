@@ -111,9 +111,10 @@ pub struct Decision {
 pub struct CascadeStep {
     pub model: String,
     pub accepted: bool,
-    /// Why it was escalated (`None`: accepted).
+    /// The check its answer failed (an accepted step has one only when every model after it
+    /// failed, so its answer stood).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub escalated: Option<String>,
+    pub failed_check: Option<String>,
     pub cost_usd: String,
 }
 
@@ -131,24 +132,13 @@ impl Decision {
     /// The `x-llmrr-route` header: short, ASCII. `answered`: the model that answered, which
     /// differs from the planned first model after a fallback.
     pub fn header(&self, answered: &str) -> String {
-        let mut text = if answered == self.model {
-            format!(
-                "route={}; strategy={}; model={}; reason={}",
-                self.route.as_deref().unwrap_or("-"),
-                self.strategy,
-                self.model,
-                self.reason
-            )
-        } else {
-            format!(
-                "route={}; strategy={}; model={}; reason=fallback from {} ({})",
-                self.route.as_deref().unwrap_or("-"),
-                self.strategy,
-                answered,
-                self.model,
-                self.reason
-            )
-        };
+        let mut text = format!(
+            "route={}; strategy={}; model={}",
+            self.route.as_deref().unwrap_or("-"),
+            self.strategy,
+            answered,
+        );
+        // The difficulty before the reason: the reason may be long, and the header is cut.
         if let Some(c) = &self.complexity {
             text.push_str(&format!(
                 "; difficulty={:.3}; category={}",
@@ -157,6 +147,14 @@ impl Decision {
             if let Some(t) = c.threshold {
                 text.push_str(&format!("; threshold={t:.3}"));
             }
+        }
+        if answered == self.model {
+            text.push_str(&format!("; reason={}", self.reason));
+        } else {
+            text.push_str(&format!(
+                "; reason=fallback from {} ({})",
+                self.model, self.reason
+            ));
         }
         text.chars()
             .filter(|c| c.is_ascii() && !c.is_ascii_control())
@@ -187,6 +185,9 @@ pub struct PlanRequest<'a> {
     pub explain: bool,
     /// The chat request, for what the prompt says (its difficulty); `None` for other calls.
     pub prompt: Option<&'a ChatCompletionRequest>,
+    /// A decision only (`POST /v1/route`): live state (the strong-share calibration) is read,
+    /// not fed.
+    pub dry_run: bool,
 }
 
 impl Router {
@@ -355,7 +356,9 @@ impl Router {
             Difficulty::of(&weights, &t.view())
         });
         let level = match (route, difficulty) {
-            (Some(r), Some(d)) if strategy_kind == StrategyKind::Complexity => Some(r.level(d)),
+            (Some(r), Some(d)) if strategy_kind == StrategyKind::Complexity => {
+                Some(r.level(d, req.dry_run))
+            }
             _ => None,
         };
         let out_tokens = req
@@ -527,7 +530,11 @@ impl Router {
             // Streams are not held back for the checks: a cascade route streams from its
             // cheapest model, falling back on errors only.
             cascade: route
-                .filter(|_| strategy_kind == StrategyKind::Cascade && !req.features.stream)
+                .filter(|_| {
+                    strategy_kind == StrategyKind::Cascade
+                        && !req.features.stream
+                        && req.prompt.is_some()
+                })
                 .map(|r| r.spec.cascade.clone()),
         })
     }
@@ -634,8 +641,9 @@ impl RouteState {
         }
     }
 
-    /// Where `d` puts a prompt on this route's quality ladder (`complexity`).
-    fn level(&self, d: Difficulty) -> Level {
+    /// Where `d` puts a prompt on this route's quality ladder (`complexity`); a dry run does
+    /// not feed the calibration.
+    fn level(&self, d: Difficulty, dry_run: bool) -> Level {
         let steps_total = self.qualities.len().saturating_sub(1);
         let rule = &self.spec.complexity;
         // The strongest model's threshold, and the others evenly below it, unless configured.
@@ -645,14 +653,15 @@ impl RouteState {
                 .collect()
         };
         let thresholds = match &self.calibrator {
+            Some(c) if dry_run => spread(c.current()),
             Some(c) => spread(c.observe(d.score)),
             None if !rule.thresholds.is_empty() => rule.thresholds.clone(),
             None => spread(rule.weights.default_threshold),
         };
         let steps = thresholds.iter().filter(|t| d.score >= **t).count();
+        // The threshold it crossed last, or the first one when it crossed none.
         let shown = thresholds
-            .get(steps)
-            .or(thresholds.last())
+            .get(steps.saturating_sub(1))
             .copied()
             .unwrap_or(1.0);
         Level {

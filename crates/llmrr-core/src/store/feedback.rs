@@ -20,16 +20,24 @@ pub struct FeedbackRow {
 }
 
 impl Store {
-    /// Who made a logged request: `None` when no row has this id; `Some(None)` when the
-    /// request was made without a key (the master key or open access).
-    pub async fn request_key(&self, request_id: &str) -> Result<Option<Option<String>>> {
-        let row = sqlx::query("SELECT key_id FROM request_log WHERE id = $1")
-            .bind(request_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| r.try_get::<Option<String>, _>("key_id"))
-            .transpose()
-            .map_err(Into::into)
+    /// Whether a logged request with this id exists and, when `whose` is given, was made by
+    /// that key (`Some(None)`: without a key — the open gateway).
+    pub async fn request_visible(
+        &self,
+        request_id: &str,
+        whose: Option<Option<&str>>,
+    ) -> Result<bool> {
+        let query = match whose {
+            None => sqlx::query("SELECT 1 FROM request_log WHERE id = $1").bind(request_id),
+            Some(None) => sqlx::query("SELECT 1 FROM request_log WHERE id = $1 AND key_id IS NULL")
+                .bind(request_id),
+            Some(Some(key)) => {
+                sqlx::query("SELECT 1 FROM request_log WHERE id = $1 AND key_id = $2")
+                    .bind(request_id)
+                    .bind(key)
+            }
+        };
+        Ok(query.fetch_optional(&self.pool).await?.is_some())
     }
 
     /// Stores (or replaces) the outcome of a request.

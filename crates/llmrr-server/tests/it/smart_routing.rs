@@ -17,6 +17,8 @@ fn models(mock: &str) -> String {
         ("cheap-length", 0.5, 0.1, "length"),
         ("cheap-unsure", 0.5, 0.1, "unsure"),
         ("strong-json", 0.9, 10.0, "json"),
+        ("strong-down", 0.9, 10.0, "500"),
+        ("mid", 0.7, 1.0, "ok"),
     ] {
         t.push_str(&format!(
             "[[models]]\nname = \"{name}\"\nprovider = \"openai\"\nbase_url = \"{mock}\"\n\
@@ -33,6 +35,7 @@ fn score_of(text: &str) -> f32 {
 }
 
 const EASY: &str = "hi";
+const MEDIUM: &str = "What is the capital of France?";
 const HARD: &str = "Janet's ducks lay 16 eggs per day. She eats three for breakfast every \
     morning and bakes muffins for her friends every day with four. She sells the remainder at \
     the farmers' market daily for $2 per fresh duck egg. How much in dollars does she make \
@@ -346,7 +349,7 @@ async fn cascade_escalates_on_each_check_and_costs_and_logs_every_step() {
         let steps = &answer["llmrr"]["route"]["cascade"];
         assert_eq!(steps[0]["accepted"], false, "{route}: {steps}");
         assert!(
-            steps[0]["escalated"]
+            steps[0]["failed_check"]
                 .as_str()
                 .is_some_and(|w| w.contains(why)),
             "{route}: {steps}"
@@ -399,5 +402,164 @@ async fn cascade_escalates_on_each_check_and_costs_and_logs_every_step() {
     assert_eq!(
         mock.requests().last().expect("a call").body["model"],
         "cheap-empty-mock-empty"
+    );
+}
+
+#[tokio::test]
+async fn complexity_over_three_models_picks_the_step_each_prompt_reaches() {
+    let (easy, medium, hard) = (score_of(EASY), score_of(MEDIUM), score_of(HARD));
+    assert!(easy < medium && medium < hard, "{easy} {medium} {hard}");
+    let (t1, t2) = ((easy + medium) / 2.0, (medium + hard) / 2.0);
+    let extra = format!(
+        "{}\n[[routes]]\nname = \"auto\"\nstrategy = \"complexity\"\n\
+         models = [\"strong\", \"cheap\", \"mid\"]\nthresholds = [{t1}, {t2}]\n",
+        models("{mock}")
+    );
+    let (gw, _mock) = start_routed(&extra).await;
+    for (text, model, shown) in [
+        (EASY, "cheap-mock-ok", t1),
+        (MEDIUM, "mid-mock-ok", t1),
+        (HARD, "strong-mock-ok", t2),
+    ] {
+        let (answered, header) = answered_by(&gw, MASTER, "auto", text).await;
+        assert_eq!(answered, model, "{header}");
+        assert!(
+            header.contains(&format!("threshold={shown:.3}")),
+            "{header}"
+        );
+    }
+    // The plan escalates upwards first, then goes down.
+    let d: Value = post(&gw, "/v1/route", Some(MASTER), chat_body("auto", MEDIUM))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(d["plan"], json!(["mid", "strong", "cheap"]), "{d}");
+    // A config that gives the wrong number of thresholds is refused with the reason.
+    let bad = format!(
+        "{}\n[[routes]]\nname = \"auto\"\nstrategy = \"complexity\"\n\
+         models = [\"strong\", \"cheap\", \"mid\"]\nthresholds = [0.5]\n",
+        models("http://127.0.0.1:9")
+    );
+    let err = llmrr_core::config::load(
+        llmrr_core::config::ConfigSource::Text {
+            name: "t",
+            toml: &bad,
+        },
+        None,
+        &llmrr_core::config::Env::Map(Default::default()),
+    )
+    .expect_err("refused");
+    assert!(err.to_string().contains("thresholds"), "{err}");
+}
+
+#[tokio::test]
+async fn a_cascade_whose_later_models_fail_answers_with_what_it_got() {
+    let extra = format!(
+        "{}\n[routing]\nretry_max_attempts = 1\n\
+         [[routes]]\nname = \"keep\"\nstrategy = \"cascade\"\nmodels = [\"strong-down\", \"cheap-empty\"]\n",
+        models("{mock}")
+    );
+    let (gw, mock) = start_routed(&extra).await;
+    let mut body = chat_body("keep", "hello");
+    body["llmrr"] = json!({"explain": true});
+    let resp = post(&gw, "/v1/chat/completions", Some(MASTER), body).await;
+    assert_eq!(resp.status(), 200);
+    let header = resp.headers()["x-llmrr-route"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let answer: Value = resp.json().await.expect("json");
+    assert_eq!(answer["model"], "cheap-empty-mock-empty");
+    assert!(header.contains("its answer stands"), "{header}");
+    let steps = &answer["llmrr"]["route"]["cascade"];
+    assert_eq!(steps.as_array().map(Vec::len), Some(1), "{steps}");
+    assert_eq!(steps[0]["accepted"], true);
+    assert!(steps[0]["failed_check"]
+        .as_str()
+        .is_some_and(|c| c.contains("empty")));
+    let models: Vec<Value> = mock
+        .requests()
+        .iter()
+        .map(|r| r.body["model"].clone())
+        .collect();
+    assert_eq!(
+        models,
+        vec![
+            json!("cheap-empty-mock-empty"),
+            json!("strong-down-mock-500")
+        ]
+    );
+    // One row: the request, answered by the cheap model.
+    let logged = rows_once(&gw, 1).await;
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].status, 200);
+    assert_eq!(logged[0].model.as_deref(), Some("cheap-empty"));
+}
+
+#[tokio::test]
+async fn a_cascade_spends_every_step_on_its_budgets() {
+    let extra = format!(
+        "{}\n[[routes]]\nname = \"c\"\nstrategy = \"cascade\"\nmodels = [\"strong\", \"cheap-empty\"]\n",
+        models("{mock}")
+    );
+    let (gw, _mock) = start_routed(&extra).await;
+    let resp = post(
+        &gw,
+        "/admin/budgets",
+        Some(MASTER),
+        json!({"scope": "team:eng", "period": "month", "limit_usd": "5"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let key = create_key(
+        &gw,
+        serde_json::from_value(json!({"name": "k", "team": "eng"})).expect("a new key"),
+    )
+    .await
+    .key;
+    let mut body = chat_body("c", "hello");
+    body["llmrr"] = json!({"explain": true});
+    let answer: Value = post(&gw, "/v1/chat/completions", Some(&key), body)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let steps = answer["llmrr"]["route"]["cascade"]
+        .as_array()
+        .cloned()
+        .expect("steps");
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    let total: rust_decimal::Decimal = steps
+        .iter()
+        .map(|s| {
+            s["cost_usd"]
+                .as_str()
+                .expect("cost")
+                .parse::<rust_decimal::Decimal>()
+                .expect("decimal")
+        })
+        .sum();
+    // Both calls are spent on the team's budget, and nothing stays reserved.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let budget = loop {
+        let all = get_json(&gw, "/admin/budgets").await;
+        let b = all["data"][0].clone();
+        if b["reserved_usd"] == "0" || std::time::Instant::now() > until {
+            break b;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(budget["reserved_usd"], "0", "{budget}");
+    let spent: rust_decimal::Decimal = budget["spent_usd"]
+        .as_str()
+        .expect("spent")
+        .parse()
+        .expect("decimal");
+    // The budget counts nano-USD rounded up per call.
+    let nanos = rust_decimal::Decimal::new(1, 9);
+    assert!(
+        spent >= total && spent <= total + nanos * rust_decimal::Decimal::from(2),
+        "{spent} vs {total}"
     );
 }

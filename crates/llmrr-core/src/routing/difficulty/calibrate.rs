@@ -26,8 +26,8 @@ impl ShareCalibrator {
         }
     }
 
-    /// Records `score` and returns the threshold to compare it with: the score above which
-    /// `share` of the window lies.
+    /// Records `score` and returns the threshold to compare it with: the score at or above
+    /// which `share` of the window lies.
     pub fn observe(&self, score: f32) -> f32 {
         let Ok(mut recent) = self.recent.lock() else {
             return self.start;
@@ -36,6 +36,18 @@ impl ShareCalibrator {
             recent.pop_front();
         }
         recent.push_back(score);
+        self.threshold(&recent)
+    }
+
+    /// The threshold now, without recording a score.
+    pub fn current(&self) -> f32 {
+        match self.recent.lock() {
+            Ok(recent) => self.threshold(&recent),
+            Err(_) => self.start,
+        }
+    }
+
+    fn threshold(&self, recent: &VecDeque<f32>) -> f32 {
         if recent.len() < WARM_UP {
             return self.start;
         }

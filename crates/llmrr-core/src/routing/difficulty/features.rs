@@ -1,13 +1,14 @@
-//! What the scorer reads from a prompt: hashed word and character n-grams plus a few dense
-//! signals (length, digits and math notation, code markers, question forms, turns, tools).
-//! Each costs a pass over the text; nothing is allocated per n-gram.
+//! What the scorer reads from a prompt: hashed word unigrams and bigrams plus a few dense
+//! signals (length, digits and math notation, code markers, answer choices, turns, tools,
+//! and length, numbers and notation again for open questions). One pass over the text and a
+//! few substring searches; nothing is allocated per n-gram.
 
 /// The text of a request as the scorer sees it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PromptView<'a> {
     /// The last user turn: what is asked now.
     pub text: &'a str,
-    /// Characters in everything else (system prompt, earlier turns).
+    /// Bytes of text in everything else (system prompt, earlier turns).
     pub context_chars: usize,
     /// Messages in the conversation (1 for a single question).
     pub turns: usize,
@@ -72,6 +73,12 @@ pub fn extract(p: &PromptView<'_>, mut hashed: impl FnMut(usize)) -> [f32; DENSE
     let mut numeric = true;
     for ch in text.chars() {
         c.see(ch);
+        if ch.is_ascii_alphanumeric() {
+            current = fnv_char(current, ch.to_ascii_lowercase());
+            numeric &= ch.is_ascii_digit();
+            in_word = true;
+            continue;
+        }
         if ch.is_alphanumeric() {
             for l in ch.to_lowercase() {
                 current = fnv_char(current, l);
@@ -99,12 +106,7 @@ pub fn extract(p: &PromptView<'_>, mut hashed: impl FnMut(usize)) -> [f32; DENSE
     }
 
     let share = |n: usize| n as f32 / c.chars.max(1) as f32;
-    let choices = [
-        "\na.", "\nb.", "\nc.", "\nd.", "\na)", "\nb)", "\nc)", "\nd)",
-    ]
-    .iter()
-    .filter(|m| contains_ignore_case(text, m))
-    .count();
+    let choices = c.choices.count_ones();
     let code_words = [
         "```", "def ", "fn ", "function", "class ", "return", "import ", "#include", "=>", "::",
     ]
@@ -160,6 +162,12 @@ pub fn sparse(p: &PromptView<'_>) -> Vec<(u32, f32)> {
 /// Character classes counted in one pass.
 #[derive(Default)]
 struct Counts {
+    /// Answer choices seen: bit i for a line that starts with the i-th letter (a to d, either
+    /// case) and `.` or `)`.
+    choices: u8,
+    /// Where the scan is in a line's start: 1 right after a newline, 2 + i after a choice
+    /// letter there, 0 elsewhere.
+    line_start: u8,
     chars: usize,
     words: usize,
     numbers: usize,
@@ -172,6 +180,16 @@ struct Counts {
 
 impl Counts {
     fn see(&mut self, ch: char) {
+        self.line_start = match (self.line_start, ch) {
+            (_, '\n') => 1,
+            (1, 'a'..='d') => 2 + (ch as u8 - b'a'),
+            (1, 'A'..='D') => 2 + (ch as u8 - b'A'),
+            (n @ 2..=5, '.' | ')') => {
+                self.choices |= 1 << (n - 2);
+                0
+            }
+            _ => 0,
+        };
         self.chars += 1;
         self.digits += usize::from(ch.is_ascii_digit());
         self.lines += usize::from(ch == '\n');
@@ -194,13 +212,6 @@ pub fn clip(text: &str) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-fn contains_ignore_case(text: &str, ascii_lower: &str) -> bool {
-    let n = ascii_lower.len();
-    text.as_bytes()
-        .windows(n)
-        .any(|w| w.eq_ignore_ascii_case(ascii_lower.as_bytes()))
 }
 
 fn ln1p(n: usize) -> f32 {

@@ -165,13 +165,25 @@ mod tests {
         rows.extend(data("gsm8k.train.jsonl"));
         let examples: Vec<_> = rows.iter().map(Labelled::example).collect();
         let trained = train(&examples, &TrainParams::default());
-        let file = include_bytes!("../../../weights/difficulty.bin");
+        let file = shipped();
+        // Byte for byte on the machine that made them; within float noise elsewhere (exp and
+        // ln come from the platform's math library).
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * (1.0 + a.abs());
+        let same = trained.values.len() == file.values.len()
+            && trained
+                .values
+                .iter()
+                .zip(&file.values)
+                .all(|(a, b)| close(*a, *b))
+            && close(trained.default_threshold, file.default_threshold)
+            && close(trained.scale, file.scale)
+            && close(trained.shift, file.shift);
         assert!(
-            trained.to_bytes() == file.as_slice(),
+            same,
             "retrain with `llmrr router train training/routing/mmlu.train.jsonl \
              training/routing/gsm8k.train.jsonl --out crates/llmrr-core/weights/difficulty.bin`"
         );
-        assert_eq!(shipped().trained_rows, 7777);
+        assert_eq!(file.trained_rows, 7777);
     }
 
     #[test]

@@ -112,16 +112,15 @@ fn platt(logits: &[f32], rows: &[Example]) -> (f32, f32) {
     (a as f32, b as f32)
 }
 
-/// The score at the training rows' quantile that sends to the strong model as many prompts as
-/// needed it.
+/// The score at or above which as many training prompts go to the strong model as needed it.
 fn default_threshold(w: &Weights, logits: &[f32], rows: &[Example]) -> f32 {
-    if rows.is_empty() {
-        return 0.5;
+    let needing = rows.iter().filter(|r| r.needs_strong).count();
+    if needing == 0 {
+        return 1.0;
     }
     let mut scores: Vec<f32> = logits.iter().map(|z| w.calibrated(*z)).collect();
     scores.sort_by(|a, b| b.total_cmp(a));
-    let needing = rows.iter().filter(|r| r.needs_strong).count();
-    scores[needing.min(scores.len() - 1)]
+    scores[needing - 1]
 }
 
 /// splitmix64: a tiny generator whose sequence is fixed by its seed on every platform.

@@ -61,7 +61,7 @@ pub struct RankInput<'a> {
 pub struct Level {
     pub score: f32,
     pub category: &'static str,
-    /// The threshold of the next step up (the strongest model's for two models), as shown.
+    /// The threshold it crossed last (the first one when it crossed none), as shown.
     pub threshold: f32,
     /// Thresholds at or below the score: the index of the target model, weakest first.
     pub steps: usize,
