@@ -31,7 +31,10 @@ impl Example {
     }
 }
 
-/// Training settings; the defaults are what the shipped weights use.
+/// Training settings; the defaults are what the shipped weights use (chosen on a small grid
+/// — epochs 3 or 8, learning rate 0.02 to 0.1, L2 0.05 to 0.2 — by 5-fold cross-validation on
+/// the routing data; every point of it was within 0.015 APGR of this one on MMLU and 0.03 on
+/// GSM8K, so the choice matters less than the features).
 #[derive(Debug, Clone, Copy)]
 pub struct TrainParams {
     pub epochs: u32,
@@ -46,9 +49,9 @@ pub struct TrainParams {
 impl Default for TrainParams {
     fn default() -> Self {
         TrainParams {
-            epochs: 8,
-            learning_rate: 0.05,
-            l2: 0.1,
+            epochs: 3,
+            learning_rate: 0.02,
+            l2: 0.05,
             l2_dense: 1e-5,
             seed: 0x11_4d_52_52,
         }
