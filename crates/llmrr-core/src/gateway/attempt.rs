@@ -121,6 +121,8 @@ pub(super) struct Success {
 
 /// Every attempt failed.
 pub(super) struct Failed {
+    /// Upstream time of the attempts made.
+    pub(super) upstream: Duration,
     pub(super) error: Error,
     pub(super) last_entry: Option<Arc<ModelEntry>>,
 }
@@ -259,8 +261,10 @@ impl Gateway {
         stream: bool,
     ) -> std::result::Result<Success, Failed> {
         let policy = self.inner.router.config.retry;
-        // Within the request's own deadline: a cascade's later passes share it.
-        let deadline = (Instant::now() + policy.max_total).min(admission.deadline);
+        // A cascade's later passes share the first pass's deadline.
+        let deadline = *plan
+            .attempts_deadline
+            .get_or_insert_with(|| Instant::now() + policy.max_total);
         let latency_limit = admission.latency_limit.or_else(|| {
             plan.route
                 .as_deref()
@@ -440,6 +444,7 @@ impl Gateway {
             break;
         }
         Err(Failed {
+            upstream: attempts.upstream,
             error: attempts.into_error(call.model()),
             last_entry,
         })

@@ -31,6 +31,14 @@ pub(super) struct Fill {
     replay: Option<Replay>,
 }
 
+impl Fill {
+    /// Publish the answer to the identical requests waiting for it, but do not keep it.
+    pub(super) fn not_stored(mut self) -> Fill {
+        self.store = false;
+        self
+    }
+}
+
 /// What `cache warm` needs to ask a request again.
 struct Replay {
     endpoint: &'static str,

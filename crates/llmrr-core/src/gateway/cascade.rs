@@ -30,10 +30,15 @@ impl Rejected {
         &self.check
     }
 
-    /// The held answer as the request's answer (every later model failed).
-    pub(super) fn into_answer(self, failed: &Error) -> (Success, String) {
+    /// The held answer as the request's answer (every later model failed, after
+    /// `failed_upstream` of upstream time).
+    pub(super) fn into_answer(
+        self,
+        failed: &Error,
+        failed_upstream: Duration,
+    ) -> (Success, String) {
         let mut attempts = Attempts::new();
-        attempts.upstream = self.upstream.saturating_sub(self.took);
+        attempts.upstream = self.upstream.saturating_sub(self.took) + failed_upstream;
         let note = format!(
             "cascade: every model after `{}` failed ({}); its answer stands although {}",
             self.entry.spec.name,
@@ -131,8 +136,13 @@ impl Gateway {
                 output_tokens: r.completed.usage.completion_tokens,
             };
             self.observe(plan, &r.entry, r.probe, sample, None);
+            // The step's row: its own call's time, not the cascade's whole.
             let step = RequestContext {
                 id: format!("{}.{}", ctx.id, n + 1),
+                started: Instant::now()
+                    .checked_sub(r.upstream)
+                    .unwrap_or(ctx.started)
+                    .max(ctx.started),
                 ..ctx.clone()
             };
             let mut row = Finish::new(&step, call, false);

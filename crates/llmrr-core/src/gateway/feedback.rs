@@ -19,8 +19,12 @@ impl Gateway {
         if !found {
             // The row may still be queued: write what is queued, then look again.
             let _one_at_a_time = self.inner.feedback_flush.lock().await;
-            self.inner.log.flush(LOG_WAIT).await;
+            // The flush before this one may have written it.
             found = store.request_visible(&f.request_id, whose).await?;
+            if !found {
+                self.inner.log.flush(LOG_WAIT).await;
+                found = store.request_visible(&f.request_id, whose).await?;
+            }
         }
         if !found {
             return Err(Error::NotFound(format!("no request `{}`", f.request_id)));

@@ -203,19 +203,23 @@ impl Gateway {
                 .route
                 .as_deref()
                 .and_then(|r| self.inner.router.route_models(r));
+            let local = e.spec.provider == crate::config::ProviderKind::Local;
             // A cascade's escalated step is part of its request's cost, not a routing choice
-            // of its own: no baseline, so savings are counted once per request.
-            let route_models = route_models.filter(|_| !f.escalated);
-            let baseline_max = route_models.and_then(|m| m.iter().map(|o| at(o)).max());
-            let baseline_remote = if e.spec.provider == crate::config::ProviderKind::Local {
-                route_models.and_then(|m| {
+            // of its own: a baseline of 0, so savings count the request's baseline once and
+            // every step's cost.
+            let (baseline_max, baseline_remote) = if f.escalated {
+                (Some(0), local.then_some(0))
+            } else {
+                let remote = route_models.filter(|_| local).and_then(|m| {
                     m.iter()
                         .filter(|o| o.spec.provider != crate::config::ProviderKind::Local)
                         .map(|o| at(o))
                         .min()
-                })
-            } else {
-                None
+                });
+                (
+                    route_models.and_then(|m| m.iter().map(|o| at(o)).max()),
+                    remote,
+                )
             };
             let key = &f.ctx.key;
             LedgerRow {
@@ -248,7 +252,7 @@ impl Gateway {
                 baseline_max_pusd: baseline_max,
                 baseline_remote_pusd: baseline_remote,
                 quality: e.spec.quality,
-                local: e.spec.provider == crate::config::ProviderKind::Local,
+                local,
             }
         });
         if row.is_none() && reservation.is_none() {

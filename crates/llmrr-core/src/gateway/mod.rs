@@ -718,6 +718,7 @@ impl Gateway {
             Err(Failed {
                 error,
                 last_entry: None,
+                upstream: Duration::ZERO,
             })
         };
         tokio::select! {
@@ -780,12 +781,17 @@ impl Gateway {
                         Ok(accepted) => break accepted,
                         Err(rejected) => held.push(*rejected),
                     },
-                    Err(Failed { error, last_entry }) => {
+                    Err(Failed {
+                        error,
+                        last_entry,
+                        upstream,
+                    }) => {
                         let client_left = matches!(error, Error::ClientClosed);
-                        if let Some(last) = held.pop().filter(|_| !client_left) {
+                        let last = if client_left { None } else { held.pop() };
+                        if let Some(last) = last {
                             // Every later model failed: the best answer the cascade got.
                             let check = last.check().to_owned();
-                            let (success, note) = last.into_answer(&error);
+                            let (success, note) = last.into_answer(&error, upstream);
                             plan.decision.reason = note;
                             kept = Some(check);
                             break success;
@@ -853,6 +859,7 @@ impl Gateway {
         if let Some(reason) = reason {
             plan.decision.reason = reason;
         }
+        let kept_answer = kept.is_some();
         Self::cascade_answered(&mut plan, &entry, &completed, kept);
         finish.entry = Some(&entry);
         finish.usage = completed.usage;
@@ -872,6 +879,13 @@ impl Gateway {
             }
         };
         let cost = self.finish(finish).await;
+        // An answer kept although it failed the cascade's checks goes to the identical requests
+        // waiting for it, but is not stored: the next one runs the cascade again.
+        let fill = if kept_answer {
+            fill.map(cache::Fill::not_stored)
+        } else {
+            fill
+        };
         if let Some(fill) = fill {
             let meta = cache::meta_of_answer(&ctx, &call, &entry, completed.usage, cost);
             self.fill_cache(fill, meta, crate::cache::Body::Json(body.clone()));

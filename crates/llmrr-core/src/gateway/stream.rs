@@ -66,7 +66,9 @@ impl Gateway {
             .await;
         let success = match attempted {
             Ok(s) => s,
-            Err(Failed { error, last_entry }) => {
+            Err(Failed {
+                error, last_entry, ..
+            }) => {
                 if last_entry.is_none() && !matches!(error, Error::ClientClosed) {
                     // No model was called (every one skipped, shed or refused): nothing of
                     // the request's limits is used.

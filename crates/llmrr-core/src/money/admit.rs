@@ -453,7 +453,10 @@ impl Money {
                         plan.attempts.remove(i);
                     }
                     let why = if b.action == Action::Downgrade {
-                        plan.attempts.sort_by_key(|e| cost(e));
+                        // A cascade keeps its own order (cheapest first by its estimate).
+                        if plan.cascade.is_none() {
+                            plan.attempts.sort_by_key(|e| cost(e));
+                        }
                         format!(
                             "downgraded by budget {} ({}): candidates that fit what is left, \
                              cheapest first",

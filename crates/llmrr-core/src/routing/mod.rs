@@ -172,6 +172,9 @@ pub struct Plan {
     pub logged_prompt: Option<String>,
     /// `cascade`: accept an answer only when it passes these checks.
     pub cascade: Option<crate::config::routing::CascadeRule>,
+    /// When the attempts must end, set by the first pass over them (a cascade's later passes
+    /// share it).
+    pub attempts_deadline: Option<tokio::time::Instant>,
 }
 
 /// What a plan is asked for.
@@ -536,6 +539,7 @@ impl Router {
                         && req.prompt.is_some()
                 })
                 .map(|r| r.spec.cascade.clone()),
+            attempts_deadline: None,
         })
     }
 }

@@ -19,6 +19,7 @@ fn models(mock: &str) -> String {
         ("strong-json", 0.9, 10.0, "json"),
         ("strong-down", 0.9, 10.0, "500"),
         ("mid", 0.7, 1.0, "ok"),
+        ("strong-slow", 0.9, 10.0, "slow-3000"),
     ] {
         t.push_str(&format!(
             "[[models]]\nname = \"{name}\"\nprovider = \"openai\"\nbase_url = \"{mock}\"\n\
@@ -562,4 +563,37 @@ async fn a_cascade_spends_every_step_on_its_budgets() {
         spent >= total && spent <= total + nanos * rust_decimal::Decimal::from(2),
         "{spent} vs {total}"
     );
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_cascade_still_has_every_paid_step_logged() {
+    let extra = format!(
+        "{}\n[[routes]]\nname = \"c\"\nstrategy = \"cascade\"\nmodels = [\"strong-slow\", \"cheap-empty\"]\n",
+        models("{mock}")
+    );
+    let (gw, mock) = start_routed(&extra).await;
+    let gone = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(500))
+        .build()
+        .expect("client")
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(MASTER)
+        .json(&chat_body("c", "hello"))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up");
+    let logged = rows_once(&gw, 2).await;
+    let step = logged
+        .iter()
+        .find(|r| r.error_type.as_deref() == Some("cascade_escalated"))
+        .unwrap_or_else(|| panic!("the paid step's row: {logged:?}"));
+    assert_eq!(step.model.as_deref(), Some("cheap-empty"));
+    assert!(step.cost_usd != "0");
+    let request = step.id.trim_end_matches(".1");
+    let last = logged
+        .iter()
+        .find(|r| r.id == request)
+        .expect("the request's row");
+    assert_eq!(last.status, 499);
+    assert_eq!(mock.requests().len(), 2);
 }
