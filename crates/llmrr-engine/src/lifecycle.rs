@@ -45,6 +45,8 @@ struct Slot {
     /// Load attempts started, and the last one that failed.
     attempt: u64,
     failed_attempt: u64,
+    /// The last request's own keep-alive (Ollama's `keep_alive`), over the spec's.
+    keep_alive: Option<Duration>,
 }
 
 enum Phase {
@@ -56,6 +58,11 @@ enum Phase {
 impl Slot {
     fn holds_memory(&self) -> bool {
         !matches!(self.phase, Phase::Unloaded)
+    }
+
+    /// How long the model stays loaded once idle.
+    fn keep_alive(&self) -> Duration {
+        self.keep_alive.unwrap_or(self.spec.keep_alive)
     }
 
     fn evictable(&self) -> bool {
@@ -162,6 +169,7 @@ impl Engine {
                 last_error: None,
                 attempt: 0,
                 failed_attempt: 0,
+                keep_alive: None,
             },
         );
         metrics::registered(name);
@@ -201,9 +209,41 @@ impl Engine {
             } else {
                 s.last_used.elapsed().as_secs_f64()
             },
-            keep_alive_secs: s.spec.keep_alive.as_secs_f64(),
+            keep_alive_secs: s.keep_alive().as_secs_f64(),
             last_error: s.last_error.clone(),
         })
+    }
+
+    /// Keep the model loaded for `keep` once idle (`None`: its configured keep-alive again;
+    /// `Duration::MAX`: until the gateway stops or memory is needed); `load` loads it now.
+    /// A zero keep-alive unloads it as soon as nothing uses it.
+    pub async fn keep_alive(&self, name: &str, keep: Option<Duration>, load: bool) -> Result<()> {
+        {
+            let mut state = self.inner.lock();
+            let slot = state.get_mut(name).ok_or_else(|| Error::Load {
+                model: name.to_owned(),
+                message: "not a registered local model".into(),
+            })?;
+            slot.keep_alive = keep;
+            slot.last_used = Instant::now();
+        }
+        if load {
+            drop(self.acquire(name).await?);
+        }
+        if keep == Some(Duration::ZERO) {
+            let out = {
+                let mut state = self.inner.lock();
+                let idle = state.get(name).is_some_and(Slot::evictable);
+                let keys = if idle {
+                    vec![Arc::from(name)]
+                } else {
+                    Vec::new()
+                };
+                self.inner.take_out(&mut state, keys)
+            };
+            shut_down(out).await;
+        }
+        Ok(())
     }
 
     /// The model, loaded (waiting for its load if needed), counted in flight until the lease
@@ -451,7 +491,7 @@ async fn reap(inner: Weak<Inner>) {
             let mut state = inner.lock();
             let keys: Vec<Arc<str>> = state
                 .iter()
-                .filter(|(_, s)| s.evictable() && s.last_used.elapsed() >= s.spec.keep_alive)
+                .filter(|(_, s)| s.evictable() && s.last_used.elapsed() >= s.keep_alive())
                 .map(|(k, _)| k.clone())
                 .collect();
             let out = inner.take_out(&mut state, keys);

@@ -387,4 +387,16 @@ impl Provider for LocalProvider {
             .status(&self.name)
             .and_then(|s| serde_json::to_value(s).ok())
     }
+
+    async fn keep_alive(
+        &self,
+        keep: Option<std::time::Duration>,
+        load: bool,
+    ) -> llmrr_core::Result<bool> {
+        self.engine
+            .keep_alive(&self.name, keep, load)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(true)
+    }
 }

@@ -117,6 +117,13 @@ pub trait Provider: Send + Sync {
     fn status(&self) -> Option<serde_json::Value> {
         None
     }
+
+    /// A local model: stay loaded for `keep` once idle (`None`: as configured; zero: unload
+    /// once idle), and load now when `load`. `false`: the model has no such lifecycle (a
+    /// remote model).
+    async fn keep_alive(&self, _keep: Option<Duration>, _load: bool) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Makes the providers of `provider = "local"` models: the in-process engine (the

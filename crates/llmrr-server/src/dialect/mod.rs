@@ -7,11 +7,14 @@
 //!   request, answers to response objects, streams to its semantic events (OpenAI's envelope)
 //! - [`anthropic`]: Anthropic's Messages API — requests translated to the gateway's chat
 //!   request, answers to Messages, streams to Anthropic's event sequence, its error envelope
+//! - [`ollama`]: Ollama's API (`/api/…`) — chat, generate and embed requests translated,
+//!   answers and NDJSON stream lines in Ollama's shapes, `{"error": "…"}`
 //!
 //! [`Dialect::of_path`] says which dialect a path speaks, so that failures before the
 //! handler (auth, load shedding, a bad body) answer in the client's own envelope too.
 
 pub mod anthropic;
+pub mod ollama;
 pub mod openai;
 pub mod responses;
 
@@ -24,12 +27,15 @@ use llmrr_types::openai::StreamOptions;
 pub enum Dialect {
     OpenAi,
     Anthropic,
+    Ollama,
 }
 
 impl Dialect {
     pub fn of_path(path: &str) -> Dialect {
         if path == "/v1/messages" || path.starts_with("/v1/messages/") {
             Dialect::Anthropic
+        } else if path.starts_with("/api/") {
+            Dialect::Ollama
         } else {
             Dialect::OpenAi
         }
@@ -40,6 +46,7 @@ impl Dialect {
         match self {
             Dialect::OpenAi => crate::error::ApiError(e).into_response(),
             Dialect::Anthropic => anthropic::AnthropicError(e).into_response(),
+            Dialect::Ollama => ollama::OllamaError(e).into_response(),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod messages;
 pub mod models;
 pub mod money;
+pub mod ollama;
 pub mod responses;
 pub mod route;
 
@@ -136,6 +137,30 @@ pub fn sse_stream_answer<S>(
 where
     S: futures_util::Stream<Item = Bytes> + Send + 'static,
 {
+    stream_answer(a, "text/event-stream", body)
+}
+
+/// A started stream as NDJSON (Ollama's streams): each item written by `frame` as lines.
+pub fn ndjson_answer(
+    a: StreamAnswer,
+    frame: impl FnMut(StreamItem) -> Bytes + Send + 'static,
+) -> Response {
+    stream_answer(a, "application/x-ndjson", |rx| {
+        futures_util::stream::unfold((rx, frame), |(mut rx, mut frame)| async move {
+            let item = rx.recv().await?;
+            Some((frame(item), (rx, frame)))
+        })
+    })
+}
+
+fn stream_answer<S>(
+    a: StreamAnswer,
+    content_type: &'static str,
+    body: impl FnOnce(tokio::sync::mpsc::Receiver<StreamItem>) -> S,
+) -> Response
+where
+    S: futures_util::Stream<Item = Bytes> + Send + 'static,
+{
     use futures_util::StreamExt;
     let StreamAnswer {
         frames,
@@ -150,10 +175,7 @@ where
     let frames = body(frames).map(Ok::<_, std::convert::Infallible>);
     let mut r = Response::new(Body::from_stream(frames));
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tell reverse proxies (nginx) not to buffer the stream.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));

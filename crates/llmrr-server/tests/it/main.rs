@@ -15,6 +15,7 @@ mod limits;
 mod local;
 mod messages;
 mod money;
+mod ollama;
 mod openai;
 mod postgres;
 mod request_log;
