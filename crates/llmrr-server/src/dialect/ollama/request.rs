@@ -126,6 +126,8 @@ pub fn keep_alive(v: Option<&Value>) -> Result<Option<KeepAlive>, Error> {
     let secs = match v {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Number(n)) => n.as_f64().ok_or_else(bad)?,
+        // Empty: not given (as Ollama reads it).
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
         Some(Value::String(s)) => parse_duration(s.trim()).ok_or_else(bad)?,
         Some(_) => return Err(bad()),
     };
@@ -420,7 +422,8 @@ mod tests {
         assert_eq!(ka(json!(-1)), Some(KeepAlive::Forever));
         assert_eq!(ka(json!("-1m")), Some(KeepAlive::Forever));
         assert_eq!(keep_alive(None).expect("none"), None);
-        for bad in [json!("5 minutes"), json!("m"), json!(true), json!("")] {
+        assert_eq!(ka(json!("")), None);
+        for bad in [json!("5 minutes"), json!("m"), json!(true), json!("5x")] {
             assert!(keep_alive(Some(&bad)).is_err(), "{bad}");
         }
     }
