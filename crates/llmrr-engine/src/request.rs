@@ -2,7 +2,7 @@
 //! strings and limits, with a clear 400 for what a local model cannot do.
 
 use crate::error::{Error, Result};
-use crate::sampling::{Knobs, SamplingParams};
+use crate::sampling::{Grammar, Knobs, SamplingParams};
 use crate::worker::LoadedModel;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
@@ -117,14 +117,15 @@ pub(crate) fn chat(
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         return Err(unsupported(name, "tool calling"));
     }
-    let json = match &req.response_format {
-        None | Some(ResponseFormat::Text) => false,
-        Some(ResponseFormat::JsonObject) => true,
-        Some(ResponseFormat::JsonSchema { .. }) => {
-            return Err(unsupported(
-                name,
-                "`response_format` json_schema (json_object works)",
-            ))
+    let grammar = match &req.response_format {
+        None | Some(ResponseFormat::Text) => None,
+        Some(ResponseFormat::JsonObject) => Some(Grammar::Json),
+        Some(ResponseFormat::JsonSchema { json_schema }) => {
+            let schema = json_schema.get("schema").unwrap_or(&Value::Bool(true));
+            let g = llmrr_core::provider::json_grammar::grammar(schema).map_err(|why| {
+                unsupported(name, &format!("this `response_format` json_schema ({why})"))
+            })?;
+            Some(Grammar::Schema(g))
         }
     };
     let template = loaded
@@ -169,7 +170,7 @@ pub(crate) fn chat(
         },
         model.n_vocab(),
     )?;
-    params.json = json;
+    params.grammar = grammar;
     Ok(Generation {
         prompt: tokenize(name, model, &prompt, context_size)?,
         params,

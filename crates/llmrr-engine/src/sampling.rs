@@ -13,6 +13,15 @@ use std::collections::BTreeMap;
 /// Tokens looked back at by the repetition, presence and frequency penalties.
 const PENALTY_LAST_N: i32 = 64;
 
+/// What the output is constrained to.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Grammar {
+    /// Any JSON object.
+    Json,
+    /// A JSON schema's GBNF.
+    Schema(String),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SamplingParams {
     pub temperature: f32,
@@ -24,8 +33,9 @@ pub(crate) struct SamplingParams {
     pub presence_penalty: f32,
     pub frequency_penalty: f32,
     pub logit_bias: Vec<(i32, f32)>,
-    /// `response_format: json_object`: output constrained to JSON by a grammar.
-    pub json: bool,
+    /// `response_format`: output constrained to JSON (`json_object`) or to a JSON schema's
+    /// grammar (`json_schema`, compiled by `llmrr_core::provider::json_grammar`).
+    pub grammar: Option<Grammar>,
     /// Keep generating past end-of-generation tokens (llama-server's `ignore_eos`; benchmarks).
     pub ignore_eos: bool,
 }
@@ -42,7 +52,7 @@ impl Default for SamplingParams {
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
             logit_bias: Vec::new(),
-            json: false,
+            grammar: None,
             ignore_eos: false,
         }
     }
@@ -180,15 +190,17 @@ impl SamplingParams {
                 self.presence_penalty,
             ));
         }
-        if self.json {
-            chain.push(
-                LlamaSampler::grammar(model, JSON_GRAMMAR, "root").map_err(|e| {
-                    Error::Inference {
-                        model: String::new(),
-                        message: format!("JSON grammar: {e}"),
-                    }
-                })?,
-            );
+        if let Some(grammar) = &self.grammar {
+            let text = match grammar {
+                Grammar::Json => JSON_GRAMMAR,
+                Grammar::Schema(g) => g.as_str(),
+            };
+            chain.push(LlamaSampler::grammar(model, text, "root").map_err(|e| {
+                Error::Inference {
+                    model: String::new(),
+                    message: format!("JSON grammar: {e}"),
+                }
+            })?);
         }
         if self.temperature == 0.0 {
             chain.push(LlamaSampler::greedy());

@@ -65,6 +65,10 @@ pub fn rate_headers(h: &mut HeaderMap, r: &RateHeaders) {
 /// reachable under any load.
 fn capped(path: &str) -> bool {
     path.starts_with("/v1/")
+        || matches!(
+            path,
+            "/api/chat" | "/api/generate" | "/api/embed" | "/api/embeddings"
+        )
 }
 
 /// The global cap on requests and request bytes in flight: past it, 503 with Retry-After at

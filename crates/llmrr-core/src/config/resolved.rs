@@ -161,7 +161,7 @@ impl ProviderKind {
             }
             ProviderKind::Local => &[
                 (f.tools, "tools"),
-                (n.json_schema, "response_format"),
+                (n.json_schema && !n.json_schema_local, "response_format"),
                 (n.logprobs, "logprobs"),
                 (n.several_choices, "n"),
                 (n.unknown_for_local, "an unknown field"),

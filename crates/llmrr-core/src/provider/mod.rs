@@ -9,6 +9,7 @@
 
 mod anthropic;
 pub mod call_scope;
+pub mod json_grammar;
 
 /// The parameter of a chat request no Anthropic model can honour (for routing).
 pub use anthropic::refusal as anthropic_refusal;

@@ -21,6 +21,8 @@ pub struct Features {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Needs {
     pub json_schema: bool,
+    /// The schema compiles to a local model's grammar (`provider::json_grammar`).
+    pub json_schema_local: bool,
     pub logprobs: bool,
     pub several_choices: bool,
     /// What no Anthropic model can honour in this request (see `anthropic::refusal`).
@@ -76,6 +78,15 @@ impl Features {
             stream: req.is_stream(),
             needs: Needs {
                 json_schema: matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. })),
+                json_schema_local: match &req.response_format {
+                    Some(ResponseFormat::JsonSchema { json_schema }) => {
+                        let schema = json_schema
+                            .get("schema")
+                            .unwrap_or(&serde_json::Value::Bool(true));
+                        crate::provider::json_grammar::grammar(schema).is_ok()
+                    }
+                    _ => false,
+                },
                 logprobs: req
                     .extra
                     .get("logprobs")

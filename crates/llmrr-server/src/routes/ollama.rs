@@ -32,14 +32,36 @@ fn or_error(r: Result<Response, Error>) -> Response {
     r.unwrap_or_else(|e| OllamaError(e).into_response())
 }
 
-/// A local model's keep-alive after a request that asked for one.
-async fn keep(state: &AppState, model: &str, keep: Option<KeepAlive>) {
-    let (Some(k), Some(entry)) = (keep, state.gateway.models().get(model)) else {
+/// As Ollama does, every request through its API sets how long the local model that answered
+/// stays loaded: its `keep_alive`, or the model's configured one when it gives none. Only for
+/// a model the key may name itself (not one it reaches through a route); applied off the
+/// answer's path (an unload waits for llama.cpp).
+fn keep(state: &AppState, key: &KeyContext, model: &str, keep: Option<KeepAlive>) {
+    let Some(entry) = state.gateway.models().get(model).cloned() else {
         return;
     };
-    if let Err(e) = entry.provider.keep_alive(Some(k.duration()), false).await {
-        tracing::warn!(model, error = %e, "keep_alive not applied");
+    if entry.spec.local.is_none() || !key.may_use(model) {
+        return;
     }
+    let model = model.to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = entry
+            .provider
+            .keep_alive(keep.map(KeepAlive::duration), false)
+            .await
+        {
+            tracing::warn!(model, error = %e, "keep_alive not applied");
+        }
+    });
+}
+
+/// Whether `name` is a local model (which reads `top_k`, `min_p`, `repeat_penalty`).
+fn is_local(state: &AppState, name: &str) -> bool {
+    state
+        .gateway
+        .models()
+        .get(name)
+        .is_some_and(|e| e.spec.local.is_some())
 }
 
 pub async fn chat(
@@ -52,7 +74,10 @@ pub async fn chat(
         async {
             let r: req::ChatRequest = parse(body)?;
             let keep_alive = req::keep_alive(r.keep_alive.as_ref())?;
-            let chat = req::chat(&r)?;
+            if r.messages.is_empty() {
+                return load_or_unload(&state, &ctx.key, &r.model, keep_alive, Shape::Chat).await;
+            }
+            let chat = req::chat(&r, is_local(&state, &r.model))?;
             answer(&state, ctx, chat, Shape::Chat, &r.model, keep_alive).await
         }
         .await,
@@ -72,9 +97,10 @@ pub async fn generate(
             let empty = r.prompt.as_deref().unwrap_or("").is_empty()
                 && r.images.as_ref().is_none_or(Vec::is_empty);
             if empty {
-                return load_or_unload(&state, &ctx.key, &r.model, keep_alive).await;
+                return load_or_unload(&state, &ctx.key, &r.model, keep_alive, Shape::Generate)
+                    .await;
             }
-            let chat = req::generate(&r)?;
+            let chat = req::generate(&r, is_local(&state, &r.model))?;
             answer(&state, ctx, chat, Shape::Generate, &r.model, keep_alive).await
         }
         .await,
@@ -90,14 +116,15 @@ async fn answer(
     keep_alive: Option<KeepAlive>,
 ) -> Result<Response, Error> {
     let started = Instant::now();
+    let key = ctx.key.clone();
     if chat.is_stream() {
         let a = state.gateway.chat_stream(ctx, chat).await?;
-        keep(state, &a.model, keep_alive).await;
+        keep(state, &key, &a.model, keep_alive);
         let mut writer = LineWriter::new(shape, requested, started);
         return Ok(ndjson_answer(a, move |item| writer.write(item)));
     }
     let mut a = state.gateway.chat(ctx, chat).await?;
-    keep(state, &a.model, keep_alive).await;
+    keep(state, &key, &a.model, keep_alive);
     let completion = completion_of(&a.body)
         .map_err(|e| Error::Internal(format!("an answer could not be read: {e}")))?;
     let body = resp::answer(shape, requested, &completion, started);
@@ -107,31 +134,42 @@ async fn answer(
     Ok(json_answer(a))
 }
 
-/// `/api/generate` with no prompt: load the model (or, with `keep_alive: 0`, unload it), as
-/// Ollama does. A remote model or a route has nothing to load: the answer says so as Ollama
+/// `/api/generate` with no prompt, or `/api/chat` with no messages: load the model (or, with
+/// `keep_alive: 0`, unload it), as Ollama does. The model (a route's: the one it would call
+/// first) must be one the key's plan may use — its models, its tier —, and a local model the
+/// key may name itself; a remote model has nothing to load: the answer says so as Ollama
 /// would, without a call.
 async fn load_or_unload(
     state: &AppState,
     key: &KeyContext,
     model: &str,
     keep_alive: Option<KeepAlive>,
+    shape: Shape,
 ) -> Result<Response, Error> {
-    state.gateway.get_model(key, model)?;
+    let probe: llmrr_types::openai::ChatCompletionRequest = crate::extract::from_value(
+        &json!({"model": model, "messages": [{"role": "user", "content": "load"}]}),
+    )?;
+    let planned = state.gateway.route(key, &probe)?.model;
     let unload = keep_alive == Some(KeepAlive::For(std::time::Duration::ZERO));
-    if let Some(entry) = state.gateway.models().get(model) {
-        entry
-            .provider
-            .keep_alive(keep_alive.map(KeepAlive::duration), !unload)
-            .await?;
+    if let Some(entry) = state.gateway.models().get(&planned) {
+        if entry.spec.local.is_some() && key.may_use(&planned) {
+            entry
+                .provider
+                .keep_alive(keep_alive.map(KeepAlive::duration), !unload)
+                .await?;
+        }
     }
-    Ok(Json(json!({
+    let mut out = json!({
         "model": model,
         "created_at": resp::now(),
-        "response": "",
         "done": true,
         "done_reason": if unload { "unload" } else { "load" },
-    }))
-    .into_response())
+    });
+    match shape {
+        Shape::Chat => out["message"] = json!({"role": "assistant", "content": ""}),
+        Shape::Generate => out["response"] = "".into(),
+    }
+    Ok(Json(out).into_response())
 }
 
 pub async fn embed(
@@ -164,8 +202,9 @@ async fn embeddings(
             let r: req::EmbedRequest = parse(body)?;
             let keep_alive = req::keep_alive(r.keep_alive.as_ref())?;
             let e = req::embed(&r)?;
+            let key = ctx.key.clone();
             let mut a = state.gateway.embeddings(ctx, e).await?;
-            keep(&state, &a.model, keep_alive).await;
+            keep(&state, &key, &a.model, keep_alive);
             let body = resp::embeddings(&r.model, &a.body, legacy, started)?;
             a.body = serde_json::to_vec(&body)
                 .map_err(|e| Error::Internal(format!("cannot encode the answer: {e}")))?
@@ -209,7 +248,7 @@ fn file_of(entry: Option<&ModelEntry>) -> Option<(u64, String)> {
         .ok()
         .and_then(|t| jiff::Timestamp::try_from(t).ok())
         .map(|t| t.to_string())
-        .unwrap_or_default();
+        .unwrap_or_else(resp::now);
     Some((meta.len(), modified))
 }
 
@@ -300,8 +339,12 @@ pub async fn ps(
             if s["state"] != "loaded" {
                 return None;
             }
-            let left =
-                (s["keep_alive_secs"].as_f64()? - s["idle_secs"].as_f64().unwrap_or(0.0)).max(0.0);
+            // A pinned model never unloads.
+            let left = if s["pinned"] == true {
+                f64::INFINITY
+            } else {
+                (s["keep_alive_secs"].as_f64()? - s["idle_secs"].as_f64().unwrap_or(0.0)).max(0.0)
+            };
             let expires = jiff::SignedDuration::try_from_secs_f64(left)
                 .ok()
                 .and_then(|d| now.checked_add(d).ok())

@@ -349,7 +349,9 @@ async fn keep_alive_loads_keeps_and_unloads_local_models() {
     let path = tiny_model(dir.path(), "tiny");
     let toml = format!(
         "[[models]]\nname = \"tiny\"\nprovider = \"local\"\npath = \"{}\"\n\
-         input_cost_per_mtok = 0\noutput_cost_per_mtok = 0.5\nthreads = 1\nkeep_alive_secs = 600\n",
+         input_cost_per_mtok = 0\noutput_cost_per_mtok = 0.5\nthreads = 1\nkeep_alive_secs = 600\n\n\
+         [[models]]\nname = \"remote\"\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+         input_cost_per_mtok = 1\noutput_cost_per_mtok = 1\n",
         path.display()
     );
     let gw = TestGateway::start(&toml, ENV, llmrr_testkit::harness::StoreChoice::Sqlite).await;
@@ -377,7 +379,7 @@ async fn keep_alive_loads_keeps_and_unloads_local_models() {
     let left = expires.duration_since(jiff::Timestamp::now()).as_secs_f64();
     assert!((500.0..=601.0).contains(&left), "{left}");
 
-    // A request's keep_alive replaces the configured one…
+    // A request's keep_alive replaces the configured one (applied just after the answer)…
     let resp = ollama(
         &gw,
         "/api/chat",
@@ -388,7 +390,7 @@ async fn keep_alive_loads_keeps_and_unloads_local_models() {
     )
     .await;
     assert_eq!(resp.status(), 200);
-    let left = {
+    let left = || async {
         let m = ps().await;
         let t: jiff::Timestamp = m[0]["expires_at"]
             .as_str()
@@ -397,13 +399,61 @@ async fn keep_alive_loads_keeps_and_unloads_local_models() {
             .expect("ts");
         t.duration_since(jiff::Timestamp::now()).as_secs_f64()
     };
-    assert!(left <= 2.1, "{left}");
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while left().await > 2.1 && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(left().await <= 2.1);
     // …and the model goes when it runs out.
     let until = std::time::Instant::now() + Duration::from_secs(10);
     while ps().await != json!([]) && std::time::Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(ps().await, json!([]));
+
+    // A key that may not name the model can neither load nor unload it.
+    let other = create_key(
+        &gw,
+        serde_json::from_value(json!({"name": "k", "models": ["remote"]})).expect("a new key"),
+    )
+    .await
+    .key;
+    let resp = ollama(&gw, "/api/generate", Some(&other), json!({"model": "tiny"})).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(ps().await, json!([]));
+
+    // /api/chat with no messages loads too; a request without keep_alive puts the configured
+    // one back, as Ollama does.
+    let v: Value = ollama(
+        &gw,
+        "/api/chat",
+        Some(MASTER),
+        json!({"model": "tiny", "messages": [],
+        "keep_alive": "3s"}),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(
+        (v["done_reason"].clone(), v["message"]["content"].clone()),
+        (json!("load"), json!(""))
+    );
+    assert!(left().await <= 3.1);
+    let resp = ollama(
+        &gw,
+        "/api/chat",
+        Some(MASTER),
+        json!({"model": "tiny", "stream": false,
+        "options": {"num_predict": 1}, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while left().await < 500.0 && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(left().await > 500.0);
 
     // Load again, then `keep_alive: 0` with no prompt unloads at once.
     ollama(

@@ -30,8 +30,9 @@ pub struct ChatRequest {
 #[derive(Debug, Deserialize)]
 pub struct Message {
     pub role: String,
+    /// `null` reads as empty, as Ollama reads it.
     #[serde(default)]
-    pub content: String,
+    pub content: Option<String>,
     #[serde(default)]
     pub images: Option<Vec<String>>,
     #[serde(default)]
@@ -128,6 +129,7 @@ pub fn keep_alive(v: Option<&Value>) -> Result<Option<KeepAlive>, Error> {
         Some(Value::Number(n)) => n.as_f64().ok_or_else(bad)?,
         // Empty: not given (as Ollama reads it).
         Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) if s.trim() == "-" => return Err(bad()),
         Some(Value::String(s)) => parse_duration(s.trim()).ok_or_else(bad)?,
         Some(_) => return Err(bad()),
     };
@@ -175,14 +177,15 @@ fn parse_duration(s: &str) -> Option<f64> {
     Some(sign * total)
 }
 
-/// Ollama's `options` as OpenAI's sampling parameters (the ones a backend reads by another
-/// name go as they are: `top_k`, `min_p`, `repeat_penalty` as `repetition_penalty`). Options
-/// that only shape Ollama's own runner (`num_ctx`, `num_gpu`, `num_thread`…) do not apply to a
-/// gateway's models and are not sent.
-fn sampling(options: Option<&Map<String, Value>>, out: &mut Map<String, Value>) {
+/// Ollama's `options` as OpenAI's sampling parameters. `top_k`, `min_p` and `repeat_penalty`
+/// (as `repetition_penalty`) go only to local models (`local`): OpenAI's API refuses them.
+/// Options that only shape Ollama's own runner (`num_ctx`, `num_gpu`, `num_thread`…) do not
+/// apply to a gateway's models and are not sent.
+fn sampling(options: Option<&Map<String, Value>>, local: bool, out: &mut Map<String, Value>) {
     let Some(o) = options else {
         return;
     };
+    let local_only = ["top_k", "min_p", "repeat_penalty"];
     for (from, to) in [
         ("temperature", "temperature"),
         ("top_p", "top_p"),
@@ -194,6 +197,9 @@ fn sampling(options: Option<&Map<String, Value>>, out: &mut Map<String, Value>) 
         ("min_p", "min_p"),
         ("repeat_penalty", "repetition_penalty"),
     ] {
+        if !local && local_only.contains(&from) {
+            continue;
+        }
         if let Some(v) = o.get(from).filter(|v| !v.is_null()) {
             // Ollama's "no limit" is -1 (or -2: fill the context).
             if from == "num_predict" && v.as_i64().is_some_and(|n| n < 0) {
@@ -219,9 +225,11 @@ fn response_format(format: Option<&Value>) -> Result<Option<Value>, Error> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) if s == "json" => Ok(Some(json!({"type": "json_object"}))),
+        // Not strict: OpenAI's strict mode needs every property required and no others
+        // allowed, which Ollama's schemas (a pydantic model's, say) seldom say.
         Some(schema @ Value::Object(_)) => Ok(Some(json!({
             "type": "json_schema",
-            "json_schema": {"name": "format", "schema": schema, "strict": true}
+            "json_schema": {"name": "format", "schema": schema}
         }))),
         Some(_) => Err(Error::invalid(
             "`format` is \"json\" or a JSON schema object",
@@ -254,14 +262,27 @@ fn content(text: &str, images: Option<&Vec<String>>) -> Value {
 }
 
 /// Builds the chat request; `stream` is Ollama's (`true` unless the client said `false`).
+/// What the translation needs besides the messages.
+struct Shape<'a> {
+    tools: Option<&'a Vec<Value>>,
+    format: Option<&'a Value>,
+    options: Option<&'a Map<String, Value>>,
+    stream: bool,
+    local: bool,
+}
+
 fn chat_request(
     model: &str,
     messages: Vec<Value>,
-    tools: Option<&Vec<Value>>,
-    format: Option<&Value>,
-    options: Option<&Map<String, Value>>,
-    stream: bool,
+    s: Shape<'_>,
 ) -> Result<ChatCompletionRequest, Error> {
+    let Shape {
+        tools,
+        format,
+        options,
+        stream,
+        local,
+    } = s;
     let mut body = Map::new();
     body.insert("model".into(), model.into());
     body.insert("messages".into(), Value::Array(messages));
@@ -271,7 +292,7 @@ fn chat_request(
     if let Some(f) = response_format(format)? {
         body.insert("response_format".into(), f);
     }
-    sampling(options, &mut body);
+    sampling(options, local, &mut body);
     if stream {
         body.insert("stream".into(), true.into());
         body.insert("stream_options".into(), json!({"include_usage": true}));
@@ -279,18 +300,20 @@ fn chat_request(
     crate::extract::from_value(&Value::Object(body))
 }
 
-pub fn chat(req: &ChatRequest) -> Result<ChatCompletionRequest, Error> {
+/// `local`: the model named is a local model (it reads `top_k`, `min_p`, `repeat_penalty`).
+pub fn chat(req: &ChatRequest, local: bool) -> Result<ChatCompletionRequest, Error> {
     let mut messages = Vec::with_capacity(req.messages.len());
     // Ollama's tool calls and results carry no ids: calls get ids in order, and each result
     // answers the oldest call not yet answered (of its tool, when it names one).
     let mut open_calls: Vec<(String, String)> = Vec::new();
     for (turn, m) in req.messages.iter().enumerate() {
+        let text = m.content.as_deref().unwrap_or("");
         match m.role.as_str() {
             "system" | "user" => messages.push(json!({
-                "role": m.role, "content": content(&m.content, m.images.as_ref())
+                "role": m.role, "content": content(text, m.images.as_ref())
             })),
             "assistant" => {
-                let mut msg = json!({"role": "assistant", "content": m.content});
+                let mut msg = json!({"role": "assistant", "content": text});
                 if let Some(calls) = m.tool_calls.as_ref().filter(|c| !c.is_empty()) {
                     let calls: Vec<Value> = calls
                         .iter()
@@ -312,9 +335,11 @@ pub fn chat(req: &ChatRequest) -> Result<ChatCompletionRequest, Error> {
                 messages.push(msg);
             }
             "tool" => {
+                // The oldest open call of the named tool, else the oldest open call.
                 let at = open_calls
                     .iter()
                     .position(|(_, name)| m.tool_name.as_deref().is_none_or(|t| t == name))
+                    .or((!open_calls.is_empty()).then_some(0))
                     .ok_or_else(|| {
                         Error::invalid(
                             format!("messages[{turn}]: a tool result with no tool call before it"),
@@ -322,7 +347,7 @@ pub fn chat(req: &ChatRequest) -> Result<ChatCompletionRequest, Error> {
                         )
                     })?;
                 let (id, _) = open_calls.remove(at);
-                messages.push(json!({"role": "tool", "tool_call_id": id, "content": m.content}));
+                messages.push(json!({"role": "tool", "tool_call_id": id, "content": text}));
             }
             other => {
                 return Err(Error::invalid(
@@ -337,14 +362,18 @@ pub fn chat(req: &ChatRequest) -> Result<ChatCompletionRequest, Error> {
     chat_request(
         &req.model,
         messages,
-        req.tools.as_ref(),
-        req.format.as_ref(),
-        req.options.as_ref(),
-        req.stream.unwrap_or(true),
+        Shape {
+            tools: req.tools.as_ref(),
+            format: req.format.as_ref(),
+            options: req.options.as_ref(),
+            stream: req.stream.unwrap_or(true),
+            local,
+        },
     )
 }
 
-pub fn generate(req: &GenerateRequest) -> Result<ChatCompletionRequest, Error> {
+/// `local` as for [`chat`].
+pub fn generate(req: &GenerateRequest, local: bool) -> Result<ChatCompletionRequest, Error> {
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(Error::invalid(
             "`suffix` (fill-in-the-middle) is not supported: llmrr answers through the model's chat template",
@@ -368,10 +397,13 @@ pub fn generate(req: &GenerateRequest) -> Result<ChatCompletionRequest, Error> {
     chat_request(
         &req.model,
         messages,
-        None,
-        req.format.as_ref(),
-        req.options.as_ref(),
-        req.stream.unwrap_or(true),
+        Shape {
+            tools: None,
+            format: req.format.as_ref(),
+            options: req.options.as_ref(),
+            stream: req.stream.unwrap_or(true),
+            local,
+        },
     )
 }
 
@@ -423,7 +455,13 @@ mod tests {
         assert_eq!(ka(json!("-1m")), Some(KeepAlive::Forever));
         assert_eq!(keep_alive(None).expect("none"), None);
         assert_eq!(ka(json!("")), None);
-        for bad in [json!("5 minutes"), json!("m"), json!(true), json!("5x")] {
+        for bad in [
+            json!("5 minutes"),
+            json!("m"),
+            json!(true),
+            json!("5x"),
+            json!("-"),
+        ] {
             assert!(keep_alive(Some(&bad)).is_err(), "{bad}");
         }
     }
@@ -445,7 +483,7 @@ mod tests {
                         "repeat_penalty": 1.1}
         }))
         .expect("request");
-        let translated = chat(&req).expect("translated");
+        let translated = chat(&req, true).expect("translated");
         let v = serde_json::to_value(&translated).expect("json");
         assert_eq!(v["stream"], true, "Ollama streams by default");
         assert_eq!(
@@ -469,6 +507,9 @@ mod tests {
         let orphan: ChatRequest = serde_json::from_value(json!({"model": "m",
             "messages": [{"role": "tool", "content": "x"}]}))
         .expect("request");
-        assert!(chat(&orphan).is_err());
+        assert!(chat(&orphan, false).is_err());
+        // Not for a remote model: OpenAI refuses them.
+        let remote = serde_json::to_value(chat(&req, false).expect("translated")).expect("json");
+        assert!(remote.get("repetition_penalty").is_none() && remote.get("top_k").is_none());
     }
 }

@@ -57,18 +57,25 @@ fn counts(out: &mut Map<String, Value>, usage: Option<&Usage>, started: Instant)
     }
 }
 
+/// Ollama's clients read arguments as an object: empty, cut or non-object arguments (a
+/// provider's `""` for a tool without parameters, a call cut by the length limit) become `{}`.
 fn tool_calls(calls: &[(String, String)]) -> Value {
     Value::Array(
         calls
             .iter()
             .map(|(name, arguments)| {
-                let args: Value = serde_json::from_str(arguments)
-                    .unwrap_or_else(|_| Value::String(arguments.clone()));
+                let args = match serde_json::from_str::<Value>(arguments) {
+                    Ok(v @ Value::Object(_)) => v,
+                    _ => json!({}),
+                };
                 json!({"function": {"name": name, "arguments": args}})
             })
             .collect(),
     )
 }
+
+/// Tool calls one answer may make (an upstream's index past this is ignored, not allocated).
+const MAX_TOOL_CALLS: usize = 128;
 
 fn message(text: &str, thinking: Option<&str>, calls: &[(String, String)]) -> Value {
     let mut m = json!({"role": "assistant", "content": text});
@@ -84,7 +91,15 @@ fn message(text: &str, thinking: Option<&str>, calls: &[(String, String)]) -> Va
 /// A whole answer.
 pub fn answer(shape: Shape, model: &str, c: &Completion, started: Instant) -> Value {
     let choice = c.choices.first();
-    let text = choice.and_then(|c| c.text.as_deref()).unwrap_or("");
+    // A refusal is the answer's text to Ollama (as in its streams).
+    let text = choice
+        .and_then(|c| {
+            c.text
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .or(c.refusal.as_deref())
+        })
+        .unwrap_or("");
     let thinking = choice.and_then(|c| c.reasoning.as_deref());
     let calls: Vec<(String, String)> = choice
         .map(|c| {
@@ -203,6 +218,9 @@ impl LineWriter {
                             ..
                         } => {
                             let i = index as usize;
+                            if i >= MAX_TOOL_CALLS {
+                                continue;
+                            }
                             if self.calls.len() <= i {
                                 self.calls.resize(i + 1, (String::new(), String::new()));
                             }
