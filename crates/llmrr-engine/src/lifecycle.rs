@@ -155,6 +155,18 @@ impl Engine {
             path: spec.path.display().to_string(),
             message: e.to_string(),
         })?;
+        // A quantized cache stores each head in 32-element blocks.
+        let (k, v) = info.head_dims();
+        if spec.kv_type != llmrr_core::config::KvType::F16 && (k % 32 != 0 || v % 32 != 0) {
+            return Err(Error::File {
+                path: spec.path.display().to_string(),
+                message: format!(
+                    "kv_type {:?} needs attention heads of a multiple of 32 dimensions; this \
+                     model's are {k} (keys) and {v} (values): use kv_type = \"f16\"",
+                    spec.kv_type
+                ),
+            });
+        }
         let estimate = estimate(&info, spec);
         self.inner.lock().insert(
             Arc::from(name),
@@ -301,11 +313,15 @@ impl Engine {
 /// The memory a model takes when loaded with `spec`: its KV cells and batch size are the ones
 /// `worker::context_params` gives llama.cpp.
 pub fn estimate(info: &GgufInfo, spec: &LocalModelSpec) -> MemoryEstimate {
+    let kv = spec.kv_type.bytes_per_element();
     match spec.pooling {
-        Some(_) => info.estimate_memory(spec.context_size as u64, spec.context_size as u64),
-        None => info.estimate_memory(
+        Some(_) => {
+            info.estimate_memory_with(spec.context_size as u64, spec.context_size as u64, kv)
+        }
+        None => info.estimate_memory_with(
             spec.context_size as u64 * spec.parallel as u64,
             (spec.prefill_chunk + spec.parallel) as u64,
+            kv,
         ),
     }
 }

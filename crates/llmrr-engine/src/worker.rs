@@ -16,14 +16,14 @@ use crate::error::{Error, Result};
 use crate::metrics::ModelGauges;
 use crate::sampling::SamplingParams;
 use crate::text::{Piece, TextOut};
-use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
-use llmrr_core::config::{LocalModelSpec, Pooling};
+use llmrr_core::config::{KvType, LocalModelSpec, Pooling};
 use std::num::NonZeroU32;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
@@ -224,9 +224,21 @@ fn load(name: &str, spec: &LocalModelSpec) -> Result<(Arc<LlamaModel>, LlamaCont
 
 pub(crate) fn context_params(spec: &LocalModelSpec) -> LlamaContextParams {
     let threads = spec.threads as i32;
-    let base = LlamaContextParams::default()
+    let mut base = LlamaContextParams::default()
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
+    let kv = match spec.kv_type {
+        KvType::F16 => None,
+        KvType::Q8_0 => Some(KvCacheType::Q8_0),
+        KvType::Q4_0 => Some(KvCacheType::Q4_0),
+    };
+    if let Some(kv) = kv {
+        // llama.cpp keeps a quantized V cache only with flash attention.
+        base = base
+            .with_type_k(kv)
+            .with_type_v(kv)
+            .with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED);
+    }
     match spec.pooling {
         // Embeddings: each input is read whole in one step, alone (embed.rs says why), so
         // one sequence has the whole context.

@@ -25,6 +25,7 @@ pub fn estimated_bytes(path: &Path, context_size: u32, parallel: u32, prefill_ch
         gpu_layers: 0,
         prefill_chunk,
         pooling: None,
+        kv_type: Default::default(),
     };
     llmrr_engine::lifecycle::estimate(&info, &spec).total()
 }

@@ -4,7 +4,7 @@
 use super::defaults as d;
 use super::load::seconds;
 use super::raw::{RawLocal, RawModel};
-use super::resolved::{LocalConfig, LocalModelSpec, MemoryBudget, Pooling};
+use super::resolved::{KvType, LocalConfig, LocalModelSpec, MemoryBudget, Pooling};
 use crate::error::{Error, Result};
 use std::path::PathBuf;
 
@@ -96,6 +96,7 @@ pub(super) fn apply_defaults(m: &mut RawModel, dd: &RawLocal) {
     m.gpu_layers = m.gpu_layers.or(dd.gpu_layers);
     m.prefill_chunk = m.prefill_chunk.or(dd.prefill_chunk);
     m.pooling = m.pooling.take().or(dd.pooling);
+    m.kv_type = m.kv_type.take().or(dd.kv_type);
     m.input_cost_per_mtok = m.input_cost_per_mtok.take().or(dd.input_cost_per_mtok);
     m.output_cost_per_mtok = m.output_cost_per_mtok.take().or(dd.output_cost_per_mtok);
     m.cost_per_compute_second = m
@@ -163,6 +164,17 @@ pub(super) fn local_spec(i: usize, m: &RawModel) -> Result<LocalModelSpec> {
             ))
         }
     };
+    let kv_type = match m.kv_type.as_deref() {
+        None | Some("f16") => KvType::F16,
+        Some("q8_0") => KvType::Q8_0,
+        Some("q4_0") => KvType::Q4_0,
+        Some(other) => {
+            return Err(Error::config(
+                at("kv_type"),
+                format!("`{other}` is not a KV cache type (f16, q8_0, q4_0)"),
+            ))
+        }
+    };
     let keep_alive = m.keep_alive_secs.unwrap_or(d::LOCAL_KEEP_ALIVE_SECS);
     Ok(LocalModelSpec {
         path,
@@ -178,6 +190,7 @@ pub(super) fn local_spec(i: usize, m: &RawModel) -> Result<LocalModelSpec> {
         gpu_layers: m.gpu_layers.unwrap_or(0),
         prefill_chunk: positive("prefill_chunk", m.prefill_chunk, d::LOCAL_PREFILL_CHUNK)?,
         pooling,
+        kv_type,
     })
 }
 

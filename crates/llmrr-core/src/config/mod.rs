@@ -20,7 +20,7 @@ pub use defaults::ANTHROPIC_MAX_TOKENS;
 pub use load::{load, ConfigSource, Env};
 pub use money::{MoneyConfig, OutagePolicy, SharedConfig};
 pub use resolved::{
-    Capabilities, Config, HeaderValueSpec, LocalConfig, LocalModelSpec, MemoryBudget, ModelLimits,
-    ModelSpec, Pooling, Pricing, ProviderKind, ServerConfig, StoreConfig,
+    Capabilities, Config, HeaderValueSpec, KvType, LocalConfig, LocalModelSpec, MemoryBudget,
+    ModelLimits, ModelSpec, Pooling, Pricing, ProviderKind, ServerConfig, StoreConfig,
 };
 pub use routing::{RouteSpec, RoutingConfig, StrategyKind};

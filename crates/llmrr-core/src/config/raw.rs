@@ -52,6 +52,7 @@ pub struct RawLocal {
     pub gpu_layers: Option<u32>,
     pub prefill_chunk: Option<u32>,
     pub pooling: Option<String>,
+    pub kv_type: Option<String>,
     pub input_cost_per_mtok: Option<toml::Value>,
     pub output_cost_per_mtok: Option<toml::Value>,
     pub cost_per_compute_second: Option<toml::Value>,
@@ -141,6 +142,8 @@ pub struct RawModel {
     pub prefill_chunk: Option<u32>,
     /// `mean`, `cls` or `last`: load the model for `/v1/embeddings` with that pooling.
     pub pooling: Option<String>,
+    /// The KV cache's element type: `f16` (default), `q8_0` or `q4_0`.
+    pub kv_type: Option<String>,
     /// The provider's requests per minute for our account: routing skips the model at it.
     pub rpm: Option<u64>,
     /// The provider's tokens per minute for our account.
@@ -237,6 +240,7 @@ impl RawModel {
             ("gpu_layers", self.gpu_layers.is_some()),
             ("prefill_chunk", self.prefill_chunk.is_some()),
             ("pooling", self.pooling.is_some()),
+            ("kv_type", self.kv_type.is_some()),
         ]
         .into_iter()
         .find_map(|(k, set)| set.then_some(k))

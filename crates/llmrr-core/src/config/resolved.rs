@@ -78,6 +78,31 @@ pub struct LocalModelSpec {
     pub prefill_chunk: u32,
     /// Set: an embedding model with this pooling.
     pub pooling: Option<Pooling>,
+    /// The KV cache's element type.
+    pub kv_type: KvType,
+}
+
+/// The element type of a local model's KV cache: quantized types take less memory (and
+/// run with flash attention, which llama.cpp needs for a quantized V cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvType {
+    #[default]
+    F16,
+    Q8_0,
+    Q4_0,
+}
+
+impl KvType {
+    /// Bytes per element: ggml's block sizes (f16: 2; q8_0: 34 bytes a 32-element block;
+    /// q4_0: 18 bytes a 32-element block).
+    pub fn bytes_per_element(self) -> f64 {
+        match self {
+            KvType::F16 => 2.0,
+            KvType::Q8_0 => 34.0 / 32.0,
+            KvType::Q4_0 => 18.0 / 32.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -288,9 +288,27 @@ impl GgufInfo {
             .map_or_else(|| "unknown".to_owned(), |c| c.0.to_owned())
     }
 
+    /// The dimensions of an attention head's key and value.
+    pub fn head_dims(&self) -> (u64, u64) {
+        let embd = self.arch_int("embedding_length").unwrap_or(0);
+        let heads = self.arch_int("attention.head_count").unwrap_or(1).max(1);
+        (
+            self.arch_int("attention.key_length")
+                .unwrap_or(embd / heads),
+            self.arch_int("attention.value_length")
+                .unwrap_or(embd / heads),
+        )
+    }
+
     /// Memory to run this model with `n_ctx` KV cells in total (every sequence together),
-    /// evaluating up to `n_batch` tokens per step.
+    /// evaluating up to `n_batch` tokens per step, the KV cache in f16.
     pub fn estimate_memory(&self, n_ctx: u64, n_batch: u64) -> MemoryEstimate {
+        self.estimate_memory_with(n_ctx, n_batch, 2.0)
+    }
+
+    /// As [`Self::estimate_memory`], the KV cache at `kv_bytes` per element (a quantized
+    /// type's block size over its elements).
+    pub fn estimate_memory_with(&self, n_ctx: u64, n_batch: u64, kv_bytes: f64) -> MemoryEstimate {
         let layers = self.arch_int("block_count").unwrap_or(0);
         let embd = self.arch_int("embedding_length").unwrap_or(0);
         let heads = self.arch_int("attention.head_count").unwrap_or(1).max(1);
@@ -303,8 +321,9 @@ impl GgufInfo {
             .unwrap_or(embd / heads);
         let ff = self.arch_int("feed_forward_length").unwrap_or(4 * embd);
         let vocab = self.vocab_size().unwrap_or(32_000);
-        // K and V in f16 for every layer and cell.
-        let kv_cache = layers * n_ctx * (key_len + value_len) * heads_kv * 2;
+        // K and V for every layer and cell.
+        let kv_cache =
+            ((layers * n_ctx * (key_len + value_len) * heads_kv) as f64 * kv_bytes).ceil() as u64;
         // The CPU compute buffer: activations of one batch plus its logits, in f32 (a
         // conservative reading of what llama.cpp allocates for a graph of this shape).
         let compute = n_batch * (vocab + 4 * embd.max(ff)) * 4 + (16 << 20);

@@ -794,3 +794,76 @@ async fn json_schema_constrains_a_local_models_answer_to_the_schema() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn a_quantized_kv_cache_answers_and_is_budgeted_smaller() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Heads of 32 dimensions: a quantized cache stores them in 32-element blocks.
+    let path = dir.path().join("wide.gguf");
+    let spec = llmrr_testkit::gguf::SynthSpec {
+        n_embd: 128,
+        n_head: 4,
+        n_head_kv: 2,
+        ..llmrr_testkit::gguf::SynthSpec::tiny()
+    };
+    llmrr_testkit::gguf::synthesize(&spec, &path).expect("a model");
+    let toml = format!(
+        "{}{}",
+        local_toml("f16", &path, "context_size = 1024"),
+        local_toml("q8", &path, "context_size = 1024\nkv_type = \"q8_0\"")
+    );
+    let gw = start(&toml).await;
+    for model in ["f16", "q8"] {
+        let resp = post(
+            &gw,
+            "/v1/chat/completions",
+            Some(MASTER),
+            greedy(model, "hello", 8),
+        )
+        .await;
+        let status = resp.status();
+        let v: Value = resp.json().await.expect("json");
+        assert_eq!(status, 200, "{model}: {v}");
+        assert!(!content(&v).is_empty(), "{model}");
+    }
+    let kv = |s: &Value| {
+        s["memory_estimate_bytes"]["kv_cache"]
+            .as_u64()
+            .expect("kv bytes")
+    };
+    let (f16, q8) = (
+        kv(&local_status(&gw, "f16").await),
+        kv(&local_status(&gw, "q8").await),
+    );
+    // q8_0: 34 bytes a 32-element block, against 2 bytes an element.
+    assert_eq!(q8, (f16 as f64 * 34.0 / 64.0).ceil() as u64, "{f16} {q8}");
+    // A model whose heads do not fill 32-element blocks is refused at start, saying why.
+    let narrow = tiny_model(dir.path(), "narrow");
+    let toml = local_toml("narrow", &narrow, "kv_type = \"q8_0\"");
+    let config = llmrr_core::config::load(
+        llmrr_core::config::ConfigSource::Text {
+            name: "t",
+            toml: &toml,
+        },
+        None,
+        &llmrr_core::config::Env::Map(Default::default()),
+    )
+    .expect("a valid config");
+    let err = llmrr_server::AppState::build(&config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("multiple of 32"), "{err}");
+    // A type llama.cpp has no KV cache for is refused at load, by name.
+    let bad = local_toml("bad", &path, "kv_type = \"q3\"");
+    let err = llmrr_core::config::load(
+        llmrr_core::config::ConfigSource::Text {
+            name: "t",
+            toml: &bad,
+        },
+        None,
+        &llmrr_core::config::Env::Map(Default::default()),
+    )
+    .expect_err("refused");
+    assert!(err.to_string().contains("kv_type"), "{err}");
+}
