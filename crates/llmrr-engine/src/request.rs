@@ -121,7 +121,12 @@ pub(crate) fn chat(
         None | Some(ResponseFormat::Text) => None,
         Some(ResponseFormat::JsonObject) => Some(Grammar::Json),
         Some(ResponseFormat::JsonSchema { json_schema }) => {
-            let schema = json_schema.get("schema").unwrap_or(&Value::Bool(true));
+            let schema = json_schema.get("schema").ok_or_else(|| {
+                unsupported(
+                    name,
+                    "a `response_format` json_schema without `json_schema.schema` (the schema goes there)",
+                )
+            })?;
             let g = llmrr_core::provider::json_grammar::grammar(schema).map_err(|why| {
                 unsupported(name, &format!("this `response_format` json_schema ({why})"))
             })?;

@@ -79,12 +79,9 @@ impl Features {
             needs: Needs {
                 json_schema: matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. })),
                 json_schema_local: match &req.response_format {
-                    Some(ResponseFormat::JsonSchema { json_schema }) => {
-                        let schema = json_schema
-                            .get("schema")
-                            .unwrap_or(&serde_json::Value::Bool(true));
-                        crate::provider::json_grammar::grammar(schema).is_ok()
-                    }
+                    Some(ResponseFormat::JsonSchema { json_schema }) => json_schema
+                        .get("schema")
+                        .is_some_and(|s| crate::provider::json_grammar::grammar(s).is_ok()),
                     _ => false,
                 },
                 logprobs: req

@@ -778,6 +778,26 @@ async fn json_schema_constrains_a_local_models_answer_to_the_schema() {
         );
         assert!(["red", "green", "blue"].contains(&o["color"].as_str().expect("color")));
     }
+    // Every shape the compiler makes is one llama.cpp takes: optional chains, a map, counted
+    // arrays, string lengths, recursion through a reference (the answer may be cut by
+    // max_tokens: only the start is checked).
+    let rich = json!({
+        "type": "object",
+        "properties": {
+            "a": {"type": "boolean"}, "b": {"type": "integer"}, "c": {"type": "null"},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 3},
+                     "minItems": 1, "maxItems": 2},
+            "scores": {"type": "object", "additionalProperties": {"type": "number"}},
+            "tree": {"$ref": "#/$defs/node"}
+        },
+        "$defs": {"node": {"type": "object", "properties": {
+            "next": {"anyOf": [{"$ref": "#/$defs/node"}, {"type": "null"}]}}}}
+    });
+    let mut body = greedy("tiny", "rich", 60);
+    body["response_format"] =
+        json!({"type": "json_schema", "json_schema": {"name": "s", "schema": rich}});
+    let out = content(&answer(&gw, body).await);
+    assert!(out.trim_start().starts_with('{'), "{out:?}");
     // A keyword a grammar cannot hold is refused by name, not ignored.
     let mut body = chat_body("tiny", "x");
     body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "s",
