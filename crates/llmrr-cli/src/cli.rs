@@ -413,10 +413,21 @@ pub enum ModelsCommand {
         ctx: Option<u64>,
     },
     /// Download REPO/FILE (e.g. org/name/model.Q8_0.gguf) from a Hugging Face-compatible hub:
-    /// resumable, checksum-verified.
+    /// resumable, checksum-verified. Given OWNER/REPO alone, lists its GGUF files and picks the
+    /// best quantization whose memory estimate (weights + KV cache + compute at `--context`)
+    /// fits the local memory budget, explaining the choice; `--quant` picks one by name.
     Pull {
-        /// `owner/repo/path/in/repo.gguf`
+        /// `owner/repo/path/in/repo.gguf`, or `owner/repo` to choose a quantization
         target: String,
+        /// With `owner/repo`: this quantization (e.g. Q4_K_M) instead of the best that fits.
+        #[arg(long)]
+        quant: Option<String>,
+        /// With `owner/repo`: tokens of context the estimate counts (default 4096).
+        #[arg(long)]
+        context: Option<u64>,
+        /// With `owner/repo`: only list the files and the choice, download nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Directory to save into.
         #[arg(long, default_value = "models")]
         dir: PathBuf,

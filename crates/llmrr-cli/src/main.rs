@@ -8,6 +8,7 @@ mod cli;
 mod keys;
 mod models;
 mod money;
+mod quant;
 mod router;
 mod serve;
 

@@ -22,13 +22,35 @@ pub async fn run(global: &Global, command: &ModelsCommand) -> Result<()> {
         } => synth(out, preset, quant.as_deref(), *seed, *no_template),
         ModelsCommand::Pull {
             target,
+            quant,
+            context,
+            dry_run,
             dir,
             revision,
             hub,
             token,
-        } => pull(target, dir, revision, hub, token.as_deref())
-            .await
-            .map(|path| println!("{}", path.display())),
+        } => {
+            let file = if target.split('/').count() == 2 {
+                let choice = crate::quant::Choice {
+                    repo: target,
+                    revision,
+                    hub,
+                    token: token.as_deref(),
+                    quant: quant.as_deref(),
+                    context: *context,
+                };
+                let chosen = crate::quant::choose(global, &choice).await?;
+                if *dry_run {
+                    return Ok(());
+                }
+                format!("{target}/{chosen}")
+            } else {
+                target.clone()
+            };
+            pull(&file, dir, revision, hub, token.as_deref())
+                .await
+                .map(|path| println!("{}", path.display()))
+        }
     }
 }
 

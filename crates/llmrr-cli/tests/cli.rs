@@ -561,3 +561,103 @@ async fn router_train_is_reproducible_and_eval_and_score_report() {
         text(&o.stderr)
     );
 }
+
+#[tokio::test]
+async fn models_pull_of_a_repository_picks_the_best_quantization_that_fits() {
+    use llmrr_testkit::gguf::{synthesize, SynthSpec, TensorType};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = llmrr_testkit::hub::MockHub::start().await;
+    // One architecture in three quantizations: ~6 MiB (F32), ~3 MiB (F16), ~1.6 MiB (Q8_0).
+    let mut sizes = Vec::new();
+    for (ty, label) in [
+        (TensorType::F32, "F32"),
+        (TensorType::F16, "F16"),
+        (TensorType::Q8_0, "Q8_0"),
+    ] {
+        let spec = SynthSpec {
+            n_embd: 256,
+            n_ff: 512,
+            ty,
+            ..SynthSpec::tiny()
+        };
+        let path = dir.path().join(format!("m-{label}.gguf"));
+        synthesize(&spec, &path).expect("a model");
+        let data = std::fs::read(&path).expect("read");
+        sizes.push(data.len());
+        hub.publish(&format!("org/repo/m-{label}.gguf"), data, None, false);
+    }
+    hub.publish("org/repo/mmproj-F16.gguf", vec![0; 10], None, false);
+    hub.publish("org/repo/README.md", vec![b'#'; 10], None, false);
+    assert!(sizes[0] > sizes[1] && sizes[1] > sizes[2], "{sizes:?}");
+    // A budget the compute buffer and KV cache (~22 MiB at 1,024 tokens) plus the F16 file fit
+    // and the F32 file does not.
+    let config = |budget_mb: u64| {
+        format!(
+            "[store]\nurl = \"sqlite://{}/cli.db\"\n[local]\nmemory_budget_mb = {budget_mb}\n",
+            dir.path().display()
+        )
+    };
+    let env = [("LLMRR_HUB_URL", hub.base_url.as_str())];
+    std::fs::write(dir.path().join("llmrr.toml"), config(26)).expect("config");
+    let args = [
+        "models",
+        "pull",
+        "org/repo",
+        "--context",
+        "1024",
+        "--dir",
+        "dl",
+    ];
+    let out = run(dir.path(), &args, &env).await;
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("chose m-F16.gguf"), "{err}");
+    assert!(err.contains("F32") && err.contains("too big"), "{err}");
+    assert!(
+        !err.contains("mmproj-F16.gguf  "),
+        "projectors are not models: {err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("dl/m-F16.gguf"))
+            .expect("downloaded")
+            .len(),
+        sizes[1]
+    );
+
+    // --quant overrides; --dry-run downloads nothing; a budget nothing fits says so.
+    let out = run(
+        dir.path(),
+        &[
+            "models",
+            "pull",
+            "org/repo",
+            "--quant",
+            "q8_0",
+            "--dry-run",
+            "--dir",
+            "dl",
+        ],
+        &env,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("chose m-Q8_0.gguf"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.path().join("dl/m-Q8_0.gguf").exists());
+    std::fs::write(dir.path().join("llmrr.toml"), config(1)).expect("config");
+    let out = run(
+        dir.path(),
+        &["models", "pull", "org/repo", "--dry-run"],
+        &env,
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("fits the memory budget"),
+        "{}",
+        text(&out.stderr)
+    );
+}

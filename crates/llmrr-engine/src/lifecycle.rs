@@ -130,13 +130,18 @@ fn system_memory() -> u64 {
         .map_or(8 << 30, |kb| kb * 1024)
 }
 
+/// The bytes the local models may take together, by the config's budget.
+pub fn memory_budget_bytes(config: &LocalConfig) -> u64 {
+    match config.memory_budget {
+        MemoryBudget::Bytes(b) => b,
+        MemoryBudget::FractionOfRam(f) => (system_memory() as f64 * f) as u64,
+    }
+}
+
 impl Engine {
     /// Must be called within a tokio runtime (it starts the idle reaper).
     pub fn new(config: &LocalConfig) -> Engine {
-        let budget = match config.memory_budget {
-            MemoryBudget::Bytes(b) => b,
-            MemoryBudget::FractionOfRam(f) => (system_memory() as f64 * f) as u64,
-        };
+        let budget = memory_budget_bytes(config);
         metrics::memory(budget, 0);
         let engine = Engine {
             inner: Arc::new(Inner {

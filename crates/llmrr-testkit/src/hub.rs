@@ -40,6 +40,7 @@ impl MockHub {
         hub.base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let app = Router::new()
             .route("/{owner}/{repo}/resolve/{rev}/{*path}", get(serve))
+            .route("/api/models/{owner}/{repo}/tree/{rev}", get(tree))
             .with_state(hub.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -63,6 +64,31 @@ impl MockHub {
     }
 }
 
+/// The hub's file list of a repository (`/api/models/{owner}/{repo}/tree/{rev}`): each file
+/// with its size, LFS files with `lfs.size` as the real hub gives them.
+async fn tree(
+    State(hub): State<MockHub>,
+    Path((owner, repo, rev)): Path<(String, String, String)>,
+) -> Response {
+    if rev != "main" {
+        return (StatusCode::NOT_FOUND, "Revision not found").into_response();
+    }
+    let prefix = format!("{owner}/{repo}/");
+    let files = hub.files.lock().expect("lock");
+    let mut list: Vec<serde_json::Value> = files
+        .iter()
+        .filter_map(|(k, f)| {
+            let path = k.strip_prefix(&prefix)?;
+            Some(
+                serde_json::json!({"type": "file", "path": path, "size": f.data.len(),
+                "lfs": {"size": f.data.len(), "oid": f.sha256}}),
+            )
+        })
+        .collect();
+    list.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    axum::Json(list).into_response()
+}
+
 async fn serve(
     State(hub): State<MockHub>,
     Path((owner, repo, rev, path)): Path<(String, String, String, String)>,
@@ -84,12 +110,28 @@ async fn serve(
         snapshot
     };
     let etag = format!("\"{}\"", file.announce.as_deref().unwrap_or(&file.sha256));
+    let len = file.data.len();
+    // `bytes=a-b`: a slice of the file (a header read).
+    let slice = range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+    if let Some((a, b)) = slice.filter(|(a, _)| *a < len) {
+        let end = b.min(len - 1);
+        return Response::builder()
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header("x-linked-etag", etag)
+            .header(header::CONTENT_LENGTH, end + 1 - a)
+            .header(header::CONTENT_RANGE, format!("bytes {a}-{end}/{len}"))
+            .body(Body::from(file.data.slice(a..=end)))
+            .expect("response");
+    }
     let start = range
         .as_deref()
         .and_then(|r| r.strip_prefix("bytes="))
         .and_then(|r| r.strip_suffix('-'))
         .and_then(|n| n.parse::<usize>().ok());
-    let len = file.data.len();
     match start {
         Some(s) if s >= len => Response::builder()
             .status(StatusCode::RANGE_NOT_SATISFIABLE)
