@@ -30,7 +30,11 @@ pub async fn run(global: &Global, command: &ModelsCommand) -> Result<()> {
             hub,
             token,
         } => {
-            let file = if target.split('/').count() == 2 {
+            let whole_repo = target.split('/').count() == 2;
+            if !whole_repo && (quant.is_some() || context.is_some() || *dry_run) {
+                bail!("--quant, --context and --dry-run choose among a repository's files: give OWNER/REPO");
+            }
+            let file = if whole_repo {
                 let choice = crate::quant::Choice {
                     repo: target,
                     revision,

@@ -17,11 +17,14 @@ pub struct Choice<'a> {
     pub context: Option<u64>,
 }
 
-/// Quantization labels, best (closest to the original weights) first.
+/// Quantization labels, best first. 16-bit before F32 (the same quality in practice, half the
+/// memory); a file whose name carries none of these (a repacked `Q4_0_4_4`, an unusual label)
+/// is listed but never chosen on its own.
 const RANKED: &[&str] = &[
-    "F32", "BF16", "F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S",
-    "IQ4_NL", "IQ4_XS", "Q4_1", "Q4_0", "Q3_K_L", "Q3_K_M", "Q3_K_S", "IQ3_M", "IQ3_S", "IQ3_XS",
-    "IQ3_XXS", "Q2_K_S", "Q2_K", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S",
+    "BF16", "F16", "F32", "Q8_0", "Q6_K_L", "Q6_K", "Q5_K_L", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0",
+    "Q4_K_L", "Q4_K_M", "Q4_K_S", "IQ4_NL", "IQ4_XS", "Q4_1", "Q4_0", "Q3_K_XL", "Q3_K_L",
+    "Q3_K_M", "IQ3_M", "Q3_K_S", "IQ3_S", "IQ3_XS", "IQ3_XXS", "Q2_K_L", "Q2_K", "Q2_K_S", "IQ2_M",
+    "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S",
 ];
 
 /// The quantization a file name says, and its rank (0 is best).
@@ -39,9 +42,39 @@ fn label(file: &str) -> Option<(usize, &'static str)> {
     })
 }
 
-/// A split model's part (`-00001-of-00003`): not something one file can serve.
+/// A part of a model split in several files (`-00002-of-00003.gguf`): not something one file
+/// can serve (a split in one part is a whole model).
 fn is_shard(file: &str) -> bool {
-    file.contains("-of-") && file.split("-of-").count() == 2 && file.contains("-0000")
+    let Some(stem) = file.strip_suffix(".gguf") else {
+        return false;
+    };
+    // `-NNNNN-of-MMMMM`: 15 ASCII bytes at the end.
+    let Some(tail) = stem.len().checked_sub(15).and_then(|at| stem.get(at..)) else {
+        return false;
+    };
+    let digits = |s: &str| s.len() == 5 && s.bytes().all(|c| c.is_ascii_digit());
+    tail.starts_with('-')
+        && &tail[6..10] == "-of-"
+        && digits(&tail[1..6])
+        && digits(&tail[10..15])
+        && &tail[10..15] != "00001"
+}
+
+/// `segment` as one URL path segment (the hub's names are not trusted to be URL-safe).
+fn encoded(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn encoded_path(path: &str) -> String {
+    path.split('/').map(encoded).collect::<Vec<_>>().join("/")
 }
 
 struct Candidate {
@@ -63,8 +96,8 @@ async fn candidates(c: &Choice<'_>) -> Result<Vec<Candidate>> {
     let url = format!(
         "{}/api/models/{}/tree/{}?recursive=true",
         c.hub.trim_end_matches('/'),
-        c.repo,
-        c.revision
+        encoded_path(c.repo),
+        encoded(c.revision)
     );
     let resp = client_get(&url, c.token)
         .send()
@@ -80,7 +113,13 @@ async fn candidates(c: &Choice<'_>) -> Result<Vec<Candidate>> {
         .filter_map(|e| {
             let path = e["path"].as_str()?.to_owned();
             let lower = path.to_ascii_lowercase();
-            if !lower.ends_with(".gguf") || lower.contains("mmproj") || is_shard(&lower) {
+            if !lower.ends_with(".gguf")
+                || lower.contains("mmproj")
+                || is_shard(&lower)
+                || path
+                    .split('/')
+                    .any(|p| p.is_empty() || p == "." || p == "..")
+            {
                 return None;
             }
             let size = e["lfs"]["size"].as_u64().or(e["size"].as_u64())?;
@@ -98,10 +137,11 @@ async fn candidates(c: &Choice<'_>) -> Result<Vec<Candidate>> {
 /// The GGUF header of `path` (its first bytes, more until the header reads whole).
 async fn header(c: &Choice<'_>, path: &str) -> Result<GgufInfo> {
     let url = format!(
-        "{}/{}/resolve/{}/{path}",
+        "{}/{}/resolve/{}/{}",
         c.hub.trim_end_matches('/'),
-        c.repo,
-        c.revision
+        encoded_path(c.repo),
+        encoded(c.revision),
+        encoded_path(path)
     );
     let mut want: u64 = 8 << 20;
     loop {
@@ -110,8 +150,11 @@ async fn header(c: &Choice<'_>, path: &str) -> Result<GgufInfo> {
             .send()
             .await
             .with_context(|| format!("GET {url}"))?;
-        if !resp.status().is_success() {
-            bail!("GET {url}: {}", resp.status());
+        if resp.status() != reqwest::StatusCode::PARTIAL_CONTENT {
+            bail!(
+                "GET {url}: {} (a header read needs the hub to honour Range requests)",
+                resp.status()
+            );
         }
         let bytes = resp.bytes().await?;
         let mut tmp = tempfile::NamedTempFile::new()?;
@@ -124,24 +167,62 @@ async fn header(c: &Choice<'_>, path: &str) -> Result<GgufInfo> {
     }
 }
 
+/// A local model's default sequences in parallel and prefill chunk (the config's defaults).
+const PARALLEL: u32 = 4;
+const PREFILL_CHUNK: u32 = 512;
+
 fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
 }
 
 /// Picks the file to download and says why (on stderr, with the table of candidates).
 pub async fn choose(global: &Global, c: &Choice<'_>) -> Result<String> {
-    let config = global.load()?;
-    let budget = llmrr_engine::lifecycle::memory_budget_bytes(&config.local);
+    // The budget of the config when it reads (model secrets not needed, model files may not
+    // be there yet: pulling them is the point), else the default share of RAM.
+    let local = match global.load_for_store() {
+        Ok(config) => config.local,
+        Err(e) => {
+            eprintln!("note: the config did not load ({e}); using the default memory budget");
+            llmrr_core::config::LocalConfig::default()
+        }
+    };
+    let budget = llmrr_engine::lifecycle::memory_budget_bytes(&local);
     let context = c.context.unwrap_or(4096);
     let list = candidates(c).await?;
-    let Some(smallest) = list.iter().min_by_key(|x| x.size) else {
+    // The KV cache and compute buffer depend on the architecture, not the quantization: read
+    // once, from the smallest labelled file's header (a model, not an adapter or imatrix).
+    let Some(probe) = list
+        .iter()
+        .filter(|x| x.rank.is_some())
+        .min_by_key(|x| x.size)
+        .or_else(|| list.iter().min_by_key(|x| x.size))
+    else {
         bail!("{} has no single-file GGUF model", c.repo);
     };
-    // The KV cache and compute buffer depend on the architecture, not the quantization: read
-    // once, from the smallest file's header.
-    let info = header(c, &smallest.path).await?;
-    let est = info.estimate_memory(context, 512);
+    let info = header(c, &probe.path).await?;
+    if info.str("general.architecture").is_none() {
+        bail!(
+            "{}: its header names no architecture (not a model?)",
+            probe.path
+        );
+    }
+    // As the server will run it: `context` tokens for each of the default parallel
+    // sequences, in f16.
+    let spec = llmrr_core::config::LocalModelSpec {
+        path: probe.path.clone().into(),
+        context_size: context.min(u64::from(u32::MAX)) as u32,
+        threads: 1,
+        parallel: PARALLEL,
+        keep_alive: std::time::Duration::ZERO,
+        pinned: false,
+        gpu_layers: 0,
+        prefill_chunk: PREFILL_CHUNK,
+        pooling: None,
+        kv_type: Default::default(),
+    };
+    let est = llmrr_engine::lifecycle::estimate(&info, &spec);
     let overhead = est.kv_cache + est.compute;
+    let smallest = list.iter().min_by_key(|x| x.size).unwrap_or(probe);
     eprintln!(
         "{} GGUF file(s) in {}; budget {}; at {context} tokens of context each needs its size + {} (KV cache {}, compute {})",
         list.len(),
@@ -170,7 +251,10 @@ pub async fn choose(global: &Global, c: &Choice<'_>) -> Result<String> {
                 let have: Vec<&str> = list.iter().filter_map(|x| x.rank.map(|r| r.1)).collect();
                 format!("no {q} file in {} (it has: {})", c.repo, have.join(", "))
             })?,
-        None => match list.iter().find(|x| x.size + overhead <= budget) {
+        None => match list
+            .iter()
+            .find(|x| x.rank.is_some() && x.size + overhead <= budget)
+        {
             Some(x) => x,
             None => bail!(
                 "no file of {} fits the memory budget {} at {context} tokens (the smallest needs {}): \
@@ -226,6 +310,15 @@ mod tests {
         assert_eq!(l("plain.gguf"), None);
         assert!(label("a-Q8_0.gguf").expect("q8").0 < label("a-Q4_K_M.gguf").expect("q4").0);
         assert!(is_shard("m-q4_k_m-00001-of-00003.gguf"));
+        assert!(is_shard("q8_0/m-q8_0-00010-of-00012.gguf"));
+        assert!(is_shard("mixture-of-experts-q4_k_m-00002-of-00002.gguf"));
+        assert!(
+            !is_shard("m-q4_k_m-00001-of-00001.gguf"),
+            "one part is a whole model"
+        );
         assert!(!is_shard("m-q4_k_m.gguf"));
+        assert_eq!(l("m-Q6_K_L.gguf"), Some("Q6_K_L"));
+        assert_eq!(l("m-Q4_0_4_4.gguf"), None);
+        assert_eq!(encoded_path("a b/c%2e.gguf"), "a%20b/c%252e.gguf");
     }
 }

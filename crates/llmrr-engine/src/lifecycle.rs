@@ -162,7 +162,8 @@ impl Engine {
         })?;
         // A quantized cache stores each head in 32-element blocks.
         let (k, v) = info.head_dims();
-        if spec.kv_type != llmrr_core::config::KvType::F16 && (k % 32 != 0 || v % 32 != 0) {
+        let quantized = spec.kv_type != llmrr_core::config::KvType::F16 && spec.pooling.is_none();
+        if quantized && (k % 32 != 0 || v % 32 != 0) {
             return Err(Error::File {
                 path: spec.path.display().to_string(),
                 message: format!(
@@ -320,9 +321,8 @@ impl Engine {
 pub fn estimate(info: &GgufInfo, spec: &LocalModelSpec) -> MemoryEstimate {
     let kv = spec.kv_type.bytes_per_element();
     match spec.pooling {
-        Some(_) => {
-            info.estimate_memory_with(spec.context_size as u64, spec.context_size as u64, kv)
-        }
+        // Embedding models keep an f16 cache (see `worker::context_params`).
+        Some(_) => info.estimate_memory(spec.context_size as u64, spec.context_size as u64),
         None => info.estimate_memory_with(
             spec.context_size as u64 * spec.parallel as u64,
             (spec.prefill_chunk + spec.parallel) as u64,

@@ -227,7 +227,9 @@ pub(crate) fn context_params(spec: &LocalModelSpec) -> LlamaContextParams {
     let mut base = LlamaContextParams::default()
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
+    // Embedding models (pooling) read each input once: their cache stays f16.
     let kv = match spec.kv_type {
+        _ if spec.pooling.is_some() => None,
         KvType::F16 => None,
         KvType::Q8_0 => Some(KvCacheType::Q8_0),
         KvType::Q4_0 => Some(KvCacheType::Q4_0),

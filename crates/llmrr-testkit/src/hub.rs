@@ -117,7 +117,7 @@ async fn serve(
         .and_then(|r| r.strip_prefix("bytes="))
         .and_then(|r| r.split_once('-'))
         .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
-    if let Some((a, b)) = slice.filter(|(a, _)| *a < len) {
+    if let Some((a, b)) = slice.filter(|(a, b)| a < b && *a < len) {
         let end = b.min(len - 1);
         return Response::builder()
             .status(StatusCode::PARTIAL_CONTENT)

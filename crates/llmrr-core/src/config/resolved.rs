@@ -56,6 +56,16 @@ pub struct LocalConfig {
     pub memory_budget: MemoryBudget,
 }
 
+impl Default for LocalConfig {
+    /// No models folder; the default share of RAM.
+    fn default() -> Self {
+        LocalConfig {
+            models_dir: None,
+            memory_budget: MemoryBudget::FractionOfRam(super::defaults::LOCAL_MEMORY_FRACTION),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MemoryBudget {
