@@ -472,15 +472,7 @@ async fn local_prices_are_explicit_and_may_be_per_compute_second() {
         "[[models]]\nname = \"tiny\"\nprovider = \"local\"\npath = \"{}\"\n",
         path.display()
     );
-    let err = llmrr_core::config::load(
-        llmrr_core::config::ConfigSource::Text {
-            name: "t",
-            toml: &unpriced,
-        },
-        None,
-        &llmrr_core::config::Env::Map(Default::default()),
-    )
-    .expect_err("refused");
+    let err = crate::config_of(&unpriced).expect_err("refused");
     assert!(
         err.to_string().contains("models[0].input_cost_per_mtok"),
         "{err}"
@@ -860,15 +852,7 @@ async fn a_quantized_kv_cache_answers_and_is_budgeted_smaller() {
     // A model whose heads do not fill 32-element blocks is refused at start, saying why.
     let narrow = tiny_model(dir.path(), "narrow");
     let toml = local_toml("narrow", &narrow, "kv_type = \"q8_0\"");
-    let config = llmrr_core::config::load(
-        llmrr_core::config::ConfigSource::Text {
-            name: "t",
-            toml: &toml,
-        },
-        None,
-        &llmrr_core::config::Env::Map(Default::default()),
-    )
-    .expect("a valid config");
+    let config = crate::config_of(&toml).expect("a valid config");
     let err = llmrr_server::AppState::build(&config)
         .await
         .err()
@@ -876,14 +860,6 @@ async fn a_quantized_kv_cache_answers_and_is_budgeted_smaller() {
     assert!(err.to_string().contains("multiple of 32"), "{err}");
     // A type llama.cpp has no KV cache for is refused at load, by name.
     let bad = local_toml("bad", &path, "kv_type = \"q3\"");
-    let err = llmrr_core::config::load(
-        llmrr_core::config::ConfigSource::Text {
-            name: "t",
-            toml: &bad,
-        },
-        None,
-        &llmrr_core::config::Env::Map(Default::default()),
-    )
-    .expect_err("refused");
+    let err = crate::config_of(&bad).expect_err("refused");
     assert!(err.to_string().contains("kv_type"), "{err}");
 }

@@ -78,6 +78,15 @@ pub const ENV: &[(&str, &str)] = &[
     ("LLMRR_MASTER_KEY", MASTER),
 ];
 
+/// `toml` loaded as a config (no environment): what a test of config errors reads.
+pub fn config_of(toml: &str) -> llmrr_core::Result<llmrr_core::config::Config> {
+    llmrr_core::config::load(
+        llmrr_core::config::ConfigSource::Text { name: "t", toml },
+        None,
+        &llmrr_core::config::Env::Map(Default::default()),
+    )
+}
+
 /// A gateway in front of a fresh mock, with the master key set.
 pub async fn start() -> (TestGateway, MockProvider) {
     start_with("", ENV).await

@@ -442,15 +442,7 @@ async fn complexity_over_three_models_picks_the_step_each_prompt_reaches() {
          models = [\"strong\", \"cheap\", \"mid\"]\nthresholds = [0.5]\n",
         models("http://127.0.0.1:9")
     );
-    let err = llmrr_core::config::load(
-        llmrr_core::config::ConfigSource::Text {
-            name: "t",
-            toml: &bad,
-        },
-        None,
-        &llmrr_core::config::Env::Map(Default::default()),
-    )
-    .expect_err("refused");
+    let err = crate::config_of(&bad).expect_err("refused");
     assert!(err.to_string().contains("thresholds"), "{err}");
 }
 
