@@ -12,7 +12,7 @@
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use llmrr_core::answer::StreamItem;
-use llmrr_server::dialect::{anthropic, openai, responses};
+use llmrr_server::dialect::{anthropic, ollama, openai, responses};
 use serde_json::{json, Value};
 
 fn text_chunk() -> Bytes {
@@ -70,6 +70,14 @@ fn bench(c: &mut Criterion) {
     writer.write(StreamItem::Chunk(chunk.clone()));
     g.bench_function("responses events", |b| {
         b.iter(|| writer.write(StreamItem::Chunk(black_box(chunk.clone()))))
+    });
+    let mut lines = ollama::response::LineWriter::new(
+        ollama::response::Shape::Chat,
+        "m",
+        std::time::Instant::now(),
+    );
+    g.bench_function("ollama ndjson lines", |b| {
+        b.iter(|| lines.write(StreamItem::Chunk(black_box(chunk.clone()))))
     });
     g.finish();
 
