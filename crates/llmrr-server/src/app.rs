@@ -40,6 +40,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/responses/{id}",
             get(routes::responses::get).delete(routes::responses::delete),
         )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(routes::responses::input_items),
+        )
         .route("/v1/completions", post(routes::completions::completions))
         .route("/v1/embeddings", post(routes::embeddings::embeddings))
         .route("/v1/models", get(routes::models::list))

@@ -67,6 +67,20 @@ impl Store {
         row.map(|r| Ok(r.try_get("body")?)).transpose()
     }
 
+    /// Response `id`'s own turn (its input and the answer), when `owner` made it and it has
+    /// not expired.
+    pub async fn response_turn(&self, id: &str, owner: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT history FROM responses WHERE id = $1 AND owner = $2 AND expires_at_ms >= $3",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok(r.try_get("history")?)).transpose()
+    }
+
     /// The turns of the conversation that response `id` ends, oldest first (`None`: no such
     /// response of `owner`). A link that has expired ends the chain there.
     pub async fn response_chain(&self, id: &str, owner: &str) -> Result<Option<Vec<String>>> {

@@ -220,3 +220,65 @@ pub async fn delete(
         json!({"id": id, "object": "response.deleted", "deleted": true}),
     ))
 }
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    order: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// `GET /v1/responses/{id}/input_items`: the input the response answered (this turn's, not
+/// the earlier turns of its chain), as a list page: `order` (`desc`, the default, or `asc`),
+/// `limit` (1-100, default 20), `after` (an item id).
+pub async fn input_items(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(Error::invalid("`limit` is 1 to 100", Some("limit".into())).into());
+    }
+    let descending = match q.order.as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(_) => {
+            return Err(Error::invalid("`order` is asc or desc", Some("order".into())).into())
+        }
+    };
+    let turn = state
+        .gateway
+        .store()
+        .response_turn(&id, &owner(&ctx.key))
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    let mut turn: Vec<ChatMessage> = serde_json::from_str(&turn)
+        .map_err(|e| Error::Internal(format!("a stored response is unreadable: {e}")))?;
+    // The last message is the answer, kept for `previous_response_id`: not input.
+    turn.pop();
+    let mut items = crate::dialect::responses::input_items::items(&id, &turn);
+    if descending {
+        items.reverse();
+    }
+    if let Some(after) = &q.after {
+        let at = items
+            .iter()
+            .position(|i| i["id"] == after.as_str())
+            .ok_or_else(|| Error::invalid(format!("no item `{after}`"), Some("after".into())))?;
+        items.drain(..=at);
+    }
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    Ok(Json(json!({
+        "object": "list",
+        "first_id": items.first().map(|i| i["id"].clone()),
+        "last_id": items.last().map(|i| i["id"].clone()),
+        "has_more": has_more,
+        "data": items,
+    })))
+}

@@ -487,3 +487,110 @@ async fn issue11_a_route_falls_back_for_a_responses_client_and_prices_the_answer
         .any(|r| r.model.as_deref() == Some("a-ok") && r.status == 200));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn input_items_list_a_stored_responses_own_input_in_pages() {
+    let (gw, _mock) = start().await;
+    let new = |name: &str| serde_json::from_value(json!({ "name": name })).expect("a new key");
+    let key = create_key(&gw, new("a")).await.key;
+    let other = create_key(&gw, new("b")).await.key;
+    let first: Value = respond(
+        &gw,
+        &key,
+        json!({"model": "o-tool", "input": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": [{"type": "input_text", "text": "weather?"},
+            {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}]}
+    ], "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]}),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let call = first["output"]
+        .as_array()
+        .and_then(|o| o.iter().find(|i| i["type"] == "function_call"))
+        .cloned()
+        .expect("a call");
+    let second: Value = respond(&gw, &key, json!({"model": "o-ok",
+        "previous_response_id": first["id"],
+        "input": [{"type": "function_call_output", "call_id": call["call_id"], "output": "sunny"}]}))
+    .await
+    .json()
+    .await
+    .expect("json");
+    let list = |id: &Value, query: &str, key: &str| {
+        let url = format!(
+            "{}/v1/responses/{}/input_items{query}",
+            gw.url,
+            id.as_str().unwrap_or("")
+        );
+        let key = key.to_owned();
+        async move {
+            client()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("answers")
+        }
+    };
+    // The first response's input, newest first by default; its own turn only.
+    let v: Value = list(&first["id"], "", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["object"], "list");
+    let data = v["data"].as_array().expect("data");
+    assert_eq!(data.len(), 2, "{v}");
+    assert_eq!(data[0]["role"], "user");
+    assert_eq!(
+        data[0]["content"][0],
+        json!({"type": "input_text", "text": "weather?"})
+    );
+    assert_eq!(data[0]["content"][1]["type"], "input_image");
+    assert_eq!(
+        (
+            data[1]["role"].clone(),
+            data[1]["content"][0]["text"].clone()
+        ),
+        (json!("system"), json!("be brief"))
+    );
+    assert_eq!(v["has_more"], false);
+    // The second's input is the tool's output, not the chain before it.
+    let v: Value = list(&second["id"], "?order=asc", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["data"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["data"][0]["type"], "function_call_output");
+    assert_eq!(v["data"][0]["call_id"], call["call_id"]);
+    assert_eq!(v["data"][0]["output"], "sunny");
+    // Pages: the same ids on every read.
+    let page: Value = list(&first["id"], "?order=asc&limit=1", &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["has_more"], true);
+    let next: Value = list(
+        &first["id"],
+        &format!(
+            "?order=asc&limit=1&after={}",
+            page["last_id"].as_str().expect("id")
+        ),
+        &key,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(next["data"][0]["role"], "user");
+    assert_eq!(next["has_more"], false);
+    // Another key, an unknown id, a bad limit.
+    assert_eq!(list(&first["id"], "", &other).await.status(), 404);
+    assert_eq!(list(&json!("resp_nope"), "", &key).await.status(), 404);
+    assert_eq!(list(&first["id"], "?limit=0", &key).await.status(), 400);
+}

@@ -10,6 +10,7 @@
 //! Errors use OpenAI's envelope. Stored responses (`store`, on by default) live in the store,
 //! scoped to the key that made them, for `[store] responses_retention_days`.
 
+pub mod input_items;
 mod object;
 mod request;
 mod stream;
