@@ -290,9 +290,15 @@ async fn issue16_the_cli_is_friendlier() {
         "{summary}"
     );
     assert!(!summary.contains('{'), "{summary}");
+    // The prompt's difficulty, for every strategy.
+    assert!(
+        summary.contains("prompt: difficulty 0.") && summary.contains("category chat"),
+        "{summary}"
+    );
     let out = run(dir.path(), &["route", "hello", "--json"], &env).await;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(json["route"], "auto");
+    assert!(json["complexity"]["score"].is_number(), "{json}");
 
     // `config check` prints durations as seconds, not Rust structs.
     let out = run(dir.path(), &["config", "check"], &env).await;
