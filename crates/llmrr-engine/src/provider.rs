@@ -90,6 +90,18 @@ fn usage(prompt: u32, completion: u32) -> Usage {
     }
 }
 
+/// Usage of a finished generation: its prompt tokens reused from an earlier request's KV are
+/// `prompt_tokens_details.cached_tokens` (priced at the cached-input price where there is one).
+fn finished_usage(prompt: u32, f: &Finished) -> Usage {
+    let mut u = usage(prompt, f.completion_tokens);
+    if f.cached_tokens > 0 {
+        u.prompt_tokens_details = Some(llmrr_types::openai::PromptTokensDetails {
+            cached_tokens: f.cached_tokens.into(),
+        });
+    }
+    u
+}
+
 fn body(v: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }
@@ -152,7 +164,7 @@ impl LocalProvider {
     }
 
     fn complete(&self, kind: Kind, text: String, f: &Finished, prompt: u32) -> Completed {
-        let u = usage(prompt, f.completion_tokens);
+        let u = finished_usage(prompt, f);
         let (object, choice) = match kind {
             Kind::Chat => (
                 "chat.completion",
@@ -229,7 +241,7 @@ impl LocalProvider {
                         has_output: true,
                     })],
                     Some(Event::Done(f)) => {
-                        let u = usage(prompt_tokens, f.completion_tokens);
+                        let u = finished_usage(prompt_tokens, &f);
                         let items = vec![
                             Ok(StreamChunk {
                                 compute: None,

@@ -83,6 +83,8 @@ impl FinishReason {
 pub(crate) struct Finished {
     pub reason: FinishReason,
     pub prompt_tokens: u32,
+    /// Prompt tokens whose KV came from an earlier request's (prefix reuse), not prefilled.
+    pub cached_tokens: u32,
     pub completion_tokens: u32,
     pub prefill: Duration,
     pub decode: Duration,
@@ -272,6 +274,10 @@ struct Seq {
     sampler: LlamaSampler,
     /// Prompt tokens already in the KV cache.
     fed: usize,
+    /// Of them, the ones reused from the slot's previous sequence.
+    reused: usize,
+    /// Generated tokens fed back (in the KV cache after the prompt).
+    fed_generated: Vec<LlamaToken>,
     /// The KV position of the next token.
     pos: i32,
     /// The token to feed next, once the prompt is read.
@@ -289,6 +295,9 @@ struct Scheduler<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
     slots: Vec<Option<Seq>>,
+    /// The tokens whose KV each slot's sequence id still holds from its last finished
+    /// request: the next request in that slot skips the prefill of their common prefix.
+    cached: Vec<Vec<LlamaToken>>,
     batch: LlamaBatch<'static>,
     prefill_chunk: usize,
     context_size: u32,
@@ -311,6 +320,7 @@ impl<'m> Scheduler<'m> {
             model,
             ctx,
             slots: (0..spec.parallel).map(|_| None).collect(),
+            cached: (0..spec.parallel).map(|_| Vec::new()).collect(),
             batch: LlamaBatch::new(batch_size, 1),
             prefill_chunk: spec.prefill_chunk as usize,
             context_size: spec.context_size,
@@ -369,7 +379,20 @@ impl<'m> Scheduler<'m> {
                 return;
             }
         };
-        let Some(free) = self.slots.iter().position(Option::is_none) else {
+        // The free slot whose kept KV shares the longest prefix with this prompt (the least
+        // to prefill); at least one prompt token is read anew, for the first logits.
+        let shared = |cached: &[LlamaToken]| {
+            cached
+                .iter()
+                .zip(&job.prompt)
+                .take_while(|(a, b)| a == b)
+                .count()
+                .min(job.prompt.len().saturating_sub(1))
+        };
+        let Some(free) = (0..self.slots.len())
+            .filter(|i| self.slots[*i].is_none())
+            .max_by_key(|i| (shared(&self.cached[*i]), std::cmp::Reverse(*i)))
+        else {
             // Callers admit only with a slot free; never drop a job without an answer.
             let _ = job.events.try_send(Event::Failed(Error::Overloaded {
                 model: self.name.to_owned(),
@@ -377,12 +400,26 @@ impl<'m> Scheduler<'m> {
             }));
             return;
         };
+        let reused = shared(&self.cached[free]);
+        // Drop what the slot holds past the shared prefix (all of it when nothing is shared).
+        if self
+            .ctx
+            .clear_kv_cache_seq(Some(free as u32), Some(reused as u32), None)
+            .is_err()
+        {
+            let _ = self.ctx.clear_kv_cache_seq(Some(free as u32), None, None);
+            self.cached[free].clear();
+        }
+        let reused = reused.min(self.cached[free].len());
+        self.cached[free].clear();
         self.slots[free] = Some(Seq {
             id: free as i32,
             job,
             sampler,
-            fed: 0,
-            pos: 0,
+            fed: reused,
+            reused,
+            fed_generated: Vec::new(),
+            pos: reused as i32,
             next: None,
             generated: 0,
             text: TextOut::default(),
@@ -395,9 +432,22 @@ impl<'m> Scheduler<'m> {
         }
     }
 
+    /// Ends the slot's sequence: a failed or cancelled one's KV is dropped.
     fn free(&mut self, slot: usize) {
         if let Some(seq) = self.slots[slot].take() {
             let _ = self.ctx.clear_kv_cache_seq(Some(seq.id as u32), None, None);
+            self.cached[slot].clear();
+        }
+    }
+
+    /// Ends a finished sequence, keeping its KV and the tokens it holds for the next request
+    /// in the slot (prefix reuse: the next turn of a chat, a shared system prompt).
+    fn keep(&mut self, slot: usize) {
+        if let Some(mut seq) = self.slots[slot].take() {
+            let mut tokens = std::mem::take(&mut seq.job.prompt);
+            tokens.truncate(seq.fed);
+            tokens.extend(seq.fed_generated);
+            self.cached[slot] = tokens;
         }
     }
 
@@ -479,8 +529,9 @@ impl<'m> Scheduler<'m> {
             let Some(seq) = self.slots[i].as_mut() else {
                 continue;
             };
-            if seq.next.is_some() {
+            if let Some(fed) = seq.next {
                 seq.pos += 1;
+                seq.fed_generated.push(fed);
             }
             let Some(at) = seq.logits_at else {
                 continue;
@@ -518,13 +569,14 @@ impl<'m> Scheduler<'m> {
                     let done = Finished {
                         reason,
                         prompt_tokens: seq.job.prompt.len() as u32,
+                        cached_tokens: seq.reused as u32,
                         completion_tokens: seq.generated,
                         prefill: first - seq.admitted,
                         decode: now - first,
                     };
                     self.gauges.finished(&done);
                     let _ = seq.job.events.try_send(Event::Done(done));
-                    self.free(i);
+                    self.keep(i);
                 }
                 None => seq.next = Some(token),
             }

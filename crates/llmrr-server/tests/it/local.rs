@@ -646,7 +646,14 @@ async fn issue11_a_messages_client_reaches_a_local_model() {
         m["usage"]["output_tokens"],
         want["usage"]["completion_tokens"]
     );
-    assert_eq!(m["usage"]["input_tokens"], want["usage"]["prompt_tokens"]);
+    // The same prompt again: its KV was reused (prefix reuse), which Anthropic's usage says
+    // as cache reads beside the input.
+    let read = m["usage"]["cache_read_input_tokens"].as_u64().unwrap_or(0);
+    assert_eq!(
+        m["usage"]["input_tokens"].as_u64().expect("input") + read,
+        want["usage"]["prompt_tokens"].as_u64().expect("prompt")
+    );
+    assert!(read > 0, "{m}");
     let stop = match want["choices"][0]["finish_reason"].as_str() {
         Some("length") => "max_tokens",
         _ => "end_turn",
@@ -862,4 +869,61 @@ async fn a_quantized_kv_cache_answers_and_is_budgeted_smaller() {
     let bad = local_toml("bad", &path, "kv_type = \"q3\"");
     let err = crate::config_of(&bad).expect_err("refused");
     assert!(err.to_string().contains("kv_type"), "{err}");
+}
+
+#[tokio::test]
+async fn the_next_turn_of_a_chat_reuses_the_kv_of_the_last_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "tiny");
+    // One slot: every turn lands where the last one left its KV.
+    let gw = start(&local_toml(
+        "tiny",
+        &path,
+        "parallel = 1\ncontext_size = 2048",
+    ))
+    .await;
+    let history = "tell me about the long history of the tiny model and its many words ".repeat(12);
+    let first = answer(&gw, greedy("tiny", &history, 8)).await;
+    let reply = content(&first);
+    assert_eq!(
+        first["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap_or(0),
+        0
+    );
+    // Turn 2: the same history, the answer, a new question.
+    let mut turn = greedy("tiny", &history, 8);
+    turn["messages"] = json!([
+        {"role": "user", "content": history},
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": "and then?"}
+    ]);
+    let second = answer(&gw, turn.clone()).await;
+    let prompt = second["usage"]["prompt_tokens"]
+        .as_u64()
+        .expect("prompt tokens");
+    let cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .expect("cached tokens reported");
+    // At least the whole first prompt was reused; the new turn was read.
+    let first_prompt = first["usage"]["prompt_tokens"].as_u64().expect("tokens");
+    assert!(
+        cached >= first_prompt - 2 && cached < prompt,
+        "{cached} of {prompt} (first {first_prompt})"
+    );
+    // Reused or not, the answer is the model's answer: a fresh model server says the same.
+    let fresh = start(&local_toml(
+        "tiny",
+        &path,
+        "parallel = 1\ncontext_size = 2048",
+    ))
+    .await;
+    let again = answer(&fresh, turn).await;
+    assert_eq!(content(&again), content(&second));
+    assert_eq!(
+        again["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap_or(0),
+        0
+    );
 }
