@@ -75,8 +75,10 @@ impl ModelGauges {
         self.prompt_tokens.increment(f.prompt_tokens.into());
         self.generated_tokens.increment(f.completion_tokens.into());
         if f.prefill.as_secs_f64() > 0.0 {
-            self.prefill_tps
-                .set(f.prompt_tokens as f64 / f.prefill.as_secs_f64());
+            // Only the tokens prefilled: reused ones were not.
+            self.prefill_tps.set(
+                f.prompt_tokens.saturating_sub(f.cached_tokens) as f64 / f.prefill.as_secs_f64(),
+            );
         }
         if f.completion_tokens > 1 && f.decode.as_secs_f64() > 0.0 {
             self.decode_tps

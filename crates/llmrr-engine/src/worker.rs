@@ -389,9 +389,17 @@ impl<'m> Scheduler<'m> {
                 .count()
                 .min(job.prompt.len().saturating_sub(1))
         };
+        // Ties (nothing shared, say) go to the slot keeping the least, so that a useful
+        // prefix is not thrown away while an empty slot is free.
         let Some(free) = (0..self.slots.len())
             .filter(|i| self.slots[*i].is_none())
-            .max_by_key(|i| (shared(&self.cached[*i]), std::cmp::Reverse(*i)))
+            .max_by_key(|i| {
+                (
+                    shared(&self.cached[*i]),
+                    std::cmp::Reverse(self.cached[*i].len()),
+                    std::cmp::Reverse(*i),
+                )
+            })
         else {
             // Callers admit only with a slot free; never drop a job without an answer.
             let _ = job.events.try_send(Event::Failed(Error::Overloaded {
@@ -400,13 +408,18 @@ impl<'m> Scheduler<'m> {
             }));
             return;
         };
-        let reused = shared(&self.cached[free]);
-        // Drop what the slot holds past the shared prefix (all of it when nothing is shared).
-        if self
+        let mut reused = shared(&self.cached[free]);
+        // A sliding-window cache may have dropped the prefix's oldest cells: reuse only a
+        // sequence whose cells still start at 0.
+        if reused > 0 && self.ctx.kv_cache_seq_pos_min(free as i32) != 0 {
+            reused = 0;
+        }
+        // Drop what the slot holds past the shared prefix (all of it when nothing is shared);
+        // a memory that cannot cut a sequence short (recurrent models) starts it afresh.
+        let cut = self
             .ctx
-            .clear_kv_cache_seq(Some(free as u32), Some(reused as u32), None)
-            .is_err()
-        {
+            .clear_kv_cache_seq(Some(free as u32), Some(reused as u32), None);
+        if !matches!(cut, Ok(true)) {
             let _ = self.ctx.clear_kv_cache_seq(Some(free as u32), None, None);
             self.cached[free].clear();
         }
