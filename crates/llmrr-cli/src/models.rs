@@ -58,7 +58,7 @@ pub async fn run(global: &Global, command: &ModelsCommand) -> Result<()> {
     }
 }
 
-fn mib(b: u64) -> String {
+pub(crate) fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
 }
 

@@ -3,6 +3,7 @@
 //! buffer at the context asked, read from the GGUF header) fits the local memory budget.
 
 use crate::cli::Global;
+use crate::models::mib;
 use anyhow::{bail, Context, Result};
 use llmrr_engine::gguf::GgufInfo;
 use std::io::Write;
@@ -167,14 +168,6 @@ async fn header(c: &Choice<'_>, path: &str) -> Result<GgufInfo> {
     }
 }
 
-/// A local model's default sequences in parallel and prefill chunk (the config's defaults).
-const PARALLEL: u32 = 4;
-const PREFILL_CHUNK: u32 = 512;
-
-fn mib(b: u64) -> String {
-    format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
-}
-
 /// Picks the file to download and says why (on stderr, with the table of candidates).
 pub async fn choose(global: &Global, c: &Choice<'_>) -> Result<String> {
     // The budget of the config when it reads (model secrets not needed, model files may not
@@ -212,11 +205,11 @@ pub async fn choose(global: &Global, c: &Choice<'_>) -> Result<String> {
         path: probe.path.clone().into(),
         context_size: context.min(u64::from(u32::MAX)) as u32,
         threads: 1,
-        parallel: PARALLEL,
+        parallel: llmrr_core::config::LOCAL_PARALLEL,
         keep_alive: std::time::Duration::ZERO,
         pinned: false,
         gpu_layers: 0,
-        prefill_chunk: PREFILL_CHUNK,
+        prefill_chunk: llmrr_core::config::LOCAL_PREFILL_CHUNK,
         pooling: None,
         kv_type: Default::default(),
     };

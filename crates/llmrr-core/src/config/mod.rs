@@ -16,7 +16,7 @@ mod raw;
 mod resolved;
 pub mod routing;
 
-pub use defaults::ANTHROPIC_MAX_TOKENS;
+pub use defaults::{ANTHROPIC_MAX_TOKENS, LOCAL_PARALLEL, LOCAL_PREFILL_CHUNK};
 pub use load::{load, ConfigSource, Env};
 pub use money::{MoneyConfig, OutagePolicy, SharedConfig};
 pub use resolved::{
