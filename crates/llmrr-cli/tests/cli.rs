@@ -619,10 +619,10 @@ async fn models_pull_of_a_repository_picks_the_best_quantization_that_fits() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("chose m-F16.gguf"), "{err}");
     assert!(err.contains("F32") && err.contains("too big"), "{err}");
-    assert!(
-        !err.contains("mmproj-F16.gguf  "),
-        "projectors are not models: {err}"
-    );
+    // Projectors and files that are not GGUF are not candidates.
+    assert!(err.contains("3 GGUF file(s)"), "{err}");
+    assert!(!err.contains("mmproj"), "projectors are not models: {err}");
+    assert!(!err.contains("README"), "{err}");
     assert_eq!(
         std::fs::read(dir.path().join("dl/m-F16.gguf"))
             .expect("downloaded")
