@@ -85,8 +85,16 @@ impl ModelRegistry {
         let mut by_name = HashMap::new();
         let mut ordered = Vec::new();
         for spec in &config.models {
+            let provider = provider::build(spec, &mut pool, local)?;
+            let mut spec = spec.clone();
+            if let Some(c) = provider
+                .capabilities()
+                .filter(|_| !spec.capabilities.declared)
+            {
+                spec.capabilities = c;
+            }
             let entry = Arc::new(ModelEntry {
-                provider: provider::build(spec, &mut pool, local)?,
+                provider,
                 metrics: ModelMetrics::new(&spec.name, spec.provider.as_str()),
                 stats: ModelStats::new(config.routing.stats_window, config.routing.ewma_half_life),
                 breaker: Breaker::new(config.routing.breaker),

@@ -15,6 +15,7 @@
 
 mod backend;
 pub mod baseline;
+mod chat;
 mod embed;
 pub mod error;
 pub mod gguf;

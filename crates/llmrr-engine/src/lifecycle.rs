@@ -154,8 +154,9 @@ impl Engine {
         engine
     }
 
-    /// Registers a model (its file's header is read now, for the memory estimate).
-    pub fn register(&self, name: &str, spec: &LocalModelSpec) -> Result<()> {
+    /// Registers a model; its file's header is read now (for the memory estimate) and
+    /// returned.
+    pub fn register(&self, name: &str, spec: &LocalModelSpec) -> Result<GgufInfo> {
         let info = GgufInfo::read(&spec.path).map_err(|e| Error::File {
             path: spec.path.display().to_string(),
             message: e.to_string(),
@@ -203,7 +204,7 @@ impl Engine {
                 }
             });
         }
-        Ok(())
+        Ok(info)
     }
 
     pub fn status(&self, name: &str) -> Option<ModelStatus> {

@@ -2,6 +2,7 @@
 //! remote provider, so the gateway (routing, retries, fallbacks, logging, cost) treats a local
 //! model as one more candidate.
 
+use crate::chat::parse::{Out, ToolSplitter};
 use crate::embed::EmbedJob;
 use crate::error::Error;
 use crate::lifecycle::{Engine, Lease};
@@ -11,7 +12,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
-use llmrr_core::config::{ModelSpec, ProviderKind};
+use llmrr_core::config::{Capabilities, ModelSpec, ProviderKind};
 use llmrr_core::provider::{ChunkStream, Completed, LocalBackend, Provider, StreamChunk};
 use llmrr_types::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingRequest, Usage};
 use serde_json::{json, Value};
@@ -34,13 +35,16 @@ impl LocalBackend for EngineBackend {
         let local = spec.local.as_ref().ok_or_else(|| {
             llmrr_core::Error::config(format!("models.{}", spec.name), "not a local model")
         })?;
-        self.engine.register(&spec.name, local).map_err(|e| {
+        let info = self.engine.register(&spec.name, local).map_err(|e| {
             llmrr_core::Error::config(format!("models.{}.path", spec.name), e.to_string())
         })?;
         Ok(Arc::new(LocalProvider {
             name: spec.name.clone(),
             engine: self.engine.clone(),
             context_size: local.context_size,
+            tools: info
+                .chat_template()
+                .is_some_and(crate::chat::supports_tools),
         }))
     }
 }
@@ -49,6 +53,8 @@ pub struct LocalProvider {
     name: Arc<str>,
     engine: Engine,
     context_size: u32,
+    /// Whether the chat template renders tools in a call syntax read here.
+    tools: bool,
 }
 
 /// A generation in progress: the events of its sequence, and the model kept loaded.
@@ -56,6 +62,10 @@ struct Run {
     _lease: Lease,
     events: mpsc::Receiver<Event>,
     prompt_tokens: u32,
+    /// Tools offered: the text is split into content and calls.
+    tools: Option<ToolSplitter>,
+    /// Tool calls streamed so far (the next one's `index`).
+    calls_sent: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -102,6 +112,30 @@ fn finished_usage(prompt: u32, f: &Finished) -> Usage {
     u
 }
 
+/// A finished answer: its text, and the tool calls split out of it (OpenAI's JSON).
+struct Answer {
+    text: String,
+    calls: Vec<Value>,
+}
+
+/// A tool call as OpenAI writes it; `index` for a stream's delta.
+fn call_json(c: &crate::chat::parse::ParsedCall, index: Option<usize>) -> Value {
+    let mut v = json!({"id": c.id, "type": "function",
+                       "function": {"name": c.name, "arguments": c.arguments}});
+    if let Some(i) = index {
+        v["index"] = i.into();
+    }
+    v
+}
+
+/// `tool_calls` when the answer ended after making calls, else the worker's reason.
+fn finish_reason(f: &Finished, called: bool) -> &'static str {
+    match f.reason {
+        crate::worker::FinishReason::Stop if called => "tool_calls",
+        r => r.as_str(),
+    }
+}
+
 fn body(v: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }
@@ -128,11 +162,13 @@ impl LocalProvider {
             lease.model.context_size,
         ));
         let prompt_tokens = g.prompt.len() as u32;
+        let tools = g.tools.map(|t| ToolSplitter::new(t.syntax, t.names));
         lease
             .model
             .submit(
                 &self.name,
                 Job::Generate(GenerateJob {
+                    render_special: tools.is_some(),
                     prompt: g.prompt,
                     params: g.params,
                     max_tokens: g.max_tokens,
@@ -145,15 +181,38 @@ impl LocalProvider {
             _lease: lease,
             events,
             prompt_tokens,
+            tools,
+            calls_sent: 0,
         })
     }
 
-    async fn collect(&self, mut run: Run) -> llmrr_core::Result<(String, Finished)> {
+    async fn collect(&self, mut run: Run) -> llmrr_core::Result<(Answer, Finished)> {
         let mut text = String::new();
         while let Some(ev) = run.events.recv().await {
             match ev {
                 Event::Text(t) => text.push_str(&t),
-                Event::Done(f) => return Ok((text, f)),
+                Event::Done(f) => {
+                    let Some(mut splitter) = run.tools else {
+                        return Ok((
+                            Answer {
+                                text,
+                                calls: Vec::new(),
+                            },
+                            f,
+                        ));
+                    };
+                    let mut answer = Answer {
+                        text: String::new(),
+                        calls: Vec::new(),
+                    };
+                    for out in splitter.push(&text).into_iter().chain(splitter.finish()) {
+                        match out {
+                            Out::Text(t) => answer.text.push_str(&t),
+                            Out::Call(c) => answer.calls.push(call_json(&c, None)),
+                        }
+                    }
+                    return Ok((answer, f));
+                }
                 Event::Failed(e) => return Err(self.err(e)),
             }
         }
@@ -163,9 +222,18 @@ impl LocalProvider {
         }))
     }
 
-    fn complete(&self, kind: Kind, text: String, f: &Finished, prompt: u32) -> Completed {
+    fn complete(&self, kind: Kind, answer: Answer, f: &Finished, prompt: u32) -> Completed {
         let u = finished_usage(prompt, f);
+        let Answer { text, calls } = answer;
         let (object, choice) = match kind {
+            Kind::Chat if !calls.is_empty() => (
+                "chat.completion",
+                json!({"index": 0,
+                       "message": {"role": "assistant",
+                                   "content": if text.is_empty() { None } else { Some(text) },
+                                   "tool_calls": calls},
+                       "finish_reason": finish_reason(f, true), "logprobs": null}),
+            ),
             Kind::Chat => (
                 "chat.completion",
                 json!({"index": 0, "message": {"role": "assistant", "content": text},
@@ -232,20 +300,47 @@ impl LocalProvider {
             let model = model.clone();
             async move {
                 let mut run = state?;
-                let items: Vec<llmrr_core::Result<StreamChunk>> = match run.events.recv().await {
-                    Some(Event::Text(t)) => vec![Ok(StreamChunk {
+                // Content as a text delta; a tool call whole, as one tool-call delta.
+                let out_chunk = |out: Out, sent: &mut usize| {
+                    let choices = match out {
+                        Out::Text(t) => choice(Some(&t), false, None),
+                        Out::Call(c) => {
+                            *sent += 1;
+                            json!([{"index": 0, "delta": {"tool_calls": [call_json(&c, Some(*sent - 1))]},
+                                    "finish_reason": null, "logprobs": null}])
+                        }
+                    };
+                    Ok(StreamChunk {
                         compute: None,
-                        data: chunk(choice(Some(&t), false, None), None),
+                        data: chunk(choices, None),
                         usage: None,
                         usage_only: false,
                         has_output: true,
-                    })],
+                    })
+                };
+                let items: Vec<llmrr_core::Result<StreamChunk>> = match run.events.recv().await {
+                    Some(Event::Text(t)) => {
+                        let outs = match run.tools.as_mut() {
+                            Some(splitter) => splitter.push(&t),
+                            None => vec![Out::Text(t)],
+                        };
+                        outs.into_iter()
+                            .filter(|o| !matches!(o, Out::Text(t) if t.is_empty()))
+                            .map(|o| out_chunk(o, &mut run.calls_sent))
+                            .collect()
+                    }
                     Some(Event::Done(f)) => {
                         let u = finished_usage(prompt_tokens, &f);
-                        let items = vec![
+                        let rest = run.tools.as_mut().map(ToolSplitter::finish).unwrap_or_default();
+                        let mut items: Vec<_> = rest
+                            .into_iter()
+                            .map(|o| out_chunk(o, &mut run.calls_sent))
+                            .collect();
+                        let reason = finish_reason(&f, run.calls_sent > 0);
+                        items.extend([
                             Ok(StreamChunk {
                                 compute: None,
-                                data: chunk(choice(None, false, Some(f.reason.as_str())), None),
+                                data: chunk(choice(None, false, Some(reason)), None),
                                 usage: None,
                                 usage_only: false,
                                 has_output: false,
@@ -257,7 +352,7 @@ impl LocalProvider {
                                 usage_only: true,
                                 has_output: false,
                             }),
-                        ];
+                        ]);
                         return Some((items, None));
                     }
                     Some(Event::Failed(e)) => return Some((vec![Err(e.into_core(&model))], None)),
@@ -287,8 +382,8 @@ impl Provider for LocalProvider {
         let (name, ctx) = (self.name.clone(), self.context_size);
         let run = self.start(|m| request::chat(&name, m, req, ctx)).await?;
         let prompt = run.prompt_tokens;
-        let (text, f) = self.collect(run).await?;
-        Ok(self.complete(Kind::Chat, text, &f, prompt))
+        let (answer, f) = self.collect(run).await?;
+        Ok(self.complete(Kind::Chat, answer, &f, prompt))
     }
 
     async fn chat_stream(&self, req: &ChatCompletionRequest) -> llmrr_core::Result<ChunkStream> {
@@ -303,8 +398,8 @@ impl Provider for LocalProvider {
             .start(|m| request::completion(&name, &m.model, req, ctx))
             .await?;
         let prompt = run.prompt_tokens;
-        let (text, f) = self.collect(run).await?;
-        Ok(self.complete(Kind::Text, text, &f, prompt))
+        let (answer, f) = self.collect(run).await?;
+        Ok(self.complete(Kind::Text, answer, &f, prompt))
     }
 
     async fn completion_stream(&self, req: &CompletionRequest) -> llmrr_core::Result<ChunkStream> {
@@ -381,6 +476,16 @@ impl Provider for LocalProvider {
                                "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}),
             ),
             usage: u,
+        })
+    }
+
+    fn capabilities(&self) -> Option<Capabilities> {
+        // JSON mode through a grammar; no images.
+        Some(Capabilities {
+            tools: self.tools,
+            vision: false,
+            json: true,
+            declared: false,
         })
     }
 

@@ -1,6 +1,7 @@
 //! OpenAI requests -> engine jobs: the prompt (chat template or raw), sampling settings, stop
 //! strings and limits, with a clear 400 for what a local model cannot do.
 
+use crate::chat::tools::{self, ToolPlan, ToolSyntax};
 use crate::error::{Error, Result};
 use crate::sampling::{Grammar, Knobs, SamplingParams};
 use crate::worker::LoadedModel;
@@ -8,7 +9,7 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 use llmrr_types::openai::{
     ChatCompletionRequest, CompletionRequest, ContentPart, MessageContent, ResponseFormat,
-    StopSequences,
+    StopSequences, ToolChoice, ToolChoiceMode,
 };
 use serde_json::{Map, Value};
 
@@ -18,6 +19,15 @@ pub(crate) struct Generation {
     pub params: SamplingParams,
     pub max_tokens: Option<u32>,
     pub stop: Vec<String>,
+    /// Tools offered: the answer is split into content and calls of these functions.
+    pub tools: Option<ToolCalls>,
+}
+
+/// How to read tool calls out of an answer.
+#[derive(Debug, Clone)]
+pub(crate) struct ToolCalls {
+    pub syntax: ToolSyntax,
+    pub names: Vec<String>,
 }
 
 fn unsupported(model: &str, what: &str) -> Error {
@@ -114,10 +124,7 @@ pub(crate) fn chat(
     if let Some(field) = llmrr_core::provider::local_unknown_field(req) {
         return Err(unsupported(name, &format!("`{field}`")));
     }
-    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-        return Err(unsupported(name, "tool calling"));
-    }
-    let grammar = match &req.response_format {
+    let mut grammar = match &req.response_format {
         None | Some(ResponseFormat::Text) => None,
         Some(ResponseFormat::JsonObject) => Some(Grammar::Json),
         Some(ResponseFormat::JsonSchema { json_schema }) => {
@@ -133,36 +140,63 @@ pub(crate) fn chat(
             Some(Grammar::Schema(g))
         }
     };
-    let template = loaded
-        .chat_template
-        .as_ref()
-        .ok_or_else(|| Error::NoChatTemplate(name.to_owned()))?;
-    let mut messages = Vec::with_capacity(req.messages.len());
-    for (i, m) in req.messages.iter().enumerate() {
-        let text = match &m.content {
-            None => String::new(),
-            Some(MessageContent::Text(t)) => t.clone(),
-            Some(c @ MessageContent::Parts(parts)) => {
-                if parts.iter().any(|p| !matches!(p, ContentPart::Text { .. })) {
-                    return Err(unsupported(name, "images, audio or files in messages"));
-                }
-                c.joined_text()
+    for m in &req.messages {
+        if let Some(MessageContent::Parts(parts)) = &m.content {
+            if parts.iter().any(|p| !matches!(p, ContentPart::Text { .. })) {
+                return Err(unsupported(name, "images, audio or files in messages"));
             }
-        };
-        if m.tool_calls.is_some() {
-            return Err(unsupported(name, "tool calls in messages"));
         }
-        let role = match m.role.as_str() {
-            "developer" => "system",
-            r => r,
-        };
-        messages.push(LlamaChatMessage::new(role.to_owned(), text).map_err(|_| {
-            Error::InvalidRequest(format!("messages[{i}] contains a NUL character"))
-        })?);
     }
-    let prompt = model
-        .apply_chat_template(template, &messages, true)
-        .map_err(|e| Error::InvalidRequest(format!("the chat template failed: {e}")))?;
+    let offered = req.tools.as_deref().filter(|t| !t.is_empty());
+    let choice_none = matches!(
+        req.tool_choice,
+        Some(ToolChoice::Mode(ToolChoiceMode::None))
+    );
+    let has_calls = req
+        .messages
+        .iter()
+        .any(|m| m.tool_calls.as_ref().is_some_and(|c| !c.is_empty()));
+    let mut tool_calls = None;
+    let prompt = if (offered.is_some() && !choice_none) || has_calls {
+        // The model's own Jinja template renders tools, calls and results.
+        let (Some(syntax), Some(jinja)) = (loaded.tool_syntax, loaded.jinja.as_ref()) else {
+            return Err(unsupported(
+                name,
+                "tool calling (its chat template renders no tools in a call syntax llmrr reads:                  Hermes/Qwen, Llama 3 or Mistral)",
+            ));
+        };
+        let plan = match offered {
+            Some(t) => tools::plan(syntax, t, req.tool_choice.as_ref(), req.parallel_tool_calls)
+                .map_err(|e| match e {
+                    tools::PlanError::Invalid(why) => Error::InvalidRequest(why),
+                    tools::PlanError::Unsupported(why) => unsupported(name, &why),
+                })?,
+            None => ToolPlan::Off,
+        };
+        let shown: Option<Vec<Value>> = match (&plan, offered) {
+            (ToolPlan::On(g), Some(t)) => {
+                if grammar.is_some() {
+                    return Err(unsupported(name, "`response_format` together with `tools`"));
+                }
+                grammar = Some(Grammar::Tools(g.clone()));
+                tool_calls = Some(ToolCalls {
+                    syntax,
+                    names: t.iter().map(|t| t.function.name.clone()).collect(),
+                });
+                Some(
+                    t.iter()
+                        .filter_map(|t| serde_json::to_value(t).ok())
+                        .collect(),
+                )
+            }
+            _ => None,
+        };
+        jinja
+            .render(&crate::chat::messages(&req.messages), shown.as_deref())
+            .map_err(|e| Error::InvalidRequest(format!("the chat template failed: {e}")))?
+    } else {
+        llama_template(name, loaded, req)?
+    };
     let mut params = SamplingParams::from_request(
         Knobs {
             temperature: req.temperature,
@@ -181,7 +215,35 @@ pub(crate) fn chat(
         params,
         max_tokens: req.max_completion_tokens.or(req.max_tokens),
         stop: stops(req.stop.as_ref()),
+        tools: tool_calls,
     })
+}
+
+/// A plain chat's prompt through llama.cpp's built-in template formats.
+fn llama_template(name: &str, loaded: &LoadedModel, req: &ChatCompletionRequest) -> Result<String> {
+    let template = loaded
+        .chat_template
+        .as_ref()
+        .ok_or_else(|| Error::NoChatTemplate(name.to_owned()))?;
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for (i, m) in req.messages.iter().enumerate() {
+        let text = match &m.content {
+            None => String::new(),
+            Some(MessageContent::Text(t)) => t.clone(),
+            Some(c) => c.joined_text(),
+        };
+        let role = match m.role.as_str() {
+            "developer" => "system",
+            r => r,
+        };
+        messages.push(LlamaChatMessage::new(role.to_owned(), text).map_err(|_| {
+            Error::InvalidRequest(format!("messages[{i}] contains a NUL character"))
+        })?);
+    }
+    loaded
+        .model
+        .apply_chat_template(template, &messages, true)
+        .map_err(|e| Error::InvalidRequest(format!("the chat template failed: {e}")))
 }
 
 /// `/v1/completions`: a raw prompt (a string, one string in an array, or token ids).
@@ -241,6 +303,7 @@ pub(crate) fn completion(
         params,
         max_tokens: req.max_tokens,
         stop: stops_from_extra(x)?,
+        tools: None,
     })
 }
 

@@ -2,6 +2,7 @@
 //! `repetition_penalty` as vLLM and llama-server take them), checked on the request's task,
 //! and turned into a llama.cpp sampler chain on the worker.
 
+use crate::chat::tools::ToolGrammar;
 use crate::error::{Error, Result};
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
@@ -20,6 +21,8 @@ pub(crate) enum Grammar {
     Json,
     /// A JSON schema's GBNF.
     Schema(String),
+    /// Tool calls (`chat::tools`): from the first token, or lazily from the call's opening.
+    Tools(ToolGrammar),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -191,16 +194,34 @@ impl SamplingParams {
             ));
         }
         if let Some(grammar) = &self.grammar {
-            let text = match grammar {
-                Grammar::Json => JSON_GRAMMAR,
-                Grammar::Schema(g) => g.as_str(),
+            let failed = |e: llama_cpp_2::GrammarError| Error::Inference {
+                model: String::new(),
+                message: format!("JSON grammar: {e}"),
             };
-            chain.push(LlamaSampler::grammar(model, text, "root").map_err(|e| {
-                Error::Inference {
-                    model: String::new(),
-                    message: format!("JSON grammar: {e}"),
+            let sampler = match grammar {
+                Grammar::Json => LlamaSampler::grammar(model, JSON_GRAMMAR, "root"),
+                Grammar::Schema(g) => LlamaSampler::grammar(model, g, "root"),
+                Grammar::Tools(ToolGrammar { gbnf, lazy: None }) => {
+                    LlamaSampler::grammar(model, gbnf, "root")
                 }
-            })?);
+                Grammar::Tools(ToolGrammar {
+                    gbnf,
+                    lazy: Some(trigger),
+                }) => {
+                    // An opening that is one special token (Mistral's `[TOOL_CALLS]`) is
+                    // matched as that token too.
+                    let tokens = model.vocab().tokenize(trigger.as_bytes(), false, true);
+                    let special: Vec<LlamaToken> = match tokens.as_slice() {
+                        [t] if model.vocab().is_control(*t) => vec![*t],
+                        _ => Vec::new(),
+                    };
+                    // From the first match group on, the text is fed to the grammar (llama.cpp's
+                    // own form for a trigger word).
+                    let pattern = format!("[\\s\\S]*?({})[\\s\\S]*", regex_escape(trigger));
+                    LlamaSampler::grammar_lazy_patterns(model, gbnf, "root", &[pattern], &special)
+                }
+            };
+            chain.push(sampler.map_err(failed)?);
         }
         if self.temperature == 0.0 {
             chain.push(LlamaSampler::greedy());
@@ -219,6 +240,18 @@ impl SamplingParams {
         }
         Ok(LlamaSampler::chain(chain, true))
     }
+}
+
+/// `text` matched literally by a `std::regex` (ECMAScript): an invalid pattern would abort.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if "\\^$.|?*+()[]{}/".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// JSON (an object at the top, as OpenAI's JSON mode promises), in llama.cpp's GBNF.

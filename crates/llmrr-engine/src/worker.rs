@@ -11,6 +11,8 @@
 //! Every sequence has its own id, positions and sampler; they share the weights and one
 //! unified KV cache, and nothing else.
 
+use crate::chat::template::JinjaTemplate;
+use crate::chat::tools::ToolSyntax;
 use crate::embed::{self, EmbedJob};
 use crate::error::{Error, Result};
 use crate::metrics::ModelGauges;
@@ -40,6 +42,8 @@ pub(crate) enum Job {
 
 pub(crate) struct GenerateJob {
     pub prompt: Vec<LlamaToken>,
+    /// Special tokens are written out as their text (a tool call's opening can be one).
+    pub render_special: bool,
     pub params: SamplingParams,
     /// Generated tokens at most (the context size caps it anyway).
     pub max_tokens: Option<u32>,
@@ -95,11 +99,43 @@ pub(crate) struct LoadedModel {
     pub model: Arc<LlamaModel>,
     /// The GGUF's chat template, read once at load (None: chat requests are refused).
     pub chat_template: Option<LlamaChatTemplate>,
+    /// The same template run as Jinja, for chats with tools; and the syntax of its tool calls
+    /// (`None`: tools are refused).
+    pub jinja: Option<Arc<JinjaTemplate>>,
+    pub tool_syntax: Option<ToolSyntax>,
     jobs: SyncSender<Job>,
     pub load_time: Duration,
     /// Tokens of context per sequence.
     pub context_size: u32,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// The model's chat template as Jinja, with its token texts, and its tool syntax. A template
+/// that does not compile here only costs tools: plain chats use llama.cpp's formats.
+fn jinja_of(model: &LlamaModel) -> (Option<Arc<JinjaTemplate>>, Option<ToolSyntax>) {
+    let Ok(source) = model.meta_val_str("tokenizer.chat_template") else {
+        return (None, None);
+    };
+    let vocab = model.vocab();
+    // A model without a BOS or EOS token has -1 there, which llama.cpp must not be asked for.
+    let text = |t: LlamaToken| {
+        (0..vocab.n_tokens())
+            .contains(&t.0)
+            .then(|| vocab.text(t))
+            .flatten()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    match JinjaTemplate::new(&source, &text(vocab.bos()), &text(vocab.eos())) {
+        Ok(t) => {
+            let syntax = crate::chat::tool_support(&source, &t);
+            (Some(Arc::new(t)), syntax)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "the chat template does not compile as Jinja: no tools");
+            (None, None)
+        }
+    }
 }
 
 impl LoadedModel {
@@ -121,8 +157,11 @@ impl LoadedModel {
             model: name.to_owned(),
             message: "the model thread ended while loading".into(),
         })??;
+        let (jinja, tool_syntax) = jinja_of(&model);
         Ok(Arc::new(LoadedModel {
             chat_template: model.chat_template(None).ok(),
+            jinja,
+            tool_syntax,
             model,
             jobs,
             load_time,
@@ -560,7 +599,8 @@ impl<'m> Scheduler<'m> {
                 Some((FinishReason::Stop, String::new()))
             } else {
                 self.piece.clear();
-                vocab.token_to_piece_into(token, &mut self.piece, false, None);
+                let special = seq.job.render_special;
+                vocab.token_to_piece_into(token, &mut self.piece, special, None);
                 match seq.text.push(&self.piece) {
                     Piece::Stop(text) => Some((FinishReason::Stop, text)),
                     Piece::Text(text) => {

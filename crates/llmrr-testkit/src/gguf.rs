@@ -12,6 +12,17 @@ pub fn tiny_model(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// [`tiny_model`] without a chat template (chats are refused; raw completions work).
+pub fn tiny_model_without_template(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.gguf"));
+    let spec = SynthSpec {
+        chat_template: false,
+        ..SynthSpec::tiny()
+    };
+    synthesize(&spec, &path).expect("writes the synthetic model");
+    path
+}
+
 /// The engine's own memory estimate for a generation model with these settings, in bytes.
 pub fn estimated_bytes(path: &Path, context_size: u32, parallel: u32, prefill_chunk: u32) -> u64 {
     let info = GgufInfo::read(path).expect("reads the header");

@@ -412,11 +412,13 @@ fn resolve_model(
         headers.push((name, value));
     }
     let capabilities = match &m.capabilities {
-        // Local models: JSON mode through a grammar; no tool calling or images (yet).
+        // Local models: JSON mode through a grammar; no images; tools where the chat
+        // template can render them (the engine tells, `Provider::capabilities`).
         None if local.is_some() => Capabilities {
             tools: false,
             vision: false,
             json: true,
+            declared: false,
         },
         None => Capabilities::default(),
         Some(list) => {
@@ -424,6 +426,7 @@ fn resolve_model(
                 tools: false,
                 vision: false,
                 json: false,
+                declared: true,
             };
             for (j, cap) in list.iter().enumerate() {
                 match cap.as_str() {

@@ -313,6 +313,10 @@ pub struct Capabilities {
     pub tools: bool,
     pub vision: bool,
     pub json: bool,
+    /// Stated in the config (`capabilities = […]`); otherwise a provider that can tell (a
+    /// local model, from its chat template) has the last word.
+    #[serde(skip)]
+    pub declared: bool,
 }
 
 impl Default for Capabilities {
@@ -321,6 +325,7 @@ impl Default for Capabilities {
             tools: true,
             vision: true,
             json: true,
+            declared: false,
         }
     }
 }

@@ -45,8 +45,18 @@ const MAX_GRAMMAR_BYTES: usize = 256 * 1024;
 
 /// The GBNF of `schema`, or the keyword that cannot be compiled.
 pub fn grammar(schema: &Value) -> Result<String, String> {
+    grammar_of(&[schema], |tops| format!("ws {} ws", tops[0]))
+}
+
+/// One grammar for several schemas: each is compiled to a rule (names never clash, and each
+/// schema's `$ref`s resolve within it), then `root` makes the root rule's body from their
+/// names, in order (with [`text_literal`] for the text around them).
+pub fn grammar_of(
+    schemas: &[&Value],
+    root: impl FnOnce(&[String]) -> String,
+) -> Result<String, String> {
     let mut g = Grammar {
-        root: schema,
+        root: &Value::Null,
         rules: Vec::new(),
         names: HashMap::new(),
         used: Default::default(),
@@ -54,8 +64,15 @@ pub fn grammar(schema: &Value) -> Result<String, String> {
         open_refs: HashMap::new(),
         containers: 0,
     };
-    let top = g.visit(schema, "root-value", 0)?;
-    let mut out = format!("root ::= ws {top} ws\n");
+    let mut tops = Vec::with_capacity(schemas.len());
+    for schema in schemas.iter().copied() {
+        g.root = schema;
+        g.names.clear();
+        g.open_refs.clear();
+        g.containers = 0;
+        tops.push(g.visit(schema, "root-value", 0)?);
+    }
+    let mut out = format!("root ::= {}\n", root(&tops));
     for (name, body) in &g.rules {
         out.push_str(&format!("{name} ::= {body}\n"));
         if out.len() > MAX_GRAMMAR_BYTES {
@@ -64,6 +81,24 @@ pub fn grammar(schema: &Value) -> Result<String, String> {
     }
     out.push_str(PRIMITIVES);
     Ok(out)
+}
+
+/// Text as a GBNF literal (the exact characters, nothing else).
+pub fn text_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 const PRIMITIVES: &str = r#"value ::= object | array | string | number | ("true" | "false" | "null")
@@ -552,21 +587,7 @@ fn is_primitive(name: &str) -> bool {
 
 /// A JSON value as a GBNF literal.
 fn literal(v: &Value) -> String {
-    let json = v.to_string();
-    let mut out = String::with_capacity(json.len() + 2);
-    out.push('"');
-    for c in json.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    text_literal(&v.to_string())
 }
 
 #[cfg(test)]

@@ -119,6 +119,12 @@ pub trait Provider: Send + Sync {
         None
     }
 
+    /// What the model can do where the provider knows better than the config's defaults (a
+    /// local model's chat template decides tool calling); `None`: as configured.
+    fn capabilities(&self) -> Option<crate::config::Capabilities> {
+        None
+    }
+
     /// A local model: stay loaded for `keep` once idle (`None`: as configured; zero: unload
     /// once idle), and load now when `load`. `false`: the model has no such lifecycle (a
     /// remote model).

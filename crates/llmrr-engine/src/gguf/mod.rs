@@ -13,6 +13,8 @@ mod write;
 
 pub use quant::TensorType;
 pub use read::{GgufInfo, MemoryEstimate, MetaValue, TensorInfo};
+#[cfg(test)]
+pub(crate) use synth::CHATML;
 pub use synth::{synthesize, SynthSpec};
 pub use write::{GgufWriter, TensorSpec};
 

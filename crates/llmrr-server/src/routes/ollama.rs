@@ -295,7 +295,7 @@ pub async fn show(
             let mut capabilities = vec!["completion"];
             let mut info = serde_json::Map::new();
             if let Some(e) = e {
-                if e.spec.capabilities.tools && e.spec.local.is_none() {
+                if e.spec.capabilities.tools {
                     capabilities.push("tools");
                 }
                 if e.spec.capabilities.vision {

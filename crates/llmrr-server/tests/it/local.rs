@@ -13,11 +13,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// `<|endoftext|>` and `<|im_end|>` of the synthetic vocabulary.
-fn no_end() -> Value {
+pub(crate) fn no_end() -> Value {
     json!({"256": -100, "258": -100})
 }
 
-fn local_toml(name: &str, path: &Path, extra: &str) -> String {
+pub(crate) fn local_toml(name: &str, path: &Path, extra: &str) -> String {
     format!(
         "[[models]]\nname = \"{name}\"\nprovider = \"local\"\npath = \"{}\"\n\
          input_cost_per_mtok = 0\noutput_cost_per_mtok = 0.5\nthreads = 1\n{extra}\n",
@@ -25,11 +25,11 @@ fn local_toml(name: &str, path: &Path, extra: &str) -> String {
     )
 }
 
-async fn start(toml: &str) -> TestGateway {
+pub(crate) async fn start(toml: &str) -> TestGateway {
     TestGateway::start(toml, ENV, StoreChoice::Sqlite).await
 }
 
-fn greedy(model: &str, text: &str, max_tokens: u32) -> Value {
+pub(crate) fn greedy(model: &str, text: &str, max_tokens: u32) -> Value {
     let mut b = chat_body(model, text);
     b["temperature"] = json!(0);
     b["max_tokens"] = json!(max_tokens);
@@ -37,13 +37,13 @@ fn greedy(model: &str, text: &str, max_tokens: u32) -> Value {
     b
 }
 
-async fn answer(gw: &TestGateway, body: Value) -> Value {
+pub(crate) async fn answer(gw: &TestGateway, body: Value) -> Value {
     let resp = post(gw, "/v1/chat/completions", Some(MASTER), body).await;
     assert_eq!(resp.status(), 200);
     resp.json().await.expect("json")
 }
 
-fn content(v: &Value) -> String {
+pub(crate) fn content(v: &Value) -> String {
     v["choices"][0]["message"]["content"]
         .as_str()
         .expect("content")

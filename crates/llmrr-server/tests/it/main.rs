@@ -13,6 +13,7 @@ mod hardening_log;
 mod keys;
 mod limits;
 mod local;
+mod local_tools;
 mod messages;
 mod money;
 mod ollama;
