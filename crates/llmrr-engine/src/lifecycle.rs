@@ -3,7 +3,8 @@
 //! - A model is loaded on first use; requests arriving meanwhile wait for that one load.
 //! - Loads run in their own task, so a client that hangs up never leaves a model half-loaded.
 //! - Memory is budgeted by estimate (weights + KV cache + compute buffer, from the GGUF
-//!   header). Loading a model that does not fit first unloads idle models, least recently used
+//!   header), corrected after each load by what the load was measured to add to the process's
+//!   resident memory (the larger of the two counts, for the next load too). Loading a model that does not fit first unloads idle models, least recently used
 //!   first; a model with requests in flight, or pinned, is never unloaded. If it still does not
 //!   fit: a 503 that says what holds the memory.
 //! - Pressure levels at 70 / 85 / 95 % of the budget are logged and exported; at 95 % idle
@@ -36,6 +37,8 @@ struct Inner {
 struct Slot {
     spec: LocalModelSpec,
     estimate: MemoryEstimate,
+    /// The resident memory the last load added, where measured.
+    measured: Option<u64>,
     phase: Phase,
     in_flight: usize,
     last_used: Instant,
@@ -56,6 +59,11 @@ enum Phase {
 }
 
 impl Slot {
+    /// What the model is budgeted at: the larger of the estimate and the last measurement.
+    fn footprint(&self) -> u64 {
+        footprint(self.estimate.total(), self.measured)
+    }
+
     fn holds_memory(&self) -> bool {
         !matches!(self.phase, Phase::Unloaded)
     }
@@ -96,11 +104,29 @@ pub struct ModelStatus {
     pub in_flight: usize,
     pub memory_estimate_bytes: MemoryEstimate,
     pub memory_estimate_total_bytes: u64,
+    /// The resident memory the last load added (measured after a warm-up token).
+    pub memory_measured_bytes: Option<u64>,
+    /// What the budget counts: the larger of the estimate and the measurement.
+    pub memory_budgeted_bytes: u64,
     pub last_load_ms: Option<u64>,
     pub loads: u64,
     pub idle_secs: f64,
     pub keep_alive_secs: f64,
     pub last_error: Option<String>,
+}
+
+/// Growth of the process's resident memory during a load that is not told apart from other
+/// activity (requests, other models): a measurement counts only past the estimate plus this
+/// or a tenth of the estimate, whichever is larger.
+const MEASURE_NOISE: u64 = 32 << 20;
+
+/// The bytes a model is budgeted at: its estimate, or the measurement where that is clearly
+/// (beyond [`MEASURE_NOISE`]) larger.
+fn footprint(estimate: u64, measured: Option<u64>) -> u64 {
+    match measured {
+        Some(m) if m > estimate + MEASURE_NOISE.max(estimate / 10) => m,
+        _ => estimate,
+    }
 }
 
 /// How full the budget is: 0 below 70 %, 1 from 70 %, 2 from 85 %, 3 from 95 %.
@@ -180,6 +206,7 @@ impl Engine {
             Slot {
                 spec: spec.clone(),
                 estimate,
+                measured: None,
                 phase: Phase::Unloaded,
                 in_flight: 0,
                 last_used: Instant::now(),
@@ -221,6 +248,8 @@ impl Engine {
             in_flight: s.in_flight,
             memory_estimate_bytes: s.estimate,
             memory_estimate_total_bytes: s.estimate.total(),
+            memory_measured_bytes: s.measured,
+            memory_budgeted_bytes: s.footprint(),
             last_load_ms: s.last_load.map(|d| d.as_millis() as u64),
             loads: s.loads,
             idle_secs: if s.in_flight > 0 {
@@ -341,7 +370,7 @@ impl Inner {
         state
             .values()
             .filter(|s| s.holds_memory())
-            .map(|s| s.estimate.total())
+            .map(Slot::footprint)
             .sum()
     }
 
@@ -351,7 +380,7 @@ impl Inner {
             state.iter().filter(|(_, s)| s.evictable()).collect();
         idle.sort_by_key(|(_, s)| s.last_used);
         idle.into_iter()
-            .map(|(k, s)| (k.clone(), s.estimate.total()))
+            .map(|(k, s)| (k.clone(), s.footprint()))
             .collect()
     }
 
@@ -362,7 +391,7 @@ impl Inner {
         state: &mut HashMap<Arc<str>, Slot>,
         key: &Arc<str>,
     ) -> Result<Vec<(Arc<str>, Arc<LoadedModel>)>> {
-        let need = state.get(key).map_or(0, |s| s.estimate.total());
+        let need = state.get(key).map_or(0, Slot::footprint);
         let used = Self::used(state);
         if used + need <= self.budget {
             return Ok(Vec::new());
@@ -382,7 +411,7 @@ impl Inner {
                 .filter(|(_, s)| s.holds_memory() && !s.evictable())
                 .map(|(k, s)| {
                     let why = if s.spec.pinned { "pinned" } else { "in use" };
-                    format!("{k}: {} MiB, {why}", mib(s.estimate.total()))
+                    format!("{k}: {} MiB, {why}", mib(s.footprint()))
                 })
                 .collect();
             return Err(Error::NoMemory {
@@ -472,10 +501,17 @@ async fn load(inner: Arc<Inner>, key: Arc<str>, victims: Vec<(Arc<str>, Arc<Load
                     slot.last_load = Some(model.load_time);
                     slot.last_error = None;
                     slot.last_used = Instant::now();
+                    slot.measured = model.measured_bytes;
+                    let estimate = slot.estimate.total();
+                    if slot.footprint() > estimate {
+                        tracing::warn!(model = %key, estimate_mb = mib(estimate),
+                            measured_mb = mib(slot.footprint()),
+                            "the model took more memory than estimated: budgeted by the measurement");
+                    }
                     metrics::model_loaded(
                         &key,
                         true,
-                        slot.estimate.total(),
+                        slot.footprint(),
                         Some(model.load_time.as_secs_f64()),
                     );
                     slot.phase = Phase::Loaded(model);
@@ -528,7 +564,21 @@ async fn reap(inner: Weak<Inner>) {
 
 #[cfg(test)]
 mod tests {
-    use super::pressure;
+    use super::{footprint, pressure};
+
+    #[test]
+    fn a_clearly_larger_measurement_overrides_the_estimate() {
+        const MIB: u64 = 1 << 20;
+        // Within the noise: the estimate.
+        assert_eq!(footprint(100 * MIB, Some(120 * MIB)), 100 * MIB);
+        assert_eq!(footprint(100 * MIB, Some(10 * MIB)), 100 * MIB);
+        assert_eq!(footprint(100 * MIB, None), 100 * MIB);
+        // Past it: the measurement.
+        assert_eq!(footprint(100 * MIB, Some(140 * MIB)), 140 * MIB);
+        // A tenth of a large estimate is the margin.
+        assert_eq!(footprint(4096 * MIB, Some(4400 * MIB)), 4096 * MIB);
+        assert_eq!(footprint(4096 * MIB, Some(4600 * MIB)), 4600 * MIB);
+    }
 
     #[test]
     fn pressure_levels_at_70_85_95_percent() {

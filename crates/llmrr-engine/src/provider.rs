@@ -43,7 +43,8 @@ impl LocalBackend for EngineBackend {
             engine: self.engine.clone(),
             context_size: local.context_size,
             tools: info
-                .chat_template()
+                .str(crate::chat::TOOL_TEMPLATE_KEY)
+                .or(info.chat_template())
                 .is_some_and(crate::chat::supports_tools),
         }))
     }

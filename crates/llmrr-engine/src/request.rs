@@ -148,6 +148,16 @@ pub(crate) fn chat(
         }
     }
     let offered = req.tools.as_deref().filter(|t| !t.is_empty());
+    if offered.is_none()
+        && matches!(
+            req.tool_choice,
+            Some(ToolChoice::Named(_) | ToolChoice::Mode(ToolChoiceMode::Required))
+        )
+    {
+        return Err(Error::InvalidRequest(
+            "`tool_choice` asks for a tool call, but there are no `tools`".into(),
+        ));
+    }
     let choice_none = matches!(
         req.tool_choice,
         Some(ToolChoice::Mode(ToolChoiceMode::None))
@@ -162,7 +172,8 @@ pub(crate) fn chat(
         let (Some(syntax), Some(jinja)) = (loaded.tool_syntax, loaded.jinja.as_ref()) else {
             return Err(unsupported(
                 name,
-                "tool calling (its chat template renders no tools in a call syntax llmrr reads:                  Hermes/Qwen, Llama 3 or Mistral)",
+                "tool calling (its chat template renders no tools in a call syntax llmrr \
+                 reads: Hermes/Qwen, Llama 3 or Mistral)",
             ));
         };
         let plan = match offered {
@@ -173,7 +184,7 @@ pub(crate) fn chat(
                 })?,
             None => ToolPlan::Off,
         };
-        let shown: Option<Vec<Value>> = match (&plan, offered) {
+        let shown = match (&plan, offered) {
             (ToolPlan::On(g), Some(t)) => {
                 if grammar.is_some() {
                     return Err(unsupported(name, "`response_format` together with `tools`"));
@@ -183,16 +194,12 @@ pub(crate) fn chat(
                     syntax,
                     names: t.iter().map(|t| t.function.name.clone()).collect(),
                 });
-                Some(
-                    t.iter()
-                        .filter_map(|t| serde_json::to_value(t).ok())
-                        .collect(),
-                )
+                Some(t)
             }
             _ => None,
         };
         jinja
-            .render(&crate::chat::messages(&req.messages), shown.as_deref())
+            .render(&crate::chat::messages(&req.messages, Some(syntax)), shown)
             .map_err(|e| Error::InvalidRequest(format!("the chat template failed: {e}")))?
     } else {
         llama_template(name, loaded, req)?

@@ -2,7 +2,7 @@
 //! `repetition_penalty` as vLLM and llama-server take them), checked on the request's task,
 //! and turned into a llama.cpp sampler chain on the worker.
 
-use crate::chat::tools::ToolGrammar;
+use crate::chat::tools::{ToolGrammar, ToolSyntax};
 use crate::error::{Error, Result};
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
@@ -196,7 +196,7 @@ impl SamplingParams {
         if let Some(grammar) = &self.grammar {
             let failed = |e: llama_cpp_2::GrammarError| Error::Inference {
                 model: String::new(),
-                message: format!("JSON grammar: {e}"),
+                message: format!("grammar: {e}"),
             };
             let sampler = match grammar {
                 Grammar::Json => LlamaSampler::grammar(model, JSON_GRAMMAR, "root"),
@@ -206,19 +206,20 @@ impl SamplingParams {
                 }
                 Grammar::Tools(ToolGrammar {
                     gbnf,
-                    lazy: Some(trigger),
+                    lazy: Some(syntax),
                 }) => {
-                    // An opening that is one special token (Mistral's `[TOOL_CALLS]`) is
-                    // matched as that token too.
-                    let tokens = model.vocab().tokenize(trigger.as_bytes(), false, true);
-                    let special: Vec<LlamaToken> = match tokens.as_slice() {
-                        [t] if model.vocab().is_control(*t) => vec![*t],
+                    // An opening that is one token in this vocabulary (Qwen's `<tool_call>`,
+                    // Mistral's `[TOOL_CALLS]`) is also matched as that token, whose text is
+                    // exactly the opening.
+                    let tokens = model
+                        .vocab()
+                        .tokenize(syntax.trigger().as_bytes(), false, true);
+                    let one: Vec<LlamaToken> = match tokens.as_slice() {
+                        [t] if *syntax != ToolSyntax::Llama3 => vec![*t],
                         _ => Vec::new(),
                     };
-                    // From the first match group on, the text is fed to the grammar (llama.cpp's
-                    // own form for a trigger word).
-                    let pattern = format!("[\\s\\S]*?({})[\\s\\S]*", regex_escape(trigger));
-                    LlamaSampler::grammar_lazy_patterns(model, gbnf, "root", &[pattern], &special)
+                    let pattern = syntax.trigger_pattern().to_owned();
+                    LlamaSampler::grammar_lazy_patterns(model, gbnf, "root", &[pattern], &one)
                 }
             };
             chain.push(sampler.map_err(failed)?);
@@ -240,18 +241,6 @@ impl SamplingParams {
         }
         Ok(LlamaSampler::chain(chain, true))
     }
-}
-
-/// `text` matched literally by a `std::regex` (ECMAScript): an invalid pattern would abort.
-fn regex_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 2);
-    for c in text.chars() {
-        if "\\^$.|?*+()[]{}/".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// JSON (an object at the top, as OpenAI's JSON mode promises), in llama.cpp's GBNF.
@@ -307,5 +296,57 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod grammar_tests {
+    use crate::gguf::{synthesize, SynthSpec};
+    use llama_cpp_2::model::params::LlamaModelParams;
+    use llama_cpp_2::model::LlamaModel;
+    use llama_cpp_2::sampling::LlamaSampler;
+
+    /// A lazy grammar handed text it rejects (the token that completes the opening carries
+    /// more than the grammar allows) makes llama.cpp throw: caught, reported, the process
+    /// alive — the worker then drops the grammar (`worker::sample_guarded`).
+    #[test]
+    fn a_rejected_trigger_token_is_an_error_not_an_abort() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tiny.gguf");
+        synthesize(&SynthSpec::tiny(), &path).expect("synth");
+        let backend = crate::backend::backend().expect("backend");
+        let model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default())
+            .expect("loads");
+        // A token of two or more letters (the synthetic vocabulary merges letter pieces).
+        let vocab = model.vocab();
+        let (token, text) = (0..vocab.n_tokens())
+            .map(llama_cpp_2::token::LlamaToken)
+            .find_map(|t| {
+                let text = vocab.text(t)?.to_str().ok()?.to_owned();
+                (text.len() >= 2 && text.bytes().all(|b| b.is_ascii_lowercase()))
+                    .then_some((t, text))
+            })
+            .expect("a merged token");
+        let first = &text[..1];
+        // The grammar wants the first letter then `#`: the token's other letters are rejected.
+        let mut s = LlamaSampler::grammar_lazy_patterns(
+            &model,
+            &format!("root ::= \"{first}\" \"#\""),
+            "root",
+            &[format!("({first})")],
+            &[],
+        )
+        .expect("compiles");
+        assert!(s.try_accept(token).is_err());
+        // A grammar that takes the whole token accepts it.
+        let mut s = LlamaSampler::grammar_lazy_patterns(
+            &model,
+            &format!("root ::= \"{text}\" [a-z]*"),
+            "root",
+            &[format!("({first})")],
+            &[],
+        )
+        .expect("compiles");
+        assert!(s.try_accept(token).is_ok());
     }
 }

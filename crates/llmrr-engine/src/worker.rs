@@ -105,15 +105,20 @@ pub(crate) struct LoadedModel {
     pub tool_syntax: Option<ToolSyntax>,
     jobs: SyncSender<Job>,
     pub load_time: Duration,
+    /// The resident memory the load added (`None`: not readable on this platform).
+    pub measured_bytes: Option<u64>,
     /// Tokens of context per sequence.
     pub context_size: u32,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-/// The model's chat template as Jinja, with its token texts, and its tool syntax. A template
+/// The model's chat template for tools as Jinja, with its token texts, and its tool syntax. A template
 /// that does not compile here only costs tools: plain chats use llama.cpp's formats.
 fn jinja_of(model: &LlamaModel) -> (Option<Arc<JinjaTemplate>>, Option<ToolSyntax>) {
-    let Ok(source) = model.meta_val_str("tokenizer.chat_template") else {
+    let Ok(source) = model
+        .meta_val_str(crate::chat::TOOL_TEMPLATE_KEY)
+        .or_else(|_| model.meta_val_str("tokenizer.chat_template"))
+    else {
         return (None, None);
     };
     let vocab = model.vocab();
@@ -153,7 +158,7 @@ impl LoadedModel {
                 model: name.to_owned(),
                 message: format!("cannot start a thread: {e}"),
             })?;
-        let (model, load_time) = ready_rx.await.map_err(|_| Error::Load {
+        let (model, load_time, measured_bytes) = ready_rx.await.map_err(|_| Error::Load {
             model: name.to_owned(),
             message: "the model thread ended while loading".into(),
         })??;
@@ -165,6 +170,7 @@ impl LoadedModel {
             model,
             jobs,
             load_time,
+            measured_bytes,
             context_size: spec.context_size,
             thread: std::sync::Mutex::new(Some(thread)),
         }))
@@ -195,10 +201,45 @@ impl LoadedModel {
     }
 }
 
-type Ready = oneshot::Sender<Result<(Arc<LlamaModel>, Duration)>>;
+/// The model, its load time, and the resident memory the load added (where it can be read).
+type Ready = oneshot::Sender<Result<(Arc<LlamaModel>, Duration, Option<u64>)>>;
+
+/// The process's resident memory in bytes (Linux's `/proc/self/status`; `None` elsewhere).
+pub(crate) fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// One token through the model, then the cache cleared, as llama.cpp's server does after a
+/// load: every weight is read once, so what the model takes is resident when measured
+/// (llama.cpp maps the weights, and a mapped page costs memory only once read) and the first
+/// request does not pay for the page faults.
+fn warm_up(name: &str, model: &LlamaModel, ctx: &mut LlamaContext) {
+    let vocab = model.vocab();
+    let token = match vocab.bos() {
+        t if (0..vocab.n_tokens()).contains(&t.0) => t,
+        _ => LlamaToken(0),
+    };
+    let mut batch = LlamaBatch::new(1, 1);
+    if batch.add(token, 0, &[0], true).is_ok() {
+        if let Err(e) = ctx.decode(&mut batch) {
+            tracing::debug!(model = %name, error = %e, "warm-up decode failed");
+        }
+    }
+    ctx.clear_kv_cache();
+}
 
 fn run(name: String, spec: LocalModelSpec, rx: Receiver<Job>, ready: Ready, gauges: ModelGauges) {
     let started = Instant::now();
+    let resident_before = resident_bytes();
     let loaded = load(&name, &spec);
     let (model, params) = match loaded {
         Ok(v) => v,
@@ -217,7 +258,7 @@ fn run(name: String, spec: LocalModelSpec, rx: Receiver<Job>, ready: Ready, gaug
             return;
         }
     };
-    let ctx = match model.new_context(backend, params) {
+    let mut ctx = match model.new_context(backend, params) {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(Error::Load {
@@ -227,8 +268,19 @@ fn run(name: String, spec: LocalModelSpec, rx: Receiver<Job>, ready: Ready, gaug
             return;
         }
     };
+    if spec.pooling.is_none() {
+        warm_up(&name, &model, &mut ctx);
+    }
     let load_time = started.elapsed();
-    if ready.send(Ok((model.clone(), load_time))).is_err() {
+    // What the load added to the process: the lifecycle manager budgets by the larger of this
+    // and the estimate. Another model loading or growing meanwhile inflates it (the safe side).
+    let measured = resident_before
+        .zip(resident_bytes())
+        .map(|(before, after)| after.saturating_sub(before));
+    if ready
+        .send(Ok((model.clone(), load_time, measured)))
+        .is_err()
+    {
         return;
     }
     tracing::info!(model = %name, load_ms = load_time.as_millis() as u64, "local model loaded");
@@ -327,6 +379,35 @@ struct Seq {
     logits_at: Option<i32>,
     admitted: Instant,
     first_token: Option<Instant>,
+}
+
+/// Sampling under a grammar: the chain picks the token, then accepting it is checked. A lazy
+/// grammar (tool calls under `tool_choice: "auto"`) can be handed text it rejects — the token
+/// that completes a call's opening may carry more than the grammar allows — which llama.cpp
+/// reports by throwing; llama-cpp-2's C++ shim (`common`) catches it, and the sequence goes on
+/// without its grammar (the call is then given back as the text it was). A grammar that leaves
+/// no token at all ends the sequence.
+fn sample_guarded(
+    name: &str,
+    model: &LlamaModel,
+    ctx: &LlamaContext<'_>,
+    at: i32,
+    seq: &mut Seq,
+) -> LlamaToken {
+    let mut data = ctx.token_data_array_ith(at);
+    data.apply_sampler(&mut seq.sampler);
+    let Some(token) = data.selected_token() else {
+        return model.vocab().eos();
+    };
+    if let Err(e) = seq.sampler.try_accept(token) {
+        tracing::debug!(model = %name, error = ?e, "the grammar rejected the text: it is dropped");
+        seq.job.params.grammar = None;
+        match seq.job.params.sampler(model) {
+            Ok(s) => seq.sampler = s,
+            Err(e) => tracing::warn!(model = %name, error = %e, "cannot rebuild the sampler"),
+        }
+    }
+    token
 }
 
 struct Scheduler<'m> {
@@ -588,7 +669,10 @@ impl<'m> Scheduler<'m> {
             let Some(at) = seq.logits_at else {
                 continue;
             };
-            let token = seq.sampler.sample(&self.ctx, at);
+            let token = match seq.job.params.grammar {
+                None => seq.sampler.sample(&self.ctx, at),
+                Some(_) => sample_guarded(self.name, self.model, &self.ctx, at, seq),
+            };
             seq.generated += 1;
             if seq.first_token.is_none() {
                 seq.first_token = Some(now);

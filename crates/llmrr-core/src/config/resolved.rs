@@ -194,8 +194,11 @@ impl ProviderKind {
                 }
                 &[(f.json && f.tools, "response_format")]
             }
+            // Tools where the chat template renders them (the `tools` capability) and a
+            // grammar can hold their parameters; not beside `response_format`.
             ProviderKind::Local => &[
-                (f.tools, "tools"),
+                (n.tools_not_local, "tools"),
+                (f.tools && f.json, "response_format"),
                 (n.json_schema && !n.json_schema_local, "response_format"),
                 (n.logprobs, "logprobs"),
                 (n.several_choices, "n"),

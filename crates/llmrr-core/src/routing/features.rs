@@ -1,6 +1,8 @@
 //! What a request needs from a model, read once per request.
 
-use llmrr_types::openai::{ChatCompletionRequest, ContentPart, MessageContent, ResponseFormat};
+use llmrr_types::openai::{
+    ChatCompletionRequest, ContentPart, MessageContent, ResponseFormat, ToolChoice, ToolChoiceMode,
+};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Features {
@@ -29,6 +31,8 @@ pub struct Needs {
     pub anthropic_refusal: Option<&'static str>,
     /// A field the local engine does not read.
     pub unknown_for_local: bool,
+    /// A tool whose parameters no grammar can hold (a local model refuses it).
+    pub tools_not_local: bool,
 }
 
 impl Features {
@@ -91,6 +95,15 @@ impl Features {
                 several_choices: req.n.is_some_and(|n| n > 1),
                 anthropic_refusal: crate::provider::anthropic_refusal(req),
                 unknown_for_local: crate::provider::local_unknown_field(req).is_some(),
+                tools_not_local: !matches!(
+                    req.tool_choice,
+                    Some(ToolChoice::Mode(ToolChoiceMode::None))
+                ) && req.tools.iter().flatten().any(|t| {
+                    t.function
+                        .parameters
+                        .as_ref()
+                        .is_some_and(|p| crate::provider::json_grammar::grammar(p).is_err())
+                }),
             },
         }
     }

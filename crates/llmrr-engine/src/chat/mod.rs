@@ -7,7 +7,7 @@ pub(crate) mod parse;
 pub(crate) mod template;
 pub(crate) mod tools;
 
-use llmrr_types::openai::{ChatMessage, MessageContent, Role};
+use llmrr_types::openai::{ChatMessage, MessageContent, Role, Tool};
 use serde_json::{json, Map, Value};
 use template::JinjaTemplate;
 use tools::ToolSyntax;
@@ -16,8 +16,10 @@ use tools::ToolSyntax;
 /// by rendering a chat with a probe tool, whose name must show in the prompt.
 pub(crate) fn tool_support(source: &str, template: &JinjaTemplate) -> Option<ToolSyntax> {
     let syntax = ToolSyntax::detect(source)?;
-    let probe = json!({"type": "function", "function": {"name": "llmrr_probe_tool",
-        "description": "probe", "parameters": {"type": "object", "properties": {}}}});
+    let probe: Tool = serde_json::from_value(json!({"type": "function", "function": {
+        "name": "llmrr_probe_tool", "description": "probe",
+        "parameters": {"type": "object", "properties": {}}}}))
+    .ok()?;
     let chat = [json!({"role": "user", "content": "hi"})];
     let prompt = template.render(&chat, Some(&[probe])).ok()?;
     prompt.contains("llmrr_probe_tool").then_some(syntax)
@@ -32,10 +34,20 @@ pub(crate) fn supports_tools(source: &str) -> bool {
         .is_some()
 }
 
+/// The template to render chats with tools: the GGUF's `tokenizer.chat_template.tool_use`
+/// where it has one (Hermes 2 Pro, Command R), else its chat template.
+pub(crate) const TOOL_TEMPLATE_KEY: &str = "tokenizer.chat_template.tool_use";
+
 /// The messages as Hugging Face templates expect them: `content` a string, `developer` as
 /// `system`, tool calls' `arguments` as objects, and tool results named after their call.
-pub(crate) fn messages(msgs: &[ChatMessage]) -> Vec<Value> {
+/// Mistral's templates take only 9-character alphanumeric call ids: others are mapped to one
+/// (the same for a call and its result).
+pub(crate) fn messages(msgs: &[ChatMessage], syntax: Option<ToolSyntax>) -> Vec<Value> {
     let mut call_names: std::collections::HashMap<&str, &str> = Default::default();
+    let id = |id: &str| match syntax {
+        Some(ToolSyntax::Mistral) => mistral_id(id),
+        _ => id.to_owned(),
+    };
     msgs.iter()
         .map(|m| {
             let mut o = Map::new();
@@ -57,21 +69,45 @@ pub(crate) fn messages(msgs: &[ChatMessage]) -> Vec<Value> {
                         call_names.insert(&c.id, &c.function.name);
                         let args = serde_json::from_str::<Value>(&c.function.arguments)
                             .unwrap_or_else(|_| Value::String(c.function.arguments.clone()));
-                        json!({"id": c.id, "type": "function",
+                        json!({"id": id(&c.id), "type": "function",
                                "function": {"name": c.function.name, "arguments": args}})
                     })
                     .collect();
                 o.insert("tool_calls".into(), calls.into());
             }
-            if let Some(id) = &m.tool_call_id {
-                o.insert("tool_call_id".into(), id.as_str().into());
-                if let Some(name) = m.name.as_deref().or(call_names.get(id.as_str()).copied()) {
+            if let Some(call_id) = &m.tool_call_id {
+                o.insert("tool_call_id".into(), id(call_id).into());
+                if let Some(name) = m
+                    .name
+                    .as_deref()
+                    .or(call_names.get(call_id.as_str()).copied())
+                {
                     o.insert("name".into(), name.into());
                 }
             } else if let Some(name) = &m.name {
                 o.insert("name".into(), name.as_str().into());
             }
             Value::Object(o)
+        })
+        .collect()
+}
+
+/// `id` as Mistral's templates require it: itself if it is 9 letters and digits, else 9 drawn
+/// from its hash (FNV-1a: the same id always maps to the same one).
+fn mistral_id(id: &str) -> String {
+    if id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return id.to_owned();
+    }
+    const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..9)
+        .map(|_| {
+            let c = ALNUM[(h % ALNUM.len() as u64) as usize] as char;
+            h /= ALNUM.len() as u64;
+            c
         })
         .collect()
 }
@@ -97,18 +133,31 @@ mod tests {
             {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
         ]))
         .expect("messages");
-        let values = messages(&msgs);
+        let values = messages(&msgs, Some(ToolSyntax::Hermes));
+        let mistral = messages(&msgs, Some(ToolSyntax::Mistral));
+        let mapped = mistral[2]["tool_calls"][0]["id"].as_str().expect("id");
+        assert!(
+            mapped.len() == 9 && mapped.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{mapped}"
+        );
+        assert_eq!(
+            mistral[3]["tool_call_id"], mapped,
+            "the result keeps its call's id"
+        );
         assert_eq!(values[0]["role"], "system");
         assert_eq!(
             values[2]["tool_calls"][0]["function"]["arguments"],
             json!({"city": "Oslo"})
         );
         assert_eq!(values[3]["name"], "get_weather", "named after its call");
-        let tool = json!({"type": "function", "function": {"name": "get_weather",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}});
+        let tool: Tool = serde_json::from_value(
+            json!({"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}),
+        )
+        .expect("tool");
         let out = t.render(&values, Some(&[tool])).expect("renders");
         let want = "<|im_start|>system\nBe brief.\n\n# Tools\n\nFunctions you can call, one JSON signature per line:\n<tools>\n\
-            {\"function\": {\"name\": \"get_weather\", \"parameters\": {\"properties\": {\"city\": {\"type\": \"string\"}}, \"type\": \"object\"}}, \"type\": \"function\"}\n\
+            {\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": {\"properties\": {\"city\": {\"type\": \"string\"}}, \"type\": \"object\"}}}\n\
             </tools>\n\nTo call one, answer with its name and arguments as JSON in tags:\n<tool_call>\n{\"name\": \"<name>\", \"arguments\": {<arguments>}}\n</tool_call><|im_end|>\n\
             <|im_start|>user\nWeather in Oslo?<|im_end|>\n\
             <|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call><|im_end|>\n\

@@ -35,6 +35,8 @@ pub(crate) struct ToolSplitter {
     gave_up: bool,
     /// A call just ended: the whitespace between calls is not content.
     after_call: bool,
+    /// Llama 3: whether the answer began with a call is known (a call is the whole answer).
+    decided: bool,
 }
 
 enum Step {
@@ -54,6 +56,7 @@ impl ToolSplitter {
             in_call: false,
             gave_up: false,
             after_call: false,
+            decided: false,
         }
     }
 
@@ -77,6 +80,22 @@ impl ToolSplitter {
                     self.after_call = false;
                 }
                 let trigger = self.syntax.trigger();
+                if self.syntax == ToolSyntax::Llama3 {
+                    if self.decided {
+                        self.gave_up = true;
+                        continue;
+                    }
+                    match llama3_opening(&self.held) {
+                        None => return out,
+                        Some(Some(skip)) => {
+                            self.held.drain(..skip);
+                            self.in_call = true;
+                        }
+                        Some(None) => self.gave_up = true,
+                    }
+                    self.decided = true;
+                    continue;
+                }
                 if let Some(at) = self.held.find(trigger) {
                     let before: String = self.held.drain(..at).collect();
                     if !before.is_empty() {
@@ -144,6 +163,7 @@ impl ToolSplitter {
         };
         let mut used = json_from + values.byte_offset() - prefix.len();
         let known = |c: &ParsedCall| self.names.contains(&c.name);
+        let call = |v| call(v, self.syntax);
         let calls = match (self.syntax, value) {
             (ToolSyntax::Mistral, Value::Array(items)) => {
                 let calls: Option<Vec<ParsedCall>> = items.into_iter().map(call).collect();
@@ -173,8 +193,43 @@ impl ToolSplitter {
     }
 }
 
+/// Whether a Llama 3 answer opens with a call: `None` while it cannot be told yet,
+/// `Some(Some(n))` with the bytes up to the end of the opening (whitespace and
+/// `<|python_tag|>` before it are not content), `Some(None)` when it does not.
+fn llama3_opening(s: &str) -> Option<Option<usize>> {
+    const TAG: &str = "<|python_tag|>";
+    let trigger = ToolSyntax::Llama3.trigger();
+    let t = s.trim_start();
+    let ws = s.len() - t.len();
+    let (rest, tag) = match t.strip_prefix(TAG) {
+        Some(r) => (r, TAG.len()),
+        None if TAG.starts_with(t) => return None,
+        None => (t, 0),
+    };
+    if rest.starts_with(trigger) {
+        Some(Some(ws + tag + trigger.len()))
+    } else if trigger.starts_with(rest) {
+        None
+    } else {
+        Some(None)
+    }
+}
+
+/// A fresh call id: Mistral's templates take only 9 letters and digits, others OpenAI's form.
+pub(crate) fn call_id(syntax: ToolSyntax) -> String {
+    match syntax {
+        ToolSyntax::Mistral => {
+            const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+            (0..9)
+                .map(|_| ALNUM[rand::random::<u32>() as usize % ALNUM.len()] as char)
+                .collect()
+        }
+        _ => format!("call_{}", uuid::Uuid::now_v7().simple()),
+    }
+}
+
 /// `{"name": …, "arguments" | "parameters": {…}}` as a call.
-fn call(v: Value) -> Option<ParsedCall> {
+fn call(v: Value, syntax: ToolSyntax) -> Option<ParsedCall> {
     let Value::Object(mut o) = v else {
         return None;
     };
@@ -193,7 +248,7 @@ fn call(v: Value) -> Option<ParsedCall> {
         _ => return None,
     };
     Some(ParsedCall {
-        id: format!("call_{}", uuid::Uuid::new_v4().simple()),
+        id: call_id(syntax),
         name,
         arguments,
     })
@@ -297,6 +352,14 @@ mod tests {
         assert_eq!(
             split(ToolSyntax::Llama3, answer, 5),
             (answer.into(), vec![])
+        );
+        // Llama 3's call is the whole answer: not one quoted in prose.
+        let prose = "Use {\"name\": \"now\", \"parameters\": {}} like this.";
+        assert_eq!(split(ToolSyntax::Llama3, prose, 3), (prose.into(), vec![]));
+        let tagged = " <|python_tag|>{\"name\": \"now\", \"parameters\": {}}";
+        assert_eq!(
+            split(ToolSyntax::Llama3, tagged, 2),
+            (String::new(), vec![("now".into(), "{}".into())])
         );
     }
 }

@@ -10,6 +10,7 @@
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Kwargs, Serde, Value as JValue};
 use minijinja::{Environment, Error as JError, ErrorKind};
+use serde::Serialize;
 use serde_json::Value;
 
 const NAME: &str = "chat";
@@ -61,7 +62,11 @@ impl JinjaTemplate {
     /// The prompt for `messages` (OpenAI-shaped JSON, as [`super::messages`] makes them) and
     /// `tools` (OpenAI's `{"type": "function", "function": {…}}` objects), ending with the
     /// assistant's turn opened. A leading `bos_token` is dropped: tokenizing adds it.
-    pub fn render(&self, messages: &[Value], tools: Option<&[Value]>) -> Result<String, String> {
+    pub fn render<T: Serialize>(
+        &self,
+        messages: &[Value],
+        tools: Option<&[T]>,
+    ) -> Result<String, String> {
         let tmpl = self.env.get_template(NAME).map_err(|e| e.to_string())?;
         let out = tmpl
             .render(minijinja::context! {
@@ -82,35 +87,79 @@ impl JinjaTemplate {
     }
 }
 
-/// JSON as Python's `json.dumps(value, ensure_ascii=False, indent=…)` writes it.
+/// JSON as Python's `json.dumps(value, ensure_ascii=False, indent=…, separators=…,
+/// sort_keys=…)` writes it; maps keep their order unless `sort_keys`.
 fn tojson(value: JValue, kwargs: Kwargs) -> Result<JValue, JError> {
     let indent: Option<usize> = kwargs.get("indent")?;
+    let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
+    let separators: Option<JValue> = kwargs.get("separators")?;
+    // Not escaping non-ASCII is what chat templates ask for; `True` is taken as that too.
+    let _: Option<bool> = kwargs.get("ensure_ascii")?;
+    kwargs.assert_all_used()?;
+    let (item, key) = match separators {
+        None => (", ".to_owned(), ": ".to_owned()),
+        Some(v) => {
+            let parts: Vec<String> = v
+                .try_iter()?
+                .map(|p| p.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+                .unwrap_or_default();
+            match <[String; 2]>::try_from(parts) {
+                Ok([item, key]) => (item, key),
+                Err(_) => {
+                    return Err(JError::new(
+                        ErrorKind::InvalidOperation,
+                        "separators is a pair of strings",
+                    ))
+                }
+            }
+        }
+    };
     let bad = |e: serde_json::Error| JError::new(ErrorKind::BadSerialization, e.to_string());
-    let json: Value = serde_json::to_value(&value).map_err(bad)?;
-    let mut out = Vec::new();
-    match indent {
-        Some(n) => {
-            let pad = vec![b' '; n];
-            let mut ser = serde_json::Serializer::with_formatter(
-                &mut out,
-                serde_json::ser::PrettyFormatter::with_indent(&pad),
-            );
-            serde::Serialize::serialize(&json, &mut ser).map_err(bad)?;
-        }
-        None => {
-            let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
-            serde::Serialize::serialize(&json, &mut ser).map_err(bad)?;
-        }
+    let out = if sort_keys == Some(true) {
+        // serde_json's maps are sorted.
+        let sorted: Value = serde_json::to_value(&value).map_err(bad)?;
+        dump(&sorted, indent, &item, &key)
+    } else {
+        dump(&value, indent, &item, &key)
     }
+    .map_err(bad)?;
     Ok(JValue::from_safe_string(
         String::from_utf8(out).unwrap_or_default(),
     ))
 }
 
-/// `json.dumps`'s default separators: `", "` between items, `": "` after keys.
-struct PythonFormatter;
+fn dump<T: Serialize>(
+    v: &T,
+    indent: Option<usize>,
+    item: &str,
+    key: &str,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::new();
+    match indent {
+        Some(n) => {
+            let pad = vec![b' '; n];
+            let f = serde_json::ser::PrettyFormatter::with_indent(&pad);
+            v.serialize(&mut serde_json::Serializer::with_formatter(&mut out, f))?;
+        }
+        None => {
+            let f = PythonFormatter {
+                item: item.as_bytes(),
+                key: key.as_bytes(),
+            };
+            v.serialize(&mut serde_json::Serializer::with_formatter(&mut out, f))?;
+        }
+    }
+    Ok(out)
+}
 
-impl serde_json::ser::Formatter for PythonFormatter {
+/// `json.dumps`'s separators: `", "` between items and `": "` after keys by default.
+struct PythonFormatter<'a> {
+    item: &'a [u8],
+    key: &'a [u8],
+}
+
+impl serde_json::ser::Formatter for PythonFormatter<'_> {
     fn begin_array_value<W: ?Sized + std::io::Write>(
         &mut self,
         w: &mut W,
@@ -119,7 +168,7 @@ impl serde_json::ser::Formatter for PythonFormatter {
         if first {
             Ok(())
         } else {
-            w.write_all(b", ")
+            w.write_all(self.item)
         }
     }
 
@@ -131,12 +180,12 @@ impl serde_json::ser::Formatter for PythonFormatter {
         if first {
             Ok(())
         } else {
-            w.write_all(b", ")
+            w.write_all(self.item)
         }
     }
 
     fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        w.write_all(b": ")
+        w.write_all(self.key)
     }
 }
 
@@ -165,7 +214,7 @@ mod tests {
         );
         let err = JinjaTemplate::new("{{ raise_exception('no system role') }}", "", "")
             .expect("compiles")
-            .render(&[], None)
+            .render::<Value>(&[], None)
             .expect_err("raises");
         assert!(err.contains("no system role"), "{err}");
     }

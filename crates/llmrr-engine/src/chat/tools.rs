@@ -31,10 +31,23 @@ impl ToolSyntax {
             Some(ToolSyntax::Hermes)
         } else if template.contains("[TOOL_CALLS]") {
             Some(ToolSyntax::Mistral)
-        } else if template.contains("<|start_header_id|>") {
+        } else if template.contains("<|start_header_id|>") && template.contains("ipython") {
+            // Llama 3.1+ (its tool results are the `ipython` role); other templates on Llama
+            // 3's tokens (Functionary's `>>>`…) write calls otherwise.
             Some(ToolSyntax::Llama3)
         } else {
             None
+        }
+    }
+
+    /// The regular expression (ECMAScript, as llama.cpp's `std::regex` reads it) that a lazy
+    /// grammar waits for; the text from its first group on is the call. Llama 3's call is the
+    /// whole answer: only at its start (after whitespace and an optional `<|python_tag|>`).
+    pub fn trigger_pattern(self) -> &'static str {
+        match self {
+            ToolSyntax::Hermes => "(<tool_call>)",
+            ToolSyntax::Llama3 => r#"^\s*(?:<\|python_tag\|>)?(\{"name": )"#,
+            ToolSyntax::Mistral => r"(\[TOOL_CALLS\])",
         }
     }
 
@@ -68,8 +81,9 @@ impl ToolSyntax {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ToolGrammar {
     pub gbnf: String,
-    /// `Some(trigger)`: applied only once the model writes it (`tool_choice: "auto"`).
-    pub lazy: Option<&'static str>,
+    /// `Some(syntax)`: applied only once the model opens a call in that syntax
+    /// (`tool_choice: "auto"`; see [`ToolSyntax::trigger_pattern`]).
+    pub lazy: Option<ToolSyntax>,
 }
 
 /// Whether tools are offered, and how the answer is constrained.
@@ -180,7 +194,7 @@ pub(crate) fn plan(
     })?;
     Ok(ToolPlan::On(ToolGrammar {
         gbnf,
-        lazy: lazy.then(|| syntax.trigger()),
+        lazy: lazy.then_some(syntax),
     }))
 }
 
@@ -206,8 +220,12 @@ mod tests {
             Some(ToolSyntax::Mistral)
         );
         assert_eq!(
-            ToolSyntax::detect("<|start_header_id|>{% if tools %}{% endif %}"),
+            ToolSyntax::detect("<|start_header_id|>{% if tools %}{% endif %}ipython"),
             Some(ToolSyntax::Llama3)
+        );
+        assert_eq!(
+            ToolSyntax::detect("<|start_header_id|>{% if tools %}>>>{% endif %}"),
+            None
         );
         assert_eq!(ToolSyntax::detect("<|im_start|>{{ m.content }}"), None);
         assert_eq!(
@@ -228,7 +246,7 @@ mod tests {
         let ToolPlan::On(auto) = plan(ToolSyntax::Hermes, &tools, None, None).expect("plan") else {
             panic!("auto offers the tools")
         };
-        assert_eq!(auto.lazy, Some("<tool_call>"));
+        assert_eq!(auto.lazy, Some(ToolSyntax::Hermes));
         assert!(auto.gbnf.starts_with("root ::= \"<tool_call>\\n\" ( \"{\\\"name\\\": \\\"get_weather\\\", \\\"arguments\\\": \""), "{}", auto.gbnf);
         assert!(auto.gbnf.contains(")*"), "parallel calls: {}", auto.gbnf);
 

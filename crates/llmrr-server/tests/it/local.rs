@@ -290,6 +290,14 @@ async fn idle_models_unload_and_reload_on_use() {
     let gw = start(&local_toml("tiny", &path, "keep_alive_secs = 0.3")).await;
     assert_eq!(local_status(&gw, "tiny").await["state"], "unloaded");
     answer(&gw, greedy("tiny", "hi", 2)).await;
+    // The load was measured (the resident memory it added, after a warm-up token); a tiny
+    // model's measurement is within the noise, so the estimate is what the budget counts.
+    let s = local_status(&gw, "tiny").await;
+    assert!(s["memory_measured_bytes"].is_u64(), "{s}");
+    assert_eq!(
+        s["memory_budgeted_bytes"], s["memory_estimate_total_bytes"],
+        "{s}"
+    );
     let s = wait_status(&gw, "tiny", Duration::from_secs(5), |s| {
         s["state"] == "unloaded"
     })

@@ -203,7 +203,7 @@ async fn auto_and_none_and_what_cannot_be_honoured() {
     let tiny = tiny_model(dir.path(), "tiny");
     let bare = tiny_model_without_template(dir.path(), "bare");
     let toml = format!(
-        "{}{}",
+        "{}{}[[routes]]\nname = \"local\"\nstrategy = \"capability-match\"\nmodels = [\"bare\", \"tiny\"]\n",
         local_toml("tiny", &tiny, ""),
         local_toml("bare", &bare, "")
     );
@@ -304,4 +304,32 @@ async fn auto_and_none_and_what_cannot_be_honoured() {
             .is_some_and(|m| m.contains("tool")),
         "{e}"
     );
+
+    // Routing sends a tool request to the local model that can call tools, and a request
+    // whose tool a grammar cannot hold to none.
+    let mut b = with_tools("Weather?", json!("required"), 2);
+    b["model"] = json!("local");
+    b["parallel_tool_calls"] = json!(false);
+    let resp = post(&gw, "/v1/chat/completions", Some(MASTER), b.clone()).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-llmrr-model"], "tiny");
+    let v: Value = resp.json().await.expect("json");
+    check_call(&v["choices"][0]["message"]["tool_calls"][0]);
+    b["tools"][0]["function"]["parameters"]["properties"]["city"]["format"] = json!("email");
+    let e = error_body(
+        post(&gw, "/v1/chat/completions", Some(MASTER), b).await,
+        400,
+    )
+    .await;
+    assert_eq!(e["error"]["code"], "unsupported_parameter", "{e}");
+    assert_eq!(e["error"]["param"], "tools", "{e}");
+
+    // `required` or a named function with no tools: refused, as OpenAI does.
+    let mut b = greedy("tiny", "x", 2);
+    b["tool_choice"] = json!("required");
+    error_body(
+        post(&gw, "/v1/chat/completions", Some(MASTER), b).await,
+        400,
+    )
+    .await;
 }
