@@ -212,6 +212,7 @@ pub async fn choose(global: &Global, c: &Choice<'_>) -> Result<String> {
         prefill_chunk: llmrr_core::config::LOCAL_PREFILL_CHUNK,
         pooling: None,
         kv_type: Default::default(),
+        prefix_cache_share: 1.0,
     };
     let est = llmrr_engine::lifecycle::estimate(&info, &spec);
     let overhead = est.kv_cache + est.compute;

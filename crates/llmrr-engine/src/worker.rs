@@ -418,6 +418,12 @@ struct Scheduler<'m> {
     /// The tokens whose KV each slot's sequence id still holds from its last finished
     /// request: the next request in that slot skips the prefill of their common prefix.
     cached: Vec<Vec<LlamaToken>>,
+    /// When each slot's tokens were kept (a counter): the least recent go first.
+    kept_at: Vec<u64>,
+    keeps: u64,
+    /// The cells finished sequences may keep together (`prefix_cache_share` of the cache):
+    /// kept cells lengthen every decode step's attention in a unified cache.
+    keep_limit: usize,
     batch: LlamaBatch<'static>,
     prefill_chunk: usize,
     context_size: u32,
@@ -441,6 +447,12 @@ impl<'m> Scheduler<'m> {
             ctx,
             slots: (0..spec.parallel).map(|_| None).collect(),
             cached: (0..spec.parallel).map(|_| Vec::new()).collect(),
+            kept_at: vec![0; spec.parallel as usize],
+            keeps: 0,
+            keep_limit: (spec.prefix_cache_share
+                * f64::from(spec.context_size)
+                * f64::from(spec.parallel))
+            .floor() as usize,
             batch: LlamaBatch::new(batch_size, 1),
             prefill_chunk: spec.prefill_chunk as usize,
             context_size: spec.context_size,
@@ -581,6 +593,27 @@ impl<'m> Scheduler<'m> {
             tokens.truncate(seq.fed);
             tokens.extend(seq.fed_generated);
             self.cached[slot] = tokens;
+            self.keeps += 1;
+            self.kept_at[slot] = self.keeps;
+            self.trim_kept();
+        }
+    }
+
+    /// Drops the least recently kept prefixes until the kept cells fit `keep_limit`.
+    fn trim_kept(&mut self) {
+        loop {
+            let idle: Vec<usize> = (0..self.slots.len())
+                .filter(|&i| self.slots[i].is_none() && !self.cached[i].is_empty())
+                .collect();
+            let kept: usize = idle.iter().map(|&i| self.cached[i].len()).sum();
+            if kept <= self.keep_limit {
+                return;
+            }
+            let Some(oldest) = idle.into_iter().min_by_key(|&i| self.kept_at[i]) else {
+                return;
+            };
+            let _ = self.ctx.clear_kv_cache_seq(Some(oldest as u32), None, None);
+            self.cached[oldest].clear();
         }
     }
 

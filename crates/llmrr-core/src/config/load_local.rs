@@ -97,6 +97,7 @@ pub(super) fn apply_defaults(m: &mut RawModel, dd: &RawLocal) {
     m.prefill_chunk = m.prefill_chunk.or(dd.prefill_chunk);
     m.pooling = m.pooling.take().or(dd.pooling);
     m.kv_type = m.kv_type.take().or(dd.kv_type);
+    m.prefix_cache_share = m.prefix_cache_share.or(dd.prefix_cache_share);
     m.input_cost_per_mtok = m.input_cost_per_mtok.take().or(dd.input_cost_per_mtok);
     m.output_cost_per_mtok = m.output_cost_per_mtok.take().or(dd.output_cost_per_mtok);
     m.cost_per_compute_second = m
@@ -175,6 +176,13 @@ pub(super) fn local_spec(i: usize, m: &RawModel) -> Result<LocalModelSpec> {
             ))
         }
     };
+    let prefix_cache_share = m.prefix_cache_share.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&prefix_cache_share) {
+        return Err(Error::config(
+            at("prefix_cache_share"),
+            "is a share of the KV cache, from 0 (no prefix reuse) to 1",
+        ));
+    }
     let keep_alive = m.keep_alive_secs.unwrap_or(d::LOCAL_KEEP_ALIVE_SECS);
     Ok(LocalModelSpec {
         path,
@@ -191,6 +199,7 @@ pub(super) fn local_spec(i: usize, m: &RawModel) -> Result<LocalModelSpec> {
         prefill_chunk: positive("prefill_chunk", m.prefill_chunk, d::LOCAL_PREFILL_CHUNK)?,
         pooling,
         kv_type,
+        prefix_cache_share,
     })
 }
 

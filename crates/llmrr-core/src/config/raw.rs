@@ -53,6 +53,7 @@ pub struct RawLocal {
     pub prefill_chunk: Option<u32>,
     pub pooling: Option<String>,
     pub kv_type: Option<String>,
+    pub prefix_cache_share: Option<f64>,
     pub input_cost_per_mtok: Option<toml::Value>,
     pub output_cost_per_mtok: Option<toml::Value>,
     pub cost_per_compute_second: Option<toml::Value>,
@@ -144,6 +145,9 @@ pub struct RawModel {
     pub pooling: Option<String>,
     /// The KV cache's element type: `f16` (default), `q8_0` or `q4_0`.
     pub kv_type: Option<String>,
+    /// The share of the KV cache that finished sequences' prompts may keep for reuse (0–1,
+    /// default 1: every idle slot keeps its own).
+    pub prefix_cache_share: Option<f64>,
     /// The provider's requests per minute for our account: routing skips the model at it.
     pub rpm: Option<u64>,
     /// The provider's tokens per minute for our account.
@@ -241,6 +245,7 @@ impl RawModel {
             ("prefill_chunk", self.prefill_chunk.is_some()),
             ("pooling", self.pooling.is_some()),
             ("kv_type", self.kv_type.is_some()),
+            ("prefix_cache_share", self.prefix_cache_share.is_some()),
         ]
         .into_iter()
         .find_map(|(k, set)| set.then_some(k))

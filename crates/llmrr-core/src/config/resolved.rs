@@ -90,6 +90,9 @@ pub struct LocalModelSpec {
     pub pooling: Option<Pooling>,
     /// The KV cache's element type.
     pub kv_type: KvType,
+    /// The share of the KV cache's cells that finished sequences may keep for prefix reuse;
+    /// past it the least recently kept are dropped.
+    pub prefix_cache_share: f64,
 }
 
 /// The element type of a local model's KV cache: quantized types take less memory (and

@@ -935,3 +935,54 @@ async fn the_next_turn_of_a_chat_reuses_the_kv_of_the_last_one() {
         0
     );
 }
+
+#[tokio::test]
+async fn kept_prefixes_stay_within_their_share_of_the_cache_least_recent_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "tiny");
+    let settings = "parallel = 2\ncontext_size = 300";
+    let toml = format!(
+        "{}{}",
+        local_toml("whole", &path, settings),
+        local_toml(
+            "half",
+            &path,
+            &format!("{settings}\nprefix_cache_share = 0.5")
+        )
+    );
+    let gw = start(&toml).await;
+    // Token ids: no BOS, and the two prompts share nothing, so each takes its own slot.
+    let prompt = |t: u32| json!({"prompt": vec![t; 200], "max_tokens": 2, "temperature": 0});
+    let cached = |v: &Value| {
+        v["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    for (model, share_left) in [("whole", true), ("half", false)] {
+        let run = |t: u32| {
+            let mut b = prompt(t);
+            b["model"] = json!(model);
+            let gw = &gw;
+            async move {
+                let resp = post(gw, "/v1/completions", Some(MASTER), b).await;
+                assert_eq!(resp.status(), 200);
+                resp.json::<Value>().await.expect("json")
+            }
+        };
+        run(33).await;
+        run(34).await;
+        // Two kept prompts of 200 tokens: within the whole cache (600 cells), past half of it
+        // (300), where the least recently kept (the first) was dropped.
+        let again = run(33).await;
+        if share_left {
+            assert!(cached(&again) >= 190, "{model}: {again}");
+        } else {
+            assert_eq!(cached(&again), 0, "{model}: {again}");
+        }
+    }
+    // The share is checked.
+    let bad = crate::config_of(&local_toml("x", &path, "prefix_cache_share = 1.5"))
+        .expect_err("refused")
+        .to_string();
+    assert!(bad.contains("prefix_cache_share"), "{bad}");
+}
