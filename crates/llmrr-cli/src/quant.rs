@@ -213,6 +213,7 @@ pub async fn choose(global: &Global, c: &Choice<'_>) -> Result<String> {
         pooling: None,
         kv_type: Default::default(),
         prefix_cache_share: 1.0,
+        prompt_cache_mb: None,
     };
     let est = llmrr_engine::lifecycle::estimate(&info, &spec);
     let overhead = est.kv_cache + est.compute;

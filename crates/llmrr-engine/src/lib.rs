@@ -21,6 +21,7 @@ pub mod error;
 pub mod gguf;
 pub mod lifecycle;
 pub mod metrics;
+mod prompt_cache;
 pub mod provider;
 mod request;
 mod sampling;

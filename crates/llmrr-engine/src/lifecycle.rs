@@ -64,6 +64,15 @@ impl Slot {
         footprint(self.estimate.total(), self.measured)
     }
 
+    /// What loading it needs: its footprint, or the estimate where a measurement alone is
+    /// over the budget (the load is tried, and measured again, rather than refused for good).
+    fn need(&self, budget: u64) -> u64 {
+        match self.footprint() {
+            f if f > budget => self.estimate.total(),
+            f => f,
+        }
+    }
+
     fn holds_memory(&self) -> bool {
         !matches!(self.phase, Phase::Unloaded)
     }
@@ -353,11 +362,24 @@ pub fn estimate(info: &GgufInfo, spec: &LocalModelSpec) -> MemoryEstimate {
     match spec.pooling {
         // Embedding models keep an f16 cache (see `worker::context_params`).
         Some(_) => info.estimate_memory(spec.context_size as u64, spec.context_size as u64),
-        None => info.estimate_memory_with(
-            spec.context_size as u64 * spec.parallel as u64,
-            (spec.prefill_chunk + spec.parallel) as u64,
-            kv,
-        ),
+        None => {
+            let mut e = info.estimate_memory_with(
+                spec.context_size as u64 * spec.parallel as u64,
+                (spec.prefill_chunk + spec.parallel) as u64,
+                kv,
+            );
+            e.prompt_cache = prompt_cache_bytes(spec, e.kv_cache);
+            e
+        }
+    }
+}
+
+/// The memory for kept prompts beyond the slots: `prompt_cache_mb`, or as much as the KV
+/// cache (as many tokens again as the slots hold) when unset.
+pub fn prompt_cache_bytes(spec: &LocalModelSpec, kv_cache: u64) -> u64 {
+    match spec.prompt_cache_mb {
+        Some(mb) => mb << 20,
+        None => kv_cache,
     }
 }
 
@@ -391,7 +413,7 @@ impl Inner {
         state: &mut HashMap<Arc<str>, Slot>,
         key: &Arc<str>,
     ) -> Result<Vec<(Arc<str>, Arc<LoadedModel>)>> {
-        let need = state.get(key).map_or(0, Slot::footprint);
+        let need = state.get(key).map_or(0, |s| s.need(self.budget));
         let used = Self::used(state);
         if used + need <= self.budget {
             return Ok(Vec::new());

@@ -18,6 +18,8 @@ pub const ACTIVE_SEQUENCES: &str = "llmrr_local_active_sequences";
 pub const KV_USED: &str = "llmrr_local_kv_cache_used_cells";
 pub const KV_CAPACITY: &str = "llmrr_local_kv_cache_cells";
 pub const EVICTIONS: &str = "llmrr_local_unloads_total";
+pub const PROMPT_CACHE_ENTRIES: &str = "llmrr_local_prompt_cache_entries";
+pub const PROMPT_CACHE_BYTES: &str = "llmrr_local_prompt_cache_bytes";
 pub const CANCELLED: &str = "llmrr_local_cancelled_total";
 
 /// Handles for one model, made once per load.
@@ -32,6 +34,8 @@ pub(crate) struct ModelGauges {
     kv_used: Gauge,
     kv_capacity: Gauge,
     cancelled: Counter,
+    prompt_cache_entries: Gauge,
+    prompt_cache_bytes: Gauge,
 }
 
 impl ModelGauges {
@@ -46,8 +50,16 @@ impl ModelGauges {
             active: gauge!(ACTIVE_SEQUENCES, "model" => m.clone()),
             kv_used: gauge!(KV_USED, "model" => m.clone()),
             kv_capacity: gauge!(KV_CAPACITY, "model" => m.clone()),
-            cancelled: counter!(CANCELLED, "model" => m),
+            cancelled: counter!(CANCELLED, "model" => m.clone()),
+            prompt_cache_entries: gauge!(PROMPT_CACHE_ENTRIES, "model" => m.clone()),
+            prompt_cache_bytes: gauge!(PROMPT_CACHE_BYTES, "model" => m),
         }
+    }
+
+    /// Kept prompts held in memory beyond the slots, and their bytes.
+    pub fn prompt_cache(&self, entries: usize, bytes: usize) {
+        self.prompt_cache_entries.set(entries as f64);
+        self.prompt_cache_bytes.set(bytes as f64);
     }
 
     pub fn ttft(&self, d: std::time::Duration) {

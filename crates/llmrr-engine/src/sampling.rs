@@ -301,6 +301,7 @@ mod tests {
 
 #[cfg(test)]
 mod grammar_tests {
+    use crate::chat::tools::ToolSyntax;
     use crate::gguf::{synthesize, SynthSpec};
     use llama_cpp_2::model::params::LlamaModelParams;
     use llama_cpp_2::model::LlamaModel;
@@ -348,5 +349,20 @@ mod grammar_tests {
         )
         .expect("compiles");
         assert!(s.try_accept(token).is_ok());
+        // Every syntax's trigger pattern is a regular expression llama.cpp takes.
+        for syntax in [ToolSyntax::Hermes, ToolSyntax::Llama3, ToolSyntax::Mistral] {
+            let root = format!(
+                "root ::= {}",
+                llmrr_core::provider::json_grammar::text_literal(syntax.trigger())
+            );
+            LlamaSampler::grammar_lazy_patterns(
+                &model,
+                &root,
+                "root",
+                &[syntax.trigger_pattern().to_owned()],
+                &[],
+            )
+            .unwrap_or_else(|e| panic!("{syntax:?}: {e}"));
+        }
     }
 }

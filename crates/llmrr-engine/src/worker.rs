@@ -16,6 +16,7 @@ use crate::chat::tools::ToolSyntax;
 use crate::embed::{self, EmbedJob};
 use crate::error::{Error, Result};
 use crate::metrics::ModelGauges;
+use crate::prompt_cache::{self, PromptCache};
 use crate::sampling::SamplingParams;
 use crate::text::{Piece, TextOut};
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams, LlamaPoolingType};
@@ -25,8 +26,10 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::LlamaStateSeqFlags;
 use llmrr_core::config::{KvType, LocalModelSpec, Pooling};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -153,6 +156,8 @@ impl LoadedModel {
         let gauges = ModelGauges::new(name);
         let thread = std::thread::Builder::new()
             .name(format!("llmrr-model-{name}"))
+            // llama.cpp's std::regex (lazy grammar triggers) recurses per character.
+            .stack_size(16 << 20)
             .spawn(move || run(name2, spec2, rx, ready_tx, gauges))
             .map_err(|e| Error::Load {
                 model: name.to_owned(),
@@ -204,6 +209,11 @@ impl LoadedModel {
 /// The model, its load time, and the resident memory the load added (where it can be read).
 type Ready = oneshot::Sender<Result<(Arc<LlamaModel>, Duration, Option<u64>)>>;
 
+/// Loads in progress, and a count of every load's start and end and every unload: a load's
+/// memory is measured only when nothing else loaded or unloaded meanwhile.
+static LOADING: AtomicUsize = AtomicUsize::new(0);
+static LOAD_EVENTS: AtomicU64 = AtomicU64::new(0);
+
 /// The process's resident memory in bytes (Linux's `/proc/self/status`; `None` elsewhere).
 pub(crate) fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -239,7 +249,11 @@ fn warm_up(name: &str, model: &LlamaModel, ctx: &mut LlamaContext) {
 
 fn run(name: String, spec: LocalModelSpec, rx: Receiver<Job>, ready: Ready, gauges: ModelGauges) {
     let started = Instant::now();
+    let alone = LOADING.fetch_add(1, Ordering::SeqCst) == 0;
+    let events = LOAD_EVENTS.fetch_add(1, Ordering::SeqCst) + 1;
     let resident_before = resident_bytes();
+    // Every way out of the load below ends it here.
+    let loading = LoadEnd;
     let loaded = load(&name, &spec);
     let (model, params) = match loaded {
         Ok(v) => v,
@@ -274,9 +288,12 @@ fn run(name: String, spec: LocalModelSpec, rx: Receiver<Job>, ready: Ready, gaug
     let load_time = started.elapsed();
     // What the load added to the process: the lifecycle manager budgets by the larger of this
     // and the estimate. Another model loading or growing meanwhile inflates it (the safe side).
+    let undisturbed = alone && LOAD_EVENTS.load(Ordering::SeqCst) == events;
     let measured = resident_before
         .zip(resident_bytes())
+        .filter(|_| undisturbed)
         .map(|(before, after)| after.saturating_sub(before));
+    drop(loading);
     if ready
         .send(Ok((model.clone(), load_time, measured)))
         .is_err()
@@ -297,7 +314,18 @@ fn run(name: String, spec: LocalModelSpec, rx: Receiver<Job>, ready: Ready, gaug
     } else {
         Scheduler::new(&name, &spec, &model, ctx, gauges).serve(rx);
     }
+    LOAD_EVENTS.fetch_add(1, Ordering::SeqCst);
     tracing::info!(model = %name, "local model unloaded");
+}
+
+/// Ends a load in the counts above, however it ends.
+struct LoadEnd;
+
+impl Drop for LoadEnd {
+    fn drop(&mut self) {
+        LOADING.fetch_sub(1, Ordering::SeqCst);
+        LOAD_EVENTS.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 fn load(name: &str, spec: &LocalModelSpec) -> Result<(Arc<LlamaModel>, LlamaContextParams)> {
@@ -396,15 +424,33 @@ fn sample_guarded(
 ) -> LlamaToken {
     let mut data = ctx.token_data_array_ith(at);
     data.apply_sampler(&mut seq.sampler);
-    let Some(token) = data.selected_token() else {
+    // Nothing the grammar allows (every logit masked): the sequence ends, and the token is
+    // not offered to a sampler that would abort on it.
+    let chosen = data
+        .selected
+        .and_then(|i| data.data.get(i))
+        .filter(|d| d.logit() > f32::NEG_INFINITY)
+        .map(|d| d.id());
+    let Some(token) = chosen else {
         return model.vocab().eos();
     };
     if let Err(e) = seq.sampler.try_accept(token) {
-        tracing::debug!(model = %name, error = ?e, "the grammar rejected the text: it is dropped");
+        tracing::warn!(model = %name, error = ?e,
+            "the grammar rejected the model's text: the answer goes on without it");
         seq.job.params.grammar = None;
+        // A fresh chain: the penalties see the answer so far again, and the draws go on from
+        // another seed (the old one would repeat the answer's first draws).
+        seq.job.params.seed = seq
+            .job
+            .params
+            .seed
+            .wrapping_add(seq.fed_generated.len() as u32 + 1);
         match seq.job.params.sampler(model) {
-            Ok(s) => seq.sampler = s,
-            Err(e) => tracing::warn!(model = %name, error = %e, "cannot rebuild the sampler"),
+            Ok(s) => seq.sampler = s.with_tokens(seq.fed_generated.iter().chain([&token])),
+            Err(e) => {
+                tracing::warn!(model = %name, error = %e, "cannot rebuild the sampler");
+                return model.vocab().eos();
+            }
         }
     }
     token
@@ -424,6 +470,8 @@ struct Scheduler<'m> {
     /// The cells finished sequences may keep together (`prefix_cache_share` of the cache):
     /// kept cells lengthen every decode step's attention in a unified cache.
     keep_limit: usize,
+    /// Kept prompts copied out of the slots, for requests that come back to them later.
+    prompt_cache: PromptCache,
     batch: LlamaBatch<'static>,
     prefill_chunk: usize,
     context_size: u32,
@@ -453,6 +501,12 @@ impl<'m> Scheduler<'m> {
                 * f64::from(spec.context_size)
                 * f64::from(spec.parallel))
             .floor() as usize,
+            // The size the lifecycle manager budgets for it (from the file's header again).
+            prompt_cache: PromptCache::new(
+                crate::gguf::GgufInfo::read(&spec.path)
+                    .map(|info| crate::lifecycle::estimate(&info, spec).prompt_cache as usize)
+                    .unwrap_or(0),
+            ),
             batch: LlamaBatch::new(batch_size, 1),
             prefill_chunk: spec.prefill_chunk as usize,
             context_size: spec.context_size,
@@ -521,6 +575,7 @@ impl<'m> Scheduler<'m> {
                 .count()
                 .min(job.prompt.len().saturating_sub(1))
         };
+        let shared_max = |n: usize| n.min(job.prompt.len().saturating_sub(1));
         // Ties (nothing shared, say) go to the slot keeping the least, so that a useful
         // prefix is not thrown away while an empty slot is free.
         let Some(free) = (0..self.slots.len())
@@ -540,6 +595,32 @@ impl<'m> Scheduler<'m> {
             }));
             return;
         };
+        // A kept prompt in memory sharing clearly more than the slot does is copied into it;
+        // what the slot keeps and this request cannot use is copied to memory first.
+        let in_slot = shared(&self.cached[free]);
+        let from_memory = self
+            .prompt_cache
+            .best(&job.prompt)
+            .filter(|&(_, n)| shared_max(n) >= in_slot + prompt_cache::MIN_TOKENS);
+        if from_memory.is_some() || self.cached[free].len() >= in_slot + prompt_cache::MIN_TOKENS {
+            self.stash(free);
+        }
+        if let Some((i, _)) = from_memory {
+            let entry = self.prompt_cache.take(i);
+            let _ = self.ctx.clear_kv_cache_seq(Some(free as u32), None, None);
+            self.cached[free].clear();
+            match self.ctx.state_seq_set(&entry.state, free as i32) {
+                Ok(()) => {
+                    self.cached[free] = entry.tokens;
+                    self.gauges
+                        .prompt_cache(self.prompt_cache.len(), self.prompt_cache.bytes());
+                }
+                Err(e) => {
+                    tracing::warn!(model = %self.name, error = %e, "a kept prompt did not restore");
+                    let _ = self.ctx.clear_kv_cache_seq(Some(free as u32), None, None);
+                }
+            }
+        }
         let mut reused = shared(&self.cached[free]);
         // A sliding-window cache may have dropped the prefix's oldest cells: reuse only a
         // sequence whose cells still start at 0.
@@ -599,6 +680,28 @@ impl<'m> Scheduler<'m> {
         }
     }
 
+    /// Copies what `slot` keeps to the prompt cache (when it is on, and the kept tokens are
+    /// enough to be worth it and still start at position 0).
+    fn stash(&mut self, slot: usize) {
+        if !self.prompt_cache.enabled()
+            || self.cached[slot].len() < prompt_cache::MIN_TOKENS
+            || self.ctx.kv_cache_seq_pos_min(slot as i32) != 0
+        {
+            return;
+        }
+        match self
+            .ctx
+            .state_seq_get(slot as i32, LlamaStateSeqFlags::empty())
+        {
+            Ok(state) => {
+                self.prompt_cache.insert(self.cached[slot].clone(), state);
+                self.gauges
+                    .prompt_cache(self.prompt_cache.len(), self.prompt_cache.bytes());
+            }
+            Err(e) => tracing::debug!(model = %self.name, error = %e, "cannot copy a kept prompt"),
+        }
+    }
+
     /// Drops the least recently kept prefixes until the kept cells fit `keep_limit`.
     fn trim_kept(&mut self) {
         loop {
@@ -612,6 +715,7 @@ impl<'m> Scheduler<'m> {
             let Some(oldest) = idle.into_iter().min_by_key(|&i| self.kept_at[i]) else {
                 return;
             };
+            self.stash(oldest);
             let _ = self.ctx.clear_kv_cache_seq(Some(oldest as u32), None, None);
             self.cached[oldest].clear();
         }

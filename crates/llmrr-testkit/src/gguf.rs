@@ -38,6 +38,7 @@ pub fn estimated_bytes(path: &Path, context_size: u32, parallel: u32, prefill_ch
         pooling: None,
         kv_type: Default::default(),
         prefix_cache_share: 1.0,
+        prompt_cache_mb: None,
     };
     llmrr_engine::lifecycle::estimate(&info, &spec).total()
 }

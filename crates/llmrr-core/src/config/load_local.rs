@@ -98,6 +98,7 @@ pub(super) fn apply_defaults(m: &mut RawModel, dd: &RawLocal) {
     m.pooling = m.pooling.take().or(dd.pooling);
     m.kv_type = m.kv_type.take().or(dd.kv_type);
     m.prefix_cache_share = m.prefix_cache_share.or(dd.prefix_cache_share);
+    m.prompt_cache_mb = m.prompt_cache_mb.or(dd.prompt_cache_mb);
     m.input_cost_per_mtok = m.input_cost_per_mtok.take().or(dd.input_cost_per_mtok);
     m.output_cost_per_mtok = m.output_cost_per_mtok.take().or(dd.output_cost_per_mtok);
     m.cost_per_compute_second = m
@@ -200,6 +201,7 @@ pub(super) fn local_spec(i: usize, m: &RawModel) -> Result<LocalModelSpec> {
         pooling,
         kv_type,
         prefix_cache_share,
+        prompt_cache_mb: m.prompt_cache_mb,
     })
 }
 

@@ -54,6 +54,7 @@ pub struct RawLocal {
     pub pooling: Option<String>,
     pub kv_type: Option<String>,
     pub prefix_cache_share: Option<f64>,
+    pub prompt_cache_mb: Option<u64>,
     pub input_cost_per_mtok: Option<toml::Value>,
     pub output_cost_per_mtok: Option<toml::Value>,
     pub cost_per_compute_second: Option<toml::Value>,
@@ -148,6 +149,8 @@ pub struct RawModel {
     /// The share of the KV cache that finished sequences' prompts may keep for reuse (0–1,
     /// default 1: every idle slot keeps its own).
     pub prefix_cache_share: Option<f64>,
+    /// Memory for kept prompts beyond the slots, in MiB (default: the KV cache's size; 0: none).
+    pub prompt_cache_mb: Option<u64>,
     /// The provider's requests per minute for our account: routing skips the model at it.
     pub rpm: Option<u64>,
     /// The provider's tokens per minute for our account.
@@ -246,6 +249,7 @@ impl RawModel {
             ("pooling", self.pooling.is_some()),
             ("kv_type", self.kv_type.is_some()),
             ("prefix_cache_share", self.prefix_cache_share.is_some()),
+            ("prompt_cache_mb", self.prompt_cache_mb.is_some()),
         ]
         .into_iter()
         .find_map(|(k, set)| set.then_some(k))

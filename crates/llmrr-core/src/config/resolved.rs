@@ -93,6 +93,8 @@ pub struct LocalModelSpec {
     /// The share of the KV cache's cells that finished sequences may keep for prefix reuse;
     /// past it the least recently kept are dropped.
     pub prefix_cache_share: f64,
+    /// Memory for kept prompts beyond the slots (`None`: as much as the KV cache; 0: none).
+    pub prompt_cache_mb: Option<u64>,
 }
 
 /// The element type of a local model's KV cache: quantized types take less memory (and
@@ -198,10 +200,10 @@ impl ProviderKind {
                 &[(f.json && f.tools, "response_format")]
             }
             // Tools where the chat template renders them (the `tools` capability) and a
-            // grammar can hold their parameters; not beside `response_format`.
+            // grammar can hold their parameters; not beside `response_format` (one grammar).
             ProviderKind::Local => &[
                 (n.tools_not_local, "tools"),
-                (f.tools && f.json, "response_format"),
+                (n.local_tools && f.json, "response_format"),
                 (n.json_schema && !n.json_schema_local, "response_format"),
                 (n.logprobs, "logprobs"),
                 (n.several_choices, "n"),

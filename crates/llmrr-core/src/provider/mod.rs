@@ -35,6 +35,40 @@ pub const PLATFORM_FIELDS: &[&str] = &[
     "safety_identifier",
 ];
 
+/// The functions a local model's tool grammar is built from for this request: `None` when
+/// tools are not in play (none offered, or `tool_choice: "none"`); a named choice is that
+/// function alone. The engine plans by the same rules (`llmrr-engine`'s `chat::tools::plan`),
+/// and routing asks [`local_tools_compile`] so that it never sends a local model a request it
+/// would refuse.
+pub fn local_tool_functions(
+    req: &ChatCompletionRequest,
+) -> Option<Vec<&llmrr_types::openai::FunctionDefinition>> {
+    use llmrr_types::openai::{ToolChoice, ToolChoiceMode};
+    let tools = req.tools.as_deref().filter(|t| !t.is_empty())?;
+    match &req.tool_choice {
+        Some(ToolChoice::Mode(ToolChoiceMode::None)) => None,
+        Some(ToolChoice::Named(n)) => Some(
+            tools
+                .iter()
+                .filter(|t| t.function.name == n.function.name)
+                .map(|t| &t.function)
+                .collect(),
+        ),
+        _ => Some(tools.iter().map(|t| &t.function).collect()),
+    }
+}
+
+/// Whether the tools in play compile to one grammar (a function without `parameters` takes
+/// an empty object).
+pub fn local_tools_compile(functions: &[&llmrr_types::openai::FunctionDefinition]) -> bool {
+    let empty = serde_json::json!({"type": "object", "properties": {}});
+    let schemas: Vec<&serde_json::Value> = functions
+        .iter()
+        .map(|f| f.parameters.as_ref().unwrap_or(&empty))
+        .collect();
+    json_grammar::grammar_of(&schemas, |tops| tops.join(" | ")).is_ok()
+}
+
 /// The first chat field the local engine would not read (refused rather than ignored).
 pub fn local_unknown_field(req: &ChatCompletionRequest) -> Option<&str> {
     req.extra

@@ -1,8 +1,6 @@
 //! What a request needs from a model, read once per request.
 
-use llmrr_types::openai::{
-    ChatCompletionRequest, ContentPart, MessageContent, ResponseFormat, ToolChoice, ToolChoiceMode,
-};
+use llmrr_types::openai::{ChatCompletionRequest, ContentPart, MessageContent, ResponseFormat};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Features {
@@ -31,7 +29,9 @@ pub struct Needs {
     pub anthropic_refusal: Option<&'static str>,
     /// A field the local engine does not read.
     pub unknown_for_local: bool,
-    /// A tool whose parameters no grammar can hold (a local model refuses it).
+    /// Tools in play for a local model (offered, and `tool_choice` is not `none`)…
+    pub local_tools: bool,
+    /// …and their parameters do not compile to a grammar (a local model refuses them).
     pub tools_not_local: bool,
 }
 
@@ -69,6 +69,7 @@ impl Features {
                         .map_or(0, |p| p.to_string().len())
             })
             .sum();
+        let local_tools = crate::provider::local_tool_functions(req);
         Features {
             tools: req.tools.as_ref().is_some_and(|t| !t.is_empty()),
             vision,
@@ -95,15 +96,10 @@ impl Features {
                 several_choices: req.n.is_some_and(|n| n > 1),
                 anthropic_refusal: crate::provider::anthropic_refusal(req),
                 unknown_for_local: crate::provider::local_unknown_field(req).is_some(),
-                tools_not_local: !matches!(
-                    req.tool_choice,
-                    Some(ToolChoice::Mode(ToolChoiceMode::None))
-                ) && req.tools.iter().flatten().any(|t| {
-                    t.function
-                        .parameters
-                        .as_ref()
-                        .is_some_and(|p| crate::provider::json_grammar::grammar(p).is_err())
-                }),
+                local_tools: local_tools.is_some(),
+                tools_not_local: local_tools
+                    .as_deref()
+                    .is_some_and(|f| !crate::provider::local_tools_compile(f)),
             },
         }
     }

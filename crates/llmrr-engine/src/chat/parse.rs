@@ -37,6 +37,8 @@ pub(crate) struct ToolSplitter {
     after_call: bool,
     /// Llama 3: whether the answer began with a call is known (a call is the whole answer).
     decided: bool,
+    /// The text that opened the call being read (given back with it if it is not a call).
+    opening: String,
 }
 
 enum Step {
@@ -57,6 +59,7 @@ impl ToolSplitter {
             gave_up: false,
             after_call: false,
             decided: false,
+            opening: String::new(),
         }
     }
 
@@ -88,7 +91,7 @@ impl ToolSplitter {
                     match llama3_opening(&self.held) {
                         None => return out,
                         Some(Some(skip)) => {
-                            self.held.drain(..skip);
+                            self.opening = self.held.drain(..skip).collect();
                             self.in_call = true;
                         }
                         Some(None) => self.gave_up = true,
@@ -101,7 +104,7 @@ impl ToolSplitter {
                     if !before.is_empty() {
                         out.push(Out::Text(before));
                     }
-                    self.held.drain(..trigger.len());
+                    self.opening = self.held.drain(..trigger.len()).collect();
                     self.in_call = true;
                     continue;
                 }
@@ -121,7 +124,7 @@ impl ToolSplitter {
                     self.after_call = true;
                 }
                 Step::Malformed => {
-                    self.held.insert_str(0, self.syntax.trigger());
+                    self.held.insert_str(0, &self.opening);
                     self.in_call = false;
                     self.gave_up = true;
                 }
@@ -136,7 +139,7 @@ impl ToolSplitter {
             self.held.clear();
         }
         if self.in_call {
-            self.held.insert_str(0, self.syntax.trigger());
+            self.held.insert_str(0, &self.opening);
             self.in_call = false;
         }
         if !self.held.is_empty() {
@@ -199,8 +202,12 @@ impl ToolSplitter {
 fn llama3_opening(s: &str) -> Option<Option<usize>> {
     const TAG: &str = "<|python_tag|>";
     let trigger = ToolSyntax::Llama3.trigger();
-    let t = s.trim_start();
+    // At most 32 whitespace characters before it, as the trigger's pattern says.
+    let t = s.trim_start_matches([' ', '\t', '\r', '\n']);
     let ws = s.len() - t.len();
+    if ws > 32 {
+        return Some(None);
+    }
     let (rest, tag) = match t.strip_prefix(TAG) {
         Some(r) => (r, TAG.len()),
         None if TAG.starts_with(t) => return None,
@@ -356,6 +363,9 @@ mod tests {
         // Llama 3's call is the whole answer: not one quoted in prose.
         let prose = "Use {\"name\": \"now\", \"parameters\": {}} like this.";
         assert_eq!(split(ToolSyntax::Llama3, prose, 3), (prose.into(), vec![]));
+        // A cut call gives back all it was, the tag included.
+        let cut = " <|python_tag|>{\"name\": \"now\", \"param";
+        assert_eq!(split(ToolSyntax::Llama3, cut, 4), (cut.into(), vec![]));
         let tagged = " <|python_tag|>{\"name\": \"now\", \"parameters\": {}}";
         assert_eq!(
             split(ToolSyntax::Llama3, tagged, 2),

@@ -46,7 +46,8 @@ impl ToolSyntax {
     pub fn trigger_pattern(self) -> &'static str {
         match self {
             ToolSyntax::Hermes => "(<tool_call>)",
-            ToolSyntax::Llama3 => r#"^\s*(?:<\|python_tag\|>)?(\{"name": )"#,
+            // Bounded: libstdc++'s regex recurses per character a `*` takes.
+            ToolSyntax::Llama3 => r#"^[ \t\r\n]{0,32}(?:<\|python_tag\|>)?(\{"name": )"#,
             ToolSyntax::Mistral => r"(\[TOOL_CALLS\])",
         }
     }

@@ -331,6 +331,7 @@ impl GgufInfo {
             weights: self.file_size.saturating_sub(self.data_offset),
             kv_cache,
             compute,
+            prompt_cache: 0,
         }
     }
 }
@@ -341,10 +342,12 @@ pub struct MemoryEstimate {
     pub weights: u64,
     pub kv_cache: u64,
     pub compute: u64,
+    /// Kept prompts copied out of the slots (a local model's `prompt_cache_mb`).
+    pub prompt_cache: u64,
 }
 
 impl MemoryEstimate {
     pub fn total(&self) -> u64 {
-        self.weights + self.kv_cache + self.compute
+        self.weights + self.kv_cache + self.compute + self.prompt_cache
     }
 }

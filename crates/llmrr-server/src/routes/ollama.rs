@@ -353,7 +353,7 @@ pub async fn ps(
                 .unwrap_or_else(|| "9999-12-31T23:59:59Z".into());
             let name = e.spec.name.to_string();
             Some(json!({"name": name, "model": name,
-                "size": s["memory_estimate_total_bytes"], "digest": digest(Some(e), &name),
+                "size": s["memory_budgeted_bytes"], "digest": digest(Some(e), &name),
                 "details": details(Some(e)), "expires_at": expires, "size_vram": 0}))
         })
         .collect();

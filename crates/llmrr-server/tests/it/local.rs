@@ -940,7 +940,8 @@ async fn the_next_turn_of_a_chat_reuses_the_kv_of_the_last_one() {
 async fn kept_prefixes_stay_within_their_share_of_the_cache_least_recent_out() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = tiny_model(dir.path(), "tiny");
-    let settings = "parallel = 2\ncontext_size = 300";
+    // Without the prompt cache, which would keep the dropped prefix in memory (tested below).
+    let settings = "parallel = 2\ncontext_size = 300\nprompt_cache_mb = 0";
     let toml = format!(
         "{}{}",
         local_toml("whole", &path, settings),
@@ -985,4 +986,54 @@ async fn kept_prefixes_stay_within_their_share_of_the_cache_least_recent_out() {
         .expect_err("refused")
         .to_string();
     assert!(bad.contains("prefix_cache_share"), "{bad}");
+}
+
+#[tokio::test]
+async fn a_prompt_whose_slot_was_taken_comes_back_from_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "tiny");
+    // One slot: every request takes the last one's place.
+    let settings = "parallel = 1\ncontext_size = 512";
+    let toml = format!(
+        "{}{}",
+        local_toml("mem", &path, settings),
+        local_toml("nomem", &path, &format!("{settings}\nprompt_cache_mb = 0"))
+    );
+    let gw = start(&toml).await;
+    let ask = |model: &'static str, t: u32| {
+        let gw = &gw;
+        async move {
+            let b = json!({"model": model, "prompt": vec![t; 200], "max_tokens": 8,
+                "temperature": 0, "logit_bias": no_end()});
+            let resp = post(gw, "/v1/completions", Some(MASTER), b).await;
+            assert_eq!(resp.status(), 200);
+            resp.json::<Value>().await.expect("json")
+        }
+    };
+    let cached = |v: &Value| {
+        v["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let mut answers = Vec::new();
+    for model in ["mem", "nomem"] {
+        ask(model, 33).await;
+        // Another prompt takes the slot: the first one's KV is copied to memory (or lost).
+        ask(model, 34).await;
+        let again = ask(model, 33).await;
+        if model == "mem" {
+            assert!(cached(&again) >= 190, "{model}: {again}");
+        } else {
+            assert_eq!(cached(&again), 0, "{model}: {again}");
+        }
+        answers.push(again["choices"][0]["text"].clone());
+    }
+    // The restored KV answers exactly as a fresh prefill does.
+    assert_eq!(answers[0], answers[1]);
+    let m = metrics_text(&gw).await;
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("llmrr_local_prompt_cache_bytes{model=\"mem\"}")),
+        "{m}"
+    );
 }

@@ -324,6 +324,15 @@ async fn auto_and_none_and_what_cannot_be_honoured() {
     assert_eq!(e["error"]["code"], "unsupported_parameter", "{e}");
     assert_eq!(e["error"]["param"], "tools", "{e}");
 
+    // Tools with `tool_choice: "none"` are not in play: `response_format` is served (and
+    // routing agrees).
+    let mut b = with_tools("x", json!("none"), 1);
+    b["model"] = json!("local");
+    b["max_tokens"] = json!(20);
+    b["response_format"] = json!({"type": "json_object"});
+    let resp = post(&gw, "/v1/chat/completions", Some(MASTER), b).await;
+    assert_eq!(resp.status(), 200);
+
     // `required` or a named function with no tools: refused, as OpenAI does.
     let mut b = greedy("tiny", "x", 2);
     b["tool_choice"] = json!("required");
