@@ -1,9 +1,10 @@
 """A mixed workload on a local model, with and without prompt-prefix reuse, side by side.
 
-Run `llmrr serve` with two local models on the same GGUF file, both with `parallel = 4` and
-`context_size = 4096`: `reuse` (the default `prefix_cache_share = 1`) and `fresh`
-(`prefix_cache_share = 0`: every prompt prefilled in full) — `bench/local/mixed.toml` is such a
-config for the synthetic 270M model (`llmrr models synth --out /tmp/m270.gguf --preset 270m`).
+Run `llmrr serve` with three local models on the same GGUF file, all with `parallel = 4` and
+`context_size = 4096`: `reuse` (the defaults: kept prompts in the slots and copied to memory
+when a slot is taken), `slots` (`prompt_cache_mb = 0`: kept in the slots only) and `fresh`
+(`prefix_cache_share = 0`, `prompt_cache_mb = 0`: every prompt prefilled in full) —
+`bench/local/mixed.toml` is such a config for the synthetic 270M model (`llmrr models synth --out /tmp/m270.gguf --preset 270m`).
 Then `python3 bench/local/mixed.py` (standard library only).
 
 The workload, per model: CHATS clients each hold a conversation of TURNS turns (a history of
@@ -12,7 +13,7 @@ ONESHOTS clients send short unrelated prompts, all at once — more conversation
 part of the time, so a slot's kept prefix is sometimes replaced by another request. Every
 request streams up to MAX_TOKENS tokens. Measured: the wall time of the whole workload, the
 completion tokens per second, the time to the first token of the chats' later turns (median),
-and the prompt tokens reused. Rounds alternate the two models; medians of the rounds.
+and the prompt tokens reused. Rounds alternate the models' order; medians of the rounds.
 """
 import json, os, statistics, threading, time, urllib.request
 
@@ -93,9 +94,10 @@ def run(model):
     return stats
 
 
-results = {"reuse": [], "fresh": []}
+MODELS = os.environ.get("MODELS", "reuse,slots,fresh").split(",")
+results = {m: [] for m in MODELS}
 for r in range(ROUNDS):
-    for model in (["reuse", "fresh"] if r % 2 == 0 else ["fresh", "reuse"]):
+    for model in (MODELS if r % 2 == 0 else MODELS[::-1]):
         s = run(model)
         results[model].append(s)
         print(f"round {r} {model}: wall {s['wall']:.1f} s, {s['completion'] / s['wall']:.1f} "

@@ -216,16 +216,18 @@ pub async fn choose(global: &Global, c: &Choice<'_>) -> Result<String> {
         prompt_cache_mb: None,
     };
     let est = llmrr_engine::lifecycle::estimate(&info, &spec);
-    let overhead = est.kv_cache + est.compute;
+    // Everything but the file: as the server budgets the model.
+    let overhead = est.total() - est.weights;
     let smallest = list.iter().min_by_key(|x| x.size).unwrap_or(probe);
     eprintln!(
-        "{} GGUF file(s) in {}; budget {}; at {context} tokens of context each needs its size + {} (KV cache {}, compute {})",
+        "{} GGUF file(s) in {}; budget {}; at {context} tokens of context each needs its size + {} (KV cache {}, compute {}, prompt cache {})",
         list.len(),
         c.repo,
         mib(budget),
         mib(overhead),
         mib(est.kv_cache),
-        mib(est.compute)
+        mib(est.compute),
+        mib(est.prompt_cache)
     );
     for x in &list {
         let need = x.size + overhead;

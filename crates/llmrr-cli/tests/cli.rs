@@ -595,8 +595,8 @@ async fn models_pull_of_a_repository_picks_the_best_quantization_that_fits() {
     hub.publish("org/repo/mmproj-F16.gguf", vec![0; 10], None, false);
     hub.publish("org/repo/README.md", vec![b'#'; 10], None, false);
     assert!(sizes[0] > sizes[1] && sizes[1] > sizes[2], "{sizes:?}");
-    // A budget the compute buffer and KV cache (~25 MiB at 1,024 tokens for each of 4
-    // sequences) plus the F16 file fit and the F32 file does not.
+    // A budget the compute buffer, KV cache and prompt cache (~29 MiB at 1,024 tokens for
+    // each of 4 sequences) plus the F16 file fit and the F32 file does not.
     let config = |budget_mb: u64| {
         format!(
             "[store]\nurl = \"sqlite://{}/cli.db\"\n[local]\nmemory_budget_mb = {budget_mb}\n",
@@ -604,7 +604,7 @@ async fn models_pull_of_a_repository_picks_the_best_quantization_that_fits() {
         )
     };
     let env = [("LLMRR_HUB_URL", hub.base_url.as_str())];
-    std::fs::write(dir.path().join("llmrr.toml"), config(28)).expect("config");
+    std::fs::write(dir.path().join("llmrr.toml"), config(33)).expect("config");
     let args = [
         "models",
         "pull",

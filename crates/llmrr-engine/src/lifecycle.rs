@@ -59,9 +59,11 @@ enum Phase {
 }
 
 impl Slot {
-    /// What the model is budgeted at: the larger of the estimate and the last measurement.
+    /// What the model is budgeted at: the larger of the estimate and the last measurement —
+    /// compared without the prompt cache, which is empty when a load is measured.
     fn footprint(&self) -> u64 {
-        footprint(self.estimate.total(), self.measured)
+        let cache = self.estimate.prompt_cache;
+        footprint(self.estimate.total() - cache, self.measured) + cache
     }
 
     /// What loading it needs: its footprint, or the estimate where a measurement alone is
@@ -368,7 +370,10 @@ pub fn estimate(info: &GgufInfo, spec: &LocalModelSpec) -> MemoryEstimate {
                 (spec.prefill_chunk + spec.parallel) as u64,
                 kv,
             );
-            e.prompt_cache = prompt_cache_bytes(spec, e.kv_cache);
+            // A model whose prefixes cannot be reused gets none (nothing could come back).
+            if info.reuses_prefixes() {
+                e.prompt_cache = prompt_cache_bytes(spec, e.kv_cache);
+            }
             e
         }
     }
@@ -378,7 +383,7 @@ pub fn estimate(info: &GgufInfo, spec: &LocalModelSpec) -> MemoryEstimate {
 /// cache (as many tokens again as the slots hold) when unset.
 pub fn prompt_cache_bytes(spec: &LocalModelSpec, kv_cache: u64) -> u64 {
     match spec.prompt_cache_mb {
-        Some(mb) => mb << 20,
+        Some(mb) => mb.saturating_mul(1 << 20),
         None => kv_cache,
     }
 }
@@ -527,7 +532,7 @@ async fn load(inner: Arc<Inner>, key: Arc<str>, victims: Vec<(Arc<str>, Arc<Load
                     let estimate = slot.estimate.total();
                     if slot.footprint() > estimate {
                         tracing::warn!(model = %key, estimate_mb = mib(estimate),
-                            measured_mb = mib(slot.footprint()),
+                            budgeted_mb = mib(slot.footprint()),
                             "the model took more memory than estimated: budgeted by the measurement");
                     }
                     metrics::model_loaded(

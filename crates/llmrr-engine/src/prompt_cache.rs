@@ -7,6 +7,11 @@
 
 use llama_cpp_2::context::session::SeqState;
 use llama_cpp_2::token::LlamaToken;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The bytes held by every model's prompt cache together: a load's memory measurement leaves
+/// out what they grew by meanwhile.
+pub(crate) static HELD: AtomicU64 = AtomicU64::new(0);
 
 /// Fewer tokens than this are not worth a copy (a prefill of them is about as quick).
 pub(crate) const MIN_TOKENS: usize = 64;
@@ -57,7 +62,25 @@ impl PromptCache {
     pub fn take(&mut self, i: usize) -> Entry {
         let e = self.entries.swap_remove(i);
         self.bytes -= e.state.byte_len();
+        HELD.fetch_sub(e.state.byte_len() as u64, Ordering::Relaxed);
         e
+    }
+
+    /// Entry `i`, marked as just used (it is copied into a slot and stays here too).
+    pub fn touch(&mut self, i: usize) -> &Entry {
+        self.clock += 1;
+        self.entries[i].used_at = self.clock;
+        &self.entries[i]
+    }
+
+    /// The tokens of entry `i`.
+    pub fn tokens(&self, i: usize) -> &[LlamaToken] {
+        &self.entries[i].tokens
+    }
+
+    /// Whether a sequence of `bytes` could be stored at all.
+    pub fn fits(&self, bytes: usize) -> bool {
+        bytes <= self.limit
     }
 
     /// Stores a sequence's state; entries it makes redundant (their tokens a prefix of its)
@@ -86,6 +109,7 @@ impl PromptCache {
         }
         self.clock += 1;
         self.bytes += size;
+        HELD.fetch_add(size as u64, Ordering::Relaxed);
         self.entries.push(Entry {
             tokens,
             state,
@@ -99,5 +123,11 @@ impl PromptCache {
 
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+}
+
+impl Drop for PromptCache {
+    fn drop(&mut self) {
+        HELD.fetch_sub(self.bytes as u64, Ordering::Relaxed);
     }
 }

@@ -252,6 +252,7 @@ fn run(name: String, spec: LocalModelSpec, rx: Receiver<Job>, ready: Ready, gaug
     let alone = LOADING.fetch_add(1, Ordering::SeqCst) == 0;
     let events = LOAD_EVENTS.fetch_add(1, Ordering::SeqCst) + 1;
     let resident_before = resident_bytes();
+    let cached_before = crate::prompt_cache::HELD.load(Ordering::Relaxed);
     // Every way out of the load below ends it here.
     let loading = LoadEnd;
     let loaded = load(&name, &spec);
@@ -289,10 +290,14 @@ fn run(name: String, spec: LocalModelSpec, rx: Receiver<Job>, ready: Ready, gaug
     // What the load added to the process: the lifecycle manager budgets by the larger of this
     // and the estimate. Another model loading or growing meanwhile inflates it (the safe side).
     let undisturbed = alone && LOAD_EVENTS.load(Ordering::SeqCst) == events;
+    // Less what the other models' prompt caches grew by meanwhile.
+    let cached_growth = crate::prompt_cache::HELD
+        .load(Ordering::Relaxed)
+        .saturating_sub(cached_before);
     let measured = resident_before
         .zip(resident_bytes())
         .filter(|_| undisturbed)
-        .map(|(before, after)| after.saturating_sub(before));
+        .map(|(before, after)| after.saturating_sub(before).saturating_sub(cached_growth));
     drop(loading);
     if ready
         .send(Ok((model.clone(), load_time, measured)))
@@ -421,7 +426,7 @@ fn sample_guarded(
     ctx: &LlamaContext<'_>,
     at: i32,
     seq: &mut Seq,
-) -> LlamaToken {
+) -> Option<LlamaToken> {
     let mut data = ctx.token_data_array_ith(at);
     data.apply_sampler(&mut seq.sampler);
     // Nothing the grammar allows (every logit masked): the sequence ends, and the token is
@@ -431,29 +436,29 @@ fn sample_guarded(
         .and_then(|i| data.data.get(i))
         .filter(|d| d.logit() > f32::NEG_INFINITY)
         .map(|d| d.id());
-    let Some(token) = chosen else {
-        return model.vocab().eos();
-    };
+    let token = chosen?;
     if let Err(e) = seq.sampler.try_accept(token) {
         tracing::warn!(model = %name, error = ?e,
             "the grammar rejected the model's text: the answer goes on without it");
         seq.job.params.grammar = None;
         // A fresh chain: the penalties see the answer so far again, and the draws go on from
         // another seed (the old one would repeat the answer's first draws).
+        // (u32::MAX would be llama.cpp's "random seed".)
         seq.job.params.seed = seq
             .job
             .params
             .seed
-            .wrapping_add(seq.fed_generated.len() as u32 + 1);
+            .wrapping_add(seq.fed_generated.len() as u32 + 1)
+            % u32::MAX;
         match seq.job.params.sampler(model) {
             Ok(s) => seq.sampler = s.with_tokens(seq.fed_generated.iter().chain([&token])),
             Err(e) => {
                 tracing::warn!(model = %name, error = %e, "cannot rebuild the sampler");
-                return model.vocab().eos();
+                return None;
             }
         }
     }
-    token
+    Some(token)
 }
 
 struct Scheduler<'m> {
@@ -477,6 +482,13 @@ struct Scheduler<'m> {
     context_size: u32,
     gauges: ModelGauges,
     piece: Vec<u8>,
+}
+
+impl Drop for Scheduler<'_> {
+    fn drop(&mut self) {
+        // The prompt cache goes with the model.
+        self.gauges.prompt_cache(0, 0);
+    }
 }
 
 impl<'m> Scheduler<'m> {
@@ -595,31 +607,69 @@ impl<'m> Scheduler<'m> {
             }));
             return;
         };
-        // A kept prompt in memory sharing clearly more than the slot does is copied into it;
-        // what the slot keeps and this request cannot use is copied to memory first.
+        // A kept prompt in memory sharing clearly more than the slot does is copied into a
+        // slot — the one keeping least, so that no useful prefix is copied out for it — and
+        // what that slot keeps is copied to memory first.
+        let from_memory = |cache: &PromptCache, in_slot: usize| {
+            cache
+                .best(&job.prompt)
+                .filter(|&(_, n)| shared_max(n) >= in_slot + prompt_cache::MIN_TOKENS)
+        };
+        let mut free = free;
+        if from_memory(&self.prompt_cache, shared(&self.cached[free])).is_some() {
+            if let Some(emptiest) = (0..self.slots.len())
+                .filter(|i| self.slots[*i].is_none())
+                .min_by_key(|i| self.cached[*i].len())
+            {
+                free = emptiest;
+            }
+        }
         let in_slot = shared(&self.cached[free]);
-        let from_memory = self
-            .prompt_cache
-            .best(&job.prompt)
-            .filter(|&(_, n)| shared_max(n) >= in_slot + prompt_cache::MIN_TOKENS);
-        if from_memory.is_some() || self.cached[free].len() >= in_slot + prompt_cache::MIN_TOKENS {
+        // A prompt used (nearly) whole leaves the cache before the slot's content is stored
+        // (which could push it out); one used in part is marked recent and stays, for whoever
+        // shares the rest.
+        let mut whole = None;
+        let target = from_memory(&self.prompt_cache, in_slot);
+        if let Some((i, n)) = target {
+            if n + prompt_cache::MIN_TOKENS > self.prompt_cache.tokens(i).len() {
+                whole = Some(self.prompt_cache.take(i));
+            } else {
+                self.prompt_cache.touch(i);
+            }
+        }
+        // What the slot keeps is copied out when it is replaced, or when this request uses
+        // less than half of it (a request continuing it does not).
+        let kept = self.cached[free].len();
+        if target.is_some() || (kept >= in_slot + prompt_cache::MIN_TOKENS && in_slot * 2 < kept) {
             self.stash(free);
         }
-        if let Some((i, _)) = from_memory {
-            let entry = self.prompt_cache.take(i);
+        if target.is_some() {
             let _ = self.ctx.clear_kv_cache_seq(Some(free as u32), None, None);
             self.cached[free].clear();
-            match self.ctx.state_seq_set(&entry.state, free as i32) {
-                Ok(()) => {
-                    self.cached[free] = entry.tokens;
-                    self.gauges
-                        .prompt_cache(self.prompt_cache.len(), self.prompt_cache.bytes());
-                }
-                Err(e) => {
+            let restored = match whole {
+                Some(entry) => Some(
+                    self.ctx
+                        .state_seq_set(&entry.state, free as i32)
+                        .map(|()| entry.tokens),
+                ),
+                // Looked up again: storing may have moved entries.
+                None => from_memory(&self.prompt_cache, in_slot).map(|(i, _)| {
+                    let entry = self.prompt_cache.touch(i);
+                    self.ctx
+                        .state_seq_set(&entry.state, free as i32)
+                        .map(|()| entry.tokens.clone())
+                }),
+            };
+            match restored {
+                Some(Ok(tokens)) => self.cached[free] = tokens,
+                Some(Err(e)) => {
                     tracing::warn!(model = %self.name, error = %e, "a kept prompt did not restore");
                     let _ = self.ctx.clear_kv_cache_seq(Some(free as u32), None, None);
                 }
+                None => {}
             }
+            self.gauges
+                .prompt_cache(self.prompt_cache.len(), self.prompt_cache.bytes());
         }
         let mut reused = shared(&self.cached[free]);
         // A sliding-window cache may have dropped the prefix's oldest cells: reuse only a
@@ -686,6 +736,10 @@ impl<'m> Scheduler<'m> {
         if !self.prompt_cache.enabled()
             || self.cached[slot].len() < prompt_cache::MIN_TOKENS
             || self.ctx.kv_cache_seq_pos_min(slot as i32) != 0
+            || !self.prompt_cache.fits(
+                self.ctx
+                    .state_seq_get_size_ext(slot as i32, LlamaStateSeqFlags::empty()),
+            )
         {
             return;
         }
@@ -806,34 +860,37 @@ impl<'m> Scheduler<'m> {
             let Some(at) = seq.logits_at else {
                 continue;
             };
-            let token = match seq.job.params.grammar {
-                None => seq.sampler.sample(&self.ctx, at),
+            // `None`: the grammar left no token (or the sampler could not be rebuilt): the end.
+            let sampled = match seq.job.params.grammar {
+                None => Some(seq.sampler.sample(&self.ctx, at)),
                 Some(_) => sample_guarded(self.name, self.model, &self.ctx, at, seq),
             };
+            let token = sampled.unwrap_or_else(|| self.model.vocab().eos());
             seq.generated += 1;
             if seq.first_token.is_none() {
                 seq.first_token = Some(now);
                 self.gauges.ttft(now - seq.admitted);
             }
             let vocab = self.model.vocab();
-            let outcome = if vocab.is_eog(token) && !seq.job.params.ignore_eos {
-                Some((FinishReason::Stop, String::new()))
-            } else {
-                self.piece.clear();
-                let special = seq.job.render_special;
-                vocab.token_to_piece_into(token, &mut self.piece, special, None);
-                match seq.text.push(&self.piece) {
-                    Piece::Stop(text) => Some((FinishReason::Stop, text)),
-                    Piece::Text(text) => {
-                        if !text.is_empty() {
-                            let _ = seq.job.events.try_send(Event::Text(text));
+            let outcome =
+                if sampled.is_none() || (vocab.is_eog(token) && !seq.job.params.ignore_eos) {
+                    Some((FinishReason::Stop, String::new()))
+                } else {
+                    self.piece.clear();
+                    let special = seq.job.render_special;
+                    vocab.token_to_piece_into(token, &mut self.piece, special, None);
+                    match seq.text.push(&self.piece) {
+                        Piece::Stop(text) => Some((FinishReason::Stop, text)),
+                        Piece::Text(text) => {
+                            if !text.is_empty() {
+                                let _ = seq.job.events.try_send(Event::Text(text));
+                            }
+                            let full = seq.pos as u32 + 1 >= self.context_size;
+                            let max = seq.job.max_tokens.is_some_and(|m| seq.generated >= m);
+                            (full || max).then(|| (FinishReason::Length, seq.text.finish()))
                         }
-                        let full = seq.pos as u32 + 1 >= self.context_size;
-                        let max = seq.job.max_tokens.is_some_and(|m| seq.generated >= m);
-                        (full || max).then(|| (FinishReason::Length, seq.text.finish()))
                     }
-                }
-            };
+                };
             match outcome {
                 Some((reason, tail)) => {
                     if !tail.is_empty() {

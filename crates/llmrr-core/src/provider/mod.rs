@@ -37,9 +37,10 @@ pub const PLATFORM_FIELDS: &[&str] = &[
 
 /// The functions a local model's tool grammar is built from for this request: `None` when
 /// tools are not in play (none offered, or `tool_choice: "none"`); a named choice is that
-/// function alone. The engine plans by the same rules (`llmrr-engine`'s `chat::tools::plan`),
-/// and routing asks [`local_tools_compile`] so that it never sends a local model a request it
-/// would refuse.
+/// function alone. The engine plans by the same rules (`llmrr-engine`'s `chat::tools::plan`,
+/// which also refuses a named choice that is not among the tools, or two tools of one name),
+/// and routing asks [`local_tools_compile`] so that it does not send a local model a request it
+/// would refuse (the grammar's size is checked on a root a little shorter than the engine's).
 pub fn local_tool_functions(
     req: &ChatCompletionRequest,
 ) -> Option<Vec<&llmrr_types::openai::FunctionDefinition>> {

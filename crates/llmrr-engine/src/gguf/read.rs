@@ -229,6 +229,18 @@ impl GgufInfo {
             .and_then(|v| u64::try_from(v).ok())
     }
 
+    /// Whether a sequence's KV can be kept and reused from position 0: not for sliding-window
+    /// attention (its oldest cells slide out) nor recurrent state (it cannot be cut short).
+    pub fn reuses_prefixes(&self) -> bool {
+        let arch = self.architecture();
+        let has = |key: &str| self.get(&format!("{arch}.{key}")).is_some();
+        !(has("attention.sliding_window")
+            || has("ssm.conv_kernel")
+            || has("ssm.state_size")
+            || has("wkv.head_size")
+            || has("rwkv.head_size"))
+    }
+
     pub fn parameters(&self) -> u64 {
         self.tensors.iter().map(TensorInfo::elements).sum()
     }

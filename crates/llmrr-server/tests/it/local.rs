@@ -1037,3 +1037,40 @@ async fn a_prompt_whose_slot_was_taken_comes_back_from_memory() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn a_full_prompt_cache_keeps_the_prompt_coming_back_and_drops_the_least_recent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = tiny_model(dir.path(), "tiny");
+    // One slot; 1 MiB of prompt cache holds one 2,100-token prompt of this model (about
+    // 540 KB of KV), not two.
+    let gw = start(&local_toml(
+        "tiny",
+        &path,
+        "parallel = 1\ncontext_size = 4096\nprompt_cache_mb = 1",
+    ))
+    .await;
+    let ask = |t: u32| {
+        let gw = &gw;
+        async move {
+            let b = json!({"model": "tiny", "prompt": vec![t; 2100], "max_tokens": 2,
+                "temperature": 0});
+            let resp = post(gw, "/v1/completions", Some(MASTER), b).await;
+            assert_eq!(resp.status(), 200);
+            let v: Value = resp.json().await.expect("json");
+            v["usage"]["prompt_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap_or(0)
+        }
+    };
+    ask(33).await; // A in the slot
+    ask(34).await; // B in the slot, A in memory
+    ask(35).await; // C in the slot, B in memory (A pushed out)
+                   // B comes back: taken from memory before C is stored in its place (C would push it out).
+    assert!(ask(34).await >= 2090);
+    // A was pushed out: read afresh.
+    assert_eq!(ask(33).await, 0);
+    // B was stored again when A took its slot, pushing C out.
+    assert!(ask(34).await >= 2090);
+    assert_eq!(ask(35).await, 0);
+}
