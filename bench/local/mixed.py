@@ -58,7 +58,7 @@ def ask(model, messages):
     return first if first is not None else time.perf_counter() - start, answer, usage
 
 
-def run(model):
+def run(model, round_):
     stats = {"completion": 0, "prompt": 0, "cached": 0, "later_ttft": [], "first_ttft": []}
     lock = threading.Lock()
 
@@ -71,16 +71,20 @@ def run(model):
 
     def chat(c):
         # About 1.3 tokens a word in the synthetic vocabulary.
-        messages = [{"role": "system", "content": text(c, int(HISTORY / 1.3))}]
+        # Texts of their own per round: every round starts from empty caches.
+        seed = c + 1000 * round_
+        messages = [{"role": "system",
+                     "content": f"session {round_}.{c}: " + text(seed, int(HISTORY / 1.3))}]
         for t in range(TURNS):
-            messages.append({"role": "user", "content": f"question {t}: " + text(c + t, 12)})
+            messages.append({"role": "user", "content": f"question {t}: " + text(seed + t, 12)})
             ttft, answer, usage = ask(model, messages)
             record(ttft, usage, t > 0)
             messages.append({"role": "assistant", "content": answer})
 
     def oneshot(o):
         for r in range(ONESHOT_REQUESTS):
-            ttft, _, usage = ask(model, [{"role": "user", "content": text(100 + o * 10 + r, 40)}])
+            ttft, _, usage = ask(model, [{"role": "user", "content": f"one-shot {round_}.{o}.{r}: "
+                                          + text(100 + o * 10 + r, 40)}])
             record(ttft, usage, False)
 
     threads = [threading.Thread(target=chat, args=(c,)) for c in range(CHATS)]
@@ -98,7 +102,7 @@ MODELS = os.environ.get("MODELS", "reuse,slots,fresh").split(",")
 results = {m: [] for m in MODELS}
 for r in range(ROUNDS):
     for model in (MODELS if r % 2 == 0 else MODELS[::-1]):
-        s = run(model)
+        s = run(model, r)
         results[model].append(s)
         print(f"round {r} {model}: wall {s['wall']:.1f} s, {s['completion'] / s['wall']:.1f} "
               f"completion tok/s, prompt {s['prompt']} (cached {s['cached']}), later-turn TTFT "
