@@ -7,8 +7,8 @@ when a slot is taken), `slots` (`prompt_cache_mb = 0`: kept in the slots only) a
 `bench/local/mixed.toml` is such a config for the synthetic 270M model (`llmrr models synth --out /tmp/m270.gguf --preset 270m`).
 Then `python3 bench/local/mixed.py` (standard library only).
 
-The workload, per model: CHATS clients each hold a conversation of TURNS turns (a history of
-about HISTORY tokens of its own, then each turn adds the answer and a new question), while
+The workload, per model: CHATS clients each hold a conversation of TURNS turns (a system prompt
+of HISTORY/1.3 words of its own, about 2,200 tokens here, then each turn adds the answer and a new question), while
 ONESHOTS clients send short unrelated prompts, all at once — more conversations than slots
 part of the time, so a slot's kept prefix is sometimes replaced by another request. Every
 request streams up to MAX_TOKENS tokens. Measured: the wall time of the whole workload, the
@@ -70,7 +70,7 @@ def run(model, round_):
             stats["later_ttft" if later else "first_ttft"].append(ttft)
 
     def chat(c):
-        # About 1.3 tokens a word in the synthetic vocabulary.
+        # HISTORY / 1.3 words (about 4 tokens a word in the synthetic vocabulary).
         # Texts of their own per round: every round starts from empty caches.
         seed = c + 1000 * round_
         messages = [{"role": "system",

@@ -91,6 +91,13 @@ impl PromptCache {
         if size > self.limit || tokens.len() < MIN_TOKENS {
             return;
         }
+        // Already covered by a longer entry: that one is marked recent instead.
+        if let Some(i) = (0..self.entries.len())
+            .find(|&i| shared(&self.entries[i].tokens, &tokens) == tokens.len())
+        {
+            self.touch(i);
+            return;
+        }
         let mut i = 0;
         while i < self.entries.len() {
             let e = &self.entries[i];

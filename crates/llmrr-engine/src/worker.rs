@@ -643,30 +643,38 @@ impl<'m> Scheduler<'m> {
         if target.is_some() || (kept >= in_slot + prompt_cache::MIN_TOKENS && in_slot * 2 < kept) {
             self.stash(free);
         }
-        if target.is_some() {
+        // Looked up again (storing may have moved entries) before the slot is cleared: a
+        // prompt that storing pushed out leaves the slot as it was.
+        let partial = match (&whole, target) {
+            (None, Some(_)) => from_memory(&self.prompt_cache, in_slot).map(|(i, _)| i),
+            _ => None,
+        };
+        if whole.is_some() || partial.is_some() {
             let _ = self.ctx.clear_kv_cache_seq(Some(free as u32), None, None);
             self.cached[free].clear();
-            let restored = match whole {
-                Some(entry) => Some(
-                    self.ctx
-                        .state_seq_set(&entry.state, free as i32)
-                        .map(|()| entry.tokens),
-                ),
-                // Looked up again: storing may have moved entries.
-                None => from_memory(&self.prompt_cache, in_slot).map(|(i, _)| {
+            let restored = match (whole, partial) {
+                (Some(entry), _) => match self.ctx.state_seq_set(&entry.state, free as i32) {
+                    Ok(()) => Ok(entry.tokens),
+                    Err(e) => {
+                        // Not lost: back to the cache.
+                        self.prompt_cache.insert(entry.tokens, entry.state);
+                        Err(e)
+                    }
+                },
+                (None, Some(i)) => {
                     let entry = self.prompt_cache.touch(i);
                     self.ctx
                         .state_seq_set(&entry.state, free as i32)
                         .map(|()| entry.tokens.clone())
-                }),
+                }
+                (None, None) => Ok(Vec::new()),
             };
             match restored {
-                Some(Ok(tokens)) => self.cached[free] = tokens,
-                Some(Err(e)) => {
+                Ok(tokens) => self.cached[free] = tokens,
+                Err(e) => {
                     tracing::warn!(model = %self.name, error = %e, "a kept prompt did not restore");
                     let _ = self.ctx.clear_kv_cache_seq(Some(free as u32), None, None);
                 }
-                None => {}
             }
             self.gauges
                 .prompt_cache(self.prompt_cache.len(), self.prompt_cache.bytes());

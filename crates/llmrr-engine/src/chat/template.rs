@@ -159,17 +159,24 @@ struct PythonFormatter<'a> {
     key: &'a [u8],
 }
 
+impl PythonFormatter<'_> {
+    /// The item separator, before every item but the first.
+    fn between<W: ?Sized + std::io::Write>(&self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(self.item)
+        }
+    }
+}
+
 impl serde_json::ser::Formatter for PythonFormatter<'_> {
     fn begin_array_value<W: ?Sized + std::io::Write>(
         &mut self,
         w: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            w.write_all(self.item)
-        }
+        self.between(w, first)
     }
 
     fn begin_object_key<W: ?Sized + std::io::Write>(
@@ -177,11 +184,7 @@ impl serde_json::ser::Formatter for PythonFormatter<'_> {
         w: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            w.write_all(self.item)
-        }
+        self.between(w, first)
     }
 
     fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {

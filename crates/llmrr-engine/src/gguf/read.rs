@@ -233,12 +233,23 @@ impl GgufInfo {
     /// attention (its oldest cells slide out) nor recurrent state (it cannot be cut short).
     pub fn reuses_prefixes(&self) -> bool {
         let arch = self.architecture();
-        let has = |key: &str| self.get(&format!("{arch}.{key}")).is_some();
-        !(has("attention.sliding_window")
-            || has("ssm.conv_kernel")
-            || has("ssm.state_size")
-            || has("wkv.head_size")
-            || has("rwkv.head_size"))
+        let key = |k: &str| format!("{arch}.{k}");
+        // A window of 0 is none; llama.cpp reads Phi-3's and then turns it off.
+        let sliding = arch != "phi3"
+            && self
+                .int(&key("attention.sliding_window"))
+                .is_some_and(|w| w > 0);
+        // Recurrent (Mamba, RWKV) and hybrid (LFM2, MiniMax-01…) state.
+        let recurrent = [
+            "ssm.conv_kernel",
+            "ssm.state_size",
+            "wkv.head_size",
+            "shortconv.l_cache",
+            "attention.recurrent_layers",
+        ]
+        .iter()
+        .any(|k| self.get(&key(k)).is_some());
+        !(sliding || recurrent)
     }
 
     pub fn parameters(&self) -> u64 {

@@ -59,6 +59,22 @@ fn check_call(call: &Value) -> String {
     name
 }
 
+/// A 400 for `body` whose message names `needle`; the error body.
+async fn refused(gw: &llmrr_testkit::TestGateway, body: Value, needle: &str) -> Value {
+    let e = error_body(
+        post(gw, "/v1/chat/completions", Some(MASTER), body).await,
+        400,
+    )
+    .await;
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(needle)),
+        "{e}"
+    );
+    e
+}
+
 fn with_tools(text: &str, choice: Value, seed: u64) -> Value {
     let mut b = chat_body("tiny", text);
     b["temperature"] = json!(1.0);
@@ -241,45 +257,15 @@ async fn auto_and_none_and_what_cannot_be_honoured() {
         json!({"type": "function", "function": {"name": "nope"}}),
         1,
     );
-    let e = error_body(
-        post(&gw, "/v1/chat/completions", Some(MASTER), b.clone()).await,
-        400,
-    )
-    .await;
+    let e = refused(&gw, b.clone(), "nope").await;
     assert_eq!(e["error"]["type"], "invalid_request_error", "{e}");
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("nope")),
-        "{e}"
-    );
     b["tool_choice"] = json!("auto");
     b["tools"][0]["function"]["parameters"]["properties"]["city"]["pattern"] = json!("^[A-Z]");
-    let e = error_body(
-        post(&gw, "/v1/chat/completions", Some(MASTER), b).await,
-        400,
-    )
-    .await;
+    let e = refused(&gw, b, "pattern").await;
     assert_eq!(e["error"]["code"], "unsupported_parameter", "{e}");
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("pattern")),
-        "{e}"
-    );
     let mut b = with_tools("x", json!("auto"), 1);
     b["response_format"] = json!({"type": "json_object"});
-    let e = error_body(
-        post(&gw, "/v1/chat/completions", Some(MASTER), b).await,
-        400,
-    )
-    .await;
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("response_format")),
-        "{e}"
-    );
+    refused(&gw, b, "response_format").await;
 
     // A model whose template renders no tools is not offered them, and says why.
     let models = get_json(&gw, "/admin/models").await;
@@ -293,17 +279,7 @@ async fn auto_and_none_and_what_cannot_be_honoured() {
     assert_eq!(bare_caps["tools"], false, "{bare_caps}");
     let mut b = with_tools("x", json!("auto"), 1);
     b["model"] = json!("bare");
-    let e = error_body(
-        post(&gw, "/v1/chat/completions", Some(MASTER), b).await,
-        400,
-    )
-    .await;
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("tool")),
-        "{e}"
-    );
+    refused(&gw, b, "tool").await;
 
     // Routing sends a tool request to the local model that can call tools, and a request
     // whose tool a grammar cannot hold to none.
@@ -316,11 +292,7 @@ async fn auto_and_none_and_what_cannot_be_honoured() {
     let v: Value = resp.json().await.expect("json");
     check_call(&v["choices"][0]["message"]["tool_calls"][0]);
     b["tools"][0]["function"]["parameters"]["properties"]["city"]["format"] = json!("email");
-    let e = error_body(
-        post(&gw, "/v1/chat/completions", Some(MASTER), b).await,
-        400,
-    )
-    .await;
+    let e = refused(&gw, b, "tools").await;
     assert_eq!(e["error"]["code"], "unsupported_parameter", "{e}");
     assert_eq!(e["error"]["param"], "tools", "{e}");
 
@@ -336,9 +308,5 @@ async fn auto_and_none_and_what_cannot_be_honoured() {
     // `required` or a named function with no tools: refused, as OpenAI does.
     let mut b = greedy("tiny", "x", 2);
     b["tool_choice"] = json!("required");
-    error_body(
-        post(&gw, "/v1/chat/completions", Some(MASTER), b).await,
-        400,
-    )
-    .await;
+    refused(&gw, b, "tool_choice").await;
 }
