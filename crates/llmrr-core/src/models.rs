@@ -77,6 +77,8 @@ impl Drop for Flight {
 pub struct ModelRegistry {
     by_name: HashMap<Arc<str>, Arc<ModelEntry>>,
     ordered: Vec<Arc<ModelEntry>>,
+    /// Whether any model is local (what only local models need is then worked out per request).
+    has_local: bool,
 }
 
 impl ModelRegistry {
@@ -107,11 +109,20 @@ impl ModelRegistry {
             by_name.insert(spec.name.clone(), entry.clone());
             ordered.push(entry);
         }
-        Ok(ModelRegistry { by_name, ordered })
+        let has_local = ordered.iter().any(|e| e.spec.local.is_some());
+        Ok(ModelRegistry {
+            by_name,
+            ordered,
+            has_local,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<ModelEntry>> {
         self.by_name.get(name)
+    }
+
+    pub fn has_local(&self) -> bool {
+        self.has_local
     }
 
     pub fn all(&self) -> &[Arc<ModelEntry>] {

@@ -438,7 +438,12 @@ impl Gateway {
     /// A routing decision without calling a model (`POST /v1/route`).
     pub fn route(&self, key: &KeyContext, req: &ChatCompletionRequest) -> Result<Decision> {
         self.validate_chat(req)?;
-        let (plan, _) = self.plan(key, req, Features::of_chat(req), true)?;
+        let (plan, _) = self.plan(
+            key,
+            req,
+            Features::of_chat(req, self.inner.models.has_local()),
+            true,
+        )?;
         Ok(plan.decision)
     }
 
@@ -460,7 +465,10 @@ impl Gateway {
                     "the upstream's token count failed; estimating"),
             }
         }
-        Ok((Features::of_chat(req).prompt_tokens, false))
+        Ok((
+            Features::of_chat(req, self.inner.models.has_local()).prompt_tokens,
+            false,
+        ))
     }
 
     /// Read the `llmrr` options and plan the request (the full explanation for a `dry_run`,
@@ -499,7 +507,7 @@ impl Gateway {
     }
 
     pub async fn chat(&self, ctx: RequestContext, req: ChatCompletionRequest) -> Result<Answer> {
-        let features = Features::of_chat(&req);
+        let features = Features::of_chat(&req, self.inner.models.has_local());
         let valid = self.validate_chat(&req);
         self.run(ctx, Call::Chat(Box::new(req)), valid, features)
             .await
@@ -526,7 +534,7 @@ impl Gateway {
         ctx: RequestContext,
         req: ChatCompletionRequest,
     ) -> Result<StreamAnswer> {
-        let features = Features::of_chat(&req);
+        let features = Features::of_chat(&req, self.inner.models.has_local());
         let valid = self.validate_chat(&req);
         self.run_stream(ctx, Call::Chat(Box::new(req)), valid, features)
             .await

@@ -36,7 +36,9 @@ pub struct Needs {
 }
 
 impl Features {
-    pub fn of_chat(req: &ChatCompletionRequest) -> Self {
+    /// `local`: whether any local model could serve it; without one, the grammars local models
+    /// would need are not compiled.
+    pub fn of_chat(req: &ChatCompletionRequest, local: bool) -> Self {
         let mut chars = 0usize;
         let mut vision = false;
         for m in &req.messages {
@@ -70,6 +72,9 @@ impl Features {
             })
             .sum();
         let local_tools = crate::provider::local_tool_functions(req);
+        let local_tools_compile = |f: &[&llmrr_types::openai::FunctionDefinition]| {
+            !local || crate::provider::local_tools_compile(f)
+        };
         Features {
             tools: req.tools.as_ref().is_some_and(|t| !t.is_empty()),
             vision,
@@ -84,9 +89,11 @@ impl Features {
             needs: Needs {
                 json_schema: matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. })),
                 json_schema_local: match &req.response_format {
-                    Some(ResponseFormat::JsonSchema { json_schema }) => json_schema
-                        .get("schema")
-                        .is_some_and(|s| crate::provider::json_grammar::grammar(s).is_ok()),
+                    Some(ResponseFormat::JsonSchema { json_schema }) => {
+                        json_schema.get("schema").is_some_and(|s| {
+                            local && crate::provider::json_grammar::grammar(s).is_ok()
+                        })
+                    }
                     _ => false,
                 },
                 logprobs: req
@@ -99,7 +106,7 @@ impl Features {
                 local_tools: local_tools.is_some(),
                 tools_not_local: local_tools
                     .as_deref()
-                    .is_some_and(|f| !crate::provider::local_tools_compile(f)),
+                    .is_some_and(|f| !local_tools_compile(f)),
             },
         }
     }

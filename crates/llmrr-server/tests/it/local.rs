@@ -633,13 +633,7 @@ async fn issue11_a_messages_client_reaches_a_local_model() {
 
     let body = json!({"model": "tiny", "max_tokens": 8, "temperature": 0,
         "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello there"}]}]});
-    let resp = crate::client()
-        .post(format!("{}/v1/messages", gw.url))
-        .header("x-api-key", MASTER)
-        .json(&body)
-        .send()
-        .await
-        .expect("answers");
+    let resp = crate::messages::messages(&gw, MASTER, body.clone()).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-llmrr-provider"], "local");
     let m: Value = resp.json().await.expect("json");
@@ -670,13 +664,7 @@ async fn issue11_a_messages_client_reaches_a_local_model() {
 
     let mut streamed = body.clone();
     streamed["stream"] = json!(true);
-    let resp = crate::client()
-        .post(format!("{}/v1/messages", gw.url))
-        .header("x-api-key", MASTER)
-        .json(&streamed)
-        .send()
-        .await
-        .expect("answers");
+    let resp = crate::messages::messages(&gw, MASTER, streamed.clone()).await;
     let data = sse_data(resp).await;
     let events: Vec<Value> = data
         .iter()

@@ -192,13 +192,7 @@ async fn a_local_model_calls_tools_with_arguments_valid_for_their_schema() {
         "tools": [{"name": "get_weather", "input_schema": tools()[0]["function"]["parameters"]}],
         "tool_choice": {"type": "any"},
         "messages": [{"role": "user", "content": "Weather in Oslo?"}]});
-    let resp = crate::client()
-        .post(format!("{}/v1/messages", gw.url))
-        .header("x-api-key", MASTER)
-        .json(&body)
-        .send()
-        .await
-        .expect("answers");
+    let resp = crate::messages::messages(&gw, MASTER, body.clone()).await;
     assert_eq!(resp.status(), 200);
     let m: Value = resp.json().await.expect("json");
     assert_eq!(m["stop_reason"], "tool_use", "{m}");

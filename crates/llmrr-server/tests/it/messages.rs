@@ -5,7 +5,8 @@
 use super::*;
 use serde_json::json;
 
-async fn messages(gw: &TestGateway, key: &str, body: Value) -> reqwest::Response {
+/// `POST /v1/messages` as an Anthropic client sends it.
+pub(crate) async fn messages(gw: &TestGateway, key: &str, body: Value) -> reqwest::Response {
     client()
         .post(format!("{}/v1/messages", gw.url))
         .header("x-api-key", key)
