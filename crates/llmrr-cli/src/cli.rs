@@ -289,6 +289,10 @@ pub struct ServeArgs {
     /// Address to listen on, overriding server.listen (e.g. 127.0.0.1:8080).
     #[arg(long)]
     pub listen: Option<String>,
+    /// `text` or `json` (one object per line, an access line per request); overrides
+    /// `[telemetry] log_format`.
+    #[arg(long, env = "LLMRR_LOG_FORMAT")]
+    pub log_format: Option<String>,
 }
 
 #[derive(Args)]

@@ -23,26 +23,12 @@ use cli::{BenchCommand, Cli, Command, ConfigCommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// llama.cpp logs every load at length (through llama-cpp-2's tracing bridge): only its
+/// errors by default; RUST_LOG=llama-cpp-2=info shows the rest.
+pub(crate) const QUIET_LLAMA: &str = "llama_cpp_2=error,llama-cpp-2=error";
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    // Other commands print their own results and errors; the gateway they run in-process
-    // stays quiet unless RUST_LOG asks (a warning must not land in the middle of an answer).
-    let level = if matches!(cli.command, Command::Serve(_)) {
-        "info"
-    } else {
-        "error"
-    };
-    // llama.cpp logs every load at length (through llama-cpp-2's tracing bridge): only its
-    // errors by default; RUST_LOG=llama-cpp-2=info shows the rest.
-    let default_level = format!("{level},llama_cpp_2=error,llama-cpp-2=error");
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -50,8 +36,20 @@ fn main() -> Result<()> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Command::Serve(args) = &cli.command {
+        // The server sets up its log and traces from its config.
+        return serve::run(&cli.global, args).await;
+    }
+    // Other commands print their own results and errors; the gateway they run in-process
+    // stays quiet unless RUST_LOG asks (a warning must not land in the middle of an answer).
+    let logging = llmrr_server::telemetry::Logging {
+        format: llmrr_core::config::LogFormat::Text,
+        default_filter: format!("error,{QUIET_LLAMA}"),
+        background: false,
+    };
+    let _telemetry = llmrr_server::telemetry::install(&logging, None)?;
     match &cli.command {
-        Command::Serve(args) => serve::run(&cli.global, args).await,
+        Command::Serve(_) => Ok(()),
         Command::Chat(args) => chat::run(&cli.global, args).await,
         Command::Models { command, list } => match command {
             None => chat::models(&cli.global, list).await,

@@ -2,10 +2,31 @@
 
 use crate::cli::{Global, ServeArgs};
 use anyhow::{bail, Context, Result};
+use llmrr_core::config::LogFormat;
+use llmrr_server::telemetry::Logging;
 use llmrr_server::AppState;
 
 pub async fn run(global: &Global, args: &ServeArgs) -> Result<()> {
-    let mut config = global.load()?;
+    let config = global.load()?;
+    let format = match &args.log_format {
+        Some(f) => LogFormat::parse("--log-format", f)?,
+        None => config.telemetry.log_format,
+    };
+    let logging = Logging {
+        format,
+        default_filter: format!("info,{}", crate::QUIET_LLAMA),
+        background: true,
+    };
+    let telemetry = llmrr_server::telemetry::install(&logging, Some(&config.telemetry))?;
+    let served = serve(config, args).await;
+    if let Err(e) = &served {
+        tracing::error!("{e:#}");
+    }
+    telemetry.shutdown();
+    served
+}
+
+async fn serve(mut config: llmrr_core::config::Config, args: &ServeArgs) -> Result<()> {
     if let Some(listen) = &args.listen {
         config.server.listen = listen.parse().with_context(|| {
             format!("--listen `{listen}` is not an address like 127.0.0.1:8080")
@@ -31,6 +52,7 @@ pub async fn run(global: &Global, args: &ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
+        traces = config.telemetry.otlp_endpoint.is_some(),
         models = config.models.len(),
         store = %config.store.display_url,
         profile = config.profile.as_deref().unwrap_or("-"),

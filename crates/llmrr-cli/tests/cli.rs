@@ -667,3 +667,186 @@ async fn models_pull_of_a_repository_picks_the_best_quantization_that_fits() {
         text(&out.stderr)
     );
 }
+
+/// `llmrr serve` with `[telemetry] otlp_endpoint`: spans reach an OTLP/HTTP receiver as
+/// protobuf, under the client's trace, with GenAI attributes and the service name; the JSON
+/// log's access line names the same trace.
+#[tokio::test]
+async fn serve_exports_traces_over_otlp_http_and_logs_json_access_lines() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    use prost::Message;
+    use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
+
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    // The receiver: every export's spans, decoded.
+    let received: Arc<Mutex<Vec<ExportTraceServiceRequest>>> = Arc::default();
+    let app = {
+        let received = received.clone();
+        axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let received = received.clone();
+                async move {
+                    let export = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+                    received.lock().expect("lock").push(export);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let collector = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = MockProvider::start().await;
+    write_config(dir.path(), &mock);
+    let mut toml = std::fs::read_to_string(dir.path().join("llmrr.toml")).expect("config");
+    toml.push_str(&format!(
+        "\n[telemetry]\notlp_endpoint = \"http://{collector}\"\nservice_name = \"llmrr-e2e\"\n"
+    ));
+    std::fs::write(dir.path().join("llmrr.toml"), toml).expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llmrr"))
+        .current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("UPSTREAM_KEY", "k")
+        .env("LLMRR_MASTER_KEY", "sk-master-e2e-0123456789")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("llmrr serve starts");
+    // The log, line by line, from a thread; the listen address from "llmrr is serving".
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let v = serde_json::from_str(&line)
+                .unwrap_or_else(|_| panic!("a log line that is not JSON: {line}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let listen = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the server starts");
+        log.push(line.clone());
+        if line["message"] == "llmrr is serving" {
+            assert_eq!(line["traces"], true);
+            break line["listen"].as_str().expect("listen").to_owned();
+        }
+    };
+    let resp = reqwest::Client::new()
+        .post(format!("http://{listen}/v1/chat/completions"))
+        .bearer_auth("sk-master-e2e-0123456789")
+        .header("traceparent", format!("00-{TRACE}-b7ad6b7169203331-01"))
+        .json(
+            &serde_json::json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.expect("body");
+
+    // The spans arrive within the batch delay.
+    let mut spans = Vec::new();
+    for _ in 0..100 {
+        spans = received
+            .lock()
+            .expect("lock")
+            .iter()
+            .flat_map(|e| e.resource_spans.iter())
+            .flat_map(|r| {
+                let service = r
+                    .resource
+                    .iter()
+                    .flat_map(|res| res.attributes.iter())
+                    .find(|kv| kv.key == "service.name")
+                    .and_then(|kv| kv.value.clone())
+                    .and_then(|v| v.value);
+                r.scope_spans
+                    .iter()
+                    .flat_map(|s| s.spans.iter())
+                    .map(move |s| (service.clone(), s.clone()))
+            })
+            .collect::<Vec<_>>();
+        if spans.iter().any(|(_, s)| s.name == "chat echo")
+            && spans.iter().any(|(_, s)| s.name.starts_with("POST "))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let names: Vec<&str> = spans.iter().map(|(_, s)| s.name.as_str()).collect();
+    let find = |name: &str| {
+        spans
+            .iter()
+            .find(|(_, s)| s.name == name)
+            .unwrap_or_else(|| panic!("no span `{name}` among {names:?}"))
+    };
+    let attr = |s: &opentelemetry_proto::tonic::trace::v1::Span, key: &str| {
+        s.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone())
+            .and_then(|v| v.value)
+    };
+    let (service, call) = find("chat echo");
+    assert_eq!(service, &Some(Any::StringValue("llmrr-e2e".into())));
+    assert_eq!(hex::encode(&call.trace_id), TRACE);
+    assert_eq!(
+        attr(call, "gen_ai.request.model"),
+        Some(Any::StringValue("echo".into()))
+    );
+    assert!(matches!(
+        attr(call, "gen_ai.usage.output_tokens"),
+        Some(Any::IntValue(n)) if n > 0
+    ));
+    let (_, attempt) = find("chat mock-ok");
+    assert_eq!(attempt.parent_span_id, call.span_id);
+    let (_, http) = find("POST /v1/chat/completions");
+    assert_eq!(hex::encode(&http.parent_span_id), "b7ad6b7169203331");
+    assert_eq!(call.parent_span_id, http.span_id);
+    // The upstream was told the trace.
+    let sent = mock.last_request();
+    assert!(
+        sent.headers
+            .get("traceparent")
+            .is_some_and(|t| t.contains(TRACE)),
+        "{:?}",
+        sent.headers
+    );
+
+    // SIGTERM: the server stops cleanly; the access line was logged with the trace.
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("joined")
+        .expect("exit status");
+    assert!(status.success(), "{status:?}");
+    log.extend(rx.try_iter());
+    let access: Vec<&serde_json::Value> = log
+        .iter()
+        .filter(|l| l["target"] == "llmrr::access")
+        .collect();
+    assert_eq!(access.len(), 1, "{log:?}");
+    assert_eq!(access[0]["trace_id"], TRACE);
+    assert_eq!(access[0]["model"], "echo");
+    assert_eq!(access[0]["status"], 200);
+    assert!(log.iter().all(|l| !l.to_string().contains("sk-master-e2e")));
+}

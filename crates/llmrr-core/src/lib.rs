@@ -17,9 +17,12 @@
 //! - [`cache`]: the response cache (memory, disk, shared tiers; coalescing)
 //! - [`money`]: prices, exact cost, the spend ledger, budgets, alerts, spend analytics
 //! - [`shared`]: state several replicas share (in-process or Redis)
-//! - [`request_log`]: the batched, off-path writer of the append-only request log
+//! - [`request_log`]: the batched, off-path writer of the append-only request log, and the
+//!   access line logged per request
 //! - [`store`]: SQLite / Postgres: migrations, request-log rows, keys
 //! - [`telemetry`]: metric names and recording
+//! - [`spans`]: the trace spans of the request path (GenAI conventions) and the trace
+//!   context sent upstream
 //! - [`error`]: the one error enum, with its HTTP status, type, code and label
 
 pub mod answer;
@@ -38,6 +41,7 @@ pub mod request_log;
 pub mod routing;
 pub mod secret;
 pub mod shared;
+pub mod spans;
 pub mod store;
 pub mod telemetry;
 pub mod validate;

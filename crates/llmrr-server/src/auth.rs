@@ -1,5 +1,6 @@
-//! The one middleware: give the request its id, authenticate its key, and hand handlers a
-//! `RequestContext`. Every response carries `x-llmrr-request-id`, errors included.
+//! The one middleware: give the request its id and its trace span, authenticate its key, and
+//! hand handlers a `RequestContext`. Every response carries `x-llmrr-request-id`, errors
+//! included.
 
 use crate::dialect::Dialect;
 use crate::state::AppState;
@@ -9,6 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use llmrr_core::RequestContext;
 use std::net::SocketAddr;
+use tracing::Instrument;
 
 pub const REQUEST_ID: &str = "x-llmrr-request-id";
 /// The request id clients and SDKs send and read (OpenAI's SDKs expose it as `_request_id`).
@@ -83,7 +85,30 @@ fn context(
     Ok(ctx)
 }
 
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    // Probes and scrapes are not traced.
+    if PUBLIC_PATHS.contains(&path) || path == "/metrics" {
+        return handle(state, req, next).await;
+    }
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |m| m.as_str());
+    let span = crate::telemetry::request_span(req.method(), route, req.headers());
+    let resp = handle(state, req, next).instrument(span.clone()).await;
+    let status = resp.status();
+    span.record("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    if let Some(id) = resp.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        span.record("llmrr.request_id", id);
+    }
+    resp
+}
+
+async fn handle(state: AppState, mut req: Request, next: Next) -> Response {
     let started = tokio::time::Instant::now();
     let client_id = client_request_id(req.headers());
     let auth = state.gateway.auth();
@@ -91,6 +116,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    if let Some(c) = client_id.as_ref().and_then(|c| c.to_str().ok()) {
+        tracing::Span::current().record("client.request_id", c);
+    }
     let key = if is_public(&state, req.uri().path()) {
         Ok(Default::default())
     } else if !auth.has_master_key() {
@@ -104,10 +132,15 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         }
     } else {
         auth.authenticate(presented_key(req.headers()), client)
+            .instrument(llmrr_core::spans::step("llmrr.auth"))
             .await
     };
     let (id, mut resp) = match key.and_then(|key| context(key, started, req.headers())) {
-        Ok(ctx) => {
+        Ok(mut ctx) => {
+            ctx.client_request_id = client_id
+                .as_ref()
+                .and_then(|c| c.to_str().ok())
+                .map(str::to_owned);
             let id = ctx.id.clone();
             let rate = ctx.rate.clone();
             req.extensions_mut().insert(ctx);

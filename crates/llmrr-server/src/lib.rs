@@ -17,6 +17,7 @@
 //!   with their path)
 //! - `routes`: one file per endpoint family
 //! - [`metrics`]: the process-wide Prometheus recorder
+//! - [`telemetry`]: the log (text or JSON, access lines) and OTLP traces
 
 pub mod app;
 mod auth;
@@ -31,6 +32,7 @@ pub mod metrics;
 mod routes;
 mod serve;
 mod state;
+pub mod telemetry;
 
 pub use app::router;
 pub use serve::serve;

@@ -260,6 +260,7 @@ fn resolve(
 
     let shared = super::money::shared(raw.shared, env)?;
     let cache = super::cache::cache(raw.cache)?;
+    let telemetry = super::telemetry::telemetry(raw.telemetry, env)?;
     let local = super::load_local::local_config(&raw.local)?;
     let mut raw_models = if from_defaults {
         catalog_models(env)
@@ -320,6 +321,7 @@ fn resolve(
         shared,
         limits,
         cache,
+        telemetry,
     })
 }
 

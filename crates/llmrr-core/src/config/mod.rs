@@ -15,6 +15,7 @@ pub mod money;
 mod raw;
 mod resolved;
 pub mod routing;
+pub mod telemetry;
 
 pub use defaults::{ANTHROPIC_MAX_TOKENS, LOCAL_PARALLEL, LOCAL_PREFILL_CHUNK};
 pub use load::{load, ConfigSource, Env};
@@ -24,3 +25,4 @@ pub use resolved::{
     ModelLimits, ModelSpec, Pooling, Pricing, ProviderKind, ServerConfig, StoreConfig,
 };
 pub use routing::{RouteSpec, RoutingConfig, StrategyKind};
+pub use telemetry::{LogFormat, OtlpProtocol, TelemetryConfig};

@@ -30,6 +30,8 @@ pub struct RawConfig {
     pub limits: super::limits::RawLimits,
     #[serde(default)]
     pub cache: super::cache::RawCache,
+    #[serde(default)]
+    pub telemetry: super::telemetry::RawTelemetry,
 }
 
 /// `[local]`: the in-process engine: a models directory, the memory budget, and the defaults

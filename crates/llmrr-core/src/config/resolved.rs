@@ -25,6 +25,7 @@ pub struct Config {
     pub shared: super::money::SharedConfig,
     pub limits: super::limits::LimitsConfig,
     pub cache: super::cache::CacheConfig,
+    pub telemetry: super::telemetry::TelemetryConfig,
 }
 
 impl Config {

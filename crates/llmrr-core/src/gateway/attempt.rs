@@ -117,6 +117,8 @@ pub(super) struct Success {
     pub(super) attempts: Attempts,
     /// What the answering model's own account limits took (settled at the end).
     pub(super) grant: Ticket,
+    /// The attempt's trace span: a stream's stays open until the stream ends.
+    pub(super) span: tracing::Span,
 }
 
 /// Every attempt failed.
@@ -298,7 +300,13 @@ impl Gateway {
                     Some(gate) => {
                         let until = admission.deadline.min(deadline);
                         let limit = latency_limit.filter(|_| !queue.is_empty());
-                        match gate.acquire(admission.class, until, limit).await {
+                        let waiting = spans::step("llmrr.queue");
+                        waiting.record("llmrr.model", &*entry.spec.name);
+                        match gate
+                            .acquire(admission.class, until, limit)
+                            .instrument(waiting)
+                            .await
+                        {
                             Ok(slot) => Some(slot),
                             Err(refusal) => {
                                 attempts.skipped.push(format!(
@@ -358,7 +366,16 @@ impl Gateway {
                 let share = deadline.saturating_duration_since(now) / models_left;
                 let attempt_deadline = now + share.min(entry.spec.timeout);
                 let abandoned = entry.breaker.abandon_guard(probe);
-                let tried = self.try_once(call, &entry, stream, attempt_deadline).await;
+                let span = spans::attempt(
+                    &entry.spec,
+                    call.endpoint(),
+                    attempts.count(),
+                    call.sampling(),
+                );
+                let tried = self
+                    .try_once(call, &entry, stream, attempt_deadline)
+                    .instrument(span.clone())
+                    .await;
                 abandoned.disarm();
                 let e = match tried {
                     Ok(outcome) => {
@@ -372,9 +389,13 @@ impl Gateway {
                             outcome,
                             attempts,
                             grant,
+                            span,
                         });
                     }
-                    Err(e) => e,
+                    Err(e) => {
+                        spans::failed(&span, e.label());
+                        e
+                    }
                 };
                 drop(flight);
                 self.settle_ticket(grant, 0);

@@ -725,7 +725,7 @@ impl Drop for HungUp<'_> {
         let gone = Err((CLIENT_CLOSED, "client_disconnected"));
         let how = CacheStatus::plain("hit");
         let row = cache_log_row(self.ctx, self.call, self.stream, gone, None, &how);
-        self.gateway.inner.log.append(row);
+        self.gateway.log_row(self.ctx, row);
     }
 }
 

@@ -49,6 +49,23 @@ impl Call {
         }
     }
 
+    /// What the request asks of sampling, for traces.
+    pub(super) fn sampling(&self) -> crate::spans::Sampling {
+        match self {
+            Call::Chat(r) => crate::spans::Sampling {
+                temperature: r.temperature,
+                top_p: r.top_p,
+                max_tokens: r.max_output_tokens(),
+            },
+            Call::Completion(r) => crate::spans::Sampling {
+                temperature: r.extra.get("temperature").and_then(|v| v.as_f64()),
+                top_p: r.extra.get("top_p").and_then(|v| v.as_f64()),
+                max_tokens: r.max_tokens,
+            },
+            Call::Embeddings(_) => Default::default(),
+        }
+    }
+
     pub(super) fn model(&self) -> &str {
         match self {
             Call::Chat(r) => &r.model,

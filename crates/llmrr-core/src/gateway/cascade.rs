@@ -55,6 +55,8 @@ impl Rejected {
             outcome: Outcome::Completed(self.completed),
             attempts,
             grant: self.grant,
+            // Its attempt's span ended when its answer was held back.
+            span: tracing::Span::none(),
         };
         (success, note)
     }
@@ -88,6 +90,7 @@ impl Gateway {
             outcome,
             attempts,
             grant,
+            span,
         } = s;
         let completed = match outcome {
             Outcome::Completed(c) => c,
@@ -100,9 +103,11 @@ impl Gateway {
                     outcome,
                     attempts,
                     grant,
+                    span,
                 })
             }
         };
+        spans::usage(&span, &completed.usage);
         drop(flight);
         let took = started.elapsed();
         Err(Box::new(Rejected {

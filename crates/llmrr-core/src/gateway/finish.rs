@@ -101,6 +101,7 @@ impl Gateway {
     /// Step 4: cost, metrics, request-log row. Returns the cost.
     pub(super) async fn finish(&self, mut f: Finish<'_>) -> Decimal {
         let total = f.ctx.started.elapsed();
+        let _in = spans::step("llmrr.finish").entered();
         let priced = f.entry.is_none_or(|e| e.spec.pricing.is_priced());
         let cost = f
             .entry
@@ -157,37 +158,40 @@ impl Gateway {
         }
         let micros = |d: Duration| d.as_micros().min(i64::MAX as u128) as i64;
         let key = &f.ctx.key;
-        self.inner.log.append(LogRow {
-            id: f.ctx.id.clone(),
-            created_at_ms: crate::store::now_ms(),
-            endpoint: f.ctx.endpoint_label(f.endpoint),
-            key_id: key.key_id.clone(),
-            user_id: key.user.clone(),
-            team_id: key.team.clone(),
-            requested_model: f.requested.to_owned(),
-            model: f.entry.map(|e| e.spec.name.to_string()),
-            provider: f.entry.map(|e| e.spec.provider.as_str().to_owned()),
-            stream: f.stream,
-            status: i64::from(status),
-            error_type: error
-                .or(f.escalated.then_some(ESCALATED))
-                .map(str::to_owned),
-            prompt_tokens: f.usage.prompt_tokens as i64,
-            completion_tokens: f.usage.completion_tokens as i64,
-            usage_estimated: f.usage_estimated,
-            latency_us: micros(total),
-            ttft_us: f.ttft.map(micros),
-            upstream_us: f.upstream.map(micros),
-            cost_usd: cost.normalize().to_string(),
-            unpriced: !priced,
-            cache: f.cache.map(str::to_owned),
-            cache_key: f.cache_key.map(|k| k.hex()),
-            difficulty: f
-                .complexity
-                .map(|c| (f64::from(c.score) * 10_000.0).round() as i64),
-            category: f.complexity.map(|c| c.category.to_owned()),
-            prompt: f.logged_prompt.take(),
-        });
+        self.log_row(
+            f.ctx,
+            LogRow {
+                id: f.ctx.id.clone(),
+                created_at_ms: crate::store::now_ms(),
+                endpoint: f.ctx.endpoint_label(f.endpoint),
+                key_id: key.key_id.clone(),
+                user_id: key.user.clone(),
+                team_id: key.team.clone(),
+                requested_model: f.requested.to_owned(),
+                model: f.entry.map(|e| e.spec.name.to_string()),
+                provider: f.entry.map(|e| e.spec.provider.as_str().to_owned()),
+                stream: f.stream,
+                status: i64::from(status),
+                error_type: error
+                    .or(f.escalated.then_some(ESCALATED))
+                    .map(str::to_owned),
+                prompt_tokens: f.usage.prompt_tokens as i64,
+                completion_tokens: f.usage.completion_tokens as i64,
+                usage_estimated: f.usage_estimated,
+                latency_us: micros(total),
+                ttft_us: f.ttft.map(micros),
+                upstream_us: f.upstream.map(micros),
+                cost_usd: cost.normalize().to_string(),
+                unpriced: !priced,
+                cache: f.cache.map(str::to_owned),
+                cache_key: f.cache_key.map(|k| k.hex()),
+                difficulty: f
+                    .complexity
+                    .map(|c| (f64::from(c.score) * 10_000.0).round() as i64),
+                category: f.complexity.map(|c| c.category.to_owned()),
+                prompt: f.logged_prompt.take(),
+            },
+        );
         cost
     }
 

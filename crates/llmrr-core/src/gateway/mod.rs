@@ -59,6 +59,7 @@ use crate::routing::options::RequestOptions;
 use crate::routing::rollout::RolloutBook;
 use crate::routing::stats::Sample;
 use crate::routing::{retry, Decision, Plan, PlanRequest, Router};
+use crate::spans;
 use crate::store::{LogRow, Store};
 use crate::telemetry::{self, Endpoint};
 use crate::validate;
@@ -76,6 +77,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 /// HTTP status logged when the client hung up before the answer was complete (nginx's).
 pub const CLIENT_CLOSED: u16 = 499;
 /// Stream frames buffered between the upstream and a slow client.
@@ -128,6 +130,10 @@ pub struct RequestContext {
     /// The API the client spoke, where it is not the call's own (`messages`, `responses`):
     /// the request log and the ledger name it as the endpoint.
     pub api: Option<&'static str>,
+    /// The client's own `x-request-id`, kept in the access line and the trace.
+    pub client_request_id: Option<String>,
+    /// The call's trace span (`llmrr.call`), set by the gateway when the call starts.
+    pub span: tracing::Span,
 }
 
 impl RequestContext {
@@ -141,6 +147,8 @@ impl RequestContext {
             rate: Arc::default(),
             cache: Default::default(),
             api: None,
+            client_request_id: None,
+            span: tracing::Span::none(),
         }
     }
 
@@ -208,6 +216,8 @@ struct Inner {
     /// `server.max_messages`: list items (messages, inputs, prompts) per request.
     max_items: usize,
     started_unix: i64,
+    /// `[telemetry] access_log`: one `llmrr::access` line per request.
+    access_log: bool,
 }
 
 /// A cloneable handle: the state is shared behind an `Arc`.
@@ -287,6 +297,7 @@ impl Gateway {
                 feedback_flush: tokio::sync::Mutex::new(()),
                 max_items: config.server.max_messages,
                 started_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
+                access_log: config.telemetry.access_log,
             }),
         };
         if let Some(every) = config.routing.health_probe_interval {
@@ -593,8 +604,20 @@ impl Gateway {
                 features.needs.anthropic_refusal = crate::provider::anthropic_refusal(r);
             }
         }
-        let (mut plan, options) = self.plan(&ctx.key, &*call, features, false)?;
-        let (mut fill, cache_status) = match self.cache_admit(ctx, call, features.stream).await {
+        let (mut plan, options) = {
+            let span = spans::step("llmrr.plan");
+            let _in = span.enter();
+            let planned = self.plan(&ctx.key, &*call, features, false);
+            if let Ok((plan, _)) = &planned {
+                spans::decided(&span, &plan.decision);
+            }
+            planned?
+        };
+        let cached = self
+            .cache_admit(ctx, call, features.stream)
+            .instrument(spans::step("llmrr.cache"))
+            .await;
+        let (mut fill, cache_status) = match cached {
             Ok(go) => go,
             Err(answered) => return Ok(answered),
         };
@@ -610,12 +633,14 @@ impl Gateway {
                 ctx.priority,
                 &ctx.rate,
             )
+            .instrument(spans::step("llmrr.limits"))
             .await?;
         let admitted = if self.inner.money.has_budgets() {
             let need = call.money_need();
             self.inner
                 .money
                 .admit(&ctx.id, &ctx.key, &mut plan, need)
+                .instrument(spans::step("llmrr.budget"))
                 .await
         } else {
             Ok(Default::default())
@@ -659,6 +684,20 @@ impl Gateway {
 
     async fn run(
         &self,
+        mut ctx: RequestContext,
+        call: Call,
+        valid: Result<()>,
+        features: Features,
+    ) -> Result<Answer> {
+        ctx.span = crate::spans::call(&ctx.id, call.endpoint(), call.model(), false);
+        let span = ctx.span.clone();
+        self.run_call(ctx, call, valid, features)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_call(
+        &self,
         ctx: RequestContext,
         mut call: Call,
         valid: Result<()>,
@@ -696,6 +735,19 @@ impl Gateway {
                 .get(name)
                 .and_then(|m| m.spec.guardrails.clone()),
         }
+    }
+
+    /// A request's log row: onto its trace span and its access line, then into the request
+    /// log.
+    fn log_row(&self, ctx: &RequestContext, row: LogRow) {
+        let row = row.sanitized();
+        crate::spans::answered(&ctx.span, &row);
+        if self.inner.access_log {
+            let trace = crate::spans::trace_id(&ctx.span);
+            let client_id = ctx.client_request_id.as_deref();
+            crate::request_log::access::line(&row, client_id, trace.as_deref());
+        }
+        self.inner.log.append(row);
     }
 
     /// Settle a limits ticket with the tokens used, off the answer's path.
@@ -744,7 +796,7 @@ impl Gateway {
     ) -> Result<T> {
         self.inner
             .tracker
-            .spawn(work)
+            .spawn(work.in_current_span())
             .await
             .map_err(|e| Error::Internal(format!("a request task failed: {e}")))?
     }
@@ -837,6 +889,7 @@ impl Gateway {
             outcome,
             mut attempts,
             grant,
+            span,
         } = success;
         drop(flight);
         finish.tickets.push(grant);
@@ -847,6 +900,8 @@ impl Gateway {
         };
         let took = started.elapsed();
         attempts.upstream += took;
+        spans::usage(&span, &completed.usage);
+        drop(span);
         let sample = Sample {
             success: true,
             latency: Some(took),

@@ -6,6 +6,20 @@ use super::*;
 impl Gateway {
     pub(super) async fn run_stream(
         &self,
+        mut ctx: RequestContext,
+        call: Call,
+        valid: Result<()>,
+        features: Features,
+    ) -> Result<StreamAnswer> {
+        ctx.span = crate::spans::call(&ctx.id, call.endpoint(), call.model(), true);
+        let span = ctx.span.clone();
+        self.run_stream_call(ctx, call, valid, features)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_stream_call(
+        &self,
         ctx: RequestContext,
         mut call: Call,
         valid: Result<()>,
@@ -23,11 +37,12 @@ impl Gateway {
         };
         let (ready_tx, ready_rx) = oneshot::channel::<Result<StreamAnswer>>();
         let this = self.clone();
-        self.inner
-            .tracker
-            .spawn(call_scope::scope(ctx.id.clone(), async move {
+        self.inner.tracker.spawn(
+            call_scope::scope(ctx.id.clone(), async move {
                 this.execute_stream(ctx, call, prepared, ready_tx).await
-            }));
+            })
+            .in_current_span(),
+        );
         ready_rx
             .await
             .map_err(|_| Error::Internal("the stream task ended before starting".into()))?
@@ -90,6 +105,7 @@ impl Gateway {
             outcome,
             attempts,
             grant,
+            span,
         } = success;
         finish.tickets.push(grant);
         let Outcome::Opened(chunks, held) = outcome else {
@@ -151,6 +167,11 @@ impl Gateway {
             (Some(class), Err((_, label))) => Some((class, label)),
             _ => None,
         };
+        spans::usage(&span, &usage);
+        if let Err((_, label)) = pumped.result {
+            spans::failed(&span, label);
+        }
+        drop(span);
         let ttft = pumped
             .first_output_at
             .map(|t| t.saturating_duration_since(started));

@@ -141,12 +141,14 @@ impl Target {
         }
     }
 
-    /// Send a request (with our request id); a non-2xx status becomes [`Error::Upstream`].
+    /// Send a request (with our request id, and the trace context when traces are on); a
+    /// non-2xx status becomes [`Error::Upstream`].
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let req = match super::call_scope::request_id() {
             Some(id) => req.header("x-request-id", id),
             None => req,
         };
+        let req = crate::spans::propagate(req);
         let resp = req.send().await.map_err(|e| self.transport_error(e))?;
         super::call_scope::record(resp.headers());
         if resp.status().is_success() {

@@ -10,6 +10,7 @@
 //! readiness whether writes are failing. A flush makes every row queued before it durable
 //! (or failed for good) — used at shutdown, within its grace, and by tests.
 
+pub mod access;
 mod writer;
 
 use crate::config::StoreConfig;

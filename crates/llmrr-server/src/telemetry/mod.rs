@@ -1,0 +1,123 @@
+//! The process's logs and traces: a `tracing` subscriber with the text or JSON log (access
+//! lines included) and, when `[telemetry] otlp_endpoint` is set, the OpenTelemetry layer that
+//! exports the request path's spans over OTLP (HTTP/protobuf or gRPC).
+//!
+//! - [`install`]: build and install the subscriber once, at start; [`Telemetry::shutdown`]
+//!   exports what is left at exit
+//! - `otel`: the tracer provider, the sampler, the layer and its filter
+//! - `export_client`: OTLP/HTTP through the reqwest client llmrr already has
+//! - `propagation`: a client's `traceparent` continued by the server's request span
+
+mod export_client;
+mod otel;
+mod propagation;
+
+pub use otel::{layer, tracer_provider};
+pub use propagation::request_span;
+
+use llmrr_core::config::{LogFormat, TelemetryConfig};
+use llmrr_core::{Error, Result};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// How the process logs.
+#[derive(Debug, Clone)]
+pub struct Logging {
+    pub format: LogFormat,
+    /// The filter when `RUST_LOG` is not set (e.g. `info`).
+    pub default_filter: String,
+    /// Write from a background thread (a slow stderr never holds a request); lines beyond its
+    /// buffer are dropped rather than waited for. For the server; commands write directly.
+    pub background: bool,
+}
+
+/// What must live as long as the process logs and traces.
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    _writer: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn traces(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Export the spans still buffered (at most a few seconds), then stop.
+    pub fn shutdown(self) {
+        if let Some(p) = &self.provider {
+            if let Err(e) = p.shutdown_with_timeout(std::time::Duration::from_secs(5)) {
+                tracing::warn!(error = %e, "traces: the last export failed");
+            }
+        }
+    }
+}
+
+/// The log's layer: `text` (colours when `ansi`) or `json` (one flat object per event: time,
+/// level, target, the event's fields).
+pub fn log_layer<S>(
+    format: LogFormat,
+    writer: BoxMakeWriter,
+    ansi: bool,
+) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(ansi)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(writer)
+            .boxed(),
+    }
+}
+
+/// Install the process's subscriber: the log, and the trace exporter when `traces` has an
+/// endpoint. Call once, inside the Tokio runtime (the exporters run on it).
+pub fn install(logging: &Logging, traces: Option<&TelemetryConfig>) -> Result<Telemetry> {
+    // The request path's spans are for traces; the text log names them only when RUST_LOG
+    // asks.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{},{}=off",
+            logging.default_filter,
+            llmrr_core::spans::TARGET
+        ))
+    });
+    let (writer, guard) = if logging.background {
+        let (w, g) = tracing_appender::non_blocking(std::io::stderr());
+        (BoxMakeWriter::new(w), Some(g))
+    } else {
+        (BoxMakeWriter::new(std::io::stderr), None)
+    };
+    let ansi = !logging.background && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let log = log_layer(logging.format, writer, ansi).with_filter(filter);
+    let provider = match traces.filter(|t| t.otlp_endpoint.is_some()) {
+        Some(t) => Some(tracer_provider(t)?),
+        None => None,
+    };
+    let traced = provider.as_ref().map(|p| {
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        layer(opentelemetry::trace::TracerProvider::tracer(p, "llmrr"))
+    });
+    tracing_subscriber::registry()
+        .with(log)
+        .with(traced)
+        .try_init()
+        .map_err(|e| Error::Internal(format!("the log is already set up: {e}")))?;
+    Ok(Telemetry {
+        provider,
+        _writer: guard,
+    })
+}
