@@ -1,20 +1,30 @@
 //! `llmrr`: the command. Parses flags, loads the config, wires the pieces together; all the
 //! work lives in the libraries. `anyhow` is used here and only here.
 
+#[cfg(feature = "local")]
 mod bench;
 mod cache;
 mod chat;
 mod cli;
 mod keys;
+#[cfg(feature = "local")]
 mod models;
 mod money;
+#[cfg(feature = "local")]
 mod quant;
 mod router;
 mod serve;
 
+/// What the commands that read GGUF files or run llama.cpp say in a build without it.
+#[cfg(not(feature = "local"))]
+const NO_LOCAL: &str =
+    "this llmrr was built without local models (the `local` feature): rebuild with it";
+
 use anyhow::Result;
 use clap::Parser;
-use cli::{BenchCommand, Cli, Command, ConfigCommand};
+#[cfg(feature = "local")]
+use cli::BenchCommand;
+use cli::{Cli, Command, ConfigCommand};
 
 /// The request path allocates many small, short-lived buffers; mimalloc serves them with
 /// less CPU than glibc's allocator (measured: glibc's malloc/free were ~9% of the gateway's
@@ -53,11 +63,17 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Chat(args) => chat::run(&cli.global, args).await,
         Command::Models { command, list } => match command {
             None => chat::models(&cli.global, list).await,
+            #[cfg(feature = "local")]
             Some(c) => models::run(&cli.global, c).await,
+            #[cfg(not(feature = "local"))]
+            Some(_) => anyhow::bail!(NO_LOCAL),
         },
+        #[cfg(feature = "local")]
         Command::Bench {
             command: BenchCommand::Local(args),
         } => bench::local(args).await,
+        #[cfg(not(feature = "local"))]
+        Command::Bench { .. } => anyhow::bail!(NO_LOCAL),
         Command::Route(args) => chat::route(&cli.global, args).await,
         Command::Config {
             command: ConfigCommand::Check,

@@ -850,3 +850,124 @@ async fn serve_exports_traces_over_otlp_http_and_logs_json_access_lines() {
     assert_eq!(access[0]["status"], 200);
     assert!(log.iter().all(|l| !l.to_string().contains("sk-master-e2e")));
 }
+
+/// `deploy/`: the kustomize base and production overlay render (with kubectl, where it is
+/// installed), every metric the Grafana dashboard and the alert rules query is one llmrr
+/// exports, and the Kubernetes config is a valid llmrr config for the production profile.
+#[test]
+fn deploy_manifests_render_and_name_real_metrics_and_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let deploy = root.join("deploy");
+
+    // Every metric name the code declares (the source text holds each as a string literal).
+    let mut declared = String::new();
+    for dir in [
+        "crates/llmrr-core/src",
+        "crates/llmrr-server/src",
+        "crates/llmrr-engine/src",
+    ] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("read_dir") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    declared.push_str(&std::fs::read_to_string(&p).expect("source"));
+                }
+            }
+        }
+    }
+    let metric_names = |text: &str| -> std::collections::BTreeSet<String> {
+        let bytes = text.as_bytes();
+        let mut names = std::collections::BTreeSet::new();
+        let mut i = 0;
+        while let Some(at) = text[i..].find("llmrr_") {
+            let start = i + at;
+            let mut end = start;
+            while end < bytes.len() && (bytes[end].is_ascii_lowercase() || bytes[end] == b'_') {
+                end += 1;
+            }
+            let name = &text[start..end];
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|b| !b.ends_with("_total")))
+                .unwrap_or(name);
+            names.insert(base.to_owned());
+            i = end;
+        }
+        names
+    };
+    for file in ["grafana/llmrr-dashboard.json", "prometheus/alerts.yaml"] {
+        let text = std::fs::read_to_string(deploy.join(file)).expect("deploy file");
+        let names = metric_names(&text);
+        assert!(names.len() > 10, "{file}: {names:?}");
+        for name in names {
+            // A histogram's base name, or the name itself.
+            assert!(
+                declared.contains(&format!("\"{name}\"")),
+                "{file} queries `{name}`, which llmrr does not export"
+            );
+        }
+    }
+    serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(deploy.join("grafana/llmrr-dashboard.json")).expect("dashboard"),
+    )
+    .expect("the dashboard is JSON");
+
+    // The config the manifests mount loads for the production profile.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = llmrr(
+        dir.path(),
+        &[
+            "config",
+            "check",
+            "--config",
+            deploy.join("k8s/base/llmrr.toml").to_str().expect("path"),
+            "--profile",
+            "production",
+        ],
+        &[
+            ("LLMRR_MASTER_KEY", "0123456789abcdef0123"),
+            ("DATABASE_URL", "postgres://llmrr@db/llmrr"),
+            ("REDIS_URL", "redis://redis:6379"),
+            ("OPENAI_API_KEY", "k"),
+            ("ANTHROPIC_API_KEY", "k"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let Ok(kubectl) = which_kubectl() else {
+        eprintln!("kubectl is not installed: the kustomize renders are not checked here");
+        return;
+    };
+    for target in ["k8s/base", "k8s/overlays/production"] {
+        let out = Command::new(&kubectl)
+            .args(["kustomize", deploy.join(target).to_str().expect("path")])
+            .output()
+            .expect("kubectl runs");
+        assert!(out.status.success(), "{target}: {}", text(&out.stderr));
+        let rendered = text(&out.stdout);
+        for kind in [
+            "kind: Deployment",
+            "kind: Service",
+            "kind: ConfigMap",
+            "kind: PodDisruptionBudget",
+            "kind: HorizontalPodAutoscaler",
+            "path: /health/ready",
+            "path: /health/live",
+            "terminationGracePeriodSeconds",
+        ] {
+            assert!(rendered.contains(kind), "{target} renders no `{kind}`");
+        }
+    }
+}
+
+fn which_kubectl() -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join("kubectl"))
+        .find(|p| p.is_file())
+        .ok_or(())
+}

@@ -109,6 +109,8 @@ fn route_header(plan: &Plan, entry: &ModelEntry, attempts: &Attempts) -> Option<
 const MIN_LOG_FLUSH: Duration = Duration::from_secs(1);
 /// How often each replica applies the cache purges made by others.
 const PURGE_POLL: Duration = Duration::from_secs(1);
+/// How often each replica reads the rollouts others changed.
+const ROLLOUT_POLL: Duration = Duration::from_secs(1);
 /// How long a model that answered 429 without Retry-After is skipped.
 const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
 
@@ -300,10 +302,28 @@ impl Gateway {
                 access_log: config.telemetry.access_log,
             }),
         };
+        gateway.watch_rollouts();
         if let Some(every) = config.routing.health_probe_interval {
             crate::health::spawn_probes(&gateway.inner.models, every);
         }
         Ok(gateway)
+    }
+
+    /// Read the rollouts other replicas start, abort or roll back, about once a second, for
+    /// as long as the gateway lives.
+    fn watch_rollouts(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ROLLOUT_POLL).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(e) = inner.router.rollouts.refresh().await {
+                    tracing::debug!(error = %e, "rollouts of other replicas not read");
+                }
+            }
+        });
     }
 
     pub fn auth(&self) -> &Authenticator {

@@ -3,8 +3,10 @@
 //! own when `to`'s error rate passes `max_error_rate` after at least `min_requests` calls.
 //!
 //! The stage is a pure function of the start time and the clock, and every state change is
-//! written to the store, so a restart resumes where the rollout was. The error counts of `to`
-//! live in memory (a restart starts counting again).
+//! written to the store, so a restart resumes where the rollout was, and every replica reads
+//! the others' changes ([`RolloutBook::refresh`], about once a second): a rollout started,
+//! aborted or rolled back on one is in force on all. The error counts of `to` live in memory,
+//! per replica (a restart starts counting again).
 
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -119,20 +121,49 @@ pub struct RolloutBook {
 
 impl RolloutBook {
     pub async fn load(store: Store) -> Result<Self> {
-        let rows = store.load_rollouts().await?;
-        let mut map = HashMap::new();
-        for body in rows {
-            match serde_json::from_str::<Rollout>(&body) {
-                Ok(r) => {
-                    map.insert(r.route.clone(), (r, Counts::default()));
+        let book = RolloutBook {
+            store,
+            inner: Mutex::new(HashMap::new()),
+        };
+        book.refresh().await?;
+        Ok(book)
+    }
+
+    /// Take in what other replicas wrote: a rollout started later than the one known here
+    /// replaces it (its counts start again); one that ended (rolled back, aborted) ends here
+    /// too. An end is never undone by an older row.
+    pub async fn refresh(&self) -> Result<()> {
+        let rows = self.store.load_rollouts().await?;
+        let stored: Vec<Rollout> = rows
+            .iter()
+            .filter_map(|body| match serde_json::from_str::<Rollout>(body) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!(error = %e, "a stored rollout cannot be read; ignored");
+                    None
                 }
-                Err(e) => tracing::error!(error = %e, "a stored rollout cannot be read; ignored"),
+            })
+            .collect();
+        let mut g = self.lock();
+        for r in stored {
+            match g.get_mut(&r.route) {
+                None => {
+                    g.insert(r.route.clone(), (r, Counts::default()));
+                }
+                Some((mine, counts)) => {
+                    if r.started_at_ms > mine.started_at_ms {
+                        *mine = r;
+                        *counts = Counts::default();
+                    } else if r.started_at_ms == mine.started_at_ms
+                        && mine.state == RolloutState::Active
+                        && r.state != RolloutState::Active
+                    {
+                        *mine = r;
+                    }
+                }
             }
         }
-        Ok(RolloutBook {
-            store,
-            inner: Mutex::new(map),
-        })
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Rollout, Counts)>> {

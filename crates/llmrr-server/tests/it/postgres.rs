@@ -58,3 +58,36 @@ async fn keys_and_request_log_on_postgres() {
     .await;
     gw.stop().await;
 }
+
+/// Managed Postgres services require TLS: the store connects with `sslmode=require` (where the
+/// test server has TLS on, as Debian's does by default) and the session is encrypted.
+#[tokio::test]
+async fn the_store_reaches_postgres_over_tls() {
+    use sqlx::{Connection, Row};
+    let shared = llmrr_testkit::harness::SharedDatabase::create().await;
+    let mut plain: sqlx::AnyConnection = Connection::connect(&shared.url).await.expect("connect");
+    let ssl: String = sqlx::query("SHOW ssl")
+        .fetch_one(&mut plain)
+        .await
+        .expect("show ssl")
+        .get(0);
+    if ssl != "on" {
+        eprintln!("this Postgres server has TLS off: the TLS connection is not checked");
+        shared.drop().await;
+        return;
+    }
+    let url = format!("{}?sslmode=require", shared.url);
+    let store = llmrr_core::store::Store::connect(&url)
+        .await
+        .expect("the store connects over TLS and migrates");
+    assert_eq!(store.backend(), llmrr_core::store::Backend::Postgres);
+    let mut tls: sqlx::AnyConnection = Connection::connect(&url).await.expect("connect");
+    let encrypted: bool = sqlx::query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&mut tls)
+        .await
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert!(encrypted);
+    drop((store, tls, plain));
+    shared.drop().await;
+}

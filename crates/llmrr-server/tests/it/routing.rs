@@ -543,3 +543,62 @@ async fn health_probes_open_the_breaker_of_a_model_that_is_down() {
     assert_eq!(v["error"]["code"], "no_candidate");
     gw.stop().await;
 }
+
+/// Replicas on one store: a rollout started on one is in force on the other within about a
+/// second, and an abort on the other reaches the first.
+#[tokio::test]
+async fn a_rollout_reaches_every_replica() {
+    use llmrr_testkit::harness::{unique_prefix, SharedDatabase};
+    let mock = MockProvider::start().await;
+    let db = SharedDatabase::create().await;
+    let prefix = unique_prefix();
+    let config = format!(
+        "[[routes]]\nname = \"auto\"\nstrategy = \"capability-match\"\nmodels = [\"o-ok\", \"a-ok\"]\n{}",
+        models_toml(&mock)
+    );
+    let a = replica(&config, &db.url, &prefix).await;
+    let b = replica(&config, &db.url, &prefix).await;
+    assert_eq!(answered_by(&b).await, "o-ok");
+    let resp = client()
+        .post(format!("{}/admin/rollouts", a.url))
+        .bearer_auth(MASTER)
+        .json(&json!({"route": "auto", "to": "a-ok", "stages": [100], "stage_minutes": 10}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 201);
+    answers_soon(&b, "a-ok").await;
+    let resp = client()
+        .delete(format!("{}/admin/rollouts/auto", b.url))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 200);
+    answers_soon(&a, "o-ok").await;
+    a.stop().await;
+    b.stop().await;
+    db.drop().await;
+}
+
+/// The model that answers a chat to route `auto`.
+async fn answered_by(gw: &TestGateway) -> String {
+    let resp = chat(gw, chat_body("auto", "hi")).await;
+    assert_eq!(resp.status(), 200);
+    resp.headers()["x-llmrr-model"]
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
+/// Wait (at most 5 s) until `model` answers `auto` on `gw`.
+async fn answers_soon(gw: &TestGateway, model: &str) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(5) {
+        if answered_by(gw).await == model {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{} still does not answer with {model}", gw.url);
+}
