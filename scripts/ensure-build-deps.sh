@@ -29,6 +29,6 @@ if command -v apt-get >/dev/null && { [ "$(id -u)" -eq 0 ] || [ -n "$sudo" ]; };
 else
   echo "llmrr: please install ${missing[*]} (Debian/Ubuntu: apt-get install ${missing[*]};" \
        "Fedora: dnf install cmake clang-devel gcc-c++; macOS: brew install cmake llvm)," \
-       "or build without local models: cargo build --no-default-features" >&2
+       "or build without local models: cargo build -p llmrr-cli --no-default-features --features mimalloc" >&2
   exit 1
 fi

@@ -18,7 +18,7 @@ rm -f /tmp/llmrr-bench/*.db*
 
 extra=()
 if [[ ${SYSALLOC:-0} == 1 ]]; then
-    cargo build --release -p llmrr-cli --no-default-features --manifest-path "$root/Cargo.toml"
+    cargo build --release -p llmrr-cli --no-default-features --features local --manifest-path "$root/Cargo.toml"
     cp "$root/target/release/llmrr" /tmp/llmrr-bench/llmrr-sysalloc
     sed -e 's/18090/18092/' -e 's/llmrr.db/llmrr-sys.db/' "$here/llmrr.toml" > /tmp/llmrr-bench/llmrr-sysalloc.toml
     export PEER_CMD_llmrr_sysalloc="/tmp/llmrr-bench/llmrr-sysalloc serve --config /tmp/llmrr-bench/llmrr-sysalloc.toml"

@@ -20,10 +20,13 @@ pub async fn run(global: &Global, args: &ServeArgs) -> Result<()> {
     let telemetry = llmrr_server::telemetry::install(&logging, Some(&config.telemetry))?;
     let served = serve(config, args).await;
     if let Err(e) = &served {
+        // In the log's own format (one JSON object a line with --log-format json).
         tracing::error!("{e:#}");
+        telemetry.shutdown();
+        std::process::exit(1);
     }
     telemetry.shutdown();
-    served
+    Ok(())
 }
 
 async fn serve(mut config: llmrr_core::config::Config, args: &ServeArgs) -> Result<()> {

@@ -92,9 +92,6 @@ pub struct Sampling {
 /// The client span of one attempt on one model.
 pub fn attempt(spec: &ModelSpec, endpoint: Endpoint, number: u32, sampling: Sampling) -> Span {
     let op = operation(endpoint);
-    let url = (spec.provider != ProviderKind::Local)
-        .then(|| reqwest::Url::parse(&spec.base_url).ok())
-        .flatten();
     let span = tracing::info_span!(target: TARGET, "llmrr.attempt",
         otel.name = Empty,
         otel.kind = "client",
@@ -108,12 +105,18 @@ pub fn attempt(spec: &ModelSpec, endpoint: Endpoint, number: u32, sampling: Samp
         gen_ai.response.model = spec.upstream_model.as_str(),
         gen_ai.usage.input_tokens = Empty,
         gen_ai.usage.output_tokens = Empty,
-        server.address = url.as_ref().and_then(|u| u.host_str()),
-        server.port = url.as_ref().and_then(|u| u.port_or_known_default()).map(i64::from),
+        server.address = Empty,
+        server.port = Empty,
         llmrr.model = &*spec.name,
         llmrr.attempt = i64::from(number),
         error.type = Empty,
     );
+    if !span.is_disabled() && spec.provider != ProviderKind::Local {
+        if let Ok(url) = reqwest::Url::parse(&spec.base_url) {
+            span.record("server.address", url.host_str());
+            span.record("server.port", url.port_or_known_default().map(i64::from));
+        }
+    }
     named(span, || format!("{op} {}", spec.upstream_model))
 }
 

@@ -10,6 +10,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use llmrr_core::RequestContext;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tracing::Instrument;
 
 pub const REQUEST_ID: &str = "x-llmrr-request-id";
@@ -89,26 +91,51 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     let path = req.uri().path();
     // Probes and scrapes are not traced.
     if PUBLIC_PATHS.contains(&path) || path == "/metrics" {
-        return handle(state, req, next).await;
+        return handle(state, req, next, Arc::default()).await.0;
     }
-    let route = req
+    let started = std::time::Instant::now();
+    let matched = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or("unmatched", |m| m.as_str());
-    let span = crate::telemetry::request_span(req.method(), route, req.headers());
-    let resp = handle(state, req, next).instrument(span.clone()).await;
+        .cloned();
+    let route = matched.as_ref().map_or("unmatched", |m| m.as_str());
+    let method = req.method().clone();
+    let span = crate::telemetry::request_span(&method, route, req.headers());
+    let client_id = client_request_id(req.headers());
+    let logged: Arc<AtomicBool> = Arc::default();
+    let access_log = state.gateway.access_log();
+    let (resp, key_id) = handle(state, req, next, logged.clone())
+        .instrument(span.clone())
+        .await;
     let status = resp.status();
+    let id = resp.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok());
     span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    if let Some(id) = resp.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        span.record("llmrr.request_id", id);
+    span.record("llmrr.request_id", id);
+    // A request the gateway took gets its access line when its call ends; any other, here.
+    if access_log && !logged.load(Ordering::Relaxed) {
+        llmrr_core::request_log::access::without_call(
+            id.unwrap_or("-"),
+            client_id.as_ref().and_then(|c| c.to_str().ok()),
+            method.as_str(),
+            route,
+            status.as_u16(),
+            key_id.as_deref(),
+            started.elapsed().as_secs_f64() * 1000.0,
+        );
     }
     resp
 }
 
-async fn handle(state: AppState, mut req: Request, next: Next) -> Response {
+/// Authenticate and run the request; its response and the key's id (when it has one).
+async fn handle(
+    state: AppState,
+    mut req: Request,
+    next: Next,
+    logged: Arc<AtomicBool>,
+) -> (Response, Option<String>) {
     let started = tokio::time::Instant::now();
     let client_id = client_request_id(req.headers());
     let auth = state.gateway.auth();
@@ -121,26 +148,31 @@ async fn handle(state: AppState, mut req: Request, next: Next) -> Response {
     }
     let key = if is_public(&state, req.uri().path()) {
         Ok(Default::default())
-    } else if !auth.has_master_key() {
-        let allowed = |origin: &str| crate::cors::lists(&state.server, origin);
-        match crate::local_guard::check(req.method(), req.uri(), req.headers(), allowed) {
+    } else {
+        let guarded = if auth.has_master_key() {
+            Ok(())
+        } else {
+            let allowed = |origin: &str| crate::cors::lists(&state.server, origin);
+            crate::local_guard::check(req.method(), req.uri(), req.headers(), allowed)
+        };
+        match guarded {
             Ok(()) => {
                 auth.authenticate(presented_key(req.headers()), client)
+                    .instrument(llmrr_core::spans::step("llmrr.auth"))
                     .await
             }
             Err(e) => Err(e),
         }
-    } else {
-        auth.authenticate(presented_key(req.headers()), client)
-            .instrument(llmrr_core::spans::step("llmrr.auth"))
-            .await
     };
+    let mut key_id = None;
     let (id, mut resp) = match key.and_then(|key| context(key, started, req.headers())) {
         Ok(mut ctx) => {
             ctx.client_request_id = client_id
                 .as_ref()
                 .and_then(|c| c.to_str().ok())
                 .map(str::to_owned);
+            ctx.taken = logged;
+            key_id.clone_from(&ctx.key.key_id);
             let id = ctx.id.clone();
             let rate = ctx.rate.clone();
             req.extensions_mut().insert(ctx);
@@ -169,5 +201,5 @@ async fn handle(state: AppState, mut req: Request, next: Next) -> Response {
         }
         resp.headers_mut().insert(REQUEST_ID, v);
     }
-    resp
+    (resp, key_id)
 }

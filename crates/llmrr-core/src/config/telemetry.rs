@@ -9,9 +9,11 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct RawTelemetry {
     /// The collector's base URL (`http://collector:4318` for HTTP, `http://collector:4317` for
-    /// gRPC); default: `OTEL_EXPORTER_OTLP_ENDPOINT`. Unset: no traces are exported.
+    /// gRPC); default: `OTEL_EXPORTER_OTLP_ENDPOINT`. Unset (or `OTEL_SDK_DISABLED=true`): no
+    /// traces are exported.
     pub otlp_endpoint: Option<String>,
-    /// `http` (OTLP/HTTP with protobuf, the default) or `grpc`.
+    /// `http` (OTLP/HTTP with protobuf, the default) or `grpc`; default:
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`.
     pub otlp_protocol: Option<String>,
     /// `service.name` of the traces (default `OTEL_SERVICE_NAME`, else `llmrr`).
     pub service_name: Option<String>,
@@ -75,9 +77,15 @@ impl Default for TelemetryConfig {
 }
 
 pub(super) fn telemetry(raw: RawTelemetry, env: &Env) -> Result<TelemetryConfig> {
+    // OTEL_SDK_DISABLED=true turns traces off whatever else says, as in every OpenTelemetry
+    // SDK.
+    let disabled = env
+        .get("OTEL_SDK_DISABLED")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let otlp_endpoint = raw
         .otlp_endpoint
-        .or_else(|| env.get("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        .or_else(|| env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .filter(|_| !disabled);
     if let Some(u) = &otlp_endpoint {
         if !(u.starts_with("http://") || u.starts_with("https://")) {
             return Err(Error::config(
@@ -86,13 +94,20 @@ pub(super) fn telemetry(raw: RawTelemetry, env: &Env) -> Result<TelemetryConfig>
             ));
         }
     }
-    let otlp_protocol = match raw.otlp_protocol.as_deref() {
+    let (protocol, path) = match raw.otlp_protocol {
+        Some(p) => (Some(p), "telemetry.otlp_protocol"),
+        None => (
+            env.get("OTEL_EXPORTER_OTLP_PROTOCOL"),
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ),
+    };
+    let otlp_protocol = match protocol.as_deref() {
         None | Some("http") | Some("http/protobuf") => OtlpProtocol::Http,
         Some("grpc") => OtlpProtocol::Grpc,
         Some(other) => {
             return Err(Error::config(
-                "telemetry.otlp_protocol",
-                format!("`{other}` must be `http` or `grpc`"),
+                path,
+                format!("`{other}` must be `http` (http/protobuf) or `grpc`"),
             ))
         }
     };

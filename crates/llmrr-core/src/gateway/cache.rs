@@ -464,28 +464,32 @@ impl Gateway {
                 let _ = frames_tx.try_send(StreamItem::Explain(ext.into()));
             }
         }
-        self.inner.tracker.spawn(async move {
-            let include_usage = call.include_usage();
-            let (result, entry) = match source {
-                Source::Entry(found) => {
-                    let e = found.entry;
-                    let sent = replay(&frames_tx, chunks_of(&e), include_usage, &e).await;
-                    (sent, Some(e))
+        let span = ctx.span.clone();
+        self.inner.tracker.spawn(
+            async move {
+                let include_usage = call.include_usage();
+                let (result, entry) = match source {
+                    Source::Entry(found) => {
+                        let e = found.entry;
+                        let sent = replay(&frames_tx, chunks_of(&e), include_usage, &e).await;
+                        (sent, Some(e))
+                    }
+                    Source::Flight(f, _) => follow(&frames_tx, f, include_usage).await,
+                };
+                if let (Some(e), Some(cache), true) = (&entry, &this.inner.cache, followed) {
+                    cache.counted_hit(Tier::Coalesced, e);
                 }
-                Source::Flight(f, _) => follow(&frames_tx, f, include_usage).await,
-            };
-            if let (Some(e), Some(cache), true) = (&entry, &this.inner.cache, followed) {
-                cache.counted_hit(Tier::Coalesced, e);
-            }
-            match entry {
-                Some(e) => this.finish_hit(&ctx, &call, &e, true, result, &logged),
-                None => {
-                    let mut f = Finish::new(&ctx, &call, true);
-                    f.result = result;
-                    this.finish(f).await;
+                match entry {
+                    Some(e) => this.finish_hit(&ctx, &call, &e, true, result, &logged),
+                    None => {
+                        let mut f = Finish::new(&ctx, &call, true);
+                        f.result = result;
+                        this.finish(f).await;
+                    }
                 }
             }
-        });
+            .instrument(span),
+        );
         answer
     }
 
@@ -501,9 +505,10 @@ impl Gateway {
         how: &CacheStatus,
     ) {
         let failed = result.is_err();
-        self.inner
-            .log
-            .append(cache_log_row(ctx, call, stream, result, Some(entry), how));
+        self.log_row(
+            ctx,
+            cache_log_row(ctx, call, stream, result, Some(entry), how),
+        );
         if failed {
             return;
         }

@@ -136,6 +136,9 @@ pub struct RequestContext {
     pub client_request_id: Option<String>,
     /// The call's trace span (`llmrr.call`), set by the gateway when the call starts.
     pub span: tracing::Span,
+    /// Set when the gateway takes the request: its access line comes with its log row, when
+    /// the call ends (the server writes one for every other request).
+    pub taken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RequestContext {
@@ -151,6 +154,7 @@ impl RequestContext {
             api: None,
             client_request_id: None,
             span: tracing::Span::none(),
+            taken: Arc::default(),
         }
     }
 
@@ -314,16 +318,29 @@ impl Gateway {
     fn watch_rollouts(&self) {
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
+            let mut warned: Option<Instant> = None;
             loop {
                 tokio::time::sleep(ROLLOUT_POLL).await;
                 let Some(inner) = weak.upgrade() else {
                     return;
                 };
+                if inner.tracker.is_closed() {
+                    return;
+                }
                 if let Err(e) = inner.router.rollouts.refresh().await {
-                    tracing::debug!(error = %e, "rollouts of other replicas not read");
+                    if warned.is_none_or(|w| w.elapsed() >= Duration::from_secs(60)) {
+                        warned = Some(Instant::now());
+                        tracing::warn!(error = %e,
+                            "rollouts: the changes of other replicas cannot be read");
+                    }
                 }
             }
         });
+    }
+
+    /// Whether requests get access lines (`[telemetry] access_log`).
+    pub fn access_log(&self) -> bool {
+        self.inner.access_log
     }
 
     pub fn auth(&self) -> &Authenticator {
@@ -709,6 +726,7 @@ impl Gateway {
         valid: Result<()>,
         features: Features,
     ) -> Result<Answer> {
+        ctx.taken.store(true, std::sync::atomic::Ordering::Relaxed);
         ctx.span = crate::spans::call(&ctx.id, call.endpoint(), call.model(), false);
         let span = ctx.span.clone();
         self.run_call(ctx, call, valid, features)
@@ -758,9 +776,14 @@ impl Gateway {
     }
 
     /// A request's log row: onto its trace span and its access line, then into the request
-    /// log.
+    /// log. Rows of the request's own sub-calls (a cascade's escalated steps, the semantic
+    /// cache's embedding: ids `<id>.N`, `<id>_embed`) only go to the log.
     fn log_row(&self, ctx: &RequestContext, row: LogRow) {
         let row = row.sanitized();
+        if row.id != ctx.id {
+            self.inner.log.append(row);
+            return;
+        }
         crate::spans::answered(&ctx.span, &row);
         if self.inner.access_log {
             let trace = crate::spans::trace_id(&ctx.span);

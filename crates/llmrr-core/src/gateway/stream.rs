@@ -11,6 +11,7 @@ impl Gateway {
         valid: Result<()>,
         features: Features,
     ) -> Result<StreamAnswer> {
+        ctx.taken.store(true, std::sync::atomic::Ordering::Relaxed);
         ctx.span = crate::spans::call(&ctx.id, call.endpoint(), call.model(), true);
         let span = ctx.span.clone();
         self.run_stream_call(ctx, call, valid, features)

@@ -20,7 +20,8 @@ pub fn line(row: &LogRow, client_request_id: Option<&str>, trace_id: Option<&str
         key_id = row.key_id.as_deref(),
         user_id = row.user_id.as_deref(),
         team_id = row.team_id.as_deref(),
-        requested_model = %row.requested_model,
+        // Quoted in the text log: a client's model name cannot forge fields.
+        requested_model = row.requested_model.as_str(),
         model = row.model.as_deref(),
         provider = row.provider.as_deref(),
         stream = row.stream,
@@ -38,6 +39,30 @@ pub fn line(row: &LogRow, client_request_id: Option<&str>, trace_id: Option<&str
         difficulty = row.difficulty.map(|d| d as f64 / 10_000.0),
         category = row.category.as_deref(),
         prompt = row.prompt.as_deref(),
+        "request"
+    );
+}
+
+/// The access line of a request that made no model call: refused before one (a bad key, a
+/// malformed body, a limit) or not a model call at all (the admin API, `/v1/models`).
+pub fn without_call(
+    request_id: &str,
+    client_request_id: Option<&str>,
+    method: &str,
+    route: &str,
+    status: u16,
+    key_id: Option<&str>,
+    latency_ms: f64,
+) {
+    tracing::info!(
+        target: TARGET,
+        request_id,
+        client_request_id,
+        method,
+        route,
+        key_id,
+        status,
+        latency_ms,
         "request"
     );
 }

@@ -101,9 +101,10 @@ impl RequestLog {
         RequestLog { tx, health }
     }
 
-    /// Queue a row; never waits. A full queue drops the row (counted and logged).
+    /// Queue a row (already [`LogRow::sanitized`]); never waits. A full queue drops the row
+    /// (counted and logged).
     pub fn append(&self, row: LogRow) {
-        match self.tx.try_send(Command::Row(Box::new(row.sanitized()))) {
+        match self.tx.try_send(Command::Row(Box::new(row))) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => self.health.dropped_rows(1, "queue_full"),
             Err(mpsc::error::TrySendError::Closed(_)) => {

@@ -144,24 +144,34 @@ impl RolloutBook {
                 }
             })
             .collect();
-        let mut g = self.lock();
-        for r in stored {
-            match g.get_mut(&r.route) {
-                None => {
-                    g.insert(r.route.clone(), (r, Counts::default()));
-                }
-                Some((mine, counts)) => {
-                    if r.started_at_ms > mine.started_at_ms {
-                        *mine = r;
-                        *counts = Counts::default();
-                    } else if r.started_at_ms == mine.started_at_ms
-                        && mine.state == RolloutState::Active
-                        && r.state != RolloutState::Active
-                    {
-                        *mine = r;
+        // Ends decided here whose write failed (the store still says active): written again.
+        let mut unwritten = Vec::new();
+        {
+            let mut g = self.lock();
+            for r in stored {
+                match g.get_mut(&r.route) {
+                    None => {
+                        g.insert(r.route.clone(), (r, Counts::default()));
+                    }
+                    Some((mine, counts)) => {
+                        if r.started_at_ms > mine.started_at_ms {
+                            *mine = r;
+                            *counts = Counts::default();
+                        } else if r.started_at_ms == mine.started_at_ms {
+                            let (here, there) = (mine.state, r.state);
+                            if here == RolloutState::Active && there != RolloutState::Active {
+                                *mine = r;
+                            } else if here != RolloutState::Active && there == RolloutState::Active
+                            {
+                                unwritten.push(mine.clone());
+                            }
+                        }
                     }
                 }
             }
+        }
+        for r in unwritten {
+            self.persist(&r).await;
         }
         Ok(())
     }
@@ -202,26 +212,34 @@ impl RolloutBook {
         Ok(rollout)
     }
 
-    /// Abort: traffic goes back to `from` at once.
+    /// Abort: traffic goes back to `from` at once. Written to the store first: a failed write
+    /// changes nothing here either (the admin can try again).
     pub async fn abort(&self, route: &str) -> Result<Rollout> {
-        let updated = {
-            let mut g = self.lock();
-            let (r, _) = g
-                .get_mut(route)
-                .ok_or_else(|| Error::NotFound(format!("no rollout for route `{route}`")))?;
-            if r.position(crate::store::now_ms()).state != RolloutState::Active {
-                return Err(Error::invalid(
-                    format!("the rollout of `{route}` is not active"),
-                    Some("route".into()),
-                ));
-            }
-            r.state = RolloutState::Aborted;
-            r.ended_at_ms = Some(crate::store::now_ms());
-            r.reason = Some("aborted through the admin API".into());
-            r.clone()
-        };
+        let mut updated = self
+            .get(route)
+            .ok_or_else(|| Error::NotFound(format!("no rollout for route `{route}`")))?;
+        if updated.position(crate::store::now_ms()).state != RolloutState::Active {
+            return Err(Error::invalid(
+                format!("the rollout of `{route}` is not active"),
+                Some("route".into()),
+            ));
+        }
+        updated.state = RolloutState::Aborted;
+        updated.ended_at_ms = Some(crate::store::now_ms());
+        updated.reason = Some("aborted through the admin API".into());
         self.store.save_rollout(route, &to_json(&updated)).await?;
+        self.ended(&updated);
         Ok(updated)
+    }
+
+    /// `ended` (aborted, rolled back) replaces the same rollout here, if it is still the one
+    /// known.
+    fn ended(&self, ended: &Rollout) {
+        if let Some((mine, _)) = self.lock().get_mut(&ended.route) {
+            if mine.started_at_ms == ended.started_at_ms {
+                *mine = ended.clone();
+            }
+        }
     }
 
     /// Count an attempt's outcome on `model`; when it rolls a rollout back, returns the
@@ -260,13 +278,27 @@ impl RolloutBook {
         None
     }
 
+    /// Write a rollout's end decided here (a rollback), unless the store already holds a
+    /// later rollout of the route (started on another replica meanwhile). A failed write is
+    /// tried again by the next [`RolloutBook::refresh`].
     pub async fn persist(&self, rollout: &Rollout) {
+        let newer = match self.store.load_rollouts().await {
+            Ok(rows) => rows
+                .iter()
+                .filter_map(|b| serde_json::from_str::<Rollout>(b).ok())
+                .any(|r| r.route == rollout.route && r.started_at_ms > rollout.started_at_ms),
+            Err(_) => false,
+        };
+        if newer {
+            return;
+        }
         if let Err(e) = self
             .store
             .save_rollout(&rollout.route, &to_json(rollout))
             .await
         {
-            tracing::error!(error = %e, route = %rollout.route, "cannot save the rollout state");
+            tracing::error!(error = %e, route = %rollout.route,
+                "cannot save the rollout state; tried again within a second");
         }
     }
 }

@@ -17,11 +17,15 @@ pub use propagation::request_span;
 
 use llmrr_core::config::{LogFormat, TelemetryConfig};
 use llmrr_core::{Error, Result};
+use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+/// Log lines the background writer holds at most (about 16 MiB of access lines).
+const LOG_BUFFER_LINES: usize = 16_384;
 
 /// How the process logs.
 #[derive(Debug, Clone)]
@@ -93,8 +97,18 @@ pub fn install(logging: &Logging, traces: Option<&TelemetryConfig>) -> Result<Te
             llmrr_core::spans::TARGET
         ))
     });
+    // Spans reach the log only when RUST_LOG names their target.
+    let spans_in_log =
+        std::env::var("RUST_LOG").is_ok_and(|v| v.contains(llmrr_core::spans::TARGET));
+    let filter = filter.and(filter_fn(move |m| {
+        spans_in_log || m.target() != llmrr_core::spans::TARGET
+    }));
     let (writer, guard) = if logging.background {
-        let (w, g) = tracing_appender::non_blocking(std::io::stderr());
+        // Lines past the buffer (a stalled log pipe) are dropped, not waited for.
+        let (w, g) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .buffered_lines_limit(LOG_BUFFER_LINES)
+            .lossy(true)
+            .finish(std::io::stderr());
         (BoxMakeWriter::new(w), Some(g))
     } else {
         (BoxMakeWriter::new(std::io::stderr), None)

@@ -10,9 +10,16 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 struct Headers<'a>(&'a HeaderMap);
 
+/// The longest `tracestate` continued (the W3C limit is 32 entries; longer ones are dropped
+/// rather than carried to every upstream).
+const MAX_TRACESTATE: usize = 512;
+/// The longest user agent kept on a span.
+const MAX_USER_AGENT: usize = 256;
+
 impl Extractor for Headers<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        let v = self.0.get(key).and_then(|v| v.to_str().ok())?;
+        (key != "tracestate" || v.len() <= MAX_TRACESTATE).then_some(v)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -34,7 +41,8 @@ pub fn request_span(method: &Method, route: &str, headers: &HeaderMap) -> Span {
         client.request_id = Empty,
         user_agent.original = headers
             .get(axum::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok()),
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.get(..MAX_USER_AGENT).unwrap_or(ua)),
     );
     if span.is_disabled() {
         return span;

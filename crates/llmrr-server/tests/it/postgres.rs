@@ -76,7 +76,8 @@ async fn the_store_reaches_postgres_over_tls() {
         shared.drop().await;
         return;
     }
-    let url = format!("{}?sslmode=require", shared.url);
+    let sep = if shared.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}sslmode=require", shared.url);
     let store = llmrr_core::store::Store::connect(&url)
         .await
         .expect("the store connects over TLS and migrates");

@@ -338,3 +338,80 @@ async fn a_fallback_and_a_stream_are_traced_attempt_by_attempt() {
     assert_eq!(int(call, "llmrr.status"), 404);
     assert!(!text(call, "error.type").is_empty());
 }
+
+/// One access line per request, whatever answers it: a refused key, a stream (when it ends),
+/// a cache hit, the models list; a cache hit's call span says so.
+#[tokio::test(flavor = "current_thread")]
+async fn every_request_gets_one_access_line() {
+    let traced = traced();
+    let (gw, _mock) = start_with("[cache]\nmode = \"exact\"\n", ENV).await;
+    let access = |traced: &Traced| -> Vec<Value> {
+        traced
+            .lines
+            .json()
+            .into_iter()
+            .filter(|l| l["target"] == "llmrr::access")
+            .collect()
+    };
+
+    let resp = post(
+        &gw,
+        "/v1/chat/completions",
+        Some("sk-not-a-key-0000000000"),
+        chat_body("o-ok", "x"),
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    let lines = access(&traced);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["status"], 401);
+    assert_eq!(lines[0]["route"], "/v1/chat/completions");
+    assert_eq!(lines[0]["method"], "POST");
+    assert!(!lines[0].to_string().contains("sk-not-a-key"));
+
+    let mut body = chat_body("o-ok", "stream once");
+    body["stream"] = json!(true);
+    let resp = post(&gw, "/v1/chat/completions", Some(MASTER), body).await;
+    sse_data(resp).await;
+    rows_once(&gw, 1).await;
+    let lines = access(&traced);
+    assert_eq!(
+        lines.len(),
+        2,
+        "a stream is one line, when it ends: {lines:?}"
+    );
+    assert_eq!(lines[1]["stream"], true);
+    assert_eq!(lines[1]["status"], 200);
+
+    let mut det = chat_body("o-ok", "cache me");
+    det["temperature"] = json!(0);
+    for _ in 0..2 {
+        let resp = post(&gw, "/v1/chat/completions", Some(MASTER), det.clone()).await;
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.expect("body");
+    }
+    rows_once(&gw, 3).await;
+    let lines = access(&traced);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[2]["cache"], "miss");
+    assert_eq!(lines[3]["cache"], "hit");
+    assert_eq!(lines[3]["cost_usd"], "0");
+    let spans = traced.spans_with("chat o-ok").await;
+    let hit = spans
+        .iter()
+        .filter(|s| s.name == "chat o-ok")
+        .find(|s| attr(s, "llmrr.cache").is_some_and(|v| v.as_str() == "hit"))
+        .expect("the hit's call span");
+    assert_eq!(int(hit, "llmrr.status"), 200);
+
+    let models = client()
+        .get(format!("{}/v1/models", gw.url))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .expect("models");
+    assert_eq!(models.status(), 200);
+    let lines = access(&traced);
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines[4]["route"], "/v1/models");
+}
