@@ -18,7 +18,7 @@ key="sk-bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export LLMRR_MASTER_KEY=$key BENCH_UPSTREAM_KEY=sk-dummy-not-a-real-key
 
 if [[ ${PART:-1} == 1 ]]; then
-    ulimit -n 65536
+    ulimit -n "$(ulimit -Hn)"   # two descriptors a stream, in each process
     for n in ${STREAMS:-1000 3000}; do
         rm -f "$out"/llmrr.db*
         "$bin" serve --config "$here/streams.toml" 2>"$out/streams-$n.log" &

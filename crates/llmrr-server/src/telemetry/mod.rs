@@ -17,7 +17,6 @@ pub use propagation::request_span;
 
 use llmrr_core::config::{LogFormat, TelemetryConfig};
 use llmrr_core::{Error, Result};
-use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
@@ -60,6 +59,19 @@ impl Telemetry {
     }
 }
 
+/// The log's filter: `RUST_LOG`, else `default`. The request path's spans are for traces: the
+/// log names them only when `RUST_LOG` does. (Only directives: a filter function would make
+/// every callsite of every crate evaluated at each hit instead of once.)
+fn log_filter(rust_log: Option<&str>, default: &str) -> EnvFilter {
+    let spans_off = format!("{}=off", llmrr_core::spans::TARGET);
+    match rust_log.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) if v.contains(llmrr_core::spans::TARGET) => EnvFilter::new(v),
+        Some(v) => EnvFilter::try_new(format!("{v},{spans_off}"))
+            .unwrap_or_else(|_| EnvFilter::new(format!("{default},{spans_off}"))),
+        None => EnvFilter::new(format!("{default},{spans_off}")),
+    }
+}
+
 /// The log's layer: `text` (colours when `ansi`) or `json` (one flat object per event: time,
 /// level, target, the event's fields).
 pub fn log_layer<S>(
@@ -88,21 +100,10 @@ where
 /// Install the process's subscriber: the log, and the trace exporter when `traces` has an
 /// endpoint. Call once, inside the Tokio runtime (the exporters run on it).
 pub fn install(logging: &Logging, traces: Option<&TelemetryConfig>) -> Result<Telemetry> {
-    // The request path's spans are for traces; the text log names them only when RUST_LOG
-    // asks.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "{},{}=off",
-            logging.default_filter,
-            llmrr_core::spans::TARGET
-        ))
-    });
-    // Spans reach the log only when RUST_LOG names their target.
-    let spans_in_log =
-        std::env::var("RUST_LOG").is_ok_and(|v| v.contains(llmrr_core::spans::TARGET));
-    let filter = filter.and(filter_fn(move |m| {
-        spans_in_log || m.target() != llmrr_core::spans::TARGET
-    }));
+    let filter = log_filter(
+        std::env::var("RUST_LOG").ok().as_deref(),
+        &logging.default_filter,
+    );
     let (writer, guard) = if logging.background {
         // Lines past the buffer (a stalled log pipe) are dropped, not waited for.
         let (w, g) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -134,4 +135,27 @@ pub fn install(logging: &Logging, traces: Option<&TelemetryConfig>) -> Result<Te
         provider,
         _writer: guard,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn spans_stay_out_of_the_log_unless_rust_log_names_them() {
+        let off = format!("{}=off", llmrr_core::spans::TARGET);
+        for (rust_log, has_off) in [
+            (None, true),
+            (Some(""), true),
+            (Some("info"), true),
+            (Some("debug,hyper=warn"), true),
+            (Some("info,llmrr::span=debug"), false),
+        ] {
+            let filter = log_filter(rust_log, "info").to_string();
+            assert_eq!(filter.contains(&off), has_off, "{rust_log:?}: {filter}");
+        }
+        assert!(log_filter(Some("info,llmrr::span=debug"), "info")
+            .to_string()
+            .contains("llmrr::span=debug"));
+    }
 }

@@ -9,7 +9,7 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing::Subscriber;
-use tracing_subscriber::filter::{filter_fn, FilterExt, Targets};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
@@ -81,13 +81,15 @@ where
     T: opentelemetry::trace::Tracer + Send + Sync + 'static,
     T::Span: Send + Sync,
 {
-    let spans = Targets::new().with_target(llmrr_core::spans::TARGET, tracing::Level::TRACE);
-    let warnings = filter_fn(|m| m.is_event() && *m.level() <= tracing::Level::WARN);
+    // Targets, not a filter function: each callsite's interest is decided once.
+    let spans_and_warnings = Targets::new()
+        .with_target(llmrr_core::spans::TARGET, tracing::Level::TRACE)
+        .with_default(tracing::Level::WARN);
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_tracked_inactivity(false)
         .with_threads(false)
-        .with_filter(spans.or(warnings))
+        .with_filter(spans_and_warnings)
 }
 
 #[cfg(test)]
