@@ -105,6 +105,17 @@ pub async fn shed(State(state): State<AppState>, req: Request, next: Next) -> Re
         if let Ok(v) = HeaderValue::from_str(&id) {
             resp.headers_mut().insert(crate::auth::REQUEST_ID, v);
         }
+        if state.gateway.access_log() {
+            llmrr_core::request_log::access::without_call(
+                &id,
+                None,
+                req.method().as_str(),
+                req.uri().path(),
+                503,
+                None,
+                0.0,
+            );
+        }
         return resp;
     };
     let resp = next.run(req).await;

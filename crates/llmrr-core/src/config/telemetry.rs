@@ -94,10 +94,13 @@ pub(super) fn telemetry(raw: RawTelemetry, env: &Env) -> Result<TelemetryConfig>
             ));
         }
     }
+    // The environment's protocol only matters where traces are exported (another SDK's
+    // `http/json` in a shared environment must not stop a server that exports nothing).
     let (protocol, path) = match raw.otlp_protocol {
         Some(p) => (Some(p), "telemetry.otlp_protocol"),
         None => (
-            env.get("OTEL_EXPORTER_OTLP_PROTOCOL"),
+            env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                .filter(|_| otlp_endpoint.is_some()),
             "OTEL_EXPORTER_OTLP_PROTOCOL",
         ),
     };

@@ -647,6 +647,7 @@ impl Gateway {
             id: format!("{}_embed", ctx.id),
             started,
             api: None,
+            sub_call: true,
             ..ctx.clone()
         };
         let call = Call::Embeddings(req);

@@ -144,6 +144,7 @@ impl Gateway {
             // The step's row: its own call's time, not the cascade's whole.
             let step = RequestContext {
                 id: format!("{}.{}", ctx.id, n + 1),
+                sub_call: true,
                 started: Instant::now()
                     .checked_sub(r.upstream)
                     .unwrap_or(ctx.started)

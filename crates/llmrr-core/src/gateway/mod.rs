@@ -139,6 +139,9 @@ pub struct RequestContext {
     /// Set when the gateway takes the request: its access line comes with its log row, when
     /// the call ends (the server writes one for every other request).
     pub taken: Arc<std::sync::atomic::AtomicBool>,
+    /// A sub-call of a request (a cascade's escalated step, the semantic cache's embedding):
+    /// its row goes to the request log only, not onto the request's span or access line.
+    pub sub_call: bool,
 }
 
 impl RequestContext {
@@ -155,6 +158,7 @@ impl RequestContext {
             client_request_id: None,
             span: tracing::Span::none(),
             taken: Arc::default(),
+            sub_call: false,
         }
     }
 
@@ -780,7 +784,7 @@ impl Gateway {
     /// cache's embedding: ids `<id>.N`, `<id>_embed`) only go to the log.
     fn log_row(&self, ctx: &RequestContext, row: LogRow) {
         let row = row.sanitized();
-        if row.id != ctx.id {
+        if ctx.sub_call {
             self.inner.log.append(row);
             return;
         }

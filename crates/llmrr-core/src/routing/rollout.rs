@@ -117,6 +117,8 @@ struct Counts {
 pub struct RolloutBook {
     store: Store,
     inner: Mutex<HashMap<String, (Rollout, Counts)>>,
+    /// When a failed write was last logged (retried every second: logged once a minute).
+    write_error_logged: Mutex<Option<std::time::Instant>>,
 }
 
 impl RolloutBook {
@@ -124,6 +126,7 @@ impl RolloutBook {
         let book = RolloutBook {
             store,
             inner: Mutex::new(HashMap::new()),
+            write_error_logged: Mutex::new(None),
         };
         book.refresh().await?;
         Ok(book)
@@ -297,8 +300,15 @@ impl RolloutBook {
             .save_rollout(&rollout.route, &to_json(rollout))
             .await
         {
-            tracing::error!(error = %e, route = %rollout.route,
-                "cannot save the rollout state; tried again within a second");
+            let mut last = self
+                .write_error_logged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+                *last = Some(std::time::Instant::now());
+                tracing::error!(error = %e, route = %rollout.route,
+                    "cannot save the rollout state; tried again every second");
+            }
         }
     }
 }

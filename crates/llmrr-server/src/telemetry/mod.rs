@@ -64,8 +64,14 @@ impl Telemetry {
 /// every callsite of every crate evaluated at each hit instead of once.)
 fn log_filter(rust_log: Option<&str>, default: &str) -> EnvFilter {
     let spans_off = format!("{}=off", llmrr_core::spans::TARGET);
+    let names_spans = |v: &str| {
+        v.split(',').any(|d| {
+            let target = d.trim().split(['=', '[']).next().unwrap_or("");
+            target == llmrr_core::spans::TARGET
+        })
+    };
     match rust_log.map(str::trim).filter(|v| !v.is_empty()) {
-        Some(v) if v.contains(llmrr_core::spans::TARGET) => EnvFilter::new(v),
+        Some(v) if names_spans(v) => EnvFilter::new(v),
         Some(v) => EnvFilter::try_new(format!("{v},{spans_off}"))
             .unwrap_or_else(|_| EnvFilter::new(format!("{default},{spans_off}"))),
         None => EnvFilter::new(format!("{default},{spans_off}")),
@@ -150,6 +156,7 @@ mod tests {
             (Some("info"), true),
             (Some("debug,hyper=warn"), true),
             (Some("info,llmrr::span=debug"), false),
+            (Some("info,llmrr::spans_x=debug"), true),
         ] {
             let filter = log_filter(rust_log, "info").to_string();
             assert_eq!(filter.contains(&off), has_off, "{rust_log:?}: {filter}");

@@ -23,7 +23,6 @@ mod request_log;
 mod responses;
 mod routing;
 mod smart_routing;
-mod traces;
 
 use llmrr_testkit::harness::StoreChoice;
 use llmrr_testkit::{MockProvider, TestGateway};
