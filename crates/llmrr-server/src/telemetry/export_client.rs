@@ -4,32 +4,10 @@
 
 use llmrr_core::{Error, Result};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 /// The largest collector answer read (its partial-success message).
 const MAX_ANSWER: usize = 1 << 20;
-
-/// Unix seconds of the last warning about a failed export (at most one a minute).
-static LAST_WARNING: AtomicI64 = AtomicI64::new(0);
-
-/// A failed export, in the log at most once a minute (the exporter drops the batch).
-fn warn_export_failed(why: &str) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let last = LAST_WARNING.load(Ordering::Relaxed);
-    if now - last >= 60
-        && LAST_WARNING
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        tracing::warn!(
-            error = why,
-            "traces: an export to the collector failed; its spans are lost"
-        );
-    }
-}
 
 #[derive(Debug)]
 pub(super) struct ExportClient {
@@ -76,16 +54,7 @@ impl HttpClient for ExportClient {
             }
             Ok::<_, reqwest::Error>((status, headers, Bytes::from(body)))
         });
-        let sent = sent.await?;
-        let failed = match &sent {
-            Ok((status, _, _)) if status.is_success() => None,
-            Ok((status, _, _)) => Some(format!("the collector answered {status}")),
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(why) = failed {
-            warn_export_failed(&why);
-        }
-        let (status, headers, body) = sent?;
+        let (status, headers, body) = sent.await??;
         let mut resp = Response::new(body);
         *resp.status_mut() = status;
         *resp.headers_mut() = headers;

@@ -6,8 +6,10 @@ use llmrr_core::config::{OtlpProtocol, TelemetryConfig};
 use llmrr_core::{Error, Result};
 use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
+use std::sync::atomic::{AtomicI64, Ordering};
 use tracing::Subscriber;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::registry::LookupSpan;
@@ -28,7 +30,7 @@ pub fn tracer_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider> {
             format!("the OTLP exporter cannot start: {e}"),
         )
     };
-    let exporter = match config.otlp_protocol {
+    let exporter = Reported(match config.otlp_protocol {
         OtlpProtocol::Http => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_endpoint(traces_url(endpoint))
@@ -50,7 +52,7 @@ pub fn tracer_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider> {
             };
             builder.build().map_err(failed)?
         }
-    };
+    });
     let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio)));
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
@@ -61,6 +63,47 @@ pub fn tracer_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider> {
                 .build(),
         )
         .build())
+}
+
+/// An exporter whose failures are logged (at most once a minute): the SDK's own logs are
+/// compiled out, and a dropped batch must not go unnoticed.
+#[derive(Debug)]
+struct Reported<E>(E);
+
+/// Unix seconds of the last warning about a failed export.
+static LAST_WARNING: AtomicI64 = AtomicI64::new(0);
+
+impl<E: SpanExporter> SpanExporter for Reported<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let exported = self.0.export(batch).await;
+        if let Err(e) = &exported {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let last = LAST_WARNING.load(Ordering::Relaxed);
+            if now - last >= 60
+                && LAST_WARNING
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                // Outside any span (the exporter's own thread): never exported itself.
+                tracing::warn!(error = %e, "traces: an export to the collector failed; its spans are lost");
+            }
+        }
+        exported
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
 }
 
 /// OTLP/HTTP's traces URL under a collector's base URL (kept as is when it already names it,
