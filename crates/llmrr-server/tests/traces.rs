@@ -183,6 +183,16 @@ async fn send(
     (resp, id)
 }
 
+/// A chat to `model` under a new trace, answered 200 and read: its trace id and request id.
+async fn chat_ok(gw: &TestGateway, model: &str) -> (String, String) {
+    let (trace, parent) = new_trace();
+    let body = chat_body(model, "hi");
+    let (resp, id) = send(gw, "/v1/chat/completions", MASTER, &parent, body).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.expect("body");
+    (trace, id)
+}
+
 fn chat_body(model: &str, text: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }
@@ -331,17 +341,7 @@ async fn a_fallback_and_a_stream_are_traced_attempt_by_attempt() {
         "[[routes]]\nname = \"next\"\nstrategy = \"capability-match\"\nmodels = [\"o-401\", \"o-ok\"]\n",
     )
     .await;
-    let (trace, parent) = new_trace();
-    let (resp, _) = send(
-        &gw,
-        "/v1/chat/completions",
-        MASTER,
-        &parent,
-        chat_body("next", "hi"),
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
-    resp.bytes().await.expect("body");
+    let (trace, _) = chat_ok(&gw, "next").await;
     let spans = traced.spans_with(&trace, "chat next").await;
     let call = one(&spans, "chat next");
     assert_eq!(text(call, "gen_ai.response.model"), "o-ok");
@@ -485,17 +485,7 @@ async fn every_request_gets_one_access_line() {
         "[[routes]]\nname = \"c\"\nstrategy = \"cascade\"\nmodels = [\"o-ok\", \"cheap-empty\"]\n",
     )
     .await;
-    let (trace, parent) = new_trace();
-    let (resp, id) = send(
-        &gw,
-        "/v1/chat/completions",
-        MASTER,
-        &parent,
-        chat_body("c", "hi"),
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
-    resp.bytes().await.expect("body");
+    let (trace, id) = chat_ok(&gw, "c").await;
     let spans = traced.spans_with(&trace, "chat c").await;
     let call = one(&spans, "chat c");
     assert_eq!(text(call, "gen_ai.response.model"), "o-ok");
