@@ -207,12 +207,19 @@ impl RolloutBook {
                 ));
             }
         }
-        self.store
-            .save_rollout(&rollout.route, &to_json(&rollout))
-            .await?;
+        if !self.save(&rollout).await? {
+            return Err(changed_elsewhere(&rollout.route));
+        }
         self.lock()
             .insert(rollout.route.clone(), (rollout.clone(), Counts::default()));
         Ok(rollout)
+    }
+
+    /// Write `rollout` unless the store holds a later rollout of its route (`false`).
+    async fn save(&self, rollout: &Rollout) -> Result<bool> {
+        self.store
+            .save_rollout(&rollout.route, rollout.started_at_ms, &to_json(rollout))
+            .await
     }
 
     /// Abort: traffic goes back to `from` at once. Written to the store first: a failed write
@@ -230,7 +237,9 @@ impl RolloutBook {
         updated.state = RolloutState::Aborted;
         updated.ended_at_ms = Some(crate::store::now_ms());
         updated.reason = Some("aborted through the admin API".into());
-        self.store.save_rollout(route, &to_json(&updated)).await?;
+        if !self.save(&updated).await? {
+            return Err(changed_elsewhere(route));
+        }
         self.ended(&updated);
         Ok(updated)
     }
@@ -285,21 +294,8 @@ impl RolloutBook {
     /// later rollout of the route (started on another replica meanwhile). A failed write is
     /// tried again by the next [`RolloutBook::refresh`].
     pub async fn persist(&self, rollout: &Rollout) {
-        let newer = match self.store.load_rollouts().await {
-            Ok(rows) => rows
-                .iter()
-                .filter_map(|b| serde_json::from_str::<Rollout>(b).ok())
-                .any(|r| r.route == rollout.route && r.started_at_ms > rollout.started_at_ms),
-            Err(_) => false,
-        };
-        if newer {
-            return;
-        }
-        if let Err(e) = self
-            .store
-            .save_rollout(&rollout.route, &to_json(rollout))
-            .await
-        {
+        // Not written when the store holds a later rollout (started on another replica).
+        if let Err(e) = self.save(rollout).await {
             let mut last = self
                 .write_error_logged
                 .lock()
@@ -311,6 +307,17 @@ impl RolloutBook {
             }
         }
     }
+}
+
+/// A write refused because another replica started a later rollout of `route` meanwhile.
+fn changed_elsewhere(route: &str) -> Error {
+    Error::invalid(
+        format!(
+            "the rollout of `{route}` was changed by another replica a moment ago: \
+             look again (GET /admin/rollouts)"
+        ),
+        Some("route".into()),
+    )
 }
 
 fn to_json(r: &Rollout) -> String {
@@ -381,5 +388,38 @@ mod tests {
             reloaded.get("auto").map(|r| r.state),
             Some(RolloutState::RolledBack)
         );
+    }
+
+    /// Two replicas' books on one store: the end of an older rollout, written late, never
+    /// replaces a later one; an abort of the older one is refused, and each book takes in the
+    /// later rollout on its next refresh.
+    #[tokio::test]
+    async fn an_older_rollout_never_replaces_a_later_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/r.db", dir.path().display());
+        let store = Store::connect(&url).await.expect("store");
+        let a = RolloutBook::load(store.clone()).await.expect("a");
+        let b = RolloutBook::load(store.clone()).await.expect("b");
+        let mut first = rollout();
+        first.started_at_ms = crate::store::now_ms() - 10_000;
+        a.start(first.clone()).await.expect("first");
+        b.refresh().await.expect("b sees it");
+        // A ends it and starts a later one; B has not looked yet.
+        a.abort("auto").await.expect("abort");
+        let mut later = rollout();
+        later.started_at_ms = crate::store::now_ms();
+        a.start(later.clone()).await.expect("later");
+        let refused = b.abort("auto").await;
+        assert!(
+            refused.is_err(),
+            "B's abort of the older rollout is refused"
+        );
+        let mut rolled_back = first.clone();
+        rolled_back.state = RolloutState::RolledBack;
+        b.persist(&rolled_back).await;
+        let stored = RolloutBook::load(store.clone()).await.expect("stored");
+        assert_eq!(stored.get("auto"), Some(later.clone()));
+        b.refresh().await.expect("refresh");
+        assert_eq!(b.get("auto"), Some(later));
     }
 }

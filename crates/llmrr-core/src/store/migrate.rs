@@ -203,6 +203,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     );
     CREATE INDEX feedback_created ON feedback (created_at_ms)",
     ),
+    (
+        11,
+        "rollouts: start time, so that an older rollout never replaces a later one",
+        "ALTER TABLE rollouts ADD COLUMN started_at_ms BIGINT NOT NULL DEFAULT 0",
+    ),
 ];
 
 /// Postgres: an advisory lock so that replicas starting together migrate one at a time.
