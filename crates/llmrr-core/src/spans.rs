@@ -89,8 +89,14 @@ pub struct Sampling {
     pub max_tokens: Option<u32>,
 }
 
-/// The client span of one attempt on one model.
-pub fn attempt(spec: &ModelSpec, endpoint: Endpoint, number: u32, sampling: Sampling) -> Span {
+/// The client span of one attempt on one model; `sampling` is read only when the span is
+/// recorded.
+pub fn attempt(
+    spec: &ModelSpec,
+    endpoint: Endpoint,
+    number: u32,
+    sampling: impl FnOnce() -> Sampling,
+) -> Span {
     let op = operation(endpoint);
     let span = tracing::info_span!(target: TARGET, "llmrr.attempt",
         otel.name = Empty,
@@ -99,9 +105,9 @@ pub fn attempt(spec: &ModelSpec, endpoint: Endpoint, number: u32, sampling: Samp
         gen_ai.operation.name = op,
         gen_ai.provider.name = provider_name(spec.provider.as_str()),
         gen_ai.request.model = spec.upstream_model.as_str(),
-        gen_ai.request.temperature = sampling.temperature,
-        gen_ai.request.top_p = sampling.top_p,
-        gen_ai.request.max_tokens = sampling.max_tokens.map(i64::from),
+        gen_ai.request.temperature = Empty,
+        gen_ai.request.top_p = Empty,
+        gen_ai.request.max_tokens = Empty,
         gen_ai.response.model = spec.upstream_model.as_str(),
         gen_ai.usage.input_tokens = Empty,
         gen_ai.usage.output_tokens = Empty,
@@ -111,7 +117,14 @@ pub fn attempt(spec: &ModelSpec, endpoint: Endpoint, number: u32, sampling: Samp
         llmrr.attempt = i64::from(number),
         error.type = Empty,
     );
-    if !span.is_disabled() && spec.provider != ProviderKind::Local {
+    if span.is_disabled() {
+        return span;
+    }
+    let asked = sampling();
+    span.record("gen_ai.request.temperature", asked.temperature);
+    span.record("gen_ai.request.top_p", asked.top_p);
+    span.record("gen_ai.request.max_tokens", asked.max_tokens.map(i64::from));
+    if spec.provider != ProviderKind::Local {
         if let Ok(url) = reqwest::Url::parse(&spec.base_url) {
             span.record("server.address", url.host_str());
             span.record("server.port", url.port_or_known_default().map(i64::from));

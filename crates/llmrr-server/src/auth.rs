@@ -89,9 +89,10 @@ fn context(
 
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
+    let client_id = client_request_id(req.headers());
     // Probes and scrapes are not traced.
     if PUBLIC_PATHS.contains(&path) || path == "/metrics" {
-        return handle(state, req, next, Arc::default()).await.0;
+        return handle(state, req, next, client_id).await.0;
     }
     let started = std::time::Instant::now();
     let matched = req
@@ -101,10 +102,8 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     let route = matched.as_ref().map_or("unmatched", |m| m.as_str());
     let method = req.method().clone();
     let span = crate::telemetry::request_span(&method, route, req.headers());
-    let client_id = client_request_id(req.headers());
-    let logged: Arc<AtomicBool> = Arc::default();
     let access_log = state.gateway.access_log();
-    let (resp, key_id) = handle(state, req, next, logged.clone())
+    let (resp, key_id, taken) = handle(state, req, next, client_id.clone())
         .instrument(span.clone())
         .await;
     let status = resp.status();
@@ -115,7 +114,7 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     }
     span.record("llmrr.request_id", id);
     // A request the gateway took gets its access line when its call ends; any other, here.
-    if access_log && !logged.load(Ordering::Relaxed) {
+    if access_log && !taken.is_some_and(|t| t.load(Ordering::Relaxed)) {
         llmrr_core::request_log::access::without_call(
             id.unwrap_or("-"),
             client_id.as_ref().and_then(|c| c.to_str().ok()),
@@ -129,15 +128,15 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     resp
 }
 
-/// Authenticate and run the request; its response and the key's id (when it has one).
+/// Authenticate and run the request: its response, the key's id (when it has one), and the
+/// flag the gateway sets when it takes the request (when it reached a handler).
 async fn handle(
     state: AppState,
     mut req: Request,
     next: Next,
-    logged: Arc<AtomicBool>,
-) -> (Response, Option<String>) {
+    client_id: Option<HeaderValue>,
+) -> (Response, Option<String>, Option<Arc<AtomicBool>>) {
     let started = tokio::time::Instant::now();
-    let client_id = client_request_id(req.headers());
     let auth = state.gateway.auth();
     let client = req
         .extensions()
@@ -165,13 +164,14 @@ async fn handle(
         }
     };
     let mut key_id = None;
+    let mut taken = None;
     let (id, mut resp) = match key.and_then(|key| context(key, started, req.headers())) {
         Ok(mut ctx) => {
             ctx.client_request_id = client_id
                 .as_ref()
                 .and_then(|c| c.to_str().ok())
                 .map(str::to_owned);
-            ctx.taken = logged;
+            taken = Some(ctx.taken.clone());
             key_id.clone_from(&ctx.key.key_id);
             let id = ctx.id.clone();
             let rate = ctx.rate.clone();
@@ -201,5 +201,5 @@ async fn handle(
         }
         resp.headers_mut().insert(REQUEST_ID, v);
     }
-    (resp, key_id)
+    (resp, key_id, taken)
 }

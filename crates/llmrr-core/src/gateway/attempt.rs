@@ -366,12 +366,9 @@ impl Gateway {
                 let share = deadline.saturating_duration_since(now) / models_left;
                 let attempt_deadline = now + share.min(entry.spec.timeout);
                 let abandoned = entry.breaker.abandon_guard(probe);
-                let span = spans::attempt(
-                    &entry.spec,
-                    call.endpoint(),
-                    attempts.count(),
-                    call.sampling(),
-                );
+                let span = spans::attempt(&entry.spec, call.endpoint(), attempts.count(), || {
+                    call.sampling()
+                });
                 let tried = self
                     .try_once(call, &entry, stream, attempt_deadline)
                     .instrument(span.clone())

@@ -105,6 +105,14 @@ fn route_header(plan: &Plan, entry: &ModelEntry, attempts: &Attempts) -> Option<
     Some(header + &skipped)
 }
 
+/// A call begins: the gateway takes the request (its access line comes with its log row) and
+/// opens its span, which the call runs in.
+fn begin(ctx: &mut RequestContext, call: &Call, stream: bool) -> tracing::Span {
+    ctx.taken.store(true, std::sync::atomic::Ordering::Relaxed);
+    ctx.span = spans::call(&ctx.id, call.endpoint(), call.model(), stream);
+    ctx.span.clone()
+}
+
 /// The request log's last flush at shutdown gets at least this long.
 const MIN_LOG_FLUSH: Duration = Duration::from_secs(1);
 /// How often each replica applies the cache purges made by others.
@@ -730,9 +738,7 @@ impl Gateway {
         valid: Result<()>,
         features: Features,
     ) -> Result<Answer> {
-        ctx.taken.store(true, std::sync::atomic::Ordering::Relaxed);
-        ctx.span = crate::spans::call(&ctx.id, call.endpoint(), call.model(), false);
-        let span = ctx.span.clone();
+        let span = begin(&mut ctx, &call, false);
         self.run_call(ctx, call, valid, features)
             .instrument(span)
             .await

@@ -11,9 +11,7 @@ impl Gateway {
         valid: Result<()>,
         features: Features,
     ) -> Result<StreamAnswer> {
-        ctx.taken.store(true, std::sync::atomic::Ordering::Relaxed);
-        ctx.span = crate::spans::call(&ctx.id, call.endpoint(), call.model(), true);
-        let span = ctx.span.clone();
+        let span = begin(&mut ctx, &call, true);
         self.run_stream_call(ctx, call, valid, features)
             .instrument(span)
             .await
