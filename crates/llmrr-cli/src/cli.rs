@@ -378,6 +378,9 @@ pub enum KeysCommand {
         /// Its limits as JSON, e.g. '{"rpm": 60, "tpm": 100000, "max_concurrent": 4}'.
         #[arg(long)]
         limits: Option<String>,
+        /// An admin key: the admin API and the whole dashboard, as the master key.
+        #[arg(long)]
+        admin: bool,
     },
     /// List keys (never their secrets).
     List,

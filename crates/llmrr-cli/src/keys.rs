@@ -58,6 +58,7 @@ pub async fn run(global: &Global, command: &KeysCommand) -> Result<()> {
             metadata,
             expires_in,
             limits,
+            admin,
         } => {
             let limits = limits
                 .as_deref()
@@ -81,7 +82,8 @@ pub async fn run(global: &Global, command: &KeysCommand) -> Result<()> {
                     metadata,
                     expires_in_secs: *expires_in,
                     limits,
-                    ..Default::default()
+                    admin: *admin,
+                    expires_at: None,
                 },
             )
             .await?;

@@ -179,6 +179,7 @@ pub async fn create_key(store: &Store, rules: &KeyRules, new: NewKey) -> Result<
             allowed_models: &new.models,
             metadata: &metadata,
             expires_at_ms,
+            admin: new.admin,
         })
         .await?;
     Ok(CreatedKey { row, key: secret })

@@ -16,10 +16,12 @@
 mod cache;
 mod create;
 mod revocation;
+mod session;
 
 pub use cache::{FAILURE_WINDOW, MAX_FAILURES_PER_MINUTE, STALE_TTL};
 pub use create::{create_key, display_prefix, new_secret, KeyRules, MAX_NAME_CHARS};
 pub use revocation::REVOCATION_POLL;
+pub use session::{NewSession, Session, SESSION_TTL};
 
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -47,11 +49,18 @@ pub struct KeyContext {
     /// `None`: every model.
     pub allowed_models: Option<HashSet<String>>,
     pub is_master: bool,
+    /// An admin key: the admin API and the dashboard, as the master key.
+    pub is_admin: bool,
     /// The secret used stops working at this time (expiry, or a rotation's grace).
     pub valid_until_ms: Option<i64>,
 }
 
 impl KeyContext {
+    /// The master key or an admin key: the admin API and the dashboard's admin pages.
+    pub fn may_administer(&self) -> bool {
+        self.is_master || self.is_admin
+    }
+
     pub fn may_use(&self, model: &str) -> bool {
         self.allowed_models
             .as_ref()
@@ -82,6 +91,7 @@ impl KeyContext {
                 team: row.owner_team,
                 tier: row.tier,
                 is_master: false,
+                is_admin: false,
                 valid_until_ms: None,
             };
         }
@@ -94,6 +104,7 @@ impl KeyContext {
             allowed_models: (!row.allowed_models.is_empty())
                 .then(|| row.allowed_models.into_iter().collect()),
             is_master: false,
+            is_admin: row.admin,
             valid_until_ms: None,
         }
     }
@@ -125,6 +136,10 @@ pub struct NewKey {
     /// Rate limits, quotas, concurrency and priority of the key (a `key:ID` limit rule).
     #[serde(default)]
     pub limits: Option<crate::limits::LimitSet>,
+    /// An admin key (`true`): may use the admin API and sign in to the dashboard as an
+    /// administrator. Otherwise the key calls models and reads its own spend.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// An RFC 3339 time or seconds from `now_ms` as Unix ms; in the past is refused.

@@ -777,6 +777,8 @@ fn cache_log_row(
         difficulty: None,
         category: None,
         prompt: None,
+        route: None,
+        reason: None,
     }
 }
 

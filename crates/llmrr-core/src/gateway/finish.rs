@@ -40,6 +40,8 @@ pub(super) struct Finish<'a> {
     pub(super) complexity: Option<crate::routing::Complexity>,
     /// What the log keeps of the prompt (routes with `log_prompts = true`).
     pub(super) logged_prompt: Option<String>,
+    /// Why the router chose the model: `strategy: reason`.
+    pub(super) reason: Option<String>,
     /// A cascade step whose answer failed the route's checks: logged as `cascade_escalated`.
     pub(super) escalated: bool,
     /// What the cascade's escalated steps spent, per model: settled on the reservation with
@@ -70,6 +72,7 @@ impl<'a> Finish<'a> {
             cache_key: None,
             complexity: None,
             logged_prompt: None,
+            reason: None,
             escalated: false,
             earlier: Vec::new(),
         }
@@ -80,6 +83,8 @@ impl<'a> Finish<'a> {
         self.route = plan.route.clone();
         self.complexity = plan.decision.complexity;
         self.logged_prompt = plan.logged_prompt.clone();
+        let d = &plan.decision;
+        self.reason = Some(format!("{}: {}", d.strategy, d.reason));
     }
 
     /// What the cache did for the request, as its log row says it.
@@ -190,6 +195,8 @@ impl Gateway {
                     .map(|c| (f64::from(c.score) * 10_000.0).round() as i64),
                 category: f.complexity.map(|c| c.category.to_owned()),
                 prompt: f.logged_prompt.take(),
+                route: f.route.as_deref().map(str::to_owned),
+                reason: f.reason.take(),
             },
         );
         cost

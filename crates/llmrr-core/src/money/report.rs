@@ -89,6 +89,10 @@ pub struct SpendReport {
     pub top_teams: Vec<Group>,
 }
 
+fn time_error(e: jiff::Error) -> crate::error::Error {
+    crate::error::Error::Internal(format!("calendar arithmetic failed: {e}"))
+}
+
 fn to_groups(rows: Vec<Breakdown>, time: bool) -> Vec<Group> {
     rows.into_iter()
         .map(|b| Group {
@@ -119,6 +123,18 @@ pub struct ForecastReport {
     pub next_7d: Forecast,
     pub next_30d: Forecast,
     pub budgets: Vec<BudgetRunOut>,
+}
+
+/// Spend today and this calendar month (in the money time zone), and where the month is
+/// heading: what it has spent plus the forecast of its remaining hours.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outlook {
+    pub scope: String,
+    pub today_usd: String,
+    pub month_usd: String,
+    pub month_forecast: Forecast,
+    /// Month to date plus the forecast's expected spend for the rest of the month.
+    pub month_expected_usd: f64,
 }
 
 /// History the forecast learns from.
@@ -179,6 +195,44 @@ impl Money {
             top_keys: top(GroupBy::Key).await?,
             top_users: top(GroupBy::User).await?,
             top_teams: top(GroupBy::Team).await?,
+        })
+    }
+
+    /// Spend today, this month, and the month's forecast, for `scope`.
+    pub async fn outlook(&self, scope: &Scope) -> Result<Outlook> {
+        let now = self.now();
+        let zoned = now.to_zoned(self.time_zone().clone());
+        let day = zoned.start_of_day().map_err(time_error)?;
+        let month = zoned
+            .first_of_month()
+            .and_then(|m| m.start_of_day())
+            .map_err(time_error)?;
+        let next_month = month
+            .checked_add(jiff::Span::new().months(1))
+            .map_err(time_error)?;
+        let spent = |from: i64| {
+            let q = SpendQuery {
+                from_ms: from,
+                to_ms: now.as_millisecond() + 1,
+                scope: scope.clone(),
+                group_by: None,
+                tz_offset_ms: 0,
+                limit: 1,
+            };
+            async move { self.store().spend_totals(&q).await.map(|t| t.cost_pusd) }
+        };
+        let today = spent(day.timestamp().as_millisecond()).await?;
+        let month_to_date = spent(month.timestamp().as_millisecond()).await?;
+        let left_ms = next_month.timestamp().as_millisecond() - now.as_millisecond();
+        let hours_left = (left_ms as f64 / 3_600_000.0).ceil().max(1.0) as u32;
+        let (series, weekday) = self.hourly_series(scope).await?;
+        let month_forecast = forecast::forecast(&series, weekday, hours_left);
+        Ok(Outlook {
+            scope: scope.to_string(),
+            today_usd: usd(today),
+            month_usd: usd(month_to_date),
+            month_expected_usd: usd_f64(month_to_date) + month_forecast.expected_usd,
+            month_forecast,
         })
     }
 

@@ -160,6 +160,8 @@ mod tests {
             difficulty: None,
             category: None,
             prompt: None,
+            route: None,
+            reason: None,
         }
     }
 

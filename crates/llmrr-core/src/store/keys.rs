@@ -25,6 +25,8 @@ pub struct KeyRow {
     pub previous_valid_until_ms: Option<i64>,
     /// When the key was last used (written every few seconds, not per request).
     pub last_used_at_ms: Option<i64>,
+    /// An admin key may use the admin API and the dashboard as the master key does.
+    pub admin: bool,
     /// The stored model list is not readable (corrupt): the key must fail closed.
     #[serde(skip)]
     pub allowed_models_unreadable: bool,
@@ -41,11 +43,15 @@ pub struct NewKeyRow<'a> {
     pub allowed_models: &'a [String],
     pub metadata: &'a serde_json::Value,
     pub expires_at_ms: Option<i64>,
+    pub admin: bool,
 }
 
 const COLUMNS: &str = "id, name, key_prefix, owner_user, owner_team, tier, allowed_models, \
                        metadata, created_at_ms, revoked_at_ms, expires_at_ms, \
-                       previous_valid_until_ms, last_used_at_ms";
+                       previous_valid_until_ms, last_used_at_ms, role";
+
+/// The `role` column of an admin key (none: a key that calls models and reads its own spend).
+const ADMIN_ROLE: &str = "admin";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<KeyRow> {
     let models: String = row.try_get("allowed_models")?;
@@ -66,6 +72,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<KeyRow> {
         expires_at_ms: row.try_get("expires_at_ms")?,
         previous_valid_until_ms: row.try_get("previous_valid_until_ms")?,
         last_used_at_ms: row.try_get("last_used_at_ms")?,
+        admin: row.try_get::<Option<String>, _>("role")?.as_deref() == Some(ADMIN_ROLE),
     })
 }
 
@@ -75,8 +82,8 @@ impl Store {
         let models = serde_json::to_string(k.allowed_models).unwrap_or_else(|_| "[]".into());
         sqlx::query(
             "INSERT INTO api_keys (id, name, key_hash, key_prefix, owner_user, owner_team, \
-             tier, allowed_models, metadata, created_at_ms, revoked_at_ms, expires_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)",
+             tier, allowed_models, metadata, created_at_ms, revoked_at_ms, expires_at_ms, role) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12)",
         )
         .bind(k.id)
         .bind(k.name)
@@ -89,6 +96,7 @@ impl Store {
         .bind(k.metadata.to_string())
         .bind(created)
         .bind(k.expires_at_ms)
+        .bind(k.admin.then_some(ADMIN_ROLE))
         .execute(&self.pool)
         .await?;
         Ok(KeyRow {
@@ -105,6 +113,7 @@ impl Store {
             expires_at_ms: k.expires_at_ms,
             previous_valid_until_ms: None,
             last_used_at_ms: None,
+            admin: k.admin,
             allowed_models_unreadable: false,
         })
     }

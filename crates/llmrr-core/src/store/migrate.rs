@@ -208,6 +208,21 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "rollouts: start time, so that an older rollout never replaces a later one",
         "ALTER TABLE rollouts ADD COLUMN started_at_ms BIGINT NOT NULL DEFAULT 0",
     ),
+    (
+        12,
+        "the dashboard: admin keys, sign-in sessions, and each request's routing explanation",
+        "ALTER TABLE api_keys ADD COLUMN role TEXT;
+    ALTER TABLE request_log ADD COLUMN route TEXT;
+    ALTER TABLE request_log ADD COLUMN reason TEXT;
+    CREATE TABLE ui_sessions (
+        id_hash TEXT PRIMARY KEY,
+        key_id TEXT,
+        csrf TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        expires_at_ms BIGINT NOT NULL
+    );
+    CREATE INDEX ui_sessions_expiry ON ui_sessions (expires_at_ms)",
+    ),
 ];
 
 /// Postgres: an advisory lock so that replicas starting together migrate one at a time.

@@ -12,9 +12,11 @@ mod ledger;
 mod limits;
 mod migrate;
 mod request_log;
+mod request_query;
 mod responses;
 mod rollouts;
 mod spend;
+mod ui_sessions;
 
 pub use cache_purges::CACHE_PURGES_KEPT_MS;
 pub use cache_requests::{CacheRequest, WarmCandidate};
@@ -23,8 +25,10 @@ pub use feedback::FeedbackRow;
 pub use keys::{KeyRow, NewKeyRow};
 pub use ledger::{LedgerRow, PICOS_PER_USD};
 pub use request_log::{LogRow, MAX_TEXT_BYTES};
+pub use request_query::{RequestFilter, TrafficSummary};
 pub use responses::StoredResponse;
 pub use spend::{Breakdown, GroupBy, SpendQuery, SpendTotals};
+pub use ui_sessions::SessionRow;
 
 use crate::error::{Error, Result};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -2,7 +2,6 @@
 
 use super::{Backend, Store};
 use crate::error::Result;
-use sqlx::Row;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -44,16 +43,21 @@ pub struct LogRow {
     /// What the difficulty scorer read of the prompt (JSON, see `routing::feedback`), only
     /// for routes with `log_prompts = true`: what `llmrr router train --from-log` learns from.
     pub prompt: Option<String>,
+    /// The route the request named, when it named one.
+    pub route: Option<String>,
+    /// Why the router chose the model (the strategy and its reason), when it chose one.
+    pub reason: Option<String>,
 }
 
-const COLUMNS: &str = "id, created_at_ms, endpoint, key_id, user_id, team_id, requested_model, \
+pub(super) const COLUMNS: &str =
+    "id, created_at_ms, endpoint, key_id, user_id, team_id, requested_model, \
      model, provider, stream, status, error_type, prompt_tokens, completion_tokens, \
      usage_estimated, latency_us, ttft_us, upstream_us, cost_usd, unpriced, cache, cache_key, \
-     difficulty, category, prompt";
+     difficulty, category, prompt, route, reason";
 
-/// Columns per row, and rows per statement: 25 x 64 = 1600 parameters, well under SQLite's
+/// Columns per row, and rows per statement: 27 x 64 = 1728 parameters, well under SQLite's
 /// (32766) and Postgres's (65535) limits.
-const COLUMN_COUNT: usize = 25;
+const COLUMN_COUNT: usize = 27;
 const ROWS_PER_STATEMENT: usize = 64;
 
 /// Longest text kept in a column of the log (bytes, cut on a char boundary). A model name or
@@ -80,11 +84,15 @@ impl LogRow {
             &mut self.provider,
             &mut self.error_type,
             &mut self.category,
+            &mut self.route,
         ]
         .into_iter()
         .flatten()
         {
             sanitize(text);
+        }
+        if let Some(reason) = &mut self.reason {
+            sanitize_to(reason, MAX_REASON_BYTES);
         }
         self
     }
@@ -92,13 +100,20 @@ impl LogRow {
 
 /// Control characters become U+FFFD; the text is cut to [`MAX_TEXT_BYTES`] with a `…`.
 pub fn sanitize(text: &mut String) {
-    if text.len() <= MAX_TEXT_BYTES && !text.chars().any(char::is_control) {
+    sanitize_to(text, MAX_TEXT_BYTES);
+}
+
+/// Longest routing explanation kept (bytes).
+const MAX_REASON_BYTES: usize = 1024;
+
+fn sanitize_to(text: &mut String, max: usize) {
+    if text.len() <= max && !text.chars().any(char::is_control) {
         return;
     }
-    let mut clean = String::with_capacity(text.len().min(MAX_TEXT_BYTES));
+    let mut clean = String::with_capacity(text.len().min(max));
     for c in text.chars() {
         let c = if c.is_control() { '\u{FFFD}' } else { c };
-        if clean.len() + c.len_utf8() > MAX_TEXT_BYTES - '…'.len_utf8() {
+        if clean.len() + c.len_utf8() > max - '…'.len_utf8() {
             clean.push('…');
             break;
         }
@@ -185,55 +200,14 @@ async fn insert_in_transaction(
                 .bind(&r.cache_key)
                 .bind(r.difficulty)
                 .bind(&r.category)
-                .bind(r.prompt.as_deref().map(without_nul));
+                .bind(r.prompt.as_deref().map(without_nul))
+                .bind(&r.route)
+                .bind(&r.reason);
         }
         written += q.execute(&mut *tx).await?.rows_affected();
     }
     tx.commit().await?;
     Ok(written)
-}
-
-impl Store {
-    /// The newest rows first.
-    pub async fn recent_requests(&self, limit: i64) -> Result<Vec<LogRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM request_log ORDER BY created_at_ms DESC, id DESC LIMIT $1"
-        ))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(LogRow {
-                    id: r.try_get("id")?,
-                    created_at_ms: r.try_get("created_at_ms")?,
-                    endpoint: r.try_get("endpoint")?,
-                    key_id: r.try_get("key_id")?,
-                    user_id: r.try_get("user_id")?,
-                    team_id: r.try_get("team_id")?,
-                    requested_model: r.try_get("requested_model")?,
-                    model: r.try_get("model")?,
-                    provider: r.try_get("provider")?,
-                    stream: r.try_get::<i64, _>("stream")? != 0,
-                    status: r.try_get("status")?,
-                    error_type: r.try_get("error_type")?,
-                    prompt_tokens: r.try_get("prompt_tokens")?,
-                    completion_tokens: r.try_get("completion_tokens")?,
-                    usage_estimated: r.try_get::<i64, _>("usage_estimated")? != 0,
-                    latency_us: r.try_get("latency_us")?,
-                    ttft_us: r.try_get("ttft_us")?,
-                    upstream_us: r.try_get("upstream_us")?,
-                    cost_usd: r.try_get("cost_usd")?,
-                    unpriced: r.try_get::<i64, _>("unpriced")? != 0,
-                    cache: r.try_get("cache")?,
-                    cache_key: r.try_get("cache_key")?,
-                    difficulty: r.try_get("difficulty")?,
-                    category: r.try_get("category")?,
-                    prompt: r.try_get("prompt")?,
-                })
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -267,6 +241,8 @@ mod tests {
             difficulty: i.is_multiple_of(4).then_some(1234),
             category: Some("math".into()),
             prompt: None,
+            route: Some("r".into()),
+            reason: i.is_multiple_of(7).then(|| "balanced: best score".into()),
         }
     }
 

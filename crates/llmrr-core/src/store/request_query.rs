@@ -1,0 +1,203 @@
+//! Reading the request log: the newest rows matching a filter (the dashboard's recent
+//! requests, `GET /admin/requests`), and the traffic of a recent window (its overview).
+
+use super::request_log::{LogRow, COLUMNS};
+use super::Store;
+use crate::error::Result;
+use sqlx::Row;
+
+/// Which rows to read, newest first. Every field narrows; `None` does not.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    /// The model that answered, or the one the request named.
+    pub model: Option<String>,
+    pub key_id: Option<String>,
+    pub user_id: Option<String>,
+    pub team_id: Option<String>,
+    pub route: Option<String>,
+    /// `Some(true)`: answered (status < 400); `Some(false)`: failed.
+    pub ok: Option<bool>,
+    /// Only rows written before this time (Unix ms): the next page.
+    pub before_ms: Option<i64>,
+    pub limit: i64,
+}
+
+/// The traffic of a window, from the request log (so every replica's requests count).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TrafficSummary {
+    pub window_secs: i64,
+    pub requests: i64,
+    pub errors: i64,
+    pub requests_per_sec: f64,
+    pub error_rate: f64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub ttft_p50_ms: Option<f64>,
+    pub ttft_p95_ms: Option<f64>,
+    /// The percentiles read the newest rows only, at most this many.
+    pub sampled: i64,
+}
+
+/// Rows read for a summary's percentiles at most: a busy window is sampled by its newest.
+const SUMMARY_ROWS: i64 = 20_000;
+
+impl Store {
+    /// The newest rows first.
+    pub async fn recent_requests(&self, limit: i64) -> Result<Vec<LogRow>> {
+        self.find_requests(&RequestFilter {
+            limit,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// The newest rows matching `f`.
+    pub async fn find_requests(&self, f: &RequestFilter) -> Result<Vec<LogRow>> {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut texts: Vec<&str> = Vec::new();
+        for (sql, value) in [
+            ("(model = ? OR requested_model = ?)", &f.model),
+            ("key_id = ?", &f.key_id),
+            ("user_id = ?", &f.user_id),
+            ("team_id = ?", &f.team_id),
+            ("route = ?", &f.route),
+        ] {
+            if let Some(v) = value {
+                texts.push(v);
+                clauses.push(sql.replace('?', &format!("${}", texts.len())));
+            }
+        }
+        match f.ok {
+            Some(true) => clauses.push("status < 400".into()),
+            Some(false) => clauses.push("status >= 400".into()),
+            None => {}
+        }
+        let n = texts.len();
+        if f.before_ms.is_some() {
+            clauses.push(format!("created_at_ms < ${}", n + 1));
+        }
+        let limit_at = n + 1 + usize::from(f.before_ms.is_some());
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM request_log {filter} \
+             ORDER BY created_at_ms DESC, id DESC LIMIT ${limit_at}"
+        );
+        let mut q = sqlx::query(&sql);
+        for t in &texts {
+            q = q.bind(*t);
+        }
+        if let Some(b) = f.before_ms {
+            q = q.bind(b);
+        }
+        let rows = q.bind(f.limit).fetch_all(&self.pool).await?;
+        rows.iter().map(log_row).collect()
+    }
+
+    /// Requests, errors, rate and latency percentiles since `now_ms - window_secs`.
+    pub async fn traffic_summary(&self, now_ms: i64, window_secs: i64) -> Result<TrafficSummary> {
+        let since = now_ms - window_secs * 1000;
+        let totals = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) \
+             AS errors FROM request_log WHERE created_at_ms >= $1",
+        )
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        let requests: i64 = totals.try_get("n")?;
+        let errors: i64 = totals.try_get("errors")?;
+        let rows = sqlx::query(
+            "SELECT latency_us, ttft_us FROM request_log \
+             WHERE created_at_ms >= $1 AND status < 400 \
+             ORDER BY created_at_ms DESC LIMIT $2",
+        )
+        .bind(since)
+        .bind(SUMMARY_ROWS)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut latency = Vec::with_capacity(rows.len());
+        let mut ttft = Vec::new();
+        for r in &rows {
+            latency.push(r.try_get::<i64, _>("latency_us")?);
+            if let Some(t) = r.try_get::<Option<i64>, _>("ttft_us")? {
+                ttft.push(t);
+            }
+        }
+        let ms = |v: &mut Vec<i64>, q: f64| percentile(v, q).map(|us| us as f64 / 1000.0);
+        Ok(TrafficSummary {
+            window_secs,
+            requests,
+            errors,
+            requests_per_sec: requests as f64 / window_secs.max(1) as f64,
+            error_rate: if requests == 0 {
+                0.0
+            } else {
+                errors as f64 / requests as f64
+            },
+            latency_p50_ms: ms(&mut latency, 0.50),
+            latency_p95_ms: ms(&mut latency, 0.95),
+            ttft_p50_ms: ms(&mut ttft, 0.50),
+            ttft_p95_ms: ms(&mut ttft, 0.95),
+            sampled: rows.len() as i64,
+        })
+    }
+}
+
+/// The nearest-rank percentile `q` (0..=1) of `values` (sorted in place).
+fn percentile(values: &mut [i64], q: f64) -> Option<i64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    Some(values[rank - 1])
+}
+
+fn log_row(r: &sqlx::any::AnyRow) -> Result<LogRow> {
+    Ok(LogRow {
+        id: r.try_get("id")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+        endpoint: r.try_get("endpoint")?,
+        key_id: r.try_get("key_id")?,
+        user_id: r.try_get("user_id")?,
+        team_id: r.try_get("team_id")?,
+        requested_model: r.try_get("requested_model")?,
+        model: r.try_get("model")?,
+        provider: r.try_get("provider")?,
+        stream: r.try_get::<i64, _>("stream")? != 0,
+        status: r.try_get("status")?,
+        error_type: r.try_get("error_type")?,
+        prompt_tokens: r.try_get("prompt_tokens")?,
+        completion_tokens: r.try_get("completion_tokens")?,
+        usage_estimated: r.try_get::<i64, _>("usage_estimated")? != 0,
+        latency_us: r.try_get("latency_us")?,
+        ttft_us: r.try_get("ttft_us")?,
+        upstream_us: r.try_get("upstream_us")?,
+        cost_usd: r.try_get("cost_usd")?,
+        unpriced: r.try_get::<i64, _>("unpriced")? != 0,
+        cache: r.try_get("cache")?,
+        cache_key: r.try_get("cache_key")?,
+        difficulty: r.try_get("difficulty")?,
+        category: r.try_get("category")?,
+        prompt: r.try_get("prompt")?,
+        route: r.try_get("route")?,
+        reason: r.try_get("reason")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let mut v: Vec<i64> = (1..=100).rev().collect();
+        assert_eq!(percentile(&mut v, 0.5), Some(50));
+        assert_eq!(percentile(&mut v, 0.95), Some(95));
+        assert_eq!(percentile(&mut [7], 0.95), Some(7));
+        assert_eq!(percentile(&mut [], 0.5), None);
+    }
+}
