@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: checks the llama.cpp build tools (installs them if it can) and its
-# services, then `cargo test --workspace`, and ends with one
+# The whole test suite: checks the llama.cpp build tools and the dashboard tests' browser
+# (installs them if it can) and its services, then `cargo test --workspace`, and ends with one
 # summary line over every test binary ("tests: N passed, M failed").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/ensure-build-deps.sh
+./scripts/ensure-test-deps.sh
 ./scripts/check-services.sh
 # The servers the tests use (defaults: the local ones).
 export LLMRR_TEST_POSTGRES_URL=${LLMRR_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}

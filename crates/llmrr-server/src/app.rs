@@ -15,9 +15,10 @@
 //!    the request's extensions.
 //! 5. the handler: parse + validate, then `Gateway`.
 //!
-//! Public routes (no key): `GET /health/live`, `GET /health/ready`. Everything else needs a
-//! key when a master key is configured; the admin API and `/metrics` need the master key
-//! itself.
+//! Public routes (no key): `GET /health/live`, `GET /health/ready`, and the dashboard's page,
+//! assets and sign-in (`/ui`). Everything else needs a key when a master key is configured;
+//! the admin API needs the master key or an admin key, `/metrics` the master key; the
+//! dashboard's API (`/ui/api`, the admin API again) a session cookie instead of a key.
 
 use crate::routes;
 use crate::state::AppState;
@@ -60,57 +61,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/pull", post(routes::ollama::pull))
         .route("/api/version", get(routes::ollama::version))
         .route("/metrics", get(routes::health::metrics))
-        .route("/admin/models", get(routes::admin::models))
-        .route(
-            "/admin/rollouts",
-            post(routes::admin::start_rollout).get(routes::admin::list_rollouts),
-        )
-        .route(
-            "/admin/rollouts/{route}",
-            delete(routes::admin::abort_rollout),
-        )
-        .route(
-            "/admin/keys",
-            post(routes::admin::create_key).get(routes::admin::list_keys),
-        )
-        .route(
-            "/admin/keys/{id}",
-            delete(routes::admin::revoke_key).patch(routes::admin::update_key),
-        )
-        .route("/admin/keys/{id}/rotate", post(routes::admin::rotate_key))
-        .route("/admin/limits", get(routes::limits::list))
-        .route(
-            "/admin/limits/{scope}",
-            put(routes::limits::set).delete(routes::limits::remove),
-        )
-        .route("/admin/queues", get(routes::limits::queues))
-        .route(
-            "/admin/cache",
-            get(routes::cache::stats).delete(routes::cache::purge),
-        )
-        .route("/admin/cache/warm", post(routes::cache::warm))
-        .route(
-            "/admin/budgets",
-            post(routes::money::set_budget).get(routes::money::list_budgets),
-        )
-        .route("/admin/budgets/{id}", delete(routes::money::remove_budget))
-        .route(
-            "/admin/teams",
-            post(routes::money::set_team).get(routes::money::list_teams),
-        )
-        .route("/admin/teams/{id}", delete(routes::money::remove_team))
-        .route(
-            "/admin/users",
-            post(routes::money::set_user).get(routes::money::list_users),
-        )
-        .route("/admin/users/{id}", delete(routes::money::remove_user))
-        .route("/admin/spend", get(routes::money::spend))
-        .route("/admin/spend/forecast", get(routes::money::forecast))
-        .route(
-            "/admin/spend/recommendations",
-            get(routes::money::recommendations),
-        )
-        .route("/admin/prices", get(routes::money::prices))
+        .nest("/admin", admin_routes())
+        .merge(crate::ui::routes())
+        .nest("/ui/api", crate::ui::api_routes(admin_routes()))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -124,4 +77,61 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(tower::util::option_layer(crate::cors::layer(&state.server)))
         .with_state(state)
+}
+
+/// The admin API, served at `/admin` (a Bearer key) and, for the dashboard, at `/ui/api`
+/// (a session cookie and its CSRF token).
+fn admin_routes() -> Router<AppState> {
+    Router::new()
+        .route("/models", get(routes::admin::models))
+        .route(
+            "/rollouts",
+            post(routes::admin::start_rollout).get(routes::admin::list_rollouts),
+        )
+        .route("/rollouts/{route}", delete(routes::admin::abort_rollout))
+        .route(
+            "/keys",
+            post(routes::admin::create_key).get(routes::admin::list_keys),
+        )
+        .route(
+            "/keys/{id}",
+            delete(routes::admin::revoke_key).patch(routes::admin::update_key),
+        )
+        .route("/keys/{id}/rotate", post(routes::admin::rotate_key))
+        .route("/limits", get(routes::limits::list))
+        .route(
+            "/limits/{scope}",
+            put(routes::limits::set).delete(routes::limits::remove),
+        )
+        .route("/queues", get(routes::limits::queues))
+        .route(
+            "/cache",
+            get(routes::cache::stats).delete(routes::cache::purge),
+        )
+        .route("/cache/warm", post(routes::cache::warm))
+        .route(
+            "/budgets",
+            post(routes::money::set_budget).get(routes::money::list_budgets),
+        )
+        .route("/budgets/{id}", delete(routes::money::remove_budget))
+        .route(
+            "/teams",
+            post(routes::money::set_team).get(routes::money::list_teams),
+        )
+        .route("/teams/{id}", delete(routes::money::remove_team))
+        .route(
+            "/users",
+            post(routes::money::set_user).get(routes::money::list_users),
+        )
+        .route("/users/{id}", delete(routes::money::remove_user))
+        .route("/spend", get(routes::money::spend))
+        .route("/spend/forecast", get(routes::money::forecast))
+        .route(
+            "/spend/recommendations",
+            get(routes::money::recommendations),
+        )
+        .route("/prices", get(routes::money::prices))
+        .route("/models/{action}", post(routes::admin::model_lifecycle))
+        .route("/requests", get(routes::requests::list))
+        .route("/overview", get(routes::requests::overview))
 }

@@ -49,7 +49,9 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn is_public(state: &AppState, path: &str) -> bool {
-    PUBLIC_PATHS.contains(&path) || (path == "/metrics" && state.server.metrics_public)
+    PUBLIC_PATHS.contains(&path)
+        || (path == "/metrics" && state.server.metrics_public)
+        || crate::ui::is_public(path)
 }
 
 /// The request's context: its key, what it asks of admission (`x-llmrr-priority`,
@@ -147,6 +149,10 @@ async fn handle(
     }
     let key = if is_public(&state, req.uri().path()) {
         Ok(Default::default())
+    } else if crate::ui::is_session_api(req.uri().path()) {
+        crate::ui::session::authenticate(&state, &mut req)
+            .instrument(llmrr_core::spans::step("llmrr.auth"))
+            .await
     } else {
         let guarded = if auth.has_master_key() {
             Ok(())

@@ -18,6 +18,7 @@
 //! - `routes`: one file per endpoint family
 //! - [`metrics`]: the process-wide Prometheus recorder
 //! - [`telemetry`]: the log (text or JSON, access lines) and OTLP traces
+//! - `ui`: the dashboard at `/ui` (embedded page, sign-in sessions, its API)
 
 pub mod app;
 mod auth;
@@ -33,6 +34,7 @@ mod routes;
 mod serve;
 mod state;
 pub mod telemetry;
+mod ui;
 
 pub use app::router;
 pub use serve::serve;

@@ -1,4 +1,4 @@
-//! The admin API (master key only): virtual keys.
+//! The admin API (the master key or an admin key): virtual keys, models, rollouts.
 
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -11,12 +11,13 @@ use llmrr_core::auth::NewKey;
 use llmrr_core::{Error, RequestContext};
 use serde_json::json;
 
-pub(crate) fn require_master(state: &AppState, ctx: &RequestContext) -> Result<(), ApiError> {
-    if ctx.key.is_master {
+/// The master key or an admin key (`"admin": true`).
+pub(crate) fn require_admin(state: &AppState, ctx: &RequestContext) -> Result<(), ApiError> {
+    if ctx.key.may_administer() {
         return Ok(());
     }
     let message = if state.gateway.auth().has_master_key() {
-        "the admin API needs the master key"
+        "the admin API needs the master key or an admin key"
     } else {
         "the admin API is off: it needs a master key (set LLMRR_MASTER_KEY)"
     };
@@ -30,7 +31,7 @@ pub async fn create_key(
     Extension(ctx): Extension<RequestContext>,
     JsonBody(new): JsonBody<NewKey>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let created = state.gateway.create_key(new).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -39,7 +40,7 @@ pub async fn list_keys(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let keys = state.gateway.auth().list_keys().await?;
     Ok(Json(json!({"object": "list", "data": keys})))
 }
@@ -49,7 +50,7 @@ pub async fn revoke_key(
     Extension(ctx): Extension<RequestContext>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     if state.gateway.auth().revoke_key(&id).await? {
         Ok(Json(json!({"id": id, "revoked": true})))
     } else {
@@ -74,7 +75,7 @@ pub async fn rotate_key(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     // The body is optional: none means no grace.
     let rotation: Rotation = if body.iter().all(u8::is_ascii_whitespace) {
         Rotation::default()
@@ -122,7 +123,7 @@ pub async fn update_key(
     Path(id): Path<String>,
     JsonBody(update): JsonBody<KeyUpdate>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let now = llmrr_core::store::now_ms();
     let expires = match (update.expires_at, update.expires_in_secs) {
         (None, None) => {
@@ -148,7 +149,7 @@ pub async fn models(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let g = &state.gateway;
     let models: Vec<serde_json::Value> = g
         .models()
@@ -219,7 +220,7 @@ pub async fn start_rollout(
     Extension(ctx): Extension<RequestContext>,
     JsonBody(new): JsonBody<NewRollout>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let router = state.gateway.router();
     let route = router.route(&new.route).ok_or_else(|| {
         Error::invalid(
@@ -264,7 +265,7 @@ pub async fn list_rollouts(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let all: Vec<serde_json::Value> = state
         .gateway
         .router()
@@ -281,7 +282,53 @@ pub async fn abort_rollout(
     Extension(ctx): Extension<RequestContext>,
     Path(route): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let r = state.gateway.router().rollouts.abort(&route).await?;
     Ok(Json(with_position(&r)))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelAction {
+    model: String,
+}
+
+/// `POST /admin/models/load` and `POST /admin/models/unload` `{"model": NAME}`: a local
+/// model loaded now (and kept as configured), or unloaded once its requests in flight end.
+pub async fn model_lifecycle(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    Path(action): Path<String>,
+    JsonBody(m): JsonBody<ModelAction>,
+) -> Result<impl IntoResponse, ApiError> {
+    require_admin(&state, &ctx)?;
+    let (keep, load) = match action.as_str() {
+        "load" => (None, true),
+        "unload" => (Some(std::time::Duration::ZERO), false),
+        _ => {
+            return Err(ApiError(Error::NotFound(format!(
+                "`{action}` is not a model action: load or unload"
+            ))))
+        }
+    };
+    let entry = state
+        .gateway
+        .models()
+        .get(&m.model)
+        .cloned()
+        .ok_or_else(|| Error::NotFound(format!("no model named `{}`", m.model)))?;
+    if !entry.provider.keep_alive(keep, load).await? {
+        return Err(ApiError(Error::invalid(
+            format!(
+                "`{}` is not a local model: only local models load and unload",
+                m.model
+            ),
+            Some("model".into()),
+        )));
+    }
+    Ok(Json(json!({
+        "model": m.model,
+        "action": action,
+        "local": entry.provider.status(),
+    })))
 }

@@ -3,7 +3,7 @@
 //! `POST /admin/cache/warm` (replay the most frequent requests no longer cached, within a
 //! cost cap).
 
-use super::admin::require_master;
+use super::admin::require_admin;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::state::AppState;
@@ -21,7 +21,7 @@ pub async fn stats(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let Some(cache) = state.gateway.cache() else {
         return Ok(Json(json!({"enabled": false})));
     };
@@ -47,7 +47,7 @@ pub async fn purge(
     Extension(ctx): Extension<RequestContext>,
     Query(q): Query<PurgeQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let Some(cache) = state.gateway.cache() else {
         return Ok(Json(json!({"enabled": false, "purged": {}})));
     };
@@ -69,6 +69,6 @@ pub async fn warm(
     Extension(ctx): Extension<RequestContext>,
     JsonBody(options): JsonBody<WarmOptions>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     Ok(Json(state.gateway.warm_cache(&options).await?))
 }

@@ -1,7 +1,7 @@
 //! The admin API of limits: rules per scope (`/admin/limits`), and the admission queues and
 //! the global cap as they are now (`/admin/queues`).
 
-use super::admin::require_master;
+use super::admin::require_admin;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::state::AppState;
@@ -16,7 +16,7 @@ pub async fn list(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let rules = state.gateway.limits().list().await?;
     let data: Vec<_> = rules
         .into_iter()
@@ -33,7 +33,7 @@ pub async fn set(
     Path(scope): Path<String>,
     JsonBody(limits): JsonBody<LimitSet>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     state.gateway.limits().set(&scope, &limits).await?;
     Ok(Json(json!({"scope": scope, "limits": limits})))
 }
@@ -43,7 +43,7 @@ pub async fn remove(
     Extension(ctx): Extension<RequestContext>,
     Path(scope): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     if state.gateway.limits().remove(&scope).await? {
         Ok(Json(json!({"scope": scope, "removed": true})))
     } else {
@@ -57,7 +57,7 @@ pub async fn queues(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let limits = state.gateway.limits();
     Ok(Json(json!({
         "global": limits.in_flight().snapshot(),

@@ -12,6 +12,7 @@ pub mod messages;
 pub mod models;
 pub mod money;
 pub mod ollama;
+pub mod requests;
 pub mod responses;
 pub mod route;
 

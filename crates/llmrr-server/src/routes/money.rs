@@ -1,7 +1,8 @@
-//! The money admin API (master key only): budgets, users, teams, spend reports, forecasts,
-//! recommendations and the price catalog.
+//! The money admin API (the master key or an admin key): budgets, users, teams, spend
+//! reports, forecasts, recommendations and the price catalog. Any other key may read its own
+//! spend report and forecast.
 
-use super::admin::require_master;
+use super::admin::require_admin;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::state::AppState;
@@ -44,7 +45,7 @@ pub async fn set_budget(
     Extension(ctx): Extension<RequestContext>,
     JsonBody(spec): JsonBody<BudgetSpec>,
 ) -> Reply {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let money = state.gateway.money();
     let stored = money.set_budget(spec).await?;
     let status = money
@@ -59,7 +60,7 @@ pub async fn list_budgets(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
 ) -> Reply {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     Ok(list(state.gateway.money().status().await?))
 }
 
@@ -68,7 +69,7 @@ pub async fn remove_budget(
     Extension(ctx): Extension<RequestContext>,
     Path(id): Path<String>,
 ) -> Reply {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     match state.gateway.money().remove_budget(&id).await? {
         0 => Err(ApiError(Error::NotFound(format!("no budget `{id}`")))),
         n => Ok(Json(json!({"id": id, "deleted": n})).into_response()),
@@ -87,7 +88,7 @@ pub async fn set_team(
     Extension(ctx): Extension<RequestContext>,
     JsonBody(t): JsonBody<NewTeam>,
 ) -> Reply {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let name = t.name.unwrap_or_else(|| t.id.clone());
     let row = state.gateway.store().upsert_team(&t.id, &name).await?;
     Ok((StatusCode::CREATED, Json(row)).into_response())
@@ -97,7 +98,7 @@ pub async fn list_teams(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
 ) -> Reply {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     Ok(list(state.gateway.store().list_teams().await?))
 }
 
@@ -106,7 +107,7 @@ pub async fn remove_team(
     Extension(ctx): Extension<RequestContext>,
     Path(id): Path<String>,
 ) -> Reply {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let found = state.gateway.store().delete_team(&id).await?;
     deleted(found, "team", id)
 }
@@ -125,7 +126,7 @@ pub async fn set_user(
     Extension(ctx): Extension<RequestContext>,
     JsonBody(u): JsonBody<NewUser>,
 ) -> Reply {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let name = u.name.unwrap_or_else(|| u.id.clone());
     let row = state
         .gateway
@@ -139,7 +140,7 @@ pub async fn list_users(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
 ) -> Reply {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     Ok(list(state.gateway.store().list_users().await?))
 }
 
@@ -148,7 +149,7 @@ pub async fn remove_user(
     Extension(ctx): Extension<RequestContext>,
     Path(id): Path<String>,
 ) -> Reply {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let found = state.gateway.store().delete_user(&id).await?;
     deleted(found, "user", id)
 }
@@ -202,9 +203,9 @@ pub async fn spend(
     Extension(ctx): Extension<RequestContext>,
     RawQuery(raw): RawQuery,
 ) -> Reply {
-    require_master(&state, &ctx)?;
     let q = query(raw);
-    let sq = spend_query(&state.gateway, &q)?;
+    let mut sq = spend_query(&state.gateway, &q)?;
+    sq.scope = readable_scope(&state, &ctx, q.get("scope").map(|_| &sq.scope))?;
     let report = state.gateway.money().spend_report(&sq).await?;
     match q.get("format").map(String::as_str) {
         None | Some("json") => Ok(Json(report).into_response()),
@@ -228,14 +229,41 @@ pub async fn forecast(
     Extension(ctx): Extension<RequestContext>,
     RawQuery(raw): RawQuery,
 ) -> Reply {
-    require_master(&state, &ctx)?;
     let q = query(raw);
-    let scope = q
-        .get("scope")
-        .map(|s| Scope::parse(s))
-        .transpose()?
-        .unwrap_or(Scope::Global);
-    Ok(Json(state.gateway.money().forecast(&scope).await?).into_response())
+    let asked = q.get("scope").map(|s| Scope::parse(s)).transpose()?;
+    let scope = readable_scope(&state, &ctx, asked.as_ref())?;
+    let mut report = state.gateway.money().forecast(&scope).await?;
+    if !ctx.key.may_administer() {
+        // Other budgets are not the key's to see.
+        let own = scope.to_string();
+        report.budgets.retain(|b| b.scope == own);
+    }
+    Ok(Json(report).into_response())
+}
+
+/// The spend a request may read: any scope for the master key or an admin key (`asked`, or
+/// everything); for any other key only its own — its user's when it belongs to one, else the
+/// key's — asked for or not.
+fn readable_scope(
+    state: &AppState,
+    ctx: &RequestContext,
+    asked: Option<&Scope>,
+) -> Result<Scope, ApiError> {
+    let key = &ctx.key;
+    if key.may_administer() {
+        return Ok(asked.cloned().unwrap_or(Scope::Global));
+    }
+    let own = match (&key.user, &key.key_id) {
+        (Some(user), _) => Scope::User(user.clone()),
+        (None, Some(id)) => Scope::Key(id.clone()),
+        (None, None) => return require_admin(state, ctx).map(|()| Scope::Global),
+    };
+    match asked {
+        Some(other) if *other != own => Err(ApiError(Error::Forbidden {
+            message: format!("this key may read only its own spend (scope `{own}`)"),
+        })),
+        _ => Ok(own),
+    }
 }
 
 /// The routes and models as the recommender needs them.
@@ -273,7 +301,7 @@ pub async fn recommendations(
     Extension(ctx): Extension<RequestContext>,
     RawQuery(raw): RawQuery,
 ) -> Reply {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let q = query(raw);
     let days = match q.get("days") {
         Some(d) => d
@@ -297,7 +325,7 @@ pub async fn prices(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
 ) -> Reply {
-    require_master(&state, &ctx)?;
+    require_admin(&state, &ctx)?;
     let models: Vec<_> = state
         .gateway
         .models()

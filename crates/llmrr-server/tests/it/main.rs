@@ -23,6 +23,8 @@ mod request_log;
 mod responses;
 mod routing;
 mod smart_routing;
+mod ui;
+mod ui_browser;
 
 use llmrr_testkit::harness::StoreChoice;
 use llmrr_testkit::{MockProvider, TestGateway};

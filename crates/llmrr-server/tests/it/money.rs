@@ -833,15 +833,26 @@ async fn issue8_a_full_model_budget_leaves_the_routes_other_models() {
         let v = error_body(post(&gw, "/admin/budgets", Some(MASTER), body).await, 400).await;
         assert_eq!(v["error"]["param"], param, "{v}");
     }
-    // Only the master key manages money.
-    let (key, _) = key_for(&gw, None, None).await;
+    // Only the master key (or an admin key) manages money; a plain key reads its own spend.
+    let (key, id) = key_for(&gw, None, None).await;
     let resp = client()
-        .get(format!("{}/admin/spend", gw.url))
-        .bearer_auth(key)
+        .get(format!("{}/admin/budgets", gw.url))
+        .bearer_auth(&key)
         .send()
         .await
         .expect("answers");
     error_body(resp, 403).await;
+    let own: Value = client()
+        .get(format!("{}/admin/spend", gw.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(own["scope"], format!("key:{id}"), "{own}");
+    assert_eq!(own["totals"]["requests"], 0, "{own}");
     gw.stop().await;
 }
 
