@@ -179,7 +179,11 @@ impl Gateway {
             telemetry::attempt_failed(&entry.spec.name, entry.spec.provider.as_str(), label);
         }
         let counts = failure.is_some_and(|(class, _)| class.counts_for_health());
-        entry.breaker.record(sample.success, counts, probe);
+        if let Some(cooldown) = entry.breaker.record(sample.success, counts, probe) {
+            if let Some(sync) = &self.inner.breakers {
+                sync.publish(&entry.spec.name, cooldown);
+            }
+        }
         if let Some(route) = &plan.route {
             if let Some(rolled_back) =
                 self.inner

@@ -236,6 +236,8 @@ struct Inner {
     started_unix: i64,
     /// `[telemetry] access_log`: one `llmrr::access` line per request.
     access_log: bool,
+    /// Breaker cooldowns shared with the other replicas (with Redis).
+    breakers: Option<crate::routing::breaker_sync::BreakerSync>,
 }
 
 /// A cloneable handle: the state is shared behind an `Arc`.
@@ -276,6 +278,9 @@ impl Gateway {
             None => Money::start(config, store.clone()).await?,
         };
         let cache = cache::start_cache(config, shared.as_ref()).await?;
+        let breakers = shared
+            .as_ref()
+            .and_then(crate::routing::breaker_sync::BreakerSync::new);
         if let Some(c) = &cache {
             c.watch_purges(store.clone(), PURGE_POLL);
         }
@@ -316,9 +321,11 @@ impl Gateway {
                 max_items: config.server.max_messages,
                 started_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
                 access_log: config.telemetry.access_log,
+                breakers,
             }),
         };
         gateway.watch_rollouts();
+        gateway.watch_breakers();
         if let Some(every) = config.routing.health_probe_interval {
             crate::health::spawn_probes(&gateway.inner.models, every);
         }
@@ -344,6 +351,33 @@ impl Gateway {
                         warned = Some(Instant::now());
                         tracing::warn!(error = %e,
                             "rollouts: the changes of other replicas cannot be read");
+                    }
+                }
+            }
+        });
+    }
+
+    /// With Redis: open here, about twice a second, the breakers other replicas opened.
+    fn watch_breakers(&self) {
+        let Some(sync) = self.inner.breakers.clone() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut warned: Option<Instant> = None;
+            loop {
+                tokio::time::sleep(crate::routing::breaker_sync::BREAKER_POLL).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                if inner.tracker.is_closed() {
+                    return;
+                }
+                if let Err(e) = sync.refresh(&inner.models).await {
+                    if warned.is_none_or(|w| w.elapsed() >= Duration::from_secs(60)) {
+                        warned = Some(Instant::now());
+                        tracing::warn!(error = %e,
+                            "breakers: the other replicas' open breakers cannot be read");
                     }
                 }
             }

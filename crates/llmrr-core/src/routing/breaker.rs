@@ -160,8 +160,9 @@ impl Breaker {
     }
 
     /// Report the outcome of an admitted call. `counts`: whether a failure says something
-    /// about the model's health (see the module doc).
-    pub fn record(&self, success: bool, counts: bool, probe: bool) {
+    /// about the model's health (see the module doc). `Some(cooldown)` when this outcome
+    /// opened the breaker (what other replicas are told).
+    pub fn record(&self, success: bool, counts: bool, probe: bool) -> Option<Duration> {
         let now = Instant::now();
         let c = self.config;
         let mut guard = self.lock();
@@ -203,14 +204,28 @@ impl Breaker {
             // Calls admitted before the breaker opened: they do not move it.
             _ => None,
         };
-        if let Some(state) = next {
-            let closed = matches!(state, State::Closed { .. });
-            if closed {
-                inner.window.clear();
-            }
-            inner.state = state;
-            self.closed.store(closed, Ordering::Release);
+        let state = next?;
+        let closed = matches!(state, State::Closed { .. });
+        let opened = matches!(state, State::Open { .. });
+        if closed {
+            inner.window.clear();
         }
+        inner.state = state;
+        self.closed.store(closed, Ordering::Release);
+        opened.then_some(c.cooldown)
+    }
+
+    /// Another replica opened its breaker of this model for `remaining` more: open here
+    /// too, until then (a later cooldown of our own stands). Calls in flight report as usual;
+    /// a probe's report while open moves nothing.
+    pub fn adopt_open(&self, remaining: Duration) {
+        let until = Instant::now() + remaining;
+        let mut g = self.lock();
+        if matches!(g.state, State::Open { until: mine } if mine >= until) {
+            return;
+        }
+        g.state = State::Open { until };
+        self.closed.store(false, Ordering::Release);
     }
 
     /// Open at once (a health probe found the model down).
@@ -265,9 +280,40 @@ mod tests {
 
     fn call(b: &Breaker, success: bool) {
         match b.admit() {
-            Admission::Allowed { probe } => b.record(success, true, probe),
+            Admission::Allowed { probe } => {
+                b.record(success, true, probe);
+            }
             Admission::Refused { .. } => panic!("refused"),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_outcome_that_opens_says_so_and_another_replicas_open_is_adopted() {
+        let b = Breaker::new(config());
+        assert_eq!(b.record(false, true, false), None);
+        assert_eq!(b.record(false, true, false), None);
+        assert_eq!(
+            b.record(false, true, false),
+            Some(Duration::from_secs(30)),
+            "the third failure opens: its cooldown is shared"
+        );
+        // Adopting a shorter open keeps ours; a longer one replaces it.
+        b.adopt_open(Duration::from_secs(5));
+        assert!(
+            matches!(b.admit(), Admission::Refused { retry_in } if retry_in == Duration::from_secs(30))
+        );
+        b.adopt_open(Duration::from_secs(60));
+        assert!(
+            matches!(b.admit(), Admission::Refused { retry_in } if retry_in == Duration::from_secs(60))
+        );
+        // A closed breaker opens for what is left of the other's cooldown, then probes.
+        let c = Breaker::new(config());
+        c.adopt_open(Duration::from_secs(10));
+        assert_eq!(c.state(), BreakerState::Open);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(c.admit(), Admission::Allowed { probe: true });
+        assert_eq!(c.record(true, true, true), None);
+        assert_eq!(c.record(true, true, true), None, "a success never opens");
     }
 
     #[tokio::test(start_paused = true)]
@@ -352,7 +398,9 @@ mod tests {
         let b = Breaker::new(config());
         for _ in 0..10 {
             match b.admit() {
-                Admission::Allowed { probe } => b.record(false, false, probe),
+                Admission::Allowed { probe } => {
+                    b.record(false, false, probe);
+                }
                 Admission::Refused { .. } => panic!("refused"),
             }
         }

@@ -20,6 +20,7 @@
 //! a model is left out, and the error when nothing is left), `window`.
 
 pub mod breaker;
+pub mod breaker_sync;
 pub mod cascade;
 pub mod classify;
 pub mod difficulty;

@@ -581,6 +581,66 @@ async fn a_rollout_reaches_every_replica() {
     db.drop().await;
 }
 
+/// Replicas on one Redis: a breaker that opens on one opens on the other within about half a
+/// second, so the other stops calling the failing model without failing on it first.
+#[tokio::test]
+async fn an_open_breaker_reaches_every_replica() {
+    use llmrr_testkit::harness::{unique_prefix, SharedDatabase};
+    let mock = MockProvider::start().await;
+    let db = SharedDatabase::create().await;
+    let prefix = unique_prefix();
+    let config = routing_toml(
+        "[[routes]]\nname = \"r\"\nstrategy = \"capability-match\"\nmodels = [\"o-500\", \"o-ok\"]",
+    );
+    let config = config + &models_toml(&mock);
+    let a = replica(&config, &db.url, &prefix).await;
+    let b = replica(&config, &db.url, &prefix).await;
+    // 2 tries per request on o-500: the third failure in a row opens A's breaker.
+    for _ in 0..2 {
+        assert_eq!(chat(&a, chat_body("r", "hi")).await.status(), 200);
+    }
+    let upstream_500 = |m: &MockProvider| {
+        m.requests()
+            .iter()
+            .filter(|r| r.body["model"] == "mock-500")
+            .count()
+    };
+    let failed_on_a = upstream_500(&mock);
+    assert!(
+        failed_on_a >= 3,
+        "A opened its breaker after 3 failures in a row"
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let m: Value = get_json(&b, "/admin/models").await;
+        let state = m["models"]
+            .as_array()
+            .expect("models")
+            .iter()
+            .find(|m| m["model"] == "o-500")
+            .expect("o-500")["breaker"]
+            .clone();
+        if state == "open" {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "B never opened its breaker of o-500 ({state})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let resp = chat(&b, chat_body("r", "hi")).await;
+    assert_eq!(resp.headers()["x-llmrr-model"], "o-ok");
+    assert_eq!(
+        upstream_500(&mock),
+        failed_on_a,
+        "B never called the model A found failing"
+    );
+    a.stop().await;
+    b.stop().await;
+    db.drop().await;
+}
+
 /// The model that answers a chat to route `auto`.
 async fn answered_by(gw: &TestGateway) -> String {
     let resp = chat(gw, chat_body("auto", "hi")).await;
