@@ -53,6 +53,9 @@ pub struct KeyContext {
     pub is_admin: bool,
     /// The secret used stops working at this time (expiry, or a rotation's grace).
     pub valid_until_ms: Option<i64>,
+    /// When the key was created (Unix ms; 0: the master key or none): a key newer than a
+    /// replica's last look at the limit rules makes it look again before admitting.
+    pub created_at_ms: i64,
 }
 
 impl KeyContext {
@@ -93,6 +96,7 @@ impl KeyContext {
                 is_master: false,
                 is_admin: false,
                 valid_until_ms: None,
+                created_at_ms: row.created_at_ms,
             };
         }
         KeyContext {
@@ -106,6 +110,7 @@ impl KeyContext {
             is_master: false,
             is_admin: row.admin,
             valid_until_ms: None,
+            created_at_ms: row.created_at_ms,
         }
     }
 }

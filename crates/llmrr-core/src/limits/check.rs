@@ -236,6 +236,7 @@ impl Limits {
         asked: Option<Priority>,
         rate_out: &std::sync::OnceLock<RateHeaders>,
     ) -> Result<Ticket> {
+        self.fresh_for(key).await;
         let rules = self.rules();
         let class = rules.priority(key, asked);
         if rules.is_empty() {

@@ -27,6 +27,7 @@ pub use queue::{Gate, GateSnapshot, Refusal, Slot};
 pub use shed::{InFlight, InFlightGuard, InFlightSnapshot};
 pub use spec::{check_scope, LimitSet, Priority};
 
+use crate::auth::KeyContext;
 use crate::config::limits::{LimitOutage, LimitsConfig};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -56,6 +57,8 @@ struct Inner {
     config: LimitsConfig,
     rules: RwLock<Arc<Rules>>,
     version: std::sync::Mutex<(i64, i64)>,
+    /// When the stored rules were last found current (Unix ms).
+    checked_at_ms: AtomicI64,
     money: Money,
     /// A concurrency hold frees itself after this (a replica that died).
     hold: Duration,
@@ -83,6 +86,7 @@ impl Limits {
                 config: config.limits.clone(),
                 rules: RwLock::new(Arc::new(Rules::new(&config.limits, Vec::new()))),
                 version: std::sync::Mutex::new((-1, -1)),
+                checked_at_ms: AtomicI64::new(0),
                 money,
                 hold: config.money.reservation_hold,
                 degraded: AtomicBool::new(false),
@@ -133,15 +137,31 @@ impl Limits {
 
     /// Load the stored rules again if they changed.
     pub async fn reload(&self) -> Result<()> {
+        let now_ms = crate::store::now_ms();
         let version = self.inner.store.limits_version().await?;
         if *self.inner.version.lock().unwrap_or_else(|p| p.into_inner()) == version {
+            self.inner.checked_at_ms.store(now_ms, Ordering::Relaxed);
             return Ok(());
         }
         let stored = self.inner.store.list_limits().await?;
         *self.inner.rules.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(Rules::new(&self.inner.config, stored));
         *self.inner.version.lock().unwrap_or_else(|p| p.into_inner()) = version;
+        self.inner.checked_at_ms.store(now_ms, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// A key created after (or about when) this replica last read the rules may have a rule
+    /// this replica has not seen yet (made on another replica): read them now. Clocks of
+    /// replicas may differ a little: a second of margin.
+    pub async fn fresh_for(&self, key: &KeyContext) {
+        const MARGIN_MS: i64 = 1000;
+        if key.created_at_ms + MARGIN_MS <= self.inner.checked_at_ms.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = self.reload().await {
+            tracing::debug!(error = %e, "limits: reload failed; keeping the last rules");
+        }
     }
 
     /// Reload whatever the version says (a change here within the same millisecond as the
