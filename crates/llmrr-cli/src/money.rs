@@ -234,7 +234,7 @@ pub async fn spend(global: &Global, args: &SpendArgs) -> Result<()> {
                 s.cache.saved_usd, s.routing.saved_usd, s.local.saved_usd
             );
             if args.forecast {
-                let f = m.forecast(&q.scope).await?;
+                let f = m.forecast(&q.scope, true).await?;
                 for (name, v) in [
                     ("24h", &f.next_24h),
                     ("7d", &f.next_7d),

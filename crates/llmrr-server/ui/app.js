@@ -5,6 +5,9 @@
 
 const session = { csrf: "", who: null };
 let refreshTimer = null;
+// Bumped at every page change: a page still loading when another opens must not start its
+// refresh timer afterwards.
+let generation = 0;
 
 // ---------- helpers ----------
 
@@ -144,7 +147,7 @@ function form(fields, submitLabel, onSubmit) {
 
 // A button that asks again before it acts (no modal dialogs: keyboard and tests alike).
 function confirmButton(label, confirmLabel, action) {
-  const b = el("button", { type: "button", class: "danger" }, label);
+  const b = el("button", { type: "button", class: "danger", "data-action": label.toLowerCase() }, label);
   let armed = false;
   b.addEventListener("click", async () => {
     if (!armed) { armed = true; b.textContent = confirmLabel; return; }
@@ -194,19 +197,28 @@ async function overviewPage(main) {
           `forecast ${usd(s.month_expected_usd)} (${usd(Number(s.month_usd) + s.month_forecast.low_usd)}–${usd(Number(s.month_usd) + s.month_forecast.high_usd)})`,
           "spend_month")));
   };
+  const mine = generation;
   await draw();
   const days = await api("GET", "spend?from=14d&group_by=day");
   daily.append(el("h2", { id: "daily-h" }, "Spend per day (14 days)"),
     days.groups.length
       ? barChart("Spend per day", days.groups.map((g) => ({ label: g.group.slice(0, 10), value: Number(g.cost_usd) })), usd)
       : el("p", { class: "muted" }, "No spend in the last 14 days."));
-  refreshTimer = setInterval(() => { draw().catch((e) => toast(e.message)); }, 5000);
+  if (mine !== generation) return;
+  refreshTimer = setInterval(() => {
+    if (mine !== generation || !live.isConnected) { clearInterval(refreshTimer); return; }
+    draw().catch((e) => toast(e.message));
+  }, 5000);
 }
 
 async function spendPage(main) {
   const admin = session.who.role === "admin";
   main.append(el("h1", {}, admin ? "Spend" : "My spend"));
-  if (!admin) main.append(el("p", { class: "muted" }, "Spend of this key" + (session.who.user ? ` (user ${session.who.user})` : "") + " only."));
+  if (!admin) {
+    main.append(el("p", { class: "muted" }, session.who.user
+      ? `Spend of user ${session.who.user} (every key of the user).`
+      : "Spend of this key only."));
+  }
   const groupings = admin
     ? [["model", "Model"], ["team", "Team"], ["user", "User"], ["key", "Key"], ["route", "Route"], ["category", "Category"], ["provider", "Provider"], ["day", "Day"]]
     : [["model", "Model"], ["day", "Day"]];
@@ -277,8 +289,11 @@ async function budgetsPage(main) {
   main.append(el("h2", { id: "budget-form-h" }, "Set a budget"), budgetForm({}));
 }
 
+// A budget is its scope and period: editing one changes its limits, never those two (saving
+// another scope or period would make a second budget).
 function budgetForm(b) {
-  return form([
+  const editing = Boolean(b.id);
+  const f = form([
     { name: "scope", label: "Scope (global, team:T, user:U, key:K, model:M)", required: true, value: b.scope || "global" },
     { name: "period", label: "Period", options: [["hour", "Hour"], ["day", "Day"], ["week", "Week"], ["month", "Month"], ["lifetime", "Lifetime"]], value: b.period || "month" },
     { name: "limit_usd", label: "Limit (USD)", type: "number", step: "0.01", min: "0", value: b.limit_usd },
@@ -290,11 +305,18 @@ function budgetForm(b) {
       scope: v.scope, period: v.period, action: v.action,
       limit_usd: optional(v.limit_usd),
       limit_tokens: v.limit_tokens ? Number(v.limit_tokens) : undefined,
-      alert_percent: v.alert_percent ? v.alert_percent.split(",").map((p) => Number(p.trim())).filter((p) => p > 0) : undefined,
+      alert_percent: v.alert_percent.split(",").map((p) => Number(p.trim())).filter((p) => p > 0),
+      default_max_tokens: b.default_max_tokens === null ? undefined : b.default_max_tokens,
     });
     toast("Budget saved");
     route();
   });
+  if (editing) {
+    f.elements.scope.readOnly = true;
+    f.elements.period.disabled = true;
+    f.append(el("button", { type: "button", class: "secondary", onclick: () => f.replaceWith(budgetForm({})) }, "Cancel"));
+  }
+  return f;
 }
 
 function editBudget(b) {
@@ -367,13 +389,11 @@ async function keysPage(main) {
     ["Expires", (k) => k.expires_at_ms ? when(k.expires_at_ms) : "never"],
     ["State", (k) => k.revoked_at_ms ? el("span", { class: "badge bad" }, "revoked") : el("span", { class: "badge ok" }, "active")],
     ["", (k) => k.revoked_at_ms ? "" : el("div", { class: "row-actions", "data-key": k.id },
-      el("button", { type: "button", class: "secondary", onclick: async () => {
-        try {
-          const r = await api("POST", `keys/${encodeURIComponent(k.id)}/rotate`, { grace_secs: 0 });
-          await route();
-          showSecret(`Key “${k.name}” rotated. Copy the new secret now.`, r.key);
-        } catch (e) { toast(e.message); }
-      } }, "Rotate"),
+      confirmButton("Rotate", "Confirm rotate (the old secret stops now)", async () => {
+        const r = await api("POST", `keys/${encodeURIComponent(k.id)}/rotate`, { grace_secs: 0 });
+        await route();
+        showSecret(`Key “${k.name}” rotated. Copy the new secret now.`, r.key);
+      }),
       confirmButton("Revoke", "Confirm revoke", async () => { await api("DELETE", "keys/" + encodeURIComponent(k.id)); toast("Key revoked"); route(); }))],
   ], keys.data, "No keys yet."));
 }
@@ -479,8 +499,10 @@ async function requestsPage(main) {
 // ---------- shell ----------
 
 function showLogin(message) {
+  generation += 1;
   clearInterval(refreshTimer);
   session.who = null;
+  document.getElementById("nav").replaceChildren();
   document.getElementById("nav").hidden = true;
   document.getElementById("signout").hidden = true;
   document.getElementById("whoami").textContent = "";
@@ -492,12 +514,22 @@ function showLogin(message) {
   f.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     error.textContent = "";
-    const resp = await fetch("login", {
-      method: "POST", credentials: "same-origin",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ key: f.elements.key.value }),
-    });
-    const data = await resp.json().catch(() => null);
+    const button = f.querySelector("button");
+    button.disabled = true;
+    let resp, data;
+    try {
+      resp = await fetch("login", {
+        method: "POST", credentials: "same-origin",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ key: f.elements.key.value }),
+      });
+      data = await resp.json().catch(() => null);
+    } catch (e) {
+      error.textContent = "llmrr did not answer: " + e.message;
+      return;
+    } finally {
+      button.disabled = false;
+    }
     if (!resp.ok) {
       error.textContent = (data && data.error && data.error.message) || "Sign-in failed";
       return;
@@ -521,13 +553,14 @@ function signedIn() {
   document.getElementById("signout").hidden = false;
   document.getElementById("whoami").textContent = `${session.who.name || "key"} · ${session.who.role}`;
   if (!pages().some(([id]) => location.hash.startsWith("#/" + id))) location.hash = "#/" + pages()[0][0];
-  else route();
+  else route().then(() => document.getElementById("main").focus());
 }
 
 async function route() {
+  generation += 1;
   clearInterval(refreshTimer);
   if (!session.who) return;
-  const id = (location.hash.slice(2).split("?")[0]) || pages()[0][0];
+  const id = location.hash.startsWith("#/") ? location.hash.slice(2).split("?")[0] : pages()[0][0];
   const page = pages().find(([p]) => p === id) || pages()[0];
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.dataset.page === page[0]) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
@@ -546,7 +579,11 @@ async function route() {
 }
 
 async function start() {
-  window.addEventListener("hashchange", () => { route().then(() => document.getElementById("main").focus()); });
+  window.addEventListener("hashchange", () => {
+    // Only "#/page" is a route; "#main" (the skip link) just moves focus.
+    if (!location.hash.startsWith("#/")) return;
+    route().then(() => document.getElementById("main").focus());
+  });
   document.getElementById("signout").addEventListener("click", async () => {
     try { await api("POST", "logout"); } catch { /* signed out anyway */ }
     showLogin("");

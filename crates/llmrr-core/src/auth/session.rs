@@ -1,8 +1,9 @@
 //! Dashboard sessions: signing in with a key gives a random session secret (kept by the
 //! browser in an HttpOnly cookie) and a CSRF token (sent back on every write). Only a hash of
 //! the secret is stored, in the store every replica shares. A session lives
-//! [`SESSION_TTL`] at most, and never longer than its key: each use reads the key again, so
-//! revoking or expiring the key ends its sessions at once.
+//! [`SESSION_TTL`] at most, and never longer than the secret that signed in: each use reads
+//! the key again, so revoking, expiring or rotating the key (or changing the master key) ends
+//! its sessions at once.
 
 use super::{hash_key, Authenticator, KeyContext};
 use crate::error::{Error, Result};
@@ -76,7 +77,13 @@ impl Authenticator {
         };
         self.inner
             .store
-            .insert_session(&hash_key(&secret), key_id, &csrf, expires_at_ms)
+            .insert_session(
+                &hash_key(&secret),
+                key_id,
+                &hash_key(presented.trim()),
+                &csrf,
+                expires_at_ms,
+            )
             .await?;
         Ok(NewSession {
             secret,
@@ -87,13 +94,19 @@ impl Authenticator {
     }
 
     /// The session whose secret is `secret`, with its key as it is now; `None`: no such
-    /// session, expired, or its key is gone (revoked, expired, or the master key no longer
-    /// configured).
+    /// session, expired, or the secret that signed in no longer works (the key revoked,
+    /// expired or rotated; the master key changed or gone).
     pub async fn session(&self, secret: &str) -> Result<Option<Session>> {
         let Some(row) = self.inner.store.session(&hash_key(secret)).await? else {
             return Ok(None);
         };
-        if row.key_id.is_none() && !self.has_master_key() {
+        let current = match &row.key_id {
+            None => self.inner.master.as_ref().map(|m| hash_key(m.expose())),
+            Some(id) => self.inner.store.key_hash(id).await?,
+        };
+        let same =
+            current.is_some_and(|c| bool::from(c.as_bytes().ct_eq(row.secret_hash.as_bytes())));
+        if !same {
             return Ok(None);
         }
         let key = self.context_of(row.key_id.as_deref()).await?;

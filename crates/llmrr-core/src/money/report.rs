@@ -276,10 +276,15 @@ impl Money {
         Ok((series, weekday))
     }
 
-    pub async fn forecast(&self, scope: &Scope) -> Result<ForecastReport> {
+    /// The forecast of `scope`, with the run-out date of every budget (`every_budget`) or
+    /// only of the budgets of `scope` itself.
+    pub async fn forecast(&self, scope: &Scope, every_budget: bool) -> Result<ForecastReport> {
         let (series, weekday) = self.hourly_series(scope).await?;
         let mut budgets = Vec::new();
         for s in self.status().await? {
+            if !every_budget && s.budget.scope != *scope {
+                continue;
+            }
             let Some(limit) = s.budget.limit_usd else {
                 continue;
             };

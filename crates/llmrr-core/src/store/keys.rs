@@ -231,7 +231,8 @@ impl Store {
         .await?)
     }
 
-    /// The stored hash of a key, for tests that check what is at rest.
+    /// The stored hash of a key's current secret: what a dashboard session checks its
+    /// signing-in secret against (and tests check what is at rest).
     pub async fn key_hash(&self, id: &str) -> Result<Option<String>> {
         Ok(
             sqlx::query_scalar("SELECT key_hash FROM api_keys WHERE id = $1")

@@ -217,6 +217,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     CREATE TABLE ui_sessions (
         id_hash TEXT PRIMARY KEY,
         key_id TEXT,
+        secret_hash TEXT NOT NULL,
         csrf TEXT NOT NULL,
         created_at_ms BIGINT NOT NULL,
         expires_at_ms BIGINT NOT NULL

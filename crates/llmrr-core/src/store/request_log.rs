@@ -211,10 +211,11 @@ async fn insert_in_transaction(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn row(i: usize) -> LogRow {
+    /// A row of the log (for the store's tests): `created_at_ms` is `i`.
+    pub(in crate::store) fn row(i: usize) -> LogRow {
         LogRow {
             id: format!("req_{i:04}"),
             created_at_ms: i as i64,

@@ -17,8 +17,9 @@ pub struct RequestFilter {
     pub route: Option<String>,
     /// `Some(true)`: answered (status < 400); `Some(false)`: failed.
     pub ok: Option<bool>,
-    /// Only rows written before this time (Unix ms): the next page.
-    pub before_ms: Option<i64>,
+    /// Only rows older than this `(created_at_ms, id)` (without an id: than this time): the
+    /// next page after a page whose last row it names.
+    pub before: Option<(i64, Option<String>)>,
     pub limit: i64,
 }
 
@@ -72,11 +73,24 @@ impl Store {
             Some(false) => clauses.push("status >= 400".into()),
             None => {}
         }
-        let n = texts.len();
-        if f.before_ms.is_some() {
-            clauses.push(format!("created_at_ms < ${}", n + 1));
+        // The page's time (and id) come after the filters' texts.
+        let filters = texts.len();
+        let mut at = filters;
+        if let Some((_, id)) = &f.before {
+            at += 1;
+            match id {
+                None => clauses.push(format!("created_at_ms < ${at}")),
+                Some(id) => {
+                    texts.push(id);
+                    clauses.push(format!(
+                        "(created_at_ms < ${at} OR (created_at_ms = ${at} AND id < ${}))",
+                        at + 1
+                    ));
+                    at += 1;
+                }
+            }
         }
-        let limit_at = n + 1 + usize::from(f.before_ms.is_some());
+        let limit_at = at + 1;
         let filter = if clauses.is_empty() {
             String::new()
         } else {
@@ -87,11 +101,14 @@ impl Store {
              ORDER BY created_at_ms DESC, id DESC LIMIT ${limit_at}"
         );
         let mut q = sqlx::query(&sql);
-        for t in &texts {
+        for t in &texts[..filters] {
             q = q.bind(*t);
         }
-        if let Some(b) = f.before_ms {
-            q = q.bind(b);
+        if let Some((ms, _)) = &f.before {
+            q = q.bind(*ms);
+        }
+        for t in &texts[filters..] {
+            q = q.bind(*t);
         }
         let rows = q.bind(f.limit).fetch_all(&self.pool).await?;
         rows.iter().map(log_row).collect()
@@ -199,5 +216,64 @@ mod tests {
         assert_eq!(percentile(&mut v, 0.95), Some(95));
         assert_eq!(percentile(&mut [7], 0.95), Some(7));
         assert_eq!(percentile(&mut [], 0.5), None);
+    }
+
+    #[tokio::test]
+    async fn pages_walk_rows_of_one_millisecond_once_each() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .expect("connect");
+        // Five rows in the same millisecond, one older.
+        let mut rows: Vec<LogRow> = (0..6).map(crate::store::request_log::tests::row).collect();
+        for r in &mut rows[1..] {
+            r.created_at_ms = 7;
+        }
+        let limit = std::time::Duration::from_secs(10);
+        store.insert_log_rows(&rows, limit).await.expect("insert");
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store
+                .find_requests(&RequestFilter {
+                    before: before.clone(),
+                    limit: 2,
+                    ..Default::default()
+                })
+                .await
+                .expect("page");
+            let Some(last) = page.last() else { break };
+            before = Some((last.created_at_ms, Some(last.id.clone())));
+            seen.extend(page.into_iter().map(|r| r.id));
+        }
+        let mut want: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        want.sort();
+        want.reverse();
+        let oldest = want.iter().position(|id| *id == rows[0].id).expect("there");
+        let first = want.remove(oldest);
+        want.push(first);
+        assert_eq!(
+            seen, want,
+            "newest first, the same millisecond by id, each once"
+        );
+        // A filter and a page together: `$N` in order.
+        let page = store
+            .find_requests(&RequestFilter {
+                model: Some("m".into()),
+                before: Some((7, Some(rows[3].id.clone()))),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("page");
+        let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                rows[2].id.as_str(),
+                rows[1].id.as_str(),
+                rows[0].id.as_str()
+            ]
+        );
     }
 }

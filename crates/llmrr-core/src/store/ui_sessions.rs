@@ -10,6 +10,9 @@ use sqlx::Row;
 pub struct SessionRow {
     /// The key that signed in; `None`: the master key.
     pub key_id: Option<String>,
+    /// The hash of the secret that signed in: a session ends when its key's secret changes
+    /// (a rotation; a new master key).
+    pub secret_hash: String,
     pub csrf: String,
     pub expires_at_ms: i64,
 }
@@ -19,6 +22,7 @@ impl Store {
         &self,
         id_hash: &str,
         key_id: Option<&str>,
+        secret_hash: &str,
         csrf: &str,
         expires_at_ms: i64,
     ) -> Result<()> {
@@ -29,11 +33,12 @@ impl Store {
             .execute(&self.pool)
             .await?;
         sqlx::query(
-            "INSERT INTO ui_sessions (id_hash, key_id, csrf, created_at_ms, expires_at_ms) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO ui_sessions (id_hash, key_id, secret_hash, csrf, created_at_ms, \
+             expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id_hash)
         .bind(key_id)
+        .bind(secret_hash)
         .bind(csrf)
         .bind(now)
         .bind(expires_at_ms)
@@ -45,7 +50,7 @@ impl Store {
     /// The session with this hash, unless it has expired.
     pub async fn session(&self, id_hash: &str) -> Result<Option<SessionRow>> {
         let row = sqlx::query(
-            "SELECT key_id, csrf, expires_at_ms FROM ui_sessions \
+            "SELECT key_id, secret_hash, csrf, expires_at_ms FROM ui_sessions \
              WHERE id_hash = $1 AND expires_at_ms > $2",
         )
         .bind(id_hash)
@@ -55,6 +60,7 @@ impl Store {
         row.map(|r| {
             Ok(SessionRow {
                 key_id: r.try_get("key_id")?,
+                secret_hash: r.try_get("secret_hash")?,
                 csrf: r.try_get("csrf")?,
                 expires_at_ms: r.try_get("expires_at_ms")?,
             })

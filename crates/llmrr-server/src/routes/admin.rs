@@ -26,12 +26,42 @@ pub(crate) fn require_admin(state: &AppState, ctx: &RequestContext) -> Result<()
     }))
 }
 
+/// Admin keys are the master key's to make, rotate, change and revoke: an admin key cannot
+/// mint more of itself, nor take over or lock out another admin.
+fn only_master_on_admin_keys(ctx: &RequestContext) -> Result<(), ApiError> {
+    if ctx.key.is_master {
+        return Ok(());
+    }
+    Err(ApiError(Error::Forbidden {
+        message: "only the master key creates, rotates, changes or revokes admin keys".into(),
+    }))
+}
+
+/// `require_admin`, and the master key when key `id` is an admin key.
+async fn may_manage_key(state: &AppState, ctx: &RequestContext, id: &str) -> Result<(), ApiError> {
+    require_admin(state, ctx)?;
+    if !ctx.key.is_master
+        && state
+            .gateway
+            .store()
+            .key(id)
+            .await?
+            .is_some_and(|k| k.admin)
+    {
+        return only_master_on_admin_keys(ctx);
+    }
+    Ok(())
+}
+
 pub async fn create_key(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
     JsonBody(new): JsonBody<NewKey>,
 ) -> Result<impl IntoResponse, ApiError> {
     require_admin(&state, &ctx)?;
+    if new.admin {
+        only_master_on_admin_keys(&ctx)?;
+    }
     let created = state.gateway.create_key(new).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -50,7 +80,7 @@ pub async fn revoke_key(
     Extension(ctx): Extension<RequestContext>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_admin(&state, &ctx)?;
+    may_manage_key(&state, &ctx, &id).await?;
     if state.gateway.auth().revoke_key(&id).await? {
         Ok(Json(json!({"id": id, "revoked": true})))
     } else {
@@ -75,7 +105,7 @@ pub async fn rotate_key(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_admin(&state, &ctx)?;
+    may_manage_key(&state, &ctx, &id).await?;
     // The body is optional: none means no grace.
     let rotation: Rotation = if body.iter().all(u8::is_ascii_whitespace) {
         Rotation::default()
@@ -123,7 +153,7 @@ pub async fn update_key(
     Path(id): Path<String>,
     JsonBody(update): JsonBody<KeyUpdate>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_admin(&state, &ctx)?;
+    may_manage_key(&state, &ctx, &id).await?;
     let now = llmrr_core::store::now_ms();
     let expires = match (update.expires_at, update.expires_in_secs) {
         (None, None) => {

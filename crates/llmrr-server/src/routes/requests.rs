@@ -50,12 +50,21 @@ fn number(
 }
 
 const FILTERS: &[&str] = &[
-    "model", "key", "user", "team", "route", "status", "before", "limit",
+    "model",
+    "key",
+    "user",
+    "team",
+    "route",
+    "status",
+    "before",
+    "before_id",
+    "limit",
 ];
 
-/// `GET /admin/requests?model=&key=&user=&team=&route=&status=ok|error&before=MS&limit=N`:
-/// newest first (`limit` 1-500, default 50; `before`: the previous page's last
-/// `created_at_ms`).
+/// `GET /admin/requests?model=&key=&user=&team=&route=&status=ok|error&before=MS&before_id=ID&limit=N`:
+/// newest first (`limit` 1-500, default 50). The next page: `before` and `before_id`, the
+/// `created_at_ms` and `id` of the page's last row (rows of the same millisecond are told
+/// apart by their id).
 pub async fn list(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
@@ -87,10 +96,11 @@ pub async fn list(
         team_id: q.get("team").cloned(),
         route: q.get("route").cloned(),
         ok,
-        before_ms: q
+        before: q
             .contains_key("before")
             .then(|| number(&q, "before", 0..=i64::MAX, 0))
-            .transpose()?,
+            .transpose()?
+            .map(|ms| (ms, q.get("before_id").cloned())),
         limit: number(&q, "limit", 1..=500, 50)?,
     };
     let mut rows = state.gateway.store().find_requests(&filter).await?;
@@ -111,7 +121,8 @@ pub async fn overview(
     let q = query(raw);
     let window = number(&q, "window", 60..=86_400, 300)?;
     let g = &state.gateway;
-    let now = g.money().now().as_millisecond();
+    // The log's rows carry the wall clock.
+    let now = llmrr_core::store::now_ms();
     let traffic = g.store().traffic_summary(now, window).await?;
     let spend = g.money().outlook(&Scope::Global).await?;
     Ok(Json(json!({"traffic": traffic, "spend": spend})))

@@ -26,11 +26,21 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/login", post(session::login))
 }
 
-/// The dashboard's API: the admin routes, and the session's own.
+/// The dashboard's API: the admin routes, and the session's own. Nothing it answers is kept
+/// by a cache (the session's CSRF token, spend, keys).
 pub fn api_routes(admin: Router<AppState>) -> Router<AppState> {
     admin
         .route("/session", get(session::whoami))
         .route("/logout", post(session::logout))
+        .layer(axum::middleware::map_response(no_store))
+}
+
+async fn no_store(mut resp: axum::response::Response) -> axum::response::Response {
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    resp
 }
 
 /// Paths any client may load without a key or session.

@@ -24,16 +24,19 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 #[derive(Clone)]
 pub struct Csrf(String);
 
+/// The session cookie. Two of them (one planted for a narrower path or from a sibling
+/// domain, which the browser would send first) count as none: sign in again.
 fn session_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
+    let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.trim())
-        .filter(|v| !v.is_empty())
+        .filter(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim());
+    let first = found.next()?;
+    (found.next().is_none() && !first.is_empty()).then_some(first)
 }
 
 /// Behind a TLS-terminating proxy (`X-Forwarded-Proto: https`) the cookie is `Secure`.
@@ -53,21 +56,26 @@ fn cookie(value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("llmrr_session=; Path=/ui; Max-Age=0"))
 }
 
-/// A request another site's page made: its `Origin` names a different host, or the browser
-/// says so (`Sec-Fetch-Site: cross-site`).
+/// A request another site's page made. The browser says so (`Sec-Fetch-Site`: only
+/// `same-origin` is ours); a browser that does not send it is judged by its `Origin`, which
+/// must name the host the client asked for (`X-Forwarded-Host` behind a proxy, else `Host`).
 fn cross_site(headers: &HeaderMap) -> bool {
-    if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() == b"cross-site")
-    {
-        return true;
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site.as_bytes() != b"same-origin";
     }
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = text("x-forwarded-host")
+        .and_then(|h| h.split(',').next())
+        .or_else(|| text(header::HOST.as_str()))
+        .map(str::trim);
     let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    origin == "null" || origin_host != host
+    match (origin_host, host) {
+        (Some(o), Some(h)) => !o.eq_ignore_ascii_case(h),
+        _ => true,
+    }
 }
 
 fn who(key: &KeyContext) -> serde_json::Value {
@@ -201,6 +209,8 @@ mod tests {
             session_cookie(&headers(&[("cookie", "llmrr_session=")])),
             None
         );
+        let planted = headers(&[("cookie", "llmrr_session=evil; llmrr_session=mine")]);
+        assert_eq!(session_cookie(&planted), None, "two sessions: none");
     }
 
     #[test]
@@ -215,6 +225,15 @@ mod tests {
             !cross_site(&headers(&[("host", "gw")])),
             "no Origin: a same-site navigation"
         );
+        let fetched = headers(&[("sec-fetch-site", "same-origin"), ("origin", "https://x")]);
+        assert!(!cross_site(&fetched), "the browser's word counts");
+        assert!(cross_site(&headers(&[("sec-fetch-site", "same-site")])));
+        let proxied = headers(&[
+            ("host", "10.0.0.7:8080"),
+            ("x-forwarded-host", "LLM.example.com"),
+            ("origin", "https://llm.example.com"),
+        ]);
+        assert!(!cross_site(&proxied), "behind a proxy that rewrites Host");
     }
 
     #[test]

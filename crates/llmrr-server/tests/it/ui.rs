@@ -489,3 +489,223 @@ async fn remote_models_do_not_load_or_unload() {
         crate::post_as_master(&gw, "/admin/models/explode", &[], json!({"model": "o-ok"})).await;
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn a_rotation_ends_the_keys_sessions_and_cross_site_writes_are_refused() {
+    let (gw, _mock) = start().await;
+    let admin = create_key(
+        &gw,
+        NewKey {
+            name: "ops".into(),
+            admin: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let s = sign_in(&gw, &admin.key).await;
+    // A write with the right token but from another site's page: refused.
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let r = client()
+            .delete(format!("{}/ui/api/keys/nope", gw.url))
+            .header(header::COOKIE, &s.cookie)
+            .header("x-csrf-token", &s.csrf)
+            .header(name, value)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(r.status(), 403, "{name}: {value}");
+    }
+    // DELETE needs the token like any write.
+    let r = client()
+        .delete(format!("{}/ui/api/keys/nope", gw.url))
+        .header(header::COOKIE, &s.cookie)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 403);
+    // The dashboard's answers are not cached.
+    let r = ui_get(&gw, "session", &s).send().await.expect("answers");
+    assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+    // Two session cookies: none counts.
+    let r = client()
+        .get(format!("{}/ui/api/keys", gw.url))
+        .header(
+            header::COOKIE,
+            format!("llmrr_session=planted; {}", s.cookie),
+        )
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 401);
+    // Rotating the key (grace or not) ends the sessions it signed in.
+    let rotated = client()
+        .post(format!("{}/admin/keys/{}/rotate", gw.url, admin.row.id))
+        .bearer_auth(MASTER)
+        .json(&json!({"grace_secs": 600}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(rotated.status(), 200);
+    let after = ui_get(&gw, "keys", &s).send().await.expect("answers");
+    assert_eq!(after.status(), 401, "the old secret's session ended");
+    let new_secret: Value = rotated.json().await.expect("json");
+    let again = sign_in(&gw, new_secret["key"].as_str().expect("secret")).await;
+    assert_eq!(
+        ui_get(&gw, "keys", &again)
+            .send()
+            .await
+            .expect("answers")
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn admin_keys_are_the_master_keys_to_make_and_manage() {
+    let (gw, _mock) = start().await;
+    let ops = create_key(
+        &gw,
+        NewKey {
+            name: "ops".into(),
+            admin: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let peer = create_key(
+        &gw,
+        NewKey {
+            name: "peer".into(),
+            admin: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let as_ops = |method: reqwest::Method, path: &str| {
+        client()
+            .request(method, format!("{}{path}", gw.url))
+            .bearer_auth(&ops.key)
+    };
+    let r = as_ops(reqwest::Method::POST, "/admin/keys")
+        .json(&json!({"name": "more", "admin": true}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 403, "an admin key mints no admin keys");
+    for (method, path, body) in [
+        (
+            reqwest::Method::DELETE,
+            format!("/admin/keys/{}", peer.row.id),
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/admin/keys/{}/rotate", peer.row.id),
+            None,
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/admin/keys/{}", peer.row.id),
+            Some(json!({"expires_in_secs": 60})),
+        ),
+    ] {
+        let mut req = as_ops(method.clone(), &path);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("answers");
+        assert_eq!(r.status(), 403, "{method} {path}");
+    }
+    // Plain keys are an admin key's to manage.
+    let r = as_ops(reqwest::Method::POST, "/admin/keys")
+        .json(&json!({"name": "plain"}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 201);
+    let plain: Value = r.json().await.expect("json");
+    let r = as_ops(
+        reqwest::Method::DELETE,
+        &format!("/admin/keys/{}", plain["id"].as_str().expect("id")),
+    )
+    .send()
+    .await
+    .expect("answers");
+    assert_eq!(r.status(), 200);
+    // The master key manages admin keys.
+    let r = client()
+        .delete(format!("{}/admin/keys/{}", gw.url, peer.row.id))
+        .bearer_auth(MASTER)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_users_key_reads_its_users_spend_and_pages_of_requests_lose_no_row() {
+    let (gw, _mock) = start().await;
+    let make = |name: &str, user: Option<&str>| NewKey {
+        name: name.into(),
+        user: user.map(str::to_owned),
+        ..Default::default()
+    };
+    let first = create_key(&gw, make("laptop", Some("ann"))).await;
+    let second = create_key(&gw, make("phone", Some("ann"))).await;
+    let other = create_key(&gw, make("bob", Some("bob"))).await;
+    for key in [&first.key, &second.key, &second.key, &other.key] {
+        let r = post(
+            &gw,
+            "/v1/chat/completions",
+            Some(key),
+            chat_body("o-ok", "hi"),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    let own = spend_with(
+        || {
+            client()
+                .get(format!("{}/admin/spend?group_by=key", gw.url))
+                .bearer_auth(&first.key)
+        },
+        3,
+    )
+    .await;
+    assert_eq!(own["scope"], "user:ann", "{own}");
+    assert_eq!(
+        own["totals"]["requests"], 3,
+        "both of ann's keys, not bob's: {own}"
+    );
+    let keys: Vec<&str> = own["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| g["group"].as_str().expect("key"))
+        .collect();
+    assert!(!keys.contains(&other.row.id.as_str()), "{keys:?}");
+
+    // Pages of one row each walk every row exactly once, rows of one millisecond included.
+    crate::rows_once(&gw, 4).await;
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = get_json(&gw, &format!("/admin/requests?limit=1{cursor}")).await;
+        let data = page["data"].as_array().expect("list");
+        let Some(row) = data.first() else { break };
+        let (ms, id) = (
+            row["created_at_ms"].as_i64().expect("ms"),
+            row["id"].as_str().expect("id").to_owned(),
+        );
+        cursor = format!("&before={ms}&before_id={id}");
+        seen.push(id);
+        assert!(seen.len() <= 4, "a row came twice: {seen:?}");
+    }
+    let mut all: Vec<String> = crate::rows(&gw).await.into_iter().map(|r| r.id).collect();
+    all.sort();
+    seen.sort();
+    assert_eq!(seen, all);
+}
