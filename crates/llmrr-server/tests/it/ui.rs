@@ -42,6 +42,19 @@ pub async fn sign_in(gw: &TestGateway, key: &str) -> Session {
     }
 }
 
+/// A virtual key, an admin key when `admin`.
+async fn key(gw: &TestGateway, name: &str, admin: bool) -> llmrr_core::auth::CreatedKey {
+    create_key(
+        gw,
+        NewKey {
+            name: name.into(),
+            admin,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 fn ui_get(gw: &TestGateway, path: &str, s: &Session) -> reqwest::RequestBuilder {
     client()
         .get(format!("{}/ui/api/{path}", gw.url))
@@ -58,7 +71,7 @@ fn ui_post(gw: &TestGateway, path: &str, s: &Session, body: Value) -> reqwest::R
 
 /// The spend report once the ledger holds `requests` rows (ledger rows are written off the
 /// answer's path).
-async fn spend_with(req: impl Fn() -> reqwest::RequestBuilder, requests: i64) -> Value {
+pub async fn spend_with(req: impl Fn() -> reqwest::RequestBuilder, requests: i64) -> Value {
     let until = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let r: Value = req()
@@ -244,15 +257,7 @@ async fn sign_in_gives_a_strict_http_only_session_and_writes_need_its_csrf_token
 #[tokio::test]
 async fn an_admin_key_administers_a_user_key_sees_only_its_own_spend_and_revoking_ends_sessions() {
     let (gw, _mock) = start().await;
-    let admin = create_key(
-        &gw,
-        NewKey {
-            name: "ops".into(),
-            admin: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let admin = key(&gw, "ops", true).await;
     assert!(admin.row.admin);
     // An admin key uses the admin API with its Bearer key…
     let listed = client()
@@ -265,22 +270,8 @@ async fn an_admin_key_administers_a_user_key_sees_only_its_own_spend_and_revokin
     // …and signs in to the whole dashboard.
     assert_eq!(sign_in(&gw, &admin.key).await.who["role"], "admin");
 
-    let alice = create_key(
-        &gw,
-        NewKey {
-            name: "alice".into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    let bob = create_key(
-        &gw,
-        NewKey {
-            name: "bob".into(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let alice = key(&gw, "alice", false).await;
+    let bob = key(&gw, "bob", false).await;
     for (key, n) in [(&alice.key, 2), (&bob.key, 3)] {
         for i in 0..n {
             let r = post(
@@ -493,15 +484,7 @@ async fn remote_models_do_not_load_or_unload() {
 #[tokio::test]
 async fn a_rotation_ends_the_keys_sessions_and_cross_site_writes_are_refused() {
     let (gw, _mock) = start().await;
-    let admin = create_key(
-        &gw,
-        NewKey {
-            name: "ops".into(),
-            admin: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let admin = key(&gw, "ops", true).await;
     let s = sign_in(&gw, &admin.key).await;
     // A write with the right token but from another site's page: refused.
     for (name, value) in [
@@ -566,24 +549,8 @@ async fn a_rotation_ends_the_keys_sessions_and_cross_site_writes_are_refused() {
 #[tokio::test]
 async fn admin_keys_are_the_master_keys_to_make_and_manage() {
     let (gw, _mock) = start().await;
-    let ops = create_key(
-        &gw,
-        NewKey {
-            name: "ops".into(),
-            admin: true,
-            ..Default::default()
-        },
-    )
-    .await;
-    let peer = create_key(
-        &gw,
-        NewKey {
-            name: "peer".into(),
-            admin: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let ops = key(&gw, "ops", true).await;
+    let peer = key(&gw, "peer", true).await;
     let as_ops = |method: reqwest::Method, path: &str| {
         client()
             .request(method, format!("{}{path}", gw.url))

@@ -150,26 +150,6 @@ async fn text_of(c: &Client, css: &str) -> String {
     wait_for(c, css, css).await.text().await.expect("text")
 }
 
-/// The spend per model as the admin API reports it, once the ledger holds `n` requests.
-async fn ledger_by_model(gw: &TestGateway, n: i64) -> Value {
-    let until = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let r: Value = client()
-            .get(format!("{}/admin/spend?from=30d&group_by=model", gw.url))
-            .bearer_auth(MASTER)
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("json");
-        if r["totals"]["requests"] == n || std::time::Instant::now() > until {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_dashboard_in_chromium_signs_in_charts_spend_and_manages_keys() {
     let (gw, _mock) = start().await;
@@ -186,7 +166,15 @@ async fn the_dashboard_in_chromium_signs_in_charts_spend_and_manages_keys() {
             assert_eq!(r.status(), 200);
         }
     }
-    let ledger = ledger_by_model(&gw, 5).await;
+    let ledger = crate::ui::spend_with(
+        || {
+            client()
+                .get(format!("{}/admin/spend?from=30d&group_by=model", gw.url))
+                .bearer_auth(MASTER)
+        },
+        5,
+    )
+    .await;
     assert_eq!(ledger["totals"]["requests"], 5, "{ledger}");
 
     let d = driver().await;
