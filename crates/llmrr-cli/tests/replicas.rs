@@ -230,6 +230,11 @@ async fn three_replicas_behind_a_balancer_behave_as_one() {
 
     // One rate limit: 6 a minute for the key, across the three.
     let (limited, _) = new_key(&url, "limited", Some(json!({"rpm": 6}))).await;
+    let before: Vec<u64> = lb
+        .served
+        .iter()
+        .map(|n| n.load(Ordering::Relaxed))
+        .collect();
     let mut ok = 0;
     let mut limited_429 = 0;
     for i in 0..12 {
@@ -245,9 +250,10 @@ async fn three_replicas_behind_a_balancer_behave_as_one() {
     }
     assert_eq!((ok, limited_429), (6, 6), "one limit, not one per replica");
     for (i, n) in lb.served.iter().enumerate() {
-        assert!(
-            n.load(Ordering::Relaxed) >= 3,
-            "replica {i} served its share"
+        assert_eq!(
+            n.load(Ordering::Relaxed) - before[i],
+            4,
+            "replica {i} served a third of them"
         );
     }
 
@@ -305,11 +311,27 @@ async fn three_replicas_behind_a_balancer_behave_as_one() {
     assert!(tokens <= 2200, "the budget was overspent: {tokens} tokens");
 
     // One response cache: the same deterministic request through every replica, one call.
-    for _ in 0..6 {
+    let cached = || {
         let mut body = ask("cached", "what is cached?");
         body["temperature"] = json!(0);
-        let resp = chat(&url, MASTER, body).await;
-        assert_eq!(resp.status(), 200);
+        body
+    };
+    assert_eq!(chat(&url, MASTER, cached()).await.status(), 200);
+    // The answer reaches Redis just after the client has it.
+    poll(|| async {
+        let stats = admin(reqwest::Method::GET, &url, "/admin/cache", None).await;
+        let tiers = stats["process"]["tiers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        tiers
+            .iter()
+            .any(|t| t["tier"] == "l3" && t["entries"].as_u64() >= Some(1))
+            .then_some(())
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(chat(&url, MASTER, cached()).await.status(), 200);
     }
     assert_eq!(
         upstream_calls(&mock, "mock-ok", Some("what is cached?")),
@@ -317,7 +339,7 @@ async fn three_replicas_behind_a_balancer_behave_as_one() {
         "L3 answered the other replicas"
     );
 
-    // A revoke on one replica is in force on all within a second.
+    // A revoke on one replica is in force on all (within 0.5 s: DEPLOY.md).
     let (revoked, revoked_id) = new_key(&url, "soon revoked", None).await;
     assert_eq!(
         chat(&url, &revoked, ask("o-ok", "before")).await.status(),
@@ -330,14 +352,14 @@ async fn three_replicas_behind_a_balancer_behave_as_one() {
         None,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     for r in &replicas {
-        assert_eq!(
-            chat(&r.url(), &revoked, ask("o-ok", "after"))
+        poll(|| async {
+            let status = chat(&r.url(), &revoked, ask("o-ok", "after"))
                 .await
-                .status(),
-            401
-        );
+                .status();
+            (status == 401).then_some(())
+        })
+        .await;
     }
 
     // A breaker opened on one replica keeps the others off the failing model.
@@ -351,8 +373,16 @@ async fn three_replicas_behind_a_balancer_behave_as_one() {
     }
     let failed = upstream_calls(&mock, "mock-500", None);
     assert_eq!(failed, 2);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     for r in &replicas[1..] {
+        poll(|| async {
+            let m = admin(reqwest::Method::GET, &r.url(), "/admin/models", None).await;
+            let models = m["models"].as_array().cloned().unwrap_or_default();
+            models
+                .iter()
+                .any(|m| m["model"] == "o-500" && m["breaker"] == "open")
+                .then_some(())
+        })
+        .await;
         let resp = chat(&r.url(), MASTER, ask("r", "breaker")).await;
         assert_eq!(resp.headers()["x-llmrr-model"], "o-ok");
     }
@@ -370,10 +400,12 @@ async fn three_replicas_behind_a_balancer_behave_as_one() {
         Some(json!({"route": "auto", "to": "a-ok", "stages": [100], "stage_minutes": 10})),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
     for r in &replicas {
-        let resp = chat(&r.url(), MASTER, ask("auto", "rollout")).await;
-        assert_eq!(resp.headers()["x-llmrr-model"], "a-ok");
+        poll(|| async {
+            let resp = chat(&r.url(), MASTER, ask("auto", "rollout")).await;
+            (resp.headers()["x-llmrr-model"] == "a-ok").then_some(())
+        })
+        .await;
     }
 
     // Load, and one replica stopped in the middle of it: every answered request is in the
@@ -428,17 +460,16 @@ async fn three_replicas_behind_a_balancer_behave_as_one() {
         "the two left answered the rest: {} of 100",
         acked.len()
     );
-    let ledger = poll(|| async {
+    poll(|| async {
         let rows = store.ledger_rows(0).await.expect("ledger");
         let ids: std::collections::HashSet<String> = rows
             .iter()
             .filter(|r| r.key_id.as_deref() == Some(&loader_id))
             .map(|r| r.id.clone())
             .collect();
-        acked.iter().all(|id| ids.contains(id)).then_some(ids)
+        acked.iter().all(|id| ids.contains(id)).then_some(())
     })
     .await;
-    assert!(ledger.len() >= acked.len());
 
     // The limits still hold on the two left.
     let (after, _) = new_key(&url, "after", Some(json!({"rpm": 4}))).await;

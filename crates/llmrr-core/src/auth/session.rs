@@ -59,10 +59,21 @@ impl Authenticator {
             });
         }
         let key = self.authenticate(Some(presented.trim()), client).await?;
-        if !key.is_master && key.key_id.is_none() {
-            return Err(Error::Unauthorized {
-                message: "sign in with the master key or a virtual key".into(),
-            });
+        let secret_hash = hash_key(presented.trim());
+        match &key.key_id {
+            None if !key.is_master => {
+                return Err(Error::Unauthorized {
+                    message: "sign in with the master key or a virtual key".into(),
+                })
+            }
+            // A rotated key's previous secret still calls models during its grace, but a
+            // session lasts only as long as the current secret: it would end at once.
+            Some(id) if self.inner.store.key_hash(id).await?.as_deref() != Some(&secret_hash) => {
+                return Err(Error::Unauthorized {
+                    message: "this key was rotated: sign in with its new secret".into(),
+                })
+            }
+            _ => {}
         }
         let secret = random_hex();
         let csrf = random_hex();
@@ -80,7 +91,7 @@ impl Authenticator {
             .insert_session(
                 &hash_key(&secret),
                 key_id,
-                &hash_key(presented.trim()),
+                &secret_hash,
                 &csrf,
                 expires_at_ms,
             )

@@ -59,6 +59,9 @@ struct Inner {
     version: std::sync::Mutex<(i64, i64)>,
     /// When the stored rules were last found current (Unix ms).
     checked_at_ms: AtomicI64,
+    /// One reload at a time: a slow one cannot write older rules over a newer one's, and
+    /// requests that need a reload share one.
+    reloading: tokio::sync::Mutex<()>,
     money: Money,
     /// A concurrency hold frees itself after this (a replica that died).
     hold: Duration,
@@ -87,6 +90,7 @@ impl Limits {
                 rules: RwLock::new(Arc::new(Rules::new(&config.limits, Vec::new()))),
                 version: std::sync::Mutex::new((-1, -1)),
                 checked_at_ms: AtomicI64::new(0),
+                reloading: tokio::sync::Mutex::new(()),
                 money,
                 hold: config.money.reservation_hold,
                 degraded: AtomicBool::new(false),
@@ -138,6 +142,11 @@ impl Limits {
     /// Load the stored rules again if they changed.
     pub async fn reload(&self) -> Result<()> {
         let now_ms = crate::store::now_ms();
+        let _one = self.inner.reloading.lock().await;
+        if self.inner.checked_at_ms.load(Ordering::Relaxed) > now_ms {
+            // Another reload started after this call and has finished: nothing newer to see.
+            return Ok(());
+        }
         let version = self.inner.store.limits_version().await?;
         if *self.inner.version.lock().unwrap_or_else(|p| p.into_inner()) == version {
             self.inner.checked_at_ms.store(now_ms, Ordering::Relaxed);
@@ -156,11 +165,21 @@ impl Limits {
     /// replicas may differ a little: a second of margin.
     pub async fn fresh_for(&self, key: &KeyContext) {
         const MARGIN_MS: i64 = 1000;
-        if key.created_at_ms + MARGIN_MS <= self.inner.checked_at_ms.load(Ordering::Relaxed) {
+        /// A store that does not answer does not hold requests: the last rules stand.
+        const WAIT: Duration = Duration::from_millis(200);
+        // A key from a replica whose clock runs ahead counts as made now.
+        let created = key.created_at_ms.min(crate::store::now_ms());
+        if created + MARGIN_MS <= self.inner.checked_at_ms.load(Ordering::Relaxed) {
             return;
         }
-        if let Err(e) = self.reload().await {
-            tracing::debug!(error = %e, "limits: reload failed; keeping the last rules");
+        match tokio::time::timeout(WAIT, self.reload()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "limits: reload failed; keeping the last rules")
+            }
+            Err(_) => {
+                tracing::debug!("limits: reload slower than {WAIT:?}; keeping the last rules")
+            }
         }
     }
 

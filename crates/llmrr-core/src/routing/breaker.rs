@@ -215,14 +215,17 @@ impl Breaker {
         opened.then_some(c.cooldown)
     }
 
-    /// Another replica opened its breaker of this model for `remaining` more: open here
-    /// too, until then (a later cooldown of our own stands). Calls in flight report as usual;
-    /// a probe's report while open moves nothing.
+    /// Another replica opened its breaker of this model for `remaining` more (at most our
+    /// own cooldown: the replicas' clocks may differ): open here too, until then. A later
+    /// cooldown of our own stands, and a half-open breaker keeps probing on its own (its
+    /// probes in flight decide; a failed one opens — and shares — again).
     pub fn adopt_open(&self, remaining: Duration) {
-        let until = Instant::now() + remaining;
+        let until = Instant::now() + remaining.min(self.config.cooldown);
         let mut g = self.lock();
-        if matches!(g.state, State::Open { until: mine } if mine >= until) {
-            return;
+        match g.state {
+            State::HalfOpen { .. } => return,
+            State::Open { until: mine } if mine >= until => return,
+            _ => {}
         }
         g.state = State::Open { until };
         self.closed.store(false, Ordering::Release);
@@ -302,16 +305,21 @@ mod tests {
         assert!(
             matches!(b.admit(), Admission::Refused { retry_in } if retry_in == Duration::from_secs(30))
         );
-        b.adopt_open(Duration::from_secs(60));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        b.adopt_open(Duration::from_secs(600));
         assert!(
-            matches!(b.admit(), Admission::Refused { retry_in } if retry_in == Duration::from_secs(60))
+            matches!(b.admit(), Admission::Refused { retry_in } if retry_in == Duration::from_secs(30)),
+            "a later open replaces ours, but never for longer than our cooldown"
         );
-        // A closed breaker opens for what is left of the other's cooldown, then probes.
+        // A closed breaker opens for what is left of the other's cooldown, then probes; a
+        // half-open one keeps probing.
         let c = Breaker::new(config());
         c.adopt_open(Duration::from_secs(10));
         assert_eq!(c.state(), BreakerState::Open);
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(c.admit(), Admission::Allowed { probe: true });
+        c.adopt_open(Duration::from_secs(10));
+        assert_eq!(c.state(), BreakerState::HalfOpen, "its probe decides");
         assert_eq!(c.record(true, true, true), None);
         assert_eq!(c.record(true, true, true), None, "a success never opens");
     }

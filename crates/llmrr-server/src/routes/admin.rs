@@ -37,6 +37,23 @@ fn only_master_on_admin_keys(ctx: &RequestContext) -> Result<(), ApiError> {
     }))
 }
 
+/// `require_admin`, and the master key when a limit or budget `scope` names an admin key
+/// (`key:ID`, alone or with a model): an admin key cannot throttle another.
+pub(crate) async fn may_govern_scope(
+    state: &AppState,
+    ctx: &RequestContext,
+    scope: &str,
+) -> Result<(), ApiError> {
+    require_admin(state, ctx)?;
+    for id in scope
+        .split(['|', '/'])
+        .filter_map(|part| part.trim().strip_prefix("key:"))
+    {
+        may_manage_key(state, ctx, id).await?;
+    }
+    Ok(())
+}
+
 /// `require_admin`, and the master key when key `id` is an admin key.
 async fn may_manage_key(state: &AppState, ctx: &RequestContext, id: &str) -> Result<(), ApiError> {
     require_admin(state, ctx)?;

@@ -1,7 +1,7 @@
 //! The admin API of limits: rules per scope (`/admin/limits`), and the admission queues and
 //! the global cap as they are now (`/admin/queues`).
 
-use super::admin::require_admin;
+use super::admin::{may_govern_scope, require_admin};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::state::AppState;
@@ -33,7 +33,7 @@ pub async fn set(
     Path(scope): Path<String>,
     JsonBody(limits): JsonBody<LimitSet>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_admin(&state, &ctx)?;
+    may_govern_scope(&state, &ctx, &scope).await?;
     state.gateway.limits().set(&scope, &limits).await?;
     Ok(Json(json!({"scope": scope, "limits": limits})))
 }
@@ -43,7 +43,7 @@ pub async fn remove(
     Extension(ctx): Extension<RequestContext>,
     Path(scope): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_admin(&state, &ctx)?;
+    may_govern_scope(&state, &ctx, &scope).await?;
     if state.gateway.limits().remove(&scope).await? {
         Ok(Json(json!({"scope": scope, "removed": true})))
     } else {

@@ -2,7 +2,7 @@
 //! reports, forecasts, recommendations and the price catalog. Any other key may read its own
 //! spend report and forecast.
 
-use super::admin::require_admin;
+use super::admin::{may_govern_scope, require_admin};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::state::AppState;
@@ -45,7 +45,7 @@ pub async fn set_budget(
     Extension(ctx): Extension<RequestContext>,
     JsonBody(spec): JsonBody<BudgetSpec>,
 ) -> Reply {
-    require_admin(&state, &ctx)?;
+    may_govern_scope(&state, &ctx, &spec.scope).await?;
     let money = state.gateway.money();
     let stored = money.set_budget(spec).await?;
     let status = money

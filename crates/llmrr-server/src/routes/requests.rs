@@ -89,6 +89,12 @@ pub async fn list(
             )))
         }
     };
+    if q.contains_key("before_id") && !q.contains_key("before") {
+        return Err(ApiError(Error::invalid(
+            "`before_id` pages with `before`: give both (the last row's created_at_ms and id)",
+            Some("before_id".into()),
+        )));
+    }
     let filter = RequestFilter {
         model: q.get("model").cloned(),
         key_id: q.get("key").cloned(),

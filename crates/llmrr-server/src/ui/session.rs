@@ -24,19 +24,26 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 #[derive(Clone)]
 pub struct Csrf(String);
 
-/// The session cookie. Two of them (one planted for a narrower path or from a sibling
-/// domain, which the browser would send first) count as none: sign in again.
-fn session_cookie(headers: &HeaderMap) -> Option<&str> {
-    let mut found = headers
+/// Every `llmrr_session` cookie the request carries.
+fn session_cookies(headers: &HeaderMap) -> Vec<&str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .filter(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.trim());
-    let first = found.next()?;
-    (found.next().is_none() && !first.is_empty()).then_some(first)
+        .map(|(_, value)| value.trim())
+        .collect()
+}
+
+/// The session cookie. Two of them (one planted for a narrower path or from a sibling
+/// domain, which the browser would send first) count as none.
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    match session_cookies(headers)[..] {
+        [one] if !one.is_empty() => Some(one),
+        _ => None,
+    }
 }
 
 /// Behind a TLS-terminating proxy (`X-Forwarded-Proto: https`) the cookie is `Secure`.
@@ -136,6 +143,14 @@ pub async fn authenticate(
     let ended = || Error::Unauthorized {
         message: "not signed in, or the session has ended: sign in again".into(),
     };
+    if session_cookies(req.headers()).len() > 1 {
+        return Err(Error::Unauthorized {
+            message: format!(
+                "the browser sent two `{COOKIE}` cookies (one set by another site of this \
+                 domain?): clear this site's cookies, then sign in again"
+            ),
+        });
+    }
     let secret = session_cookie(req.headers()).ok_or_else(ended)?;
     let session = state
         .gateway

@@ -442,6 +442,7 @@ async fn recent_requests_carry_their_routing_explanation_and_filter() {
         "limit=501",
         "colour=red",
         "before=soon",
+        "before_id=req_1",
     ] {
         let r = client()
             .get(format!("{}/admin/requests?{bad}", gw.url))
@@ -534,6 +535,22 @@ async fn a_rotation_ends_the_keys_sessions_and_cross_site_writes_are_refused() {
     assert_eq!(rotated.status(), 200);
     let after = ui_get(&gw, "keys", &s).send().await.expect("answers");
     assert_eq!(after.status(), 401, "the old secret's session ended");
+    // The old secret still calls models during its grace, but signs in no more.
+    let old = client()
+        .post(format!("{}/ui/login", gw.url))
+        .json(&json!({"key": admin.key}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(old.status(), 401);
+    let said: Value = old.json().await.expect("json");
+    assert!(
+        said["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("rotated"),
+        "{said}"
+    );
     let new_secret: Value = rotated.json().await.expect("json");
     let again = sign_in(&gw, new_secret["key"].as_str().expect("secret")).await;
     assert_eq!(
@@ -586,6 +603,26 @@ async fn admin_keys_are_the_master_keys_to_make_and_manage() {
         let r = req.send().await.expect("answers");
         assert_eq!(r.status(), 403, "{method} {path}");
     }
+    // Nor limits or budgets of another admin key.
+    let r = as_ops(
+        reqwest::Method::PUT,
+        &format!("/admin/limits/key:{}", peer.row.id),
+    )
+    .json(&json!({"rpm": 1}))
+    .send()
+    .await
+    .expect("answers");
+    assert_eq!(r.status(), 403, "no throttling another admin");
+    let r = as_ops(reqwest::Method::POST, "/admin/budgets")
+        .json(&json!({
+            "scope": format!("key:{}/model:o-ok", peer.row.id),
+            "period": "day",
+            "limit_usd": 1
+        }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 403);
     // Plain keys are an admin key's to manage.
     let r = as_ops(reqwest::Method::POST, "/admin/keys")
         .json(&json!({"name": "plain"}))
