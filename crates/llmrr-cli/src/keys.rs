@@ -116,7 +116,11 @@ pub async fn run(global: &Global, command: &KeysCommand) -> Result<()> {
                     k.owner_team.as_deref().unwrap_or("-"),
                     when(k.expires_at_ms),
                     when(k.last_used_at_ms),
-                    status
+                    if k.admin {
+                        format!("{status} (admin)")
+                    } else {
+                        status.to_owned()
+                    }
                 );
             }
         }

@@ -144,6 +144,21 @@ async fn keys_create_list_revoke() {
     let out = run(dir.path(), &["keys", "list"], &env).await;
     let listing = text(&out.stdout);
     assert!(listing.contains(&id) && listing.contains("active") && !listing.contains(&secret));
+    assert!(!listing.contains("(admin)"));
+    // An admin key (the dashboard and the admin API), marked as such.
+    let out = run(
+        dir.path(),
+        &["keys", "create", "--name", "ops", "--admin"],
+        &env,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listing = text(&run(dir.path(), &["keys", "list"], &env).await.stdout);
+    let ops = listing
+        .lines()
+        .find(|l| l.contains(" ops "))
+        .expect("the admin key");
+    assert!(ops.ends_with("active (admin)"), "{ops}");
     let out = run(dir.path(), &["keys", "revoke", &id], &env).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&run(dir.path(), &["keys", "list"], &env).await.stdout).contains("revoked"));
