@@ -5,7 +5,7 @@
 //! `target/ui-screenshots/` (or `$LLMRR_SCREENSHOTS`). `scripts/ensure-test-deps.sh` installs
 //! Chromium and ChromeDriver; `LLMRR_CHROMIUM` / `LLMRR_CHROMEDRIVER` name others.
 
-use crate::{chat_body, client, post, start, MASTER};
+use crate::{chat_body, client, get_json, post, start, MASTER};
 use fantoccini::{Client, ClientBuilder, Locator};
 use llmrr_testkit::TestGateway;
 use serde_json::{json, Value};
@@ -213,15 +213,7 @@ async fn the_dashboard_in_chromium_signs_in_charts_spend_and_manages_keys() {
     // The cards say what the admin API says: 5 requests in the window, today's spend.
     let requests = text_of(&c, "[data-metric=rps] .note").await;
     assert_eq!(requests, "5 requests");
-    let overview: Value = client()
-        .get(format!("{}/admin/overview?window=300", gw.url))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let overview = get_json(&gw, "/admin/overview?window=300").await;
     let today: f64 = overview["spend"]["today_usd"]
         .as_str()
         .expect("usd")
@@ -305,15 +297,7 @@ async fn the_dashboard_in_chromium_signs_in_charts_spend_and_manages_keys() {
     shot(&c, "03-keys-created").await;
 
     // Revoke it (the button asks again); it stops working.
-    let keys: Value = client()
-        .get(format!("{}/admin/keys", gw.url))
-        .bearer_auth(MASTER)
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let keys = get_json(&gw, "/admin/keys").await;
     let id = keys["data"]
         .as_array()
         .expect("keys")
