@@ -2,7 +2,8 @@
 # The dashboard's browser tests drive Debian's Chromium through ChromeDriver (packages
 # chromium and chromium-driver). Detected exactly (the binaries the tests start, and that
 # they run); installed with apt-get when missing (as root, or through sudo); otherwise says
-# what to install. LLMRR_CHROMIUM / LLMRR_CHROMEDRIVER name other binaries.
+# what to install (without their recommends: no printing or zeroconf services). LLMRR_CHROMIUM /
+# LLMRR_CHROMEDRIVER name other binaries.
 set -euo pipefail
 
 chromium=${LLMRR_CHROMIUM:-/usr/bin/chromium}
@@ -20,7 +21,7 @@ sudo=""
 if command -v apt-get >/dev/null && { [ "$(id -u)" -eq 0 ] || [ -n "$sudo" ]; }; then
   echo "llmrr: installing them with apt-get…" >&2
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   if ! works "$chromium" || ! works "$driver"; then
     echo "llmrr: apt-get installed ${missing[*]} but $chromium or $driver does not run" >&2
     exit 1
