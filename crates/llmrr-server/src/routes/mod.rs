@@ -26,6 +26,40 @@ use llmrr_core::provider::call_scope::UpstreamMeta;
 use llmrr_core::{Answer, Error, StreamAnswer};
 use std::time::Duration;
 
+/// A request's query string as name → value (the last of a repeated name wins).
+pub(crate) fn query_pairs(raw: Option<String>) -> std::collections::HashMap<String, String> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// Query parameter `name` as a whole number within `range`, or `default` when absent.
+pub(crate) fn query_number(
+    q: &std::collections::HashMap<String, String>,
+    name: &str,
+    range: std::ops::RangeInclusive<i64>,
+    default: i64,
+) -> Result<i64, Error> {
+    match q.get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                Error::invalid(
+                    format!(
+                        "`{name}` must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                    Some(name.into()),
+                )
+            }),
+    }
+}
+
 pub async fn not_found(uri: Uri) -> Response {
     Dialect::of_path(uri.path()).error(Error::NotFound("no such route".into()))
 }

@@ -3,6 +3,7 @@
 //! spend report and forecast.
 
 use super::admin::{may_govern_scope, require_admin};
+use super::query_pairs as query;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::state::AppState;
@@ -20,12 +21,6 @@ use serde_json::json;
 use std::collections::HashMap;
 
 type Reply = Result<Response, ApiError>;
-
-fn query(raw: Option<String>) -> HashMap<String, String> {
-    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect()
-}
 
 /// `{"id", "deleted": true}`, or 404 naming what was not found.
 fn deleted(found: bool, what: &str, id: String) -> Reply {
@@ -183,16 +178,7 @@ pub fn spend_query(g: &Gateway, q: &HashMap<String, String>) -> Result<SpendQuer
             .unwrap_or(Scope::Global),
         group_by: q.get("group_by").map(|s| GroupBy::parse(s)).transpose()?,
         tz_offset_ms: i64::from(offset) * 1000,
-        limit: match q.get("limit") {
-            Some(l) => l
-                .parse::<i64>()
-                .ok()
-                .filter(|l| (1..=10_000).contains(l))
-                .ok_or_else(|| {
-                    Error::invalid("`limit` must be 1 to 10000", Some("limit".into()))
-                })?,
-            None => 1000,
-        },
+        limit: super::query_number(q, "limit", 1..=10_000, 1000)?,
     })
 }
 
@@ -300,14 +286,7 @@ pub async fn recommendations(
 ) -> Reply {
     require_admin(&state, &ctx)?;
     let q = query(raw);
-    let days = match q.get("days") {
-        Some(d) => d
-            .parse::<i64>()
-            .ok()
-            .filter(|d| (1..=366).contains(d))
-            .ok_or_else(|| Error::invalid("`days` must be 1 to 366", Some("days".into())))?,
-        None => 30,
-    };
+    let days = super::query_number(&q, "days", 1..=366, 30)?;
     let (routes, unpriced) = route_infos(&state.gateway);
     let recs = state
         .gateway

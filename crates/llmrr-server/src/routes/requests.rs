@@ -15,38 +15,11 @@ use llmrr_core::{Error, RequestContext};
 use serde_json::json;
 use std::collections::HashMap;
 
+/// The query's parameters; an empty value (an empty filter field) is no filter.
 fn query(raw: Option<String>) -> HashMap<String, String> {
-    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .into_owned()
-        .filter(|(_, v)| !v.is_empty())
-        .collect()
-}
-
-/// `name` as a whole number within `range`, or `default` when absent.
-fn number(
-    q: &HashMap<String, String>,
-    name: &str,
-    range: std::ops::RangeInclusive<i64>,
-    default: i64,
-) -> Result<i64, Error> {
-    match q.get(name) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|n| range.contains(n))
-            .ok_or_else(|| {
-                Error::invalid(
-                    format!(
-                        "`{name}` must be a whole number from {} to {}",
-                        range.start(),
-                        range.end()
-                    ),
-                    Some(name.into()),
-                )
-            }),
-    }
+    let mut q = super::query_pairs(raw);
+    q.retain(|_, v| !v.is_empty());
+    q
 }
 
 const FILTERS: &[&str] = &[
@@ -104,10 +77,10 @@ pub async fn list(
         ok,
         before: q
             .contains_key("before")
-            .then(|| number(&q, "before", 0..=i64::MAX, 0))
+            .then(|| super::query_number(&q, "before", 0..=i64::MAX, 0))
             .transpose()?
             .map(|ms| (ms, q.get("before_id").cloned())),
-        limit: number(&q, "limit", 1..=500, 50)?,
+        limit: super::query_number(&q, "limit", 1..=500, 50)?,
     };
     let mut rows = state.gateway.store().find_requests(&filter).await?;
     for r in &mut rows {
@@ -125,7 +98,7 @@ pub async fn overview(
 ) -> Result<impl IntoResponse, ApiError> {
     require_admin(&state, &ctx)?;
     let q = query(raw);
-    let window = number(&q, "window", 60..=86_400, 300)?;
+    let window = super::query_number(&q, "window", 60..=86_400, 300)?;
     let g = &state.gateway;
     // The log's rows carry the wall clock.
     let now = llmrr_core::store::now_ms();
