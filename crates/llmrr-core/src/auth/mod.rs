@@ -222,6 +222,15 @@ struct Inner {
     used: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
+/// What a request with the key of `row` would be, unless the key is revoked or expired.
+pub(crate) fn active_context(row: KeyRow) -> Option<Arc<KeyContext>> {
+    let now = crate::store::now_ms();
+    if row.revoked_at_ms.is_some() || row.expires_at_ms.is_some_and(|at| at <= now) {
+        return None;
+    }
+    Some(Arc::new(KeyContext::from_row(row, false)))
+}
+
 impl Authenticator {
     /// `rules`: what a new key may name; `cache_ttl`: how long a key found in the store is
     /// served without asking again. Starts the revocation watch on the current runtime.
@@ -331,14 +340,7 @@ impl Authenticator {
                 None => inner.anonymous.clone(),
             }));
         };
-        let Some(row) = inner.store.key(id).await? else {
-            return Ok(None);
-        };
-        let now = crate::store::now_ms();
-        if row.revoked_at_ms.is_some() || row.expires_at_ms.is_some_and(|at| at <= now) {
-            return Ok(None);
-        }
-        Ok(Some(Arc::new(KeyContext::from_row(row, false))))
+        Ok(inner.store.key(id).await?.and_then(active_context))
     }
 
     /// The keys used since the last call, with when (the watch writes them to the store).

@@ -111,16 +111,19 @@ impl Authenticator {
         let Some(row) = self.inner.store.session(&hash_key(secret)).await? else {
             return Ok(None);
         };
-        let current = match &row.key_id {
-            None => self.inner.master.as_ref().map(|m| hash_key(m.expose())),
-            Some(id) => self.inner.store.key_hash(id).await?,
+        let same = |current: &str| bool::from(current.as_bytes().ct_eq(row.secret_hash.as_bytes()));
+        let key = match &row.key_id {
+            None => self
+                .inner
+                .master
+                .as_ref()
+                .filter(|m| same(&hash_key(m.expose())))
+                .map(|_| self.inner.master_ctx.clone()),
+            Some(id) => match self.inner.store.key_and_hash(id).await? {
+                Some((key, current)) if same(&current) => super::active_context(key),
+                _ => None,
+            },
         };
-        let same =
-            current.is_some_and(|c| bool::from(c.as_bytes().ct_eq(row.secret_hash.as_bytes())));
-        if !same {
-            return Ok(None);
-        }
-        let key = self.context_of(row.key_id.as_deref()).await?;
         Ok(key.map(|key| Session {
             key,
             csrf: row.csrf,

@@ -190,6 +190,18 @@ impl Store {
         Ok(())
     }
 
+    /// The key and the hash of its current secret, in one read.
+    pub async fn key_and_hash(&self, id: &str) -> Result<Option<(KeyRow, String)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS}, key_hash FROM api_keys WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((from_row(&r)?, r.try_get("key_hash")?)))
+            .transpose()
+    }
+
     pub async fn key(&self, id: &str) -> Result<Option<KeyRow>> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1"))
             .bind(id)
