@@ -75,6 +75,20 @@ const IGNORED: &[&str] = &[
     "prompt_cache_key",
 ];
 
+/// `body` without its top-level fields that never change the answer (a body kept inside
+/// another, whose own top level is the one [`key_of`] filters).
+pub fn shaping(body: &Value) -> Value {
+    match body {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| !IGNORED.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// Where a top-level field at this value is the same as absent.
 fn is_default(name: &str, v: &Value) -> bool {
     let num = |x: f64| v.as_f64() == Some(x);

@@ -13,6 +13,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// OpenAI's own API (scheme and host).
+const OPENAI_URL: &str = "https://api.openai.com";
+
 /// How the environment is read: the process's own, or a map in tests.
 pub enum Env {
     Process,
@@ -368,8 +371,18 @@ fn resolve_model(
         (None, _) if provider == ProviderKind::Anthropic => {
             "https://api.anthropic.com/v1".to_owned()
         }
-        (None, _) => "https://api.openai.com/v1".to_owned(),
+        (None, _) => format!("{OPENAI_URL}/v1"),
     };
+    if provider == ProviderKind::Anthropic && m.responses_api.is_some() {
+        return Err(Error::config(
+            at("responses_api"),
+            "is a setting of OpenAI-compatible models only (provider = \"openai\")",
+        ));
+    }
+    // OpenAI itself serves the Responses API; another server says so in its config.
+    let responses_api = m
+        .responses_api
+        .unwrap_or(provider == ProviderKind::OpenAi && base_url.starts_with(OPENAI_URL));
     if local.is_none() && !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
         return Err(Error::config(
             at("base_url"),
@@ -498,6 +511,7 @@ fn resolve_model(
         anthropic_version: m
             .anthropic_version
             .unwrap_or_else(|| d::ANTHROPIC_VERSION.to_owned()),
+        responses_api,
         limits: ModelLimits {
             rpm: positive_opt(&at("rpm"), m.rpm)?,
             tpm: positive_opt(&at("tpm"), m.tpm)?,

@@ -115,6 +115,7 @@ pub(super) fn local_spec(i: usize, m: &RawModel) -> Result<LocalModelSpec> {
         ("api_key", m.api_key.is_some()),
         ("organization", m.organization.is_some()),
         ("anthropic_version", m.anthropic_version.is_some()),
+        ("responses_api", m.responses_api.is_some()),
         ("headers", !m.headers.is_empty()),
         ("context_window", m.context_window.is_some()),
     ] {

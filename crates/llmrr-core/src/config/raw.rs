@@ -127,6 +127,9 @@ pub struct RawModel {
     pub timeout_secs: Option<f64>,
     pub connect_timeout_secs: Option<f64>,
     pub anthropic_version: Option<String>,
+    /// `provider = "openai"`: the server also speaks OpenAI's Responses API (`/responses`);
+    /// default: true for OpenAI's own URL.
+    pub responses_api: Option<bool>,
     pub owned_by: Option<String>,
     /// Any of `tools`, `vision`, `json`; absent: all of them.
     pub capabilities: Option<Vec<String>>,

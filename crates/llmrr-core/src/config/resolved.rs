@@ -287,6 +287,9 @@ pub struct ModelSpec {
     #[serde(with = "secs")]
     pub connect_timeout: Duration,
     pub anthropic_version: String,
+    /// Requests that came through the Responses API are sent to this server's own
+    /// `/responses` as the client wrote them (OpenAI-compatible models only).
+    pub responses_api: bool,
     pub owned_by: String,
     pub capabilities: Capabilities,
     /// Streams: the first chunk must arrive within this.

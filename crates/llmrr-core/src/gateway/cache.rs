@@ -10,6 +10,7 @@ use crate::cache::{
 use crate::config::cache::{CacheMode, CacheRule, NamespaceScope};
 use crate::money::cost::picos;
 use crate::store::LedgerRow;
+use llmrr_types::openai::NativeBody;
 
 /// An embedding for the semantic tier waits at most this long (then: an exact miss).
 const EMBED_TIMEOUT: Duration = Duration::from_secs(5);
@@ -944,7 +945,8 @@ impl Call {
     }
 
     /// The request as the key sees it (its JSON, as forwarded upstream, with the client's own
-    /// Anthropic body under [`NATIVE_KEY`] when it has one).
+    /// Anthropic body under [`NATIVE_KEY`] or Responses body under [`RESPONSES_KEY`] when it
+    /// has one).
     /// The request's routing options (`llmrr`, but `explain`) are part of it: they choose
     /// which model of a route answers.
     pub(super) fn cache_body(&self) -> Option<serde_json::Value> {
@@ -953,10 +955,17 @@ impl Call {
             Call::Completion(r) => serde_json::to_value(r).ok()?,
             Call::Embeddings(r) => serde_json::to_value(r).ok()?,
         };
-        // What an Anthropic model is sent instead of the translation shapes the answer too.
+        // What a model that speaks the client's API is sent instead of the translation shapes
+        // the answer too (but for the fields that never do).
         if let (Call::Chat(r), Some(map)) = (self, body.as_object_mut()) {
-            if let Some(native) = &r.anthropic {
-                map.insert(NATIVE_KEY.into(), (**native).clone());
+            match &r.native {
+                Some(NativeBody::Anthropic(native)) => {
+                    map.insert(NATIVE_KEY.into(), (**native).clone());
+                }
+                Some(NativeBody::Responses(native)) => {
+                    map.insert(RESPONSES_KEY.into(), crate::cache::key::shaping(native));
+                }
+                None => {}
             }
         }
         if let (Some(serde_json::Value::Object(options)), Some(map)) =
@@ -974,6 +983,9 @@ impl Call {
 
 /// Where a kept chat body holds the client's own Anthropic body (see `cache_body`).
 pub(super) const NATIVE_KEY: &str = "llmrr_anthropic";
+
+/// Where a kept chat body holds the client's own Responses body (see `cache_body`).
+pub(super) const RESPONSES_KEY: &str = "llmrr_responses";
 
 /// Requests last kept before this (unix ms) are past `retention`.
 pub(super) fn warm_horizon_ms(retention: Duration) -> i64 {

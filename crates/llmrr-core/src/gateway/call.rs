@@ -236,8 +236,18 @@ impl Call {
         match self {
             Call::Chat(r) if r.max_tokens.is_none() && r.max_completion_tokens.is_none() => {
                 r.max_completion_tokens = Some(cap);
-                // The client's own Anthropic body has no cap: it is not sent.
-                r.anthropic = None;
+                match &mut r.native {
+                    // A Responses body takes the cap too.
+                    Some(llmrr_types::openai::NativeBody::Responses(body)) => {
+                        if let Some(map) = std::sync::Arc::make_mut(body).as_object_mut() {
+                            map.insert("max_output_tokens".into(), cap.into());
+                        }
+                    }
+                    // The client's own Anthropic body always has its `max_tokens` (required),
+                    // so it never comes here; if it did, it would not be sent uncapped.
+                    Some(llmrr_types::openai::NativeBody::Anthropic(_)) => r.native = None,
+                    None => {}
+                }
                 true
             }
             Call::Completion(r) if r.max_tokens.is_none() => {

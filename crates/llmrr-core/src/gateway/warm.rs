@@ -8,6 +8,7 @@ use super::cache::ReplayDirectives;
 use super::*;
 use crate::cache::{CacheDirectives, CacheKey};
 use crate::store::WarmCandidate;
+use llmrr_types::openai::NativeBody;
 use serde::{Deserialize, Serialize};
 
 /// The most requests one warm run considers.
@@ -268,13 +269,19 @@ impl Gateway {
     ) -> Result<(Option<Decimal>, Option<CacheKey>)> {
         let bad = |e: serde_json::Error| Error::Internal(format!("the kept request: {e}"));
         let answered = |a: Answer| (Some(a.cost), a.cache.and_then(|c| c.key));
-        // A chat body with the client's own Anthropic body: sent again as it was.
+        // A chat body with the client's own Anthropic or Responses body: sent again as it was.
         let chat = |mut body: serde_json::Value| {
-            let native = body
-                .as_object_mut()
-                .and_then(|m| m.remove(super::cache::NATIVE_KEY));
+            let mut take = |key: &str| body.as_object_mut().and_then(|m| m.remove(key));
+            let native = match (
+                take(super::cache::NATIVE_KEY),
+                take(super::cache::RESPONSES_KEY),
+            ) {
+                (Some(b), _) => Some(NativeBody::Anthropic(Arc::new(b))),
+                (None, Some(b)) => Some(NativeBody::Responses(Arc::new(b))),
+                (None, None) => None,
+            };
             let mut req: ChatCompletionRequest = serde_json::from_value(body).map_err(bad)?;
-            req.anthropic = native.map(Arc::new);
+            req.native = native;
             Ok::<_, Error>(req)
         };
         let opened = match (endpoint, stream) {

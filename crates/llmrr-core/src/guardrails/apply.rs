@@ -38,8 +38,8 @@ pub fn redact_chat(g: &Guardrails, req: &mut ChatCompletionRequest) -> Result<()
         }
     }
     if changed {
-        // The client's own Anthropic body would carry the text unredacted: it is not sent.
-        req.anthropic = None;
+        // The client's own body would carry the text unredacted: it is not sent.
+        req.native = None;
     }
     Ok(())
 }

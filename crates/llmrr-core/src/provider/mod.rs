@@ -79,7 +79,9 @@ pub fn local_unknown_field(req: &ChatCompletionRequest) -> Option<&str> {
 }
 mod http;
 mod openai_compat;
+mod responses_api;
 pub mod sse;
+mod translated;
 
 use crate::config::{ModelSpec, ProviderKind};
 use crate::error::{Error, Result};

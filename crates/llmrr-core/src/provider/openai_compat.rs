@@ -1,8 +1,12 @@
 //! OpenAI and every OpenAI-compatible server (vLLM, llama-server, Ollama, Groq, OpenRouter…).
 //! Request bodies are forwarded as the client sent them, with only the model name replaced;
-//! response bodies are passed through byte for byte after their usage is read.
+//! response bodies are passed through byte for byte after their usage is read. A server that
+//! speaks the Responses API too (`responses_api = true`) is sent a Responses client's own body
+//! at its `/responses`, and the answer is read back as chat (`super::responses_api`).
 
 use super::http::{sse_events, Target};
+use super::responses_api;
+use super::translated::translated;
 use super::{ChunkStream, Completed, Provider, StreamChunk};
 use crate::config::{ModelSpec, ProviderKind};
 use crate::error::{Error, Result};
@@ -15,6 +19,7 @@ use llmrr_types::openai::{
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 pub struct OpenAiCompat {
     client: reqwest::Client,
@@ -25,6 +30,8 @@ pub struct OpenAiCompat {
     completions_url: String,
     embeddings_url: String,
     models_url: String,
+    /// `/responses`, where the server speaks the Responses API.
+    responses_url: Option<String>,
     /// Streams always ask the upstream for usage, so cost is exact; the usage chunk reaches
     /// the client only when it asked for it.
     usage_options: StreamOptions,
@@ -57,6 +64,9 @@ impl OpenAiCompat {
             completions_url: format!("{}/completions", spec.base_url),
             embeddings_url: format!("{}/embeddings", spec.base_url),
             models_url: format!("{}/models", spec.base_url),
+            responses_url: spec
+                .responses_api
+                .then(|| format!("{}/responses", spec.base_url)),
             usage_options: StreamOptions {
                 include_usage: Some(true),
                 extra: Default::default(),
@@ -74,6 +84,12 @@ impl OpenAiCompat {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(self.target.timeout)
             .body(json))
+    }
+
+    /// Where to send the client's own Responses body, when it has one and the server speaks
+    /// the Responses API.
+    fn responses<'a>(&'a self, req: &'a ChatCompletionRequest) -> Option<(&'a str, &'a Value)> {
+        Some((self.responses_url.as_deref()?, req.responses_body()?))
     }
 
     async fn complete(&self, req: reqwest::RequestBuilder) -> Result<Completed> {
@@ -186,11 +202,41 @@ impl Provider for OpenAiCompat {
     }
 
     async fn chat(&self, req: &ChatCompletionRequest) -> Result<Completed> {
+        if let Some((url, native)) = self.responses(req) {
+            let body = responses_api::body(native, &self.upstream_model, false);
+            let resp = self.target.send(self.post(url, &body)?).await?;
+            let body = self.target.body(resp).await?;
+            let answer = serde_json::from_slice(&body).map_err(|e| {
+                self.target
+                    .protocol(format!("not a Responses response: {e}"))
+            })?;
+            let completion = responses_api::to_completion(&self.target, answer)?;
+            return Ok(Completed {
+                compute: None,
+                usage: completion.usage.unwrap_or_default(),
+                body: Bytes::from(
+                    serde_json::to_vec(&completion)
+                        .map_err(|e| Error::Internal(format!("cannot encode the answer: {e}")))?,
+                ),
+            });
+        }
         let body = req.outbound(&self.upstream_model, None);
         self.complete(self.post(&self.chat_url, &body)?).await
     }
 
     async fn chat_stream(&self, req: &ChatCompletionRequest) -> Result<ChunkStream> {
+        if let Some((url, native)) = self.responses(req) {
+            let body = responses_api::body(native, &self.upstream_model, true);
+            let resp = self.target.send(self.post(url, &body)?).await?;
+            let events = sse_events(self.target.clone(), resp);
+            let tr = responses_api::Translator::default();
+            return Ok(translated(
+                self.target.clone(),
+                events,
+                tr,
+                "response.completed",
+            ));
+        }
         let options = merged_options(&self.usage_options, req.stream_options.as_ref());
         let body = req.outbound(&self.upstream_model, Some(&options));
         self.stream(self.post(&self.chat_url, &body)?).await

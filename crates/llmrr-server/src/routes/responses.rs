@@ -1,13 +1,14 @@
 //! OpenAI's Responses API: `POST /v1/responses` (streamed or not), `GET /v1/responses/{id}`
-//! and `DELETE /v1/responses/{id}`. The request is translated to a chat request and takes the
-//! gateway's one path; the answer is written as a response object (`dialect::responses`) and,
+//! and `DELETE /v1/responses/{id}`. The request is translated to a chat request (carrying the
+//! client's own body for models that speak the Responses API) and takes the gateway's one
+//! path; the answer is written as a response object (`dialect::responses`) and,
 //! unless `store: false`, kept for `previous_response_id` and `GET`, visible to the key that
 //! made it only.
 
 use super::{json_answer, sse_stream_answer};
 use crate::dialect::responses::{
-    assistant_message, items_of, new_id, to_chat, Echo, EventWriter, Item, ResponsesRequest,
-    Translated,
+    assistant_message, items_of, native_body, new_id, to_chat, Echo, EventWriter, Item,
+    ResponsesRequest, Translated,
 };
 use crate::error::{error_response, ApiError};
 use crate::extract::JsonBody;
@@ -19,7 +20,7 @@ use llmrr_core::answer::completion_of;
 use llmrr_core::auth::KeyContext;
 use llmrr_core::store::{now_ms, Store, StoredResponse};
 use llmrr_core::{Error, RequestContext};
-use llmrr_types::openai::ChatMessage;
+use llmrr_types::openai::{ChatMessage, NativeBody};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -103,8 +104,12 @@ async fn conversation(store: &Store, id: &str, owner: &str) -> Result<Vec<ChatMe
 pub async fn create(
     State(state): State<AppState>,
     Extension(ctx): Extension<RequestContext>,
-    JsonBody(req): JsonBody<ResponsesRequest>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Response {
+    let req: ResponsesRequest = match crate::extract::from_value(&body) {
+        Ok(req) => req,
+        Err(e) => return ApiError(e).into_response(),
+    };
     let owner = owner(&ctx.key);
     let store = state.gateway.store().clone();
     let history = match &req.previous_response_id {
@@ -114,7 +119,7 @@ pub async fn create(
         },
         None => Vec::new(),
     };
-    answer(state, ctx, req, history, owner, store)
+    answer(state, ctx, req, body, history, owner, store)
         .await
         .unwrap_or_else(|e| ApiError(e).into_response())
 }
@@ -123,12 +128,15 @@ async fn answer(
     state: AppState,
     mut ctx: RequestContext,
     req: ResponsesRequest,
+    body: Value,
     history: Vec<ChatMessage>,
     owner: String,
     store: Store,
 ) -> Result<Response, Error> {
     ctx.api = Some("responses");
-    let Translated { chat, turn } = to_chat(&req, history)?;
+    let native = native_body(body, &history);
+    let Translated { mut chat, turn } = to_chat(&req, history)?;
+    chat.native = Some(NativeBody::Responses(std::sync::Arc::new(native)));
     let now = now_ms();
     let days = state.responses_retention_days;
     let stored = req.store.unwrap_or(true) && days > 0;

@@ -21,6 +21,7 @@ mod openai;
 mod postgres;
 mod request_log;
 mod responses;
+mod responses_upstream;
 mod routing;
 mod smart_routing;
 mod ui;

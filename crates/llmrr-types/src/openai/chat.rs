@@ -57,12 +57,43 @@ pub struct ChatCompletionRequest {
     /// Every parameter the gateway does not interpret, forwarded as sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
-    /// The client's own Anthropic Messages body, when the request came through the Messages
-    /// API: an Anthropic model is sent this (model and stream set), so that nothing the
-    /// translation cannot say (`cache_control`, thinking signatures…) is lost. Whatever changes
-    /// the request on the way (input guardrails, a budget's cap) drops it.
+    /// The client's own body, when the request came through another API than chat
+    /// completions: a model that speaks that API is sent it instead of the translation.
     #[serde(skip)]
-    pub anthropic: Option<std::sync::Arc<Value>>,
+    pub native: Option<NativeBody>,
+}
+
+/// A request's own body in the API it came through, kept beside its chat translation so that
+/// nothing the translation cannot say is lost on the way to a model that speaks that API.
+/// Whatever changes the request on the way in a way the body would not show (input
+/// guardrails' redactions) drops it.
+#[derive(Debug, Clone)]
+pub enum NativeBody {
+    /// Anthropic's Messages API: an Anthropic model is sent this (model and stream set), with
+    /// `cache_control`, thinking signatures and the rest.
+    Anthropic(std::sync::Arc<Value>),
+    /// OpenAI's Responses API, with the stored conversation of `previous_response_id`
+    /// already in its `input`: a model with `responses_api = true` is sent this (model,
+    /// stream and `store: false` set).
+    Responses(std::sync::Arc<Value>),
+}
+
+impl ChatCompletionRequest {
+    /// The client's own Messages body, if it came through the Messages API.
+    pub fn anthropic_body(&self) -> Option<&Value> {
+        match &self.native {
+            Some(NativeBody::Anthropic(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The client's own Responses body, if it came through the Responses API.
+    pub fn responses_body(&self) -> Option<&Value> {
+        match &self.native {
+            Some(NativeBody::Responses(b)) => Some(b),
+            _ => None,
+        }
+    }
 }
 
 impl ChatCompletionRequest {

@@ -3,6 +3,7 @@
 pub mod chat;
 pub mod content;
 pub mod misc;
+pub mod responses;
 
 pub use chat::*;
 pub use content::*;

@@ -68,7 +68,7 @@ impl Anthropic {
         stream: bool,
     ) -> Result<(reqwest::RequestBuilder, bool)> {
         // The client's own Messages body, when it came through the Messages API.
-        if let Some(native) = &req.anthropic {
+        if let Some(native) = req.anthropic_body() {
             let body =
                 request::native(native, &self.upstream_model, stream, self.max_output_tokens);
             return Ok((self.builder(&body)?, false));
@@ -169,7 +169,7 @@ impl Provider for Anthropic {
     /// Anthropic's own count (`/messages/count_tokens`, free), of the client's own Messages
     /// body: the fields that endpoint takes.
     async fn count_tokens(&self, req: &ChatCompletionRequest) -> Result<Option<u64>> {
-        let Some(native) = &req.anthropic else {
+        let Some(native) = req.anthropic_body() else {
             return Ok(None);
         };
         let mut body = serde_json::Map::new();

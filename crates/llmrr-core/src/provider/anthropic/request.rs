@@ -99,7 +99,7 @@ fn unknown_field(req: &o::ChatCompletionRequest) -> Option<&str> {
 /// The parameter of `req` that no Anthropic model can honour, if any: routing skips Anthropic
 /// models for it (no attempt wasted), and [`translate`] refuses it with a precise message.
 pub fn refusal(req: &o::ChatCompletionRequest) -> Option<&'static str> {
-    if req.anthropic.is_some() {
+    if req.anthropic_body().is_some() {
         // The client's own Messages body is sent: Anthropic itself judges it, but for what
         // no Anthropic model takes.
         return req

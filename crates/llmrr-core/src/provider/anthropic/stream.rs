@@ -9,12 +9,11 @@
 //! an `error` event, or an end without `message_stop`, ends the stream with an error.
 
 use super::super::http::Target;
+use super::super::translated::{chunk, encode, translated, usage_chunk, Translate};
 use super::super::{ChunkStream, StreamChunk};
 use crate::error::Result;
 use crate::provider::sse::SseEvent;
-use bytes::Bytes;
 use futures_util::stream::BoxStream;
-use futures_util::StreamExt;
 use llmrr_types::anthropic as a;
 use llmrr_types::openai as o;
 use std::collections::HashMap;
@@ -36,23 +35,15 @@ struct Translator {
 
 impl Translator {
     fn chunk(&self, delta: o::Delta, finish_reason: Option<String>) -> o::ChatCompletionChunk {
-        o::ChatCompletionChunk {
-            id: self.id.clone(),
-            object: "chat.completion.chunk".into(),
-            created: self.created,
-            model: self.model.clone(),
-            choices: vec![o::ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason,
-                logprobs: None,
-            }],
-            usage: None,
-            system_fingerprint: None,
-        }
+        chunk(&self.id, self.created, &self.model, delta, finish_reason)
+    }
+}
+
+impl Translate for Translator {
+    fn finished(&self) -> bool {
+        self.finished
     }
 
-    /// The chunks one event becomes (often none).
     fn on_event(&mut self, target: &Target, ev: SseEvent) -> Result<Vec<StreamChunk>> {
         let event: a::StreamEvent = serde_json::from_str(&ev.data).map_err(|e| {
             target.protocol(format!(
@@ -195,10 +186,7 @@ impl Translator {
             a::StreamEvent::MessageStop => {
                 self.finished = true;
                 let usage = super::usage(&self.usage);
-                let mut last = self.chunk(o::Delta::default(), None);
-                last.choices.clear();
-                last.usage = Some(usage);
-                out.push(encode(&last, false, Some(usage))?);
+                out.push(usage_chunk(&self.id, self.created, &self.model, usage)?);
             }
             a::StreamEvent::Error { error } => {
                 let status = match error.kind.as_str() {
@@ -220,67 +208,15 @@ impl Translator {
     }
 }
 
-fn encode(
-    chunk: &o::ChatCompletionChunk,
-    has_output: bool,
-    usage: Option<o::Usage>,
-) -> Result<StreamChunk> {
-    let data = serde_json::to_vec(chunk)
-        .map_err(|e| crate::error::Error::Internal(format!("cannot encode a chunk: {e}")))?;
-    Ok(StreamChunk {
-        compute: None,
-        data: Bytes::from(data),
-        usage,
-        usage_only: chunk.choices.is_empty(),
-        has_output,
-    })
-}
-
 /// `json_tool`: the request's `response_format` is answered through the forced tool.
 pub fn translate(
     target: Target,
     events: BoxStream<'static, Result<SseEvent>>,
     json_tool: bool,
 ) -> ChunkStream {
-    struct State {
-        events: BoxStream<'static, Result<SseEvent>>,
-        tr: Translator,
-        ready: std::collections::VecDeque<StreamChunk>,
-        target: Target,
-        over: bool,
-    }
-    let state = State {
-        events,
-        tr: Translator {
-            json_tool,
-            ..Translator::default()
-        },
-        ready: Default::default(),
-        target,
-        over: false,
+    let tr = Translator {
+        json_tool,
+        ..Translator::default()
     };
-    futures_util::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(c) = st.ready.pop_front() {
-                return Some((Ok(c), st));
-            }
-            if st.over || st.tr.finished {
-                return None;
-            }
-            let failure = match st.events.next().await {
-                Some(Ok(ev)) => match st.tr.on_event(&st.target, ev) {
-                    Ok(chunks) => {
-                        st.ready.extend(chunks);
-                        continue;
-                    }
-                    Err(e) => e,
-                },
-                Some(Err(e)) => e,
-                None => st.target.protocol("the stream ended before message_stop"),
-            };
-            st.over = true;
-            return Some((Err(failure), st));
-        }
-    })
-    .boxed()
+    translated(target, events, tr, "message_stop")
 }

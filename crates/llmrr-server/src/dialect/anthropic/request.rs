@@ -74,7 +74,7 @@ pub fn to_chat(
         parallel_tool_calls: parallel,
         llmrr: req.llmrr,
         extra,
-        anthropic: native.map(std::sync::Arc::new),
+        native: native.map(|b| o::NativeBody::Anthropic(std::sync::Arc::new(b))),
         ..Default::default()
     })
 }

@@ -148,6 +148,40 @@ pub fn to_chat(req: &ResponsesRequest, history: Vec<o::ChatMessage>) -> Result<T
     Ok(Translated { chat, turn })
 }
 
+/// The client's own body, for a model that speaks the Responses API (sent as written, so that
+/// nothing the chat translation cannot say is lost: `reasoning.summary`, `text.verbosity`,
+/// `include`, function tools' `strict` default, reasoning items…): the conversation of
+/// `previous_response_id` — an id of llmrr's, which the upstream could not look up — goes
+/// before its `input` as items, and llmrr's own options are taken out.
+pub fn native_body(mut body: Value, history: &[o::ChatMessage]) -> Value {
+    if let Value::Object(map) = &mut body {
+        map.remove("previous_response_id");
+        map.remove("llmrr");
+        if !history.is_empty() {
+            let mut items: Vec<Value> = super::input_items::items("", history)
+                .into_iter()
+                .map(|mut item| {
+                    // The ids are llmrr's (unknown upstream), the status an output's.
+                    if let Value::Object(fields) = &mut item {
+                        fields.remove("id");
+                        fields.remove("status");
+                    }
+                    item
+                })
+                .collect();
+            match map.remove("input") {
+                Some(Value::String(text)) => {
+                    items.push(serde_json::json!({"role": "user", "content": text}))
+                }
+                Some(Value::Array(input)) => items.extend(input),
+                _ => {}
+            }
+            map.insert("input".into(), Value::Array(items));
+        }
+    }
+    body
+}
+
 fn tools(tools: &[Value]) -> Result<Vec<o::Tool>, Error> {
     tools
         .iter()
@@ -445,6 +479,35 @@ mod tests {
             Some(o::ResponseFormat::JsonSchema { .. })
         ));
         assert!(matches!(t.chat.tool_choice, Some(o::ToolChoice::Named(_))));
+    }
+
+    #[test]
+    fn the_native_body_carries_the_stored_conversation_before_its_input() {
+        let mut answer = o::ChatMessage::new(o::Role::Assistant, "");
+        answer.content = None;
+        answer.tool_calls = Some(vec![o::ToolCall {
+            id: "c1".into(),
+            kind: o::ToolKind::Function,
+            function: o::FunctionCall {
+                name: "f".into(),
+                arguments: "{}".into(),
+            },
+        }]);
+        let history = vec![o::ChatMessage::new(o::Role::User, "weather?"), answer];
+        let client = json!({"model": "m", "previous_response_id": "resp_1", "llmrr": {"explain": true},
+            "input": [{"type": "function_call_output", "call_id": "c1", "output": "18C"}],
+            "reasoning": {"summary": "auto"}});
+        let sent = native_body(client, &history);
+        assert_eq!(
+            sent,
+            json!({"model": "m", "reasoning": {"summary": "auto"}, "input": [
+                {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "weather?"}]},
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "18C"}]})
+        );
+        // Without a conversation, a string input stays a string.
+        let sent = native_body(json!({"model": "m", "input": "hi"}), &[]);
+        assert_eq!(sent, json!({"model": "m", "input": "hi"}));
     }
 
     #[test]

@@ -19,8 +19,12 @@
 //! | `huge` | 200 with a JSON body of 65 MiB (non-streamed) |
 //! | `longline` | a stream whose first line never ends (9 MiB without a newline, then stalls) |
 //!
+//! `/v1/responses` speaks OpenAI's Responses API in these modes (see `responses`).
+//!
 //! Streams are written in small odd-sized pieces so that events arrive split mid-line.
 //! Every request is recorded (path, headers, JSON body) for assertions.
+
+mod responses;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -73,6 +77,7 @@ impl MockProvider {
                 "/v1/models",
                 get(|| async { Json(json!({"object": "list", "data": []})) }),
             )
+            .route("/v1/responses", post(responses::responses))
             .route("/v1/messages", post(anthropic_messages))
             .route("/v1/messages/count_tokens", post(anthropic_count_tokens))
             .with_state(shared.clone());
