@@ -73,21 +73,12 @@ const IGNORED: &[&str] = &[
     "llmrr",
     "safety_identifier",
     "prompt_cache_key",
+    "prompt_cache_retention",
+    // The Responses API's: what to add to the output (llmrr's answers do not carry it), and
+    // a bound on built-in tools (which llmrr refuses).
+    "include",
+    "max_tool_calls",
 ];
-
-/// `body` without its top-level fields that never change the answer (a body kept inside
-/// another, whose own top level is the one [`key_of`] filters).
-pub fn shaping(body: &Value) -> Value {
-    match body {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(k, _)| !IGNORED.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
 
 /// Where a top-level field at this value is the same as absent.
 fn is_default(name: &str, v: &Value) -> bool {
@@ -104,7 +95,11 @@ fn is_default(name: &str, v: &Value) -> bool {
 }
 
 /// Fields whose strings are text written by people (normalized when the rule says so).
-const TEXT_FIELDS: &[&str] = &["messages", "prompt", "input"];
+const TEXT_FIELDS: &[&str] = &["messages", "prompt", "input", "instructions", "system"];
+
+/// Where a chat body keeps the client's own body of another API (Anthropic's Messages,
+/// OpenAI's Responses): the key reads it as it reads the top level.
+pub const NATIVE_BODIES: [&str; 2] = ["llmrr_anthropic", "llmrr_responses"];
 
 /// The key of a request body (already serialized as JSON `body`) in `scope`.
 pub fn key_of(scope: &KeyScope<'_>, body: &Value) -> CacheKey {
@@ -116,29 +111,30 @@ pub fn key_of(scope: &KeyScope<'_>, body: &Value) -> CacheKey {
     }
     h.update(&[u8::from(scope.stream)]);
     match body {
-        Value::Object(map) => {
-            let mut fields: Vec<(&String, &Value)> = map
-                .iter()
-                .filter(|(k, v)| {
-                    !v.is_null() && !IGNORED.contains(&k.as_str()) && !is_default(k, v)
-                })
-                .collect();
-            fields.sort_by(|a, b| a.0.cmp(b.0));
-            h.update(b"{");
-            for (k, v) in fields {
-                feed_str(&mut h, k, Normalize::default());
-                let normalize = if TEXT_FIELDS.contains(&k.as_str()) {
-                    scope.normalize
-                } else {
-                    Normalize::default()
-                };
-                feed(&mut h, v, normalize);
-            }
-            h.update(b"}");
-        }
+        Value::Object(map) => feed_body(&mut h, map, scope.normalize),
         other => feed(&mut h, other, scope.normalize),
     }
     CacheKey(*h.finalize().as_bytes())
+}
+
+/// A request body's fields that shape the answer, in name order, those people wrote
+/// normalized by `n`; a client's own body kept inside ([`NATIVE_BODIES`]) is read the same way.
+fn feed_body(h: &mut blake3::Hasher, map: &serde_json::Map<String, Value>, n: Normalize) {
+    let mut fields: Vec<(&String, &Value)> = map
+        .iter()
+        .filter(|(k, v)| !v.is_null() && !IGNORED.contains(&k.as_str()) && !is_default(k, v))
+        .collect();
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    h.update(b"{");
+    for (k, v) in fields {
+        feed_str(h, k, Normalize::default());
+        match v {
+            Value::Object(inner) if NATIVE_BODIES.contains(&k.as_str()) => feed_body(h, inner, n),
+            _ if TEXT_FIELDS.contains(&k.as_str()) => feed(h, v, n),
+            _ => feed(h, v, Normalize::default()),
+        }
+    }
+    h.update(b"}");
 }
 
 /// A value into the hash, with a tag per type so that no two values feed the same bytes.
@@ -268,6 +264,46 @@ mod tests {
             with_defaults[k] = v;
         }
         assert_eq!(a, key(with_defaults));
+    }
+
+    /// A client's own Responses body inside the chat body: read as the top level is (what
+    /// never shapes an answer left out, text normalized when the rule says so).
+    #[test]
+    fn a_native_body_is_keyed_like_the_top_level() {
+        let with = |native: Value| {
+            let mut body = base();
+            body["llmrr_responses"] = native;
+            body
+        };
+        let native = json!({"input": "Hello  World", "reasoning": {"summary": "auto"}});
+        let a = key(with(native.clone()));
+        assert_ne!(a, key(base()), "the body counts");
+        let mut platform = native.clone();
+        for (k, v) in [
+            ("metadata", json!({"run": 2})),
+            ("store", json!(false)),
+            ("user", json!("u")),
+            ("include", json!(["reasoning.encrypted_content"])),
+            ("top_p", json!(1)),
+        ] {
+            platform[k] = v;
+        }
+        assert_eq!(a, key(with(platform)));
+        let mut summary = native.clone();
+        summary["reasoning"]["summary"] = json!("detailed");
+        assert_ne!(a, key(with(summary)));
+        let normalized = KeyScope {
+            normalize: Normalize {
+                whitespace: true,
+                case: true,
+            },
+            ..scope()
+        };
+        let mut spaced = with(native);
+        let plain = key_of(&normalized, &spaced);
+        spaced["llmrr_responses"]["input"] = json!("hello world");
+        spaced["messages"][0]["content"] = json!("hello world");
+        assert_eq!(plain, key_of(&normalized, &spaced));
     }
 
     #[test]

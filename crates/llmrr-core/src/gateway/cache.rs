@@ -236,8 +236,7 @@ impl Gateway {
         }
         let mut probe = match rule.mode {
             CacheMode::Semantic if semantic => {
-                self.semantic_probe(ctx, cache, rule, call, &scope, &body)
-                    .await
+                Box::pin(self.semantic_probe(ctx, cache, rule, call, &scope, &body)).await
             }
             _ => None,
         };
@@ -576,10 +575,11 @@ impl Gateway {
         let model = rule.embedding_model.as_deref()?;
         let text = call.last_user_text()?;
         let mut rest = body.clone();
-        // The client's own Anthropic body holds the turn's text too: the translation stands
-        // for it here (a semantic match is approximate by design).
+        // The client's own body holds the turn's text too: the translation stands for it here
+        // (a semantic match is approximate by design).
         if let Some(map) = rest.as_object_mut() {
             map.remove(NATIVE_KEY);
+            map.remove(RESPONSES_KEY);
         }
         match call {
             Call::Chat(_) => {
@@ -956,14 +956,14 @@ impl Call {
             Call::Embeddings(r) => serde_json::to_value(r).ok()?,
         };
         // What a model that speaks the client's API is sent instead of the translation shapes
-        // the answer too (but for the fields that never do).
+        // the answer too (the key reads it as it reads the top level).
         if let (Call::Chat(r), Some(map)) = (self, body.as_object_mut()) {
             match &r.native {
                 Some(NativeBody::Anthropic(native)) => {
                     map.insert(NATIVE_KEY.into(), (**native).clone());
                 }
                 Some(NativeBody::Responses(native)) => {
-                    map.insert(RESPONSES_KEY.into(), crate::cache::key::shaping(native));
+                    map.insert(RESPONSES_KEY.into(), (**native).clone());
                 }
                 None => {}
             }
@@ -982,10 +982,10 @@ impl Call {
 }
 
 /// Where a kept chat body holds the client's own Anthropic body (see `cache_body`).
-pub(super) const NATIVE_KEY: &str = "llmrr_anthropic";
+pub(super) const NATIVE_KEY: &str = crate::cache::key::NATIVE_BODIES[0];
 
 /// Where a kept chat body holds the client's own Responses body (see `cache_body`).
-pub(super) const RESPONSES_KEY: &str = "llmrr_responses";
+pub(super) const RESPONSES_KEY: &str = crate::cache::key::NATIVE_BODIES[1];
 
 /// Requests last kept before this (unix ms) are past `retention`.
 pub(super) fn warm_horizon_ms(retention: Duration) -> i64 {

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The least `max_output_tokens` OpenAI's Responses API takes.
+const MIN_RESPONSES_OUTPUT: u32 = 16;
+
 /// A parsed request of any endpoint, owned by the task that serves it.
 pub(super) enum Call {
     Chat(Box<ChatCompletionRequest>),
@@ -220,8 +223,6 @@ impl Call {
         }
     }
 
-    /// A budget caps a request that set no output limit (`max_completion_tokens`: the field
-    /// every OpenAI model takes, reasoning models included; Anthropic reads it too).
     /// The input guardrails: deny, or redact the request's text in place.
     pub(super) fn guard_input(&mut self, g: &Guardrails) -> Result<()> {
         match self {
@@ -231,21 +232,25 @@ impl Call {
         }
     }
 
-    /// True when it changed the request.
+    /// A budget caps a request that set no output limit (`max_completion_tokens`: the field
+    /// every OpenAI model takes, reasoning models included; Anthropic reads it too). True when
+    /// it changed the request.
     pub(super) fn cap_output(&mut self, cap: u32) -> bool {
+        use llmrr_types::openai::NativeBody;
         match self {
             Call::Chat(r) if r.max_tokens.is_none() && r.max_completion_tokens.is_none() => {
                 r.max_completion_tokens = Some(cap);
                 match &mut r.native {
-                    // A Responses body takes the cap too.
-                    Some(llmrr_types::openai::NativeBody::Responses(body)) => {
+                    // A Responses body takes the cap too, where the Responses API takes it
+                    // (16 at least); below that, the translation is sent.
+                    Some(NativeBody::Responses(body)) if cap >= MIN_RESPONSES_OUTPUT => {
                         if let Some(map) = std::sync::Arc::make_mut(body).as_object_mut() {
                             map.insert("max_output_tokens".into(), cap.into());
                         }
                     }
                     // The client's own Anthropic body always has its `max_tokens` (required),
                     // so it never comes here; if it did, it would not be sent uncapped.
-                    Some(llmrr_types::openai::NativeBody::Anthropic(_)) => r.native = None,
+                    Some(_) => r.native = None,
                     None => {}
                 }
                 true

@@ -234,7 +234,7 @@ impl Provider for OpenAiCompat {
                 self.target.clone(),
                 events,
                 tr,
-                "response.completed",
+                "response.completed or response.incomplete",
             ));
         }
         let options = merged_options(&self.usage_options, req.stream_options.as_ref());

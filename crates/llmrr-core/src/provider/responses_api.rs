@@ -135,7 +135,16 @@ fn failure(target: &Target, error: Option<&Value>) -> Error {
         "rate_limit_exceeded" => 429,
         "server_error" | "internal_error" => 500,
         "server_is_overloaded" | "slow_down" => 503,
-        c if c.starts_with("invalid") || c == "context_length_exceeded" => 400,
+        // What the request holds (a prompt, an image), which no retry changes.
+        c if c.starts_with("invalid")
+            || c.starts_with("image_")
+            || c.ends_with("_image_file")
+            || c.ends_with("_image_media_type")
+            || c == "failed_to_download_image"
+            || c == "context_length_exceeded" =>
+        {
+            400
+        }
         _ => 502,
     };
     let body = json!({ "error": error }).to_string();
@@ -148,8 +157,9 @@ pub struct Translator {
     id: String,
     model: String,
     created: i64,
-    /// Output index of a function call -> its chat tool call index.
-    tool_index: HashMap<u32, u32>,
+    /// Output index of a function call -> its chat tool call index, and whether its
+    /// arguments came as deltas.
+    tool_index: HashMap<u32, (u32, bool)>,
     finished: bool,
 }
 
@@ -172,6 +182,20 @@ impl Translator {
             ..Default::default()
         };
         self.delta(delta, false)
+    }
+
+    /// The chat index of the function call at `output_index` (marked as having streamed
+    /// arguments); an index no call was opened at is a broken stream.
+    fn call_at(&mut self, target: &Target, output_index: u32) -> Result<u32> {
+        match self.tool_index.get_mut(&output_index) {
+            Some((index, streamed)) => {
+                *streamed = true;
+                Ok(*index)
+            }
+            None => Err(target.protocol(format!(
+                "arguments for output {output_index}, where no function call was opened"
+            ))),
+        }
     }
 
     /// The finish chunk and the usage chunk of a response that ended.
@@ -237,7 +261,8 @@ impl Translate for Translator {
                     },
             } => {
                 let index = self.tool_index.len() as u32;
-                self.tool_index.insert(output_index, index);
+                self.tool_index
+                    .insert(output_index, (index, !arguments.is_empty()));
                 vec![self.delta(call(index, Some(call_id), Some(name), arguments), true)?]
             }
             r::StreamEvent::OutputTextDelta { delta } if !delta.is_empty() => {
@@ -254,8 +279,28 @@ impl Translate for Translator {
                 output_index,
                 delta,
             } if !delta.is_empty() => {
-                let index = self.tool_index.get(&output_index).copied().unwrap_or(0);
+                let index = self.call_at(target, output_index)?;
                 vec![self.delta(call(index, None, None, delta), true)?]
+            }
+            // A server that sends the arguments whole, at the end.
+            r::StreamEvent::FunctionCallArgumentsDone {
+                output_index,
+                arguments,
+            } if !arguments.is_empty() => {
+                let streamed = self.tool_index.get(&output_index).is_some_and(|t| t.1);
+                let index = self.call_at(target, output_index)?;
+                match streamed {
+                    true => Vec::new(),
+                    false => vec![self.delta(call(index, None, None, arguments), true)?],
+                }
+            }
+            // Summary parts after the first are new paragraphs (as a whole answer joins them).
+            r::StreamEvent::ReasoningSummaryPartAdded { summary_index } if summary_index > 0 => {
+                let delta = o::Delta {
+                    reasoning_content: Some("\n\n".into()),
+                    ..Default::default()
+                };
+                vec![self.delta(delta, true)?]
             }
             r::StreamEvent::ReasoningSummaryDelta { delta }
             | r::StreamEvent::ReasoningTextDelta { delta }
@@ -305,6 +350,82 @@ mod tests {
             body(&native, "m", true)["stream_options"],
             json!({"include_obfuscation": false})
         );
+    }
+
+    /// The chunks a sequence of events becomes (each event's `data`).
+    fn translate(events: &[Value]) -> Result<Vec<Value>> {
+        let target = Target {
+            model: "r-model".into(),
+            provider: crate::config::ProviderKind::OpenAi,
+            timeout: std::time::Duration::from_secs(1),
+            mask: Default::default(),
+        };
+        let mut tr = Translator::default();
+        let mut out = Vec::new();
+        for ev in events {
+            let ev = SseEvent {
+                event: ev["type"].as_str().map(str::to_owned),
+                data: ev.to_string(),
+            };
+            for c in tr.on_event(&target, ev)? {
+                out.push(serde_json::from_slice(&c.data).expect("a chunk"));
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn two_calls_whole_arguments_and_summary_paragraphs_stream_as_chat() {
+        let call = |i: u32, id: &str, args: &str| {
+            json!({"type": "response.output_item.added", "output_index": i, "item":
+                {"type": "function_call", "call_id": id, "name": "f", "arguments": args}})
+        };
+        let chunks = translate(&[
+            json!({"type": "response.created", "response": {"id": "resp_1", "model": "m"}}),
+            json!({"type": "response.reasoning_summary_part.added", "summary_index": 0}),
+            json!({"type": "response.reasoning_summary_text.delta", "delta": "a"}),
+            json!({"type": "response.reasoning_summary_part.added", "summary_index": 1}),
+            json!({"type": "response.reasoning_summary_text.delta", "delta": "b"}),
+            call(1, "c1", ""),
+            json!({"type": "response.function_call_arguments.delta", "output_index": 1, "delta": "{}"}),
+            json!({"type": "response.function_call_arguments.done", "output_index": 1, "arguments": "{}"}),
+            call(2, "c2", ""),
+            // This server sends the arguments only whole.
+            json!({"type": "response.function_call_arguments.done", "output_index": 2, "arguments": "{\"x\":1}"}),
+            json!({"type": "response.completed", "response": {"status": "completed",
+                "usage": {"input_tokens": 5, "output_tokens": 7}}}),
+        ])
+        .expect("translates");
+        let delta = |i: usize| &chunks[i]["choices"][0]["delta"];
+        let reasoning: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["reasoning_content"].as_str())
+            .collect();
+        assert_eq!(reasoning, "a\n\nb");
+        assert_eq!(delta(4)["tool_calls"][0]["id"], "c1");
+        assert_eq!(delta(5)["tool_calls"][0]["function"]["arguments"], "{}");
+        assert_eq!(delta(6)["tool_calls"][0]["index"], 1);
+        assert_eq!(
+            delta(7)["tool_calls"][0]["function"]["arguments"],
+            "{\"x\":1}"
+        );
+        assert_eq!(chunks[8]["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(chunks[9]["usage"]["completion_tokens"], 7);
+        assert_eq!(chunks.len(), 10, "the first call's done adds nothing");
+        // Arguments for an output no call was opened at: a broken stream.
+        assert!(
+            translate(&[json!({"type": "response.function_call_arguments.delta",
+            "output_index": 3, "delta": "{"})])
+            .is_err()
+        );
+        // An error event, flat or nested: the upstream's error.
+        for ev in [
+            json!({"type": "error", "code": "server_error", "message": "boom"}),
+            json!({"type": "error", "error": {"code": "server_error", "message": "boom"}}),
+        ] {
+            let e = translate(&[ev]).expect_err("an error");
+            assert!(e.to_string().contains("boom"), "{e}");
+        }
     }
 
     #[test]

@@ -28,38 +28,47 @@ pub fn translated(
     tr: impl Translate,
     last_event: &'static str,
 ) -> ChunkStream {
-    let state = (
+    struct State<T> {
+        events: BoxStream<'static, Result<SseEvent>>,
+        tr: T,
+        /// Chunks of the last event not yet passed on.
+        ready: std::collections::VecDeque<StreamChunk>,
+        target: Target,
+        /// Failed: nothing more.
+        over: bool,
+    }
+    let state = State {
         events,
         tr,
-        std::collections::VecDeque::<StreamChunk>::new(),
+        ready: Default::default(),
         target,
-        false,
-    );
-    futures_util::stream::unfold(
-        state,
-        move |(mut events, mut tr, mut ready, target, over)| async move {
-            loop {
-                if let Some(c) = ready.pop_front() {
-                    return Some((Ok(c), (events, tr, ready, target, over)));
-                }
-                if over || tr.finished() {
-                    return None;
-                }
-                let failure = match events.next().await {
-                    Some(Ok(ev)) => match tr.on_event(&target, ev) {
-                        Ok(chunks) => {
-                            ready.extend(chunks);
-                            continue;
-                        }
-                        Err(e) => e,
-                    },
-                    Some(Err(e)) => e,
-                    None => target.protocol(format!("the stream ended before {last_event}")),
-                };
-                return Some((Err(failure), (events, tr, ready, target, true)));
+        over: false,
+    };
+    futures_util::stream::unfold(state, move |mut st| async move {
+        loop {
+            if let Some(c) = st.ready.pop_front() {
+                return Some((Ok(c), st));
             }
-        },
-    )
+            if st.over || st.tr.finished() {
+                return None;
+            }
+            let failure = match st.events.next().await {
+                Some(Ok(ev)) => match st.tr.on_event(&st.target, ev) {
+                    Ok(chunks) => {
+                        st.ready.extend(chunks);
+                        continue;
+                    }
+                    Err(e) => e,
+                },
+                Some(Err(e)) => e,
+                None => st
+                    .target
+                    .protocol(format!("the stream ended before {last_event}")),
+            };
+            st.over = true;
+            return Some((Err(failure), st));
+        }
+    })
     .boxed()
 }
 

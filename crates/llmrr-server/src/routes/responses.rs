@@ -134,7 +134,7 @@ async fn answer(
     store: Store,
 ) -> Result<Response, Error> {
     ctx.api = Some("responses");
-    let native = native_body(body, &history);
+    let native = native_body(body, &history, &req);
     let Translated { mut chat, turn } = to_chat(&req, history)?;
     chat.native = Some(NativeBody::Responses(std::sync::Arc::new(native)));
     let now = now_ms();

@@ -527,10 +527,15 @@ async fn issue11_the_cache_key_covers_the_clients_own_body() {
     let again = messages(&gw, MASTER, body.clone()).await;
     assert_eq!(cache(&again), "hit");
     let calls = mock.requests().len();
-    body["service_tier"] = json!("standard_only");
-    let other = messages(&gw, MASTER, body).await;
+    // A field the translation does not carry, which shapes the answer: a new entry.
+    let edits = json!({"edits": [{"type": "clear_tool_uses_20250919"}]});
+    body["context_management"] = edits.clone();
+    let other = messages(&gw, MASTER, body.clone()).await;
     assert_eq!(cache(&other), "miss");
     assert_eq!(mock.requests().len(), calls + 1);
-    assert_eq!(mock.last_request().body["service_tier"], "standard_only");
+    assert_eq!(mock.last_request().body["context_management"], edits);
+    // One that never does (scheduling): the same entry.
+    body["service_tier"] = json!("standard_only");
+    assert_eq!(cache(&messages(&gw, MASTER, body).await), "hit");
     gw.stop().await;
 }

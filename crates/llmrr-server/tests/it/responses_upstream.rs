@@ -249,6 +249,37 @@ async fn issue11_tool_calls_and_reasoning_round_trip_through_a_responses_upstrea
             "{r}"
         );
     }
+
+    // A client that keeps the conversation itself sends llmrr's output back as input: its
+    // reasoning summary is skipped and no id of llmrr's goes upstream.
+    let r: Value = respond(
+        &gw,
+        json!({"model": "r-think", "input": "why?", "store": false}),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let mut input = vec![json!({"role": "user", "content": "why?"})];
+    input.extend(r["output"].as_array().expect("output").iter().cloned());
+    assert!(input.iter().any(|i| i["type"] == "reasoning"));
+    input.push(json!({"role": "user", "content": "and then?"}));
+    let next = respond(
+        &gw,
+        json!({"model": "r-ok", "input": input, "store": false}),
+    )
+    .await;
+    assert_eq!(next.status(), 200);
+    let sent = mock.last_request().body;
+    let items = sent["input"].as_array().expect("items");
+    assert_eq!(items.len(), 3, "{sent}");
+    assert!(
+        items
+            .iter()
+            .all(|i| i["type"] != "reasoning" && i.get("id").is_none()),
+        "{sent}"
+    );
+    assert_eq!(items[1]["content"][0]["text"], "echo: why?");
     gw.stop().await;
 }
 

@@ -94,9 +94,7 @@ impl ChatCompletionRequest {
             _ => None,
         }
     }
-}
 
-impl ChatCompletionRequest {
     /// The request as it is sent to a server that knows the model as `model`, with the
     /// client's stream options (or `stream_options`, when given, instead).
     pub fn outbound<'a>(

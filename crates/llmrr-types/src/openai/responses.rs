@@ -124,6 +124,18 @@ pub enum StreamEvent {
     RefusalDelta { delta: String },
     #[serde(rename = "response.function_call_arguments.delta")]
     FunctionCallArgumentsDelta { output_index: u32, delta: String },
+    #[serde(rename = "response.function_call_arguments.done")]
+    FunctionCallArgumentsDone {
+        output_index: u32,
+        #[serde(default)]
+        arguments: String,
+    },
+    /// A new part of a reasoning summary (parts after the first are new paragraphs).
+    #[serde(rename = "response.reasoning_summary_part.added")]
+    ReasoningSummaryPartAdded {
+        #[serde(default)]
+        summary_index: u32,
+    },
     #[serde(rename = "response.reasoning_summary_text.delta")]
     ReasoningSummaryDelta { delta: String },
     #[serde(rename = "response.reasoning_text.delta")]

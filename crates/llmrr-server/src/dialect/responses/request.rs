@@ -148,34 +148,62 @@ pub fn to_chat(req: &ResponsesRequest, history: Vec<o::ChatMessage>) -> Result<T
     Ok(Translated { chat, turn })
 }
 
-/// The client's own body, for a model that speaks the Responses API (sent as written, so that
-/// nothing the chat translation cannot say is lost: `reasoning.summary`, `text.verbosity`,
-/// `include`, function tools' `strict` default, reasoning items…): the conversation of
-/// `previous_response_id` — an id of llmrr's, which the upstream could not look up — goes
-/// before its `input` as items, and llmrr's own options are taken out.
-pub fn native_body(mut body: Value, history: &[o::ChatMessage]) -> Value {
-    if let Value::Object(map) = &mut body {
-        map.remove("previous_response_id");
-        map.remove("llmrr");
-        if !history.is_empty() {
-            let mut items: Vec<Value> = super::input_items::items("", history)
-                .into_iter()
-                .map(|mut item| {
-                    // The ids are llmrr's (unknown upstream), the status an output's.
-                    if let Value::Object(fields) = &mut item {
-                        fields.remove("id");
-                        fields.remove("status");
-                    }
-                    item
-                })
-                .collect();
-            match map.remove("input") {
-                Some(Value::String(text)) => {
-                    items.push(serde_json::json!({"role": "user", "content": text}))
-                }
-                Some(Value::Array(input)) => items.extend(input),
-                _ => {}
+/// The client's own body `req` was read from, for a model that speaks the Responses API (sent
+/// as written, so that nothing the chat translation cannot say is lost: `reasoning.summary`,
+/// `text.verbosity`, `include`, `truncation`, function tools' `strict` default…), but for:
+/// - the conversation of `previous_response_id` (an id of llmrr's, which the upstream could
+///   not look up), which goes before its `input` as items;
+/// - the ids of input items and earlier `reasoning` items: every output item a client can send
+///   back is llmrr's (its ids mean nothing upstream, which keeps nothing: `store: false`), and
+///   llmrr's reasoning items are summaries, not the upstream's encrypted reasoning — skipped
+///   as the translation skips them;
+/// - llmrr's own options, and fields llmrr does not know that ask nothing (`null`, `false`,
+///   `0`), which an upstream might refuse.
+pub fn native_body(mut body: Value, history: &[o::ChatMessage], req: &ResponsesRequest) -> Value {
+    let Value::Object(map) = &mut body else {
+        return body;
+    };
+    map.remove("previous_response_id");
+    map.remove("llmrr");
+    for k in req.extra.keys().filter(|k| !IGNORED.contains(&k.as_str())) {
+        map.remove(k);
+    }
+    let unnamed = |mut item: Value| {
+        if let Value::Object(fields) = &mut item {
+            fields.remove("id");
+        }
+        item
+    };
+    let earlier = super::input_items::items("", history)
+        .into_iter()
+        .map(|item| match unnamed(item) {
+            // The status of an output: not input.
+            Value::Object(mut fields) => {
+                fields.remove("status");
+                Value::Object(fields)
             }
+            other => other,
+        });
+    let input = match map.remove("input") {
+        Some(Value::Array(items)) => Some(
+            items
+                .into_iter()
+                .filter(|i| i.get("type").and_then(Value::as_str) != Some("reasoning"))
+                .map(unnamed)
+                .collect(),
+        ),
+        Some(Value::String(text)) if !history.is_empty() => {
+            Some(vec![serde_json::json!({"role": "user", "content": text})])
+        }
+        Some(other) => {
+            map.insert("input".into(), other);
+            None
+        }
+        None => Some(Vec::new()),
+    };
+    if let Some(input) = input {
+        let items: Vec<Value> = earlier.chain(input).collect();
+        if !items.is_empty() {
             map.insert("input".into(), Value::Array(items));
         }
     }
@@ -495,18 +523,21 @@ mod tests {
         }]);
         let history = vec![o::ChatMessage::new(o::Role::User, "weather?"), answer];
         let client = json!({"model": "m", "previous_response_id": "resp_1", "llmrr": {"explain": true},
-            "input": [{"type": "function_call_output", "call_id": "c1", "output": "18C"}],
-            "reasoning": {"summary": "auto"}});
-        let sent = native_body(client, &history);
+            "input": [
+                {"type": "reasoning", "id": "rs_llmrr", "summary": [{"type": "summary_text", "text": "hm"}]},
+                {"type": "function_call_output", "id": "fco_1", "call_id": "c1", "output": "18C"}],
+            "reasoning": {"summary": "auto"}, "include": [], "background": false, "top_logprobs": 0});
+        let sent = native_body(client.clone(), &history, &req(client));
         assert_eq!(
             sent,
-            json!({"model": "m", "reasoning": {"summary": "auto"}, "input": [
+            json!({"model": "m", "reasoning": {"summary": "auto"}, "include": [], "input": [
                 {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "weather?"}]},
                 {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
                 {"type": "function_call_output", "call_id": "c1", "output": "18C"}]})
         );
         // Without a conversation, a string input stays a string.
-        let sent = native_body(json!({"model": "m", "input": "hi"}), &[]);
+        let client = json!({"model": "m", "input": "hi"});
+        let sent = native_body(client.clone(), &[], &req(client));
         assert_eq!(sent, json!({"model": "m", "input": "hi"}));
     }
 
