@@ -529,9 +529,7 @@ impl Gateway {
                 .router
                 .route(call.model())
                 .map(|_| call.model().to_owned()),
-            category: call
-                .topic()
-                .map(|t| crate::money::category::categorize(&t).to_owned()),
+            category: call.category().map(str::to_owned),
             prompt_hash: call.prompt_hash(),
             prompt_tokens: usage.prompt_tokens as i64,
             cached_tokens: usage.cached_tokens() as i64,
@@ -553,10 +551,14 @@ impl Gateway {
                 .map_or(0.0, |m| m.spec.quality),
             local: entry.meta.provider == "local",
         };
-        let money = self.inner.money.clone();
-        self.inner.tracker.spawn(async move {
-            money.record(Some(row), None, &[]).await;
-        });
+        // A hit settles nothing: its row is queued, not waited for (no task of its own), and
+        // shutdown and `flush_log` flush the queue.
+        if let Some(row) = self.inner.money.queue_row(row) {
+            let money = self.inner.money.clone();
+            self.inner.tracker.spawn(async move {
+                money.record(Some(row), None, &[]).await;
+            });
+        }
     }
 }
 

@@ -263,23 +263,31 @@ impl Call {
         }
     }
 
-    /// The text that says what the request is about (the start of the last user message, or
-    /// of the prompt): enough to categorize it.
-    pub(super) fn topic(&self) -> Option<String> {
+    /// What the request is about, as spend reports group it (from the start of the last user
+    /// message, or of the prompt).
+    pub(super) fn category(&self) -> Option<&'static str> {
         self.whole_topic()
-            .map(|t| t.chars().take(crate::money::category::HEAD_CHARS).collect())
+            .map(|t| crate::money::category::categorize(&t))
     }
 
     /// The last user turn's text (chat), or the prompt (completions); `None` past
     /// `HEAD_CHARS` (only its head would be read: two long prompts that differ at their end
     /// must not match).
     pub(super) fn last_user_text(&self) -> Option<String> {
-        self.whole_topic().filter(|t| {
-            !t.trim().is_empty() && t.chars().count() < crate::money::category::HEAD_CHARS
-        })
+        let short = |t: &str| {
+            t.chars()
+                .nth(crate::money::category::HEAD_CHARS - 1)
+                .is_none()
+        };
+        self.whole_topic()
+            .filter(|t| !t.trim().is_empty() && short(t))
+            .map(std::borrow::Cow::into_owned)
     }
 
-    fn whole_topic(&self) -> Option<String> {
+    /// The text of the last user turn (its text parts joined), or the prompt: borrowed where
+    /// it can be (this runs for every request, cache hits included).
+    fn whole_topic(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
         match self {
             Call::Chat(r) => r
                 .messages
@@ -288,21 +296,23 @@ impl Call {
                 .find(|m| m.role == llmrr_types::openai::Role::User)
                 .and_then(|m| m.content.as_ref())
                 .map(|c| match c {
-                    llmrr_types::openai::MessageContent::Text(t) => {
-                        t.chars().take(crate::money::category::HEAD_CHARS).collect()
-                    }
-                    llmrr_types::openai::MessageContent::Parts(parts) => parts
-                        .iter()
-                        .filter_map(|p| match p {
-                            llmrr_types::openai::ContentPart::Text { text } => Some(text.as_str()),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" "),
+                    llmrr_types::openai::MessageContent::Text(t) => Cow::Borrowed(t.as_str()),
+                    llmrr_types::openai::MessageContent::Parts(parts) => Cow::Owned(
+                        parts
+                            .iter()
+                            .filter_map(|p| match p {
+                                llmrr_types::openai::ContentPart::Text { text } => {
+                                    Some(text.as_str())
+                                }
+                                _ => None,
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ),
                 }),
             Call::Completion(r) => Some(match &r.prompt {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
+                serde_json::Value::String(s) => Cow::Borrowed(s.as_str()),
+                other => Cow::Owned(other.to_string()),
             }),
             Call::Embeddings(_) => None,
         }

@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::money::budget::nanos_up;
-use crate::money::category::categorize;
 use crate::money::cost::picos;
 use crate::money::Spent;
 use crate::store::LedgerRow;
@@ -245,7 +244,7 @@ impl Gateway {
                 model: e.spec.name.to_string(),
                 provider: e.spec.provider.as_str().to_owned(),
                 route: f.route.as_deref().map(str::to_owned),
-                category: f.call.topic().map(|t| categorize(&t).to_owned()),
+                category: f.call.category().map(str::to_owned),
                 // A warm replay is not a user asking again (the repeated-prompt advice
                 // must not count it).
                 prompt_hash: f.call.prompt_hash().filter(|_| !f.ctx.cache.warming),

@@ -428,8 +428,9 @@ impl Gateway {
         &self.inner.router
     }
 
-    /// Wait for every call in flight to finish, then write the request log: all of it within
-    /// `grace`, never longer (a store that hangs cannot hold the process).
+    /// Wait for every call in flight to finish, then write the queued ledger rows (cache hits')
+    /// and the request log, together: all of it within `grace` (the rows get at least
+    /// `MIN_LOG_FLUSH`), never longer (a store that hangs cannot hold the process).
     pub async fn shutdown(&self, grace: Duration) {
         let until = Instant::now() + grace;
         self.inner.tracker.close();
@@ -442,11 +443,19 @@ impl Gateway {
                 "shutdown grace ran out"
             );
         }
-        // The log gets at least a moment even when the calls used the whole grace.
+        // The ledger and the log get at least a moment even when the calls used the whole
+        // grace; they are written at the same time.
         let left = until
             .saturating_duration_since(Instant::now())
             .max(MIN_LOG_FLUSH);
-        match self.inner.log.close(left).await {
+        let (ledger, log) = tokio::join!(
+            tokio::time::timeout(left, self.inner.money.flush_ledger()),
+            self.inner.log.close(left)
+        );
+        if ledger.is_err() {
+            tracing::error!("shutdown: the ledger could not be written in time");
+        }
+        match log {
             Some(0) => {}
             Some(dropped) => {
                 tracing::error!(dropped, "shutdown: request log rows could not be written");
@@ -461,10 +470,15 @@ impl Gateway {
         self.inner.stopping.cancel();
     }
 
-    /// Make every request-log row of finished calls durable (or failed for now), waiting at
-    /// most 30 s.
+    /// Make every request-log row of finished calls, and every ledger row queued so far (cache
+    /// hits'; other calls' rows are committed by their own tasks), durable or failed for now,
+    /// waiting at most 30 s.
     pub async fn flush_log(&self) {
-        self.inner.log.flush(Duration::from_secs(30)).await;
+        let limit = Duration::from_secs(30);
+        let _ = tokio::join!(
+            tokio::time::timeout(limit, self.inner.money.flush_ledger()),
+            self.inner.log.flush(limit)
+        );
     }
 
     /// The request-log writer's health (readiness reports a failing writer).
@@ -660,8 +674,7 @@ impl Gateway {
     ) -> Result<Begin> {
         let prepared = self.admit(ctx, call, valid, features).await;
         if let Err(e) = &prepared {
-            self.finish(Finish::new(ctx, call, features.stream).failed(None, e))
-                .await;
+            Box::pin(self.finish(Finish::new(ctx, call, features.stream).failed(None, e))).await;
         }
         prepared
     }
@@ -800,7 +813,9 @@ impl Gateway {
         let id = ctx.id.clone();
         let answer = self
             .tracked(call_scope::scope(id, async move {
-                this.execute(ctx, call, prepared, hung_up).await
+                // Boxed: the call's future is large, and a cache hit never needs it (the
+                // request's future stays small, and cheap to move).
+                Box::pin(this.execute(ctx, call, prepared, hung_up)).await
             }))
             .await;
         guard.disarm();

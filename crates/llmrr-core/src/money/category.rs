@@ -66,15 +66,19 @@ const NAMES: [&str; 7] = [
 /// huge prompts.
 pub const HEAD_CHARS: usize = 4000;
 
-/// One pass over the words, a few phrase searches; the first category in priority order
-/// (code, translation, summarization, extraction, math, analysis, generation) that has a cue
-/// wins, then questions, then chat.
+/// The first `HEAD_CHARS` characters of `text` (a slice of it).
+fn head(text: &str) -> &str {
+    match text.char_indices().nth(HEAD_CHARS) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+/// One pass over the words of the text's head, a few phrase searches; the first category in
+/// priority order (code, translation, summarization, extraction, math, analysis, generation)
+/// that has a cue wins, then questions, then chat.
 pub fn categorize(text: &str) -> &'static str {
-    let head: String = text
-        .chars()
-        .take(HEAD_CHARS)
-        .collect::<String>()
-        .to_lowercase();
+    let head = head(text).to_lowercase();
     let mut found = [false; NAMES.len()];
     for w in head
         .split(|c: char| !c.is_alphanumeric())

@@ -1,5 +1,6 @@
 //! Money: prices, exact cost, the spend ledger, budgets that are never overspent, alerts, and
-//! the analytics built on the ledger. The gateway calls two things:
+//! the analytics built on the ledger. The gateway calls two things (and, for a cache hit,
+//! which reserves nothing, [`Money::queue_row`]):
 //!
 //! 1. [`Money::admit`] after planning: finds the budgets the request falls under, reserves the
 //!    most the request can cost on all of them at once (atomically, through [`crate::shared`]),

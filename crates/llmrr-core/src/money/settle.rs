@@ -20,6 +20,17 @@ pub struct Spent {
 }
 
 impl Money {
+    /// Queue `row` for the ledger without waiting for its commit: a row nothing is settled
+    /// after (a cache hit's). `Some(row)` back when the queue is full: [`Money::record`] it.
+    pub fn queue_row(&self, row: LedgerRow) -> Option<LedgerRow> {
+        self.inner.ledger.enqueue(row)
+    }
+
+    /// Wait until every ledger row queued so far is committed (or given up).
+    pub async fn flush_ledger(&self) {
+        self.inner.ledger.flush().await
+    }
+
     /// Append `row` to the ledger (when the request cost anything or used tokens), then settle
     /// `reservation` to what was `spent` (per model: a cascade calls several), then fire the
     /// alerts it crossed.
