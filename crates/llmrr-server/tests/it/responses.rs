@@ -5,13 +5,13 @@
 use super::*;
 use serde_json::json;
 
-async fn respond(gw: &TestGateway, key: &str, body: Value) -> reqwest::Response {
+pub(super) async fn respond(gw: &TestGateway, key: &str, body: Value) -> reqwest::Response {
     post(gw, "/v1/responses", Some(key), body).await
 }
 
 /// The events of a Responses stream: (event name, data); `event:` names the data's `type`
 /// and the sequence numbers count up from 0.
-async fn response_events(resp: reqwest::Response) -> Vec<(String, Value)> {
+pub(super) async fn response_events(resp: reqwest::Response) -> Vec<(String, Value)> {
     assert_eq!(resp.status(), 200);
     let bytes = resp.bytes().await.expect("a complete body");
     let mut parser = llmrr_core::provider::sse::SseParser::new();
@@ -33,7 +33,7 @@ async fn response_events(resp: reqwest::Response) -> Vec<(String, Value)> {
     out
 }
 
-fn output_text(r: &Value) -> String {
+pub(super) fn output_text(r: &Value) -> String {
     r["output"]
         .as_array()
         .expect("output")
