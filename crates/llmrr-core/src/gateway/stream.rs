@@ -131,20 +131,26 @@ impl Gateway {
             upstream: call_scope::upstream(),
             cache: cache_status,
         }));
+        let fanout = fill.as_ref().and_then(|f| f.lead.as_ref());
+        let outlet = match fanout {
+            Some(_) => Outlet::queued(frames_tx),
+            None => Outlet::Direct(frames_tx),
+        };
         let pumped = pump(Pump {
             held: held.into(),
             chunks,
-            frames: &frames_tx,
+            frames: &outlet,
             include_usage: call.include_usage(),
             ctx: &ctx,
             idle: entry.spec.idle_timeout,
             entry: &entry,
             stopping: &self.inner.stopping,
             guard: guardrails.and_then(crate::guardrails::stream::StreamGuard::new),
-            fanout: fill.as_ref().and_then(|f| f.lead.as_ref()),
+            fanout,
             record: fill.is_some(),
         })
         .await;
+        drop(outlet);
         drop(flight);
         let took = started.elapsed();
         let (usage, usage_estimated) = match pumped.usage {
@@ -207,7 +213,7 @@ pub(super) struct Pump<'a> {
     /// Chunks already read, sent before the rest.
     pub(super) held: VecDeque<StreamChunk>,
     pub(super) chunks: ChunkStream,
-    pub(super) frames: &'a mpsc::Sender<StreamItem>,
+    pub(super) frames: &'a Outlet,
     pub(super) include_usage: bool,
     pub(super) ctx: &'a RequestContext,
     pub(super) idle: Option<Duration>,
@@ -403,8 +409,51 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
     }
 }
 
+/// Where the pump sends the client's stream items.
+pub(super) enum Outlet {
+    /// Straight to the client's stream: the pump waits while the client does not read (the
+    /// upstream is read as fast as the client reads).
+    Direct(mpsc::Sender<StreamItem>),
+    /// Through a queue the pump never waits on, emptied into the client's stream by a task of
+    /// its own: the leader of a flight, so that a slow or stalled client of its own does not
+    /// pace its followers. The queue holds no more than the answer, which the flight keeps
+    /// whole anyway (for the cache).
+    Queued(mpsc::UnboundedSender<StreamItem>),
+}
+
+impl Outlet {
+    fn queued(frames: mpsc::Sender<StreamItem>) -> Outlet {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // Ends once the queue is empty and closed, or the client leaves (the queue's sends
+        // then fail: the pump sees the client gone).
+        tokio::spawn(async move {
+            while let Some(item) = rx.recv().await {
+                if frames.send(item).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Outlet::Queued(tx)
+    }
+
+    /// `Err` once the client has left.
+    async fn send(&self, item: StreamItem) -> std::result::Result<(), ()> {
+        match self {
+            Outlet::Direct(frames) => frames.send(item).await.map_err(drop),
+            Outlet::Queued(queue) => queue.send(item).map_err(drop),
+        }
+    }
+
+    async fn closed(&self) {
+        match self {
+            Outlet::Direct(frames) => frames.closed().await,
+            Outlet::Queued(queue) => queue.closed().await,
+        }
+    }
+}
+
 /// Resolves once the client has left and no follower listens.
-async fn audience_gone(frames: &mpsc::Sender<StreamItem>, fanout: Option<&crate::cache::Lead>) {
+async fn audience_gone(frames: &Outlet, fanout: Option<&crate::cache::Lead>) {
     frames.closed().await;
     if let Some(lead) = fanout {
         lead.all_gone().await;
@@ -427,7 +476,7 @@ fn with_cost(data: &[u8], entry: &ModelEntry, usage: &Usage, compute: Option<Dur
 }
 
 /// End the stream with `e`'s error event; a client already gone is logged as such.
-async fn end_with_error(frames: &mpsc::Sender<StreamItem>, out: &mut Pumped, e: &Error) {
+async fn end_with_error(frames: &Outlet, out: &mut Pumped, e: &Error) {
     out.result = Err((e.status_code(), e.label()));
     let error = AnswerError::from(e);
     out.error_event = Some(error.clone());

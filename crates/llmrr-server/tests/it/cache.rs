@@ -829,3 +829,54 @@ async fn issue10_no_request_is_kept_for_warming_when_its_retention_is_zero() {
     assert_eq!(r.status(), 400);
     gw.stop().await;
 }
+
+/// A flight's leader whose own client stops reading does not pace its followers: the
+/// follower gets the whole stream (16 MiB, far past every socket and channel buffer) while
+/// the leader's client reads nothing.
+#[tokio::test]
+async fn issue10_a_stalled_leader_client_does_not_hold_back_its_followers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (gw, mock) = start_routed(&format!(
+        "{CACHE_ON}[[models]]\nname = \"wide\"\nprovider = \"openai\"\nbase_url = \"{{mock}}\"\n\
+         api_key = \"env:UPSTREAM_KEY\"\nupstream_model = \"mock-wide-1024\"\n\
+         input_cost_per_mtok = 1\noutput_cost_per_mtok = 2\ntimeout_secs = 60\n\
+         idle_timeout_secs = 60\n"
+    ))
+    .await;
+    let mut body = det("wide", "a wide answer");
+    body["stream"] = true.into();
+    // The leader: a client with a tiny receive buffer that reads its headers, then nothing.
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    let mut leader = socket
+        .connect(addr.parse().expect("an address"))
+        .await
+        .expect("connects");
+    let json = body.to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {MASTER}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
+        json.len()
+    );
+    leader.write_all(request.as_bytes()).await.expect("sends");
+    let mut head = vec![0u8; 1024];
+    let n = leader.read(&mut head).await.expect("reads its headers");
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("x-llmrr-cache: miss"), "the leader: {head}");
+    // A follower joins and reads everything, while the leader's client still reads nothing.
+    let follower = tokio::time::timeout(Duration::from_secs(30), async {
+        let r = send(&gw, MASTER, &body, &[]).await;
+        assert_eq!(header(&r, "x-llmrr-cache-tier"), Some("coalesced"));
+        sse_data(r).await
+    })
+    .await
+    .expect("the follower is not held back by the leader's client");
+    assert_eq!(follower.last().map(String::as_str), Some("[DONE]"));
+    let text = streamed_text(&follower);
+    assert_eq!(text.len(), 1024 * 16 * 1024, "the whole answer");
+    assert_eq!(chat_calls(&mock), 1);
+    drop(leader);
+    gw.stop().await;
+}

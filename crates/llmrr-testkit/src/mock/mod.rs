@@ -18,6 +18,7 @@
 //! | `echokey` | 401 whose message echoes the API key it was sent (as some servers do) |
 //! | `huge` | 200 with a JSON body of 65 MiB (non-streamed) |
 //! | `longline` | a stream whose first line never ends (9 MiB without a newline, then stalls) |
+//! | `wide-<n>` | streams `n` chunks of 16 KiB of text each, each event written whole |
 //!
 //! `/v1/responses` speaks OpenAI's Responses API in these modes (see `responses`).
 //!
@@ -427,6 +428,19 @@ async fn openai_chat(
             "logprobs": null, "finish_reason": finish}]})
         )
     };
+    if let Some(n) = millis(&mode, "wide-") {
+        // Many large events, each in one write: megabytes quickly.
+        let text = "x".repeat(16 * 1024);
+        let events: Vec<Result<Bytes, std::io::Error>> = (0..n)
+            .map(|_| chunk(json!({"content": text}), Value::Null))
+            .chain([chunk(json!({}), json!("stop")), "data: [DONE]\n\n".into()])
+            .map(|e| Ok(Bytes::from(e)))
+            .collect();
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(futures_util::stream::iter(events)))
+            .expect("a valid response");
+    }
     let mut events = vec![chunk(
         json!({"role": "assistant", "content": ""}),
         Value::Null,
