@@ -424,10 +424,15 @@ pub(super) enum Outlet {
 impl Outlet {
     fn queued(frames: mpsc::Sender<StreamItem>) -> Outlet {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        // Ends once the queue is empty and closed, or the client leaves (the queue's sends
-        // then fail: the pump sees the client gone).
+        // Ends once the queue is empty and closed, or as soon as the client leaves (even while
+        // nothing is queued): the queue closes then, and the pump sees the client gone.
         tokio::spawn(async move {
-            while let Some(item) = rx.recv().await {
+            loop {
+                let item = tokio::select! {
+                    item = rx.recv() => item,
+                    () = frames.closed() => None,
+                };
+                let Some(item) = item else { return };
                 if frames.send(item).await.is_err() {
                     return;
                 }

@@ -880,3 +880,35 @@ async fn issue10_a_stalled_leader_client_does_not_hold_back_its_followers() {
     drop(leader);
     gw.stop().await;
 }
+
+/// A flight's leader whose client leaves while the upstream is quiet, with no follower: the
+/// call is cancelled at once (not at the upstream's next chunk) and logged 499.
+#[tokio::test]
+async fn issue10_a_leader_whose_client_leaves_between_chunks_is_cancelled_at_once() {
+    let (gw, _mock) = start_routed(&format!(
+        "{CACHE_ON}[[models]]\nname = \"drip\"\nprovider = \"openai\"\nbase_url = \"{{mock}}\"\n\
+         api_key = \"env:UPSTREAM_KEY\"\nupstream_model = \"mock-drip-1500\"\n\
+         input_cost_per_mtok = 1\noutput_cost_per_mtok = 2\ntimeout_secs = 30\n"
+    ))
+    .await;
+    let mut body = det("drip", "one two three four");
+    body["stream"] = true.into();
+    let leader = send(&gw, MASTER, &body, &[]).await;
+    assert_eq!(header(&leader, "x-llmrr-cache"), Some("miss"));
+    use futures_util::StreamExt;
+    let mut stream = leader.bytes_stream();
+    let first = stream.next().await.expect("a chunk").expect("bytes");
+    assert!(first.starts_with(b"data: "));
+    // Gone 1.5 s before the upstream's next chunk.
+    drop(stream);
+    let rows = rows_once(&gw, 1).await;
+    let row = rows.first().expect("a row");
+    assert_eq!(row.status, 499, "{row:?}");
+    // The first token came after two pauses (3 s); the next would have come at 4.5 s.
+    assert!(
+        row.latency_us < 4_000_000,
+        "cancelled at once, not at the next chunk: {} µs",
+        row.latency_us
+    );
+    gw.stop().await;
+}
