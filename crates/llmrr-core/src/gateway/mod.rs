@@ -29,6 +29,7 @@ mod call;
 mod cascade;
 mod feedback;
 mod finish;
+mod outlet;
 mod stream;
 mod warm;
 

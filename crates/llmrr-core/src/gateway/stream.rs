@@ -1,6 +1,7 @@
 //! Streamed calls: the attempt loop's first token, then the pump that forwards chunks as
 //! [`StreamItem`]s until the upstream ends, fails or stalls, or the client leaves.
 
+use super::outlet::Outlet;
 use super::*;
 
 impl Gateway {
@@ -150,7 +151,6 @@ impl Gateway {
             record: fill.is_some(),
         })
         .await;
-        drop(outlet);
         drop(flight);
         let took = started.elapsed();
         let (usage, usage_estimated) = match pumped.usage {
@@ -305,7 +305,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                         out.result = Err((e.status_code(), e.label()));
                         let error = AnswerError::from(&e);
                         out.error_event = Some(error.clone());
-                        let _ = frames.send(StreamItem::Error(error)).await;
+                        let _ = frames.send(StreamItem::Error(error), followers()).await;
                         return out;
                     }
                     // The client (and every follower) left while the upstream was quiet: stop now.
@@ -331,19 +331,24 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                             }
                             out.recorded.push(chunk);
                         }
-                        if frames.send(StreamItem::Chunk(tail)).await.is_err() && !followers() {
+                        if frames
+                            .send(StreamItem::Chunk(tail), followers())
+                            .await
+                            .is_err()
+                            && !followers()
+                        {
                             out.result = client_gone;
                             return out;
                         }
                     }
                     Some(Err(e)) => {
-                        end_with_error(frames, &mut out, &e).await;
+                        end_with_error(frames, &mut out, &e, followers()).await;
                         return out;
                     }
                     Some(Ok(None)) | None => {}
                 }
                 out.completed = true;
-                if client_left || frames.send(StreamItem::Done).await.is_err() {
+                if client_left || frames.send(StreamItem::Done, followers()).await.is_err() {
                     out.result = client_gone;
                 }
                 return out;
@@ -351,7 +356,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
             Some(Err(e)) => {
                 tracing::warn!(request_id = %ctx.id, error = %e, "upstream stream failed");
                 out.error_class = Some(classify(&e));
-                end_with_error(frames, &mut out, &e).await;
+                end_with_error(frames, &mut out, &e, followers()).await;
                 return out;
             }
             Some(Ok(chunk)) => {
@@ -374,7 +379,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                         Ok(data) => data,
                         Err(e) => {
                             // Nothing of the match was sent: the stream ends here.
-                            end_with_error(frames, &mut out, &e).await;
+                            end_with_error(frames, &mut out, &e, followers()).await;
                             return out;
                         }
                     },
@@ -399,60 +404,12 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                 }
             }
         };
-        if frames.send(frame).await.is_err() {
+        if frames.send(frame, followers()).await.is_err() {
             if !followers() {
                 out.result = client_gone;
                 return out;
             }
             client_left = true;
-        }
-    }
-}
-
-/// Where the pump sends the client's stream items.
-pub(super) enum Outlet {
-    /// Straight to the client's stream: the pump waits while the client does not read (the
-    /// upstream is read as fast as the client reads).
-    Direct(mpsc::Sender<StreamItem>),
-    /// Through a queue the pump never waits on, emptied into the client's stream by a task of
-    /// its own: the leader of a flight, so that a slow or stalled client of its own does not
-    /// pace its followers. The queue holds no more than the answer, which the flight keeps
-    /// whole anyway (for the cache).
-    Queued(mpsc::UnboundedSender<StreamItem>),
-}
-
-impl Outlet {
-    fn queued(frames: mpsc::Sender<StreamItem>) -> Outlet {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        // Ends once the queue is empty and closed, or as soon as the client leaves (even while
-        // nothing is queued): the queue closes then, and the pump sees the client gone.
-        tokio::spawn(async move {
-            loop {
-                let item = tokio::select! {
-                    item = rx.recv() => item,
-                    () = frames.closed() => None,
-                };
-                let Some(item) = item else { return };
-                if frames.send(item).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Outlet::Queued(tx)
-    }
-
-    /// `Err` once the client has left.
-    async fn send(&self, item: StreamItem) -> std::result::Result<(), ()> {
-        match self {
-            Outlet::Direct(frames) => frames.send(item).await.map_err(drop),
-            Outlet::Queued(queue) => queue.send(item).map_err(drop),
-        }
-    }
-
-    async fn closed(&self) {
-        match self {
-            Outlet::Direct(frames) => frames.closed().await,
-            Outlet::Queued(queue) => queue.closed().await,
         }
     }
 }
@@ -481,11 +438,15 @@ fn with_cost(data: &[u8], entry: &ModelEntry, usage: &Usage, compute: Option<Dur
 }
 
 /// End the stream with `e`'s error event; a client already gone is logged as such.
-async fn end_with_error(frames: &Outlet, out: &mut Pumped, e: &Error) {
+async fn end_with_error(frames: &Outlet, out: &mut Pumped, e: &Error, others_wait: bool) {
     out.result = Err((e.status_code(), e.label()));
     let error = AnswerError::from(e);
     out.error_event = Some(error.clone());
-    if frames.send(StreamItem::Error(error)).await.is_err() {
+    if frames
+        .send(StreamItem::Error(error), others_wait)
+        .await
+        .is_err()
+    {
         out.result = Err((CLIENT_CLOSED, "client_disconnected"));
     }
 }

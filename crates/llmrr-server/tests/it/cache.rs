@@ -831,14 +831,14 @@ async fn issue10_no_request_is_kept_for_warming_when_its_retention_is_zero() {
 }
 
 /// A flight's leader whose own client stops reading does not pace its followers: the
-/// follower gets the whole stream (16 MiB, far past every socket and channel buffer) while
-/// the leader's client reads nothing.
+/// follower gets the whole stream (32 MiB, far past every socket and channel buffer) while
+/// the leader's client reads nothing (it is dropped as too slow once 4 MiB behind).
 #[tokio::test]
 async fn issue10_a_stalled_leader_client_does_not_hold_back_its_followers() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (gw, mock) = start_routed(&format!(
         "{CACHE_ON}[[models]]\nname = \"wide\"\nprovider = \"openai\"\nbase_url = \"{{mock}}\"\n\
-         api_key = \"env:UPSTREAM_KEY\"\nupstream_model = \"mock-wide-1024\"\n\
+         api_key = \"env:UPSTREAM_KEY\"\nupstream_model = \"mock-wide-2048\"\n\
          input_cost_per_mtok = 1\noutput_cost_per_mtok = 2\ntimeout_secs = 60\n\
          idle_timeout_secs = 60\n"
     ))
@@ -860,9 +860,17 @@ async fn issue10_a_stalled_leader_client_does_not_hold_back_its_followers() {
         json.len()
     );
     leader.write_all(request.as_bytes()).await.expect("sends");
-    let mut head = vec![0u8; 1024];
-    let n = leader.read(&mut head).await.expect("reads its headers");
-    let head = String::from_utf8_lossy(&head[..n]);
+    // Its headers (and the first chunk; the mock pauses after it), a byte at a time.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        leader
+            .read_exact(&mut byte)
+            .await
+            .expect("reads its headers");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("x-llmrr-cache: miss"), "the leader: {head}");
     // A follower joins and reads everything, while the leader's client still reads nothing.
@@ -875,7 +883,7 @@ async fn issue10_a_stalled_leader_client_does_not_hold_back_its_followers() {
     .expect("the follower is not held back by the leader's client");
     assert_eq!(follower.last().map(String::as_str), Some("[DONE]"));
     let text = streamed_text(&follower);
-    assert_eq!(text.len(), 1024 * 16 * 1024, "the whole answer");
+    assert_eq!(text.len(), 2048 * 16 * 1024, "the whole answer");
     assert_eq!(chat_calls(&mock), 1);
     drop(leader);
     gw.stop().await;

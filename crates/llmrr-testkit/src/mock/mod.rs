@@ -18,7 +18,7 @@
 //! | `echokey` | 401 whose message echoes the API key it was sent (as some servers do) |
 //! | `huge` | 200 with a JSON body of 65 MiB (non-streamed) |
 //! | `longline` | a stream whose first line never ends (9 MiB without a newline, then stalls) |
-//! | `wide-<n>` | streams `n` chunks of 16 KiB of text each, each event written whole |
+//! | `wide-<n>` | streams `n` chunks of 16 KiB of text each, each event written whole, with a 0.5 s pause after the first |
 //!
 //! `/v1/responses` speaks OpenAI's Responses API in these modes (see `responses`).
 //!
@@ -431,14 +431,21 @@ async fn openai_chat(
     if let Some(n) = millis(&mode, "wide-") {
         // Many large events, each in one write: megabytes quickly.
         let text = "x".repeat(16 * 1024);
-        let events: Vec<Result<Bytes, std::io::Error>> = (0..n)
+        let events: Vec<Bytes> = (0..n)
             .map(|_| chunk(json!({"content": text}), Value::Null))
             .chain([chunk(json!({}), json!("stop")), "data: [DONE]\n\n".into()])
-            .map(|e| Ok(Bytes::from(e)))
+            .map(Bytes::from)
             .collect();
+        let stream =
+            futures_util::stream::iter(events.into_iter().enumerate()).then(|(i, e)| async move {
+                if i == 1 {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Ok::<_, std::io::Error>(e)
+            });
         return Response::builder()
             .header("content-type", "text/event-stream")
-            .body(Body::from_stream(futures_util::stream::iter(events)))
+            .body(Body::from_stream(stream))
             .expect("a valid response");
     }
     let mut events = vec![chunk(
