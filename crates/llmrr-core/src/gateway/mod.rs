@@ -19,9 +19,9 @@
 //! client that leaves cancels the upstream call at once and is logged as status 499.
 //!
 //! Layout: this file has the public API and steps 1-2; `attempt` step 3 (the attempt loop),
-//! `stream` the streamed variant and the pump, `finish` step 4, `call` the request of any
-//! endpoint; `cache` the response cache's part in steps 2-4, `warm` the replays of
-//! `cache warm`.
+//! `stream` the streamed variant and the pump, `outlet` where the pump sends the client's
+//! items, `finish` step 4, `call` the request of any endpoint; `cache` the response cache's
+//! part in steps 2-4, `warm` the replays of `cache warm`.
 
 mod attempt;
 mod cache;

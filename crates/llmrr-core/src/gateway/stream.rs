@@ -132,6 +132,8 @@ impl Gateway {
             upstream: call_scope::upstream(),
             cache: cache_status,
         }));
+        // A flight's leader: its client's items are queued, so that a slow client of its own
+        // does not pace the followers.
         let fanout = fill.as_ref().and_then(|f| f.lead.as_ref());
         let outlet = match fanout {
             Some(_) => Outlet::queued(frames_tx),
