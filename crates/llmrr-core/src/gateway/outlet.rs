@@ -2,10 +2,11 @@
 //! or — for the leader of a coalesced flight — through a queue, so that a slow client of the
 //! leader's own does not pace the followers.
 
-use crate::answer::StreamItem;
+use crate::answer::{AnswerError, StreamItem};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use tokio::sync::{mpsc, Notify};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// The most a leader's client may lag behind the upstream, in bytes queued for it.
 const QUEUE_CAP: usize = 4 * 1024 * 1024;
@@ -19,11 +20,12 @@ pub(super) enum Outlet {
 }
 
 pub(super) struct Queue {
-    tx: mpsc::UnboundedSender<StreamItem>,
+    /// `None` once the client was cut off.
+    tx: Mutex<Option<mpsc::UnboundedSender<StreamItem>>>,
     /// Bytes queued that the client's stream has not taken yet.
     bytes: Arc<AtomicUsize>,
-    /// Told whenever the client's stream takes an item.
-    taken: Arc<Notify>,
+    /// Cancelled once the client has left or was cut off.
+    gone: CancellationToken,
 }
 
 fn size(item: &StreamItem) -> usize {
@@ -33,16 +35,33 @@ fn size(item: &StreamItem) -> usize {
     }
 }
 
+/// What a client cut off as too slow reads last.
+fn too_slow() -> AnswerError {
+    AnswerError {
+        status: 408,
+        kind: "invalid_request_error".into(),
+        message: format!(
+            "the stream was read more than {} MiB behind the model: it ends here for this \
+             client (identical requests sharing the answer go on)",
+            QUEUE_CAP / (1024 * 1024)
+        ),
+        param: None,
+        code: Some("client_too_slow".into()),
+        retry_after: None,
+    }
+}
+
 impl Outlet {
-    /// A queue in front of `frames`. Its task ends once the queue is empty and closed, or as
-    /// soon as the client leaves (even while nothing is queued): the queue closes then, and
-    /// the pump sees the client gone.
+    /// A queue in front of `frames`. Its task hands the items on as the client reads them, and
+    /// ends once the queue is empty and closed, or as soon as the client leaves (even while
+    /// nothing is queued).
     pub(super) fn queued(frames: mpsc::Sender<StreamItem>) -> Outlet {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let bytes = Arc::new(AtomicUsize::new(0));
-        let taken = Arc::new(Notify::new());
-        let (queued, told) = (bytes.clone(), taken.clone());
+        let gone = CancellationToken::new();
+        let (queued, left) = (bytes.clone(), gone.clone());
         tokio::spawn(async move {
+            let _left = left.drop_guard();
             loop {
                 let item = tokio::select! {
                     item = rx.recv() => item,
@@ -54,49 +73,44 @@ impl Outlet {
                     return;
                 }
                 queued.fetch_sub(n, Ordering::AcqRel);
-                told.notify_waiters();
             }
         });
-        Outlet::Queued(Queue { tx, bytes, taken })
+        Outlet::Queued(Queue {
+            tx: Mutex::new(Some(tx)),
+            bytes,
+            gone,
+        })
     }
 
     /// Send `item` to the client; `Err` once it has left. A queued client more than
-    /// `QUEUE_CAP` behind is waited for when nobody else listens (as a direct one is), and
-    /// dropped as too slow when `others_wait` (followers): the stream ends for it there,
-    /// rather than the answer being held for it, or the followers held back.
-    pub(super) async fn send(
-        &self,
-        item: StreamItem,
-        others_wait: bool,
-    ) -> std::result::Result<(), ()> {
+    /// `QUEUE_CAP` behind is cut off instead of being waited for (its followers would wait
+    /// too) or the answer held for it: it gets what it was sent so far, then a
+    /// `client_too_slow` error, and counts as gone from then on.
+    pub(super) async fn send(&self, item: StreamItem) -> std::result::Result<(), ()> {
         let q = match self {
             Outlet::Direct(frames) => return frames.send(item).await.map_err(drop),
             Outlet::Queued(q) => q,
         };
-        while q.bytes.load(Ordering::Acquire) > QUEUE_CAP {
-            if others_wait {
-                return Err(());
-            }
-            let taken = q.taken.notified();
-            tokio::pin!(taken);
-            taken.as_mut().enable();
-            if q.bytes.load(Ordering::Acquire) <= QUEUE_CAP {
-                break;
-            }
-            tokio::select! {
-                () = taken => {}
-                () = q.tx.closed() => return Err(()),
-            }
+        let n = size(&item);
+        let mut tx = q.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(sender) = tx.as_ref() else {
+            return Err(());
+        };
+        if n > 0 && q.bytes.load(Ordering::Acquire) > QUEUE_CAP {
+            let _ = sender.send(StreamItem::Error(too_slow()));
+            *tx = None;
+            q.gone.cancel();
+            return Err(());
         }
-        q.bytes.fetch_add(size(&item), Ordering::AcqRel);
-        q.tx.send(item).map_err(drop)
+        q.bytes.fetch_add(n, Ordering::AcqRel);
+        sender.send(item).map_err(drop)
     }
 
-    /// Resolves once the client has left.
+    /// Resolves once the client has left (or was cut off).
     pub(super) async fn closed(&self) {
         match self {
             Outlet::Direct(frames) => frames.closed().await,
-            Outlet::Queued(q) => q.tx.closed().await,
+            Outlet::Queued(q) => q.gone.cancelled().await,
         }
     }
 }

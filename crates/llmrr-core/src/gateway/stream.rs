@@ -307,7 +307,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                         out.result = Err((e.status_code(), e.label()));
                         let error = AnswerError::from(&e);
                         out.error_event = Some(error.clone());
-                        let _ = frames.send(StreamItem::Error(error), followers()).await;
+                        let _ = frames.send(StreamItem::Error(error)).await;
                         return out;
                     }
                     // The client (and every follower) left while the upstream was quiet: stop now.
@@ -333,24 +333,19 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                             }
                             out.recorded.push(chunk);
                         }
-                        if frames
-                            .send(StreamItem::Chunk(tail), followers())
-                            .await
-                            .is_err()
-                            && !followers()
-                        {
+                        if frames.send(StreamItem::Chunk(tail)).await.is_err() && !followers() {
                             out.result = client_gone;
                             return out;
                         }
                     }
                     Some(Err(e)) => {
-                        end_with_error(frames, &mut out, &e, followers()).await;
+                        end_with_error(frames, &mut out, &e).await;
                         return out;
                     }
                     Some(Ok(None)) | None => {}
                 }
                 out.completed = true;
-                if client_left || frames.send(StreamItem::Done, followers()).await.is_err() {
+                if client_left || frames.send(StreamItem::Done).await.is_err() {
                     out.result = client_gone;
                 }
                 return out;
@@ -358,7 +353,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
             Some(Err(e)) => {
                 tracing::warn!(request_id = %ctx.id, error = %e, "upstream stream failed");
                 out.error_class = Some(classify(&e));
-                end_with_error(frames, &mut out, &e, followers()).await;
+                end_with_error(frames, &mut out, &e).await;
                 return out;
             }
             Some(Ok(chunk)) => {
@@ -381,7 +376,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                         Ok(data) => data,
                         Err(e) => {
                             // Nothing of the match was sent: the stream ends here.
-                            end_with_error(frames, &mut out, &e, followers()).await;
+                            end_with_error(frames, &mut out, &e).await;
                             return out;
                         }
                     },
@@ -406,7 +401,7 @@ pub(super) async fn pump(p: Pump<'_>) -> Pumped {
                 }
             }
         };
-        if frames.send(frame, followers()).await.is_err() {
+        if frames.send(frame).await.is_err() {
             if !followers() {
                 out.result = client_gone;
                 return out;
@@ -440,15 +435,11 @@ fn with_cost(data: &[u8], entry: &ModelEntry, usage: &Usage, compute: Option<Dur
 }
 
 /// End the stream with `e`'s error event; a client already gone is logged as such.
-async fn end_with_error(frames: &Outlet, out: &mut Pumped, e: &Error, others_wait: bool) {
+async fn end_with_error(frames: &Outlet, out: &mut Pumped, e: &Error) {
     out.result = Err((e.status_code(), e.label()));
     let error = AnswerError::from(e);
     out.error_event = Some(error.clone());
-    if frames
-        .send(StreamItem::Error(error), others_wait)
-        .await
-        .is_err()
-    {
+    if frames.send(StreamItem::Error(error)).await.is_err() {
         out.result = Err((CLIENT_CLOSED, "client_disconnected"));
     }
 }

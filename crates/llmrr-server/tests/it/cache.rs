@@ -832,7 +832,7 @@ async fn issue10_no_request_is_kept_for_warming_when_its_retention_is_zero() {
 
 /// A flight's leader whose own client stops reading does not pace its followers: the
 /// follower gets the whole stream (32 MiB, far past every socket and channel buffer) while
-/// the leader's client reads nothing (it is dropped as too slow once 4 MiB behind).
+/// the leader's client reads nothing (it is cut off as too slow once 4 MiB behind).
 #[tokio::test]
 async fn issue10_a_stalled_leader_client_does_not_hold_back_its_followers() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -917,6 +917,58 @@ async fn issue10_a_leader_whose_client_leaves_between_chunks_is_cancelled_at_onc
         row.latency_us < 4_000_000,
         "cancelled at once, not at the next chunk: {} µs",
         row.latency_us
+    );
+    gw.stop().await;
+}
+
+/// A flight's leader whose client falls more than 4 MiB behind, with no follower: it is cut
+/// off (its stream ends with a `client_too_slow` error event after what was queued), the
+/// upstream call stops, and the request is logged as gone.
+#[tokio::test]
+async fn issue10_a_leader_client_far_behind_is_cut_off_with_an_error_event() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (gw, _mock) = start_routed(&format!(
+        "{CACHE_ON}[[models]]\nname = \"wide\"\nprovider = \"openai\"\nbase_url = \"{{mock}}\"\n\
+         api_key = \"env:UPSTREAM_KEY\"\nupstream_model = \"mock-wide-2048\"\n\
+         input_cost_per_mtok = 1\noutput_cost_per_mtok = 2\ntimeout_secs = 60\n"
+    ))
+    .await;
+    let mut body = det("wide", "too much for a slow reader");
+    body["stream"] = true.into();
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    let mut leader = socket
+        .connect(addr.parse().expect("an address"))
+        .await
+        .expect("connects");
+    let json = body.to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {MASTER}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+        json.len()
+    );
+    leader.write_all(request.as_bytes()).await.expect("sends");
+    // It reads nothing while the upstream answers: the call stops once it is 4 MiB behind.
+    let rows = rows_once(&gw, 1).await;
+    let row = rows.first().expect("a row");
+    assert_eq!(row.status, 499, "{row:?}");
+    // Then it reads: what was queued, then the error event, then the end.
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), leader.read_to_end(&mut got))
+        .await
+        .expect("the stream ends")
+        .expect("reads");
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.contains("client_too_slow"),
+        "ends with the error event"
+    );
+    assert!(!text.contains("[DONE]"), "not as a complete answer");
+    assert!(
+        got.len() < 16 * 1024 * 1024,
+        "not the whole answer: {}",
+        got.len()
     );
     gw.stop().await;
 }
