@@ -830,36 +830,50 @@ async fn issue10_no_request_is_kept_for_warming_when_its_retention_is_zero() {
     gw.stop().await;
 }
 
-/// A flight's leader whose own client stops reading does not pace its followers: the
-/// follower gets the whole stream (32 MiB, far past every socket and channel buffer) while
-/// the leader's client reads nothing (it is cut off as too slow once 4 MiB behind).
-#[tokio::test]
-async fn issue10_a_stalled_leader_client_does_not_hold_back_its_followers() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (gw, mock) = start_routed(&format!(
+/// A gateway with the cache on and `wide`: the mock streaming 32 MiB (2,048 chunks of
+/// 16 KiB, a pause after the first).
+async fn start_wide() -> (TestGateway, MockProvider) {
+    start_routed(&format!(
         "{CACHE_ON}[[models]]\nname = \"wide\"\nprovider = \"openai\"\nbase_url = \"{{mock}}\"\n\
          api_key = \"env:UPSTREAM_KEY\"\nupstream_model = \"mock-wide-2048\"\n\
          input_cost_per_mtok = 1\noutput_cost_per_mtok = 2\ntimeout_secs = 60\n\
          idle_timeout_secs = 60\n"
     ))
-    .await;
-    let mut body = det("wide", "a wide answer");
-    body["stream"] = true.into();
-    // The leader: a client with a tiny receive buffer that reads its headers, then nothing.
+    .await
+}
+
+/// A client with a tiny receive buffer that has sent `body` (one request, then the
+/// connection closes) and reads nothing yet.
+async fn slow_reader(gw: &TestGateway, body: &Value) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
     let addr = gw.url.trim_start_matches("http://").to_owned();
     let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
     socket.set_recv_buffer_size(4096).expect("a small buffer");
-    let mut leader = socket
+    let mut client = socket
         .connect(addr.parse().expect("an address"))
         .await
         .expect("connects");
     let json = body.to_string();
     let request = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {MASTER}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
         json.len()
     );
-    leader.write_all(request.as_bytes()).await.expect("sends");
+    client.write_all(request.as_bytes()).await.expect("sends");
+    client
+}
+
+/// A flight's leader whose own client stops reading does not pace its followers: the
+/// follower gets the whole stream (32 MiB, far past every socket and channel buffer) while
+/// the leader's client reads nothing (it is cut off as too slow once 4 MiB behind).
+#[tokio::test]
+async fn issue10_a_stalled_leader_client_does_not_hold_back_its_followers() {
+    use tokio::io::AsyncReadExt;
+    let (gw, mock) = start_wide().await;
+    let mut body = det("wide", "a wide answer");
+    body["stream"] = true.into();
+    // The leader: reads its headers, then nothing.
+    let mut leader = slow_reader(&gw, &body).await;
     // Its headers (and the first chunk; the mock pauses after it), a byte at a time.
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
@@ -926,29 +940,11 @@ async fn issue10_a_leader_whose_client_leaves_between_chunks_is_cancelled_at_onc
 /// upstream call stops, and the request is logged as gone.
 #[tokio::test]
 async fn issue10_a_leader_client_far_behind_is_cut_off_with_an_error_event() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (gw, _mock) = start_routed(&format!(
-        "{CACHE_ON}[[models]]\nname = \"wide\"\nprovider = \"openai\"\nbase_url = \"{{mock}}\"\n\
-         api_key = \"env:UPSTREAM_KEY\"\nupstream_model = \"mock-wide-2048\"\n\
-         input_cost_per_mtok = 1\noutput_cost_per_mtok = 2\ntimeout_secs = 60\n"
-    ))
-    .await;
+    use tokio::io::AsyncReadExt;
+    let (gw, _mock) = start_wide().await;
     let mut body = det("wide", "too much for a slow reader");
     body["stream"] = true.into();
-    let addr = gw.url.trim_start_matches("http://").to_owned();
-    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
-    socket.set_recv_buffer_size(4096).expect("a small buffer");
-    let mut leader = socket
-        .connect(addr.parse().expect("an address"))
-        .await
-        .expect("connects");
-    let json = body.to_string();
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {MASTER}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
-        json.len()
-    );
-    leader.write_all(request.as_bytes()).await.expect("sends");
+    let mut leader = slow_reader(&gw, &body).await;
     // It reads nothing while the upstream answers: the call stops once it is 4 MiB behind.
     let rows = rows_once(&gw, 1).await;
     let row = rows.first().expect("a row");
